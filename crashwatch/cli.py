@@ -1,0 +1,170 @@
+"""The ``crashwatch`` command.
+
+Subcommands import their heavy modules (torch, transformers) only when run, so that ``crashwatch --help``
+is instant and a monitor-only install (no torch) can run the monitor's commands.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from crashwatch import __version__
+
+log = logging.getLogger("crashwatch")
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean a user mistake (bad file, bad config): shown as one clear message, no traceback."""
+    from monitor.video import VideoError
+    from train.config import ConfigError
+    from train.data import DatasetError
+
+    errors: list[type[Exception]] = [VideoError, ConfigError, DatasetError]
+    try:
+        from train.checkpoint import CheckpointError
+    except ImportError:  # monitor-only install: no torch
+        pass
+    else:
+        errors.append(CheckpointError)
+    return tuple(errors)
+
+
+class CrashwatchGroup(click.Group):
+    """Turns user errors raised anywhere below into a ClickException (message, exit code 1)."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
+        except Exception as err:
+            if isinstance(err, _user_errors()):
+                raise click.ClickException(str(err)) from None
+            raise
+
+
+@click.group(cls=CrashwatchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="crashwatch")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def main(verbose: int, quiet: bool) -> None:
+    """crashwatch: a dashcam crash-risk monitor built on SmolVLM2.
+
+    Train a classifier that answers "Is a vehicle collision likely to happen within 1 to 2 seconds?",
+    and evaluate it.
+    """
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if verbose < 2:
+        for noisy in ("httpx", "urllib3", "huggingface_hub", "filelock"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+_existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="Run configuration YAML (see configs/).")
+@click.option("--data", "data_dir", required=True, type=_existing_dir,
+              help="Dataset folder: train/, val/ and train.jsonl, val.jsonl.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder: the final checkpoint, and checkpoints/ for resuming.")
+@click.option("--epochs", type=float, help="Override the config's number of epochs.")
+@click.option("--max-steps", type=int, help="Stop after this many optimiser steps (smoke runs).")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
+@click.option("--random-init", is_flag=True, help="Build the config's architecture with random weights (no hub).")
+@click.option("--tokenizer", help="Tokenizer to use instead of the config's (hub id, folder, or 'builtin').")
+@click.option("--skip-bad", is_flag=True, help="Drop bad dataset lines with a warning instead of stopping.")
+def train(config_path: Path, data_dir: Path, out_dir: Path, epochs: float | None, max_steps: int | None,
+          resume: bool, random_init: bool, tokenizer: str | None, skip_bad: bool) -> None:
+    """Fine-tune the crash-risk classifier on a dataset of clips."""
+    from train.config import load_config
+    from train.fit import train as run_training
+
+    config = load_config(config_path)
+    if random_init:
+        if not config.backbone.architecture:
+            raise click.UsageError(f"{config_path}: --random-init needs an `architecture` block in backbone")
+        config.backbone.random_init = True
+    if tokenizer:
+        config.backbone.tokenizer = tokenizer
+    if resume and not (out_dir / "checkpoints").is_dir():
+        raise click.UsageError(f"--resume: {out_dir / 'checkpoints'} does not exist; nothing to resume")
+    metrics = run_training(config, data_dir, out_dir, epochs=epochs, resume=resume, skip_bad=skip_bad,
+                           max_steps=max_steps)
+    click.echo(f"run written to {out_dir}; validation: accuracy {metrics['accuracy']:.3f}, "
+               f"F1 {metrics['f1']:.3f}, AUROC {_fmt(metrics['auroc'])}, threshold {metrics['threshold']:.3f}")
+
+
+@main.command("eval")
+@click.option("--checkpoint", "checkpoint_dir", required=True, type=_existing_dir, help="Run folder from `crashwatch train`.")
+@click.option("--data", "data_dir", required=True, type=_existing_dir, help="Dataset folder.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where predictions.csv, metrics.json and pr_curve.png go.")
+@click.option("--skip-bad", is_flag=True, help="Drop bad dataset lines with a warning instead of stopping.")
+def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, skip_bad: bool) -> None:
+    """Score every clip of a split and write predictions, metrics and a PR curve."""
+    from train.evaluate import evaluate as run_eval
+
+    m = run_eval(checkpoint_dir, data_dir, split, out_dir, skip_bad=skip_bad)
+    cm = m["confusion_matrix"]["matrix"]
+    click.echo(f"{split}: {m['count']} clips, accuracy {m['accuracy']:.3f}, F1 {m['f1']:.3f}, "
+               f"AUROC {_fmt(m['auroc'])}, AP {_fmt(m['ap'])}, confusion [[TN FP] [FN TP]] = {cm}")
+    click.echo(f"wrote {out_dir / 'predictions.csv'}, {out_dir / 'metrics.json'}, {out_dir / 'pr_curve.png'}")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+@main.group()
+def dataset() -> None:
+    """Build and check datasets in the research layout."""
+
+
+@dataset.command("index")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Dataset folder to write: train/ val/ test/ and their .jsonl files.")
+@click.option("--split", "fractions", default="0.7,0.15,0.15", show_default=True,
+              help="Fractions for train,val,test (stratified by label).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the split.")
+@click.option("--question", default=None, help="Question text for every line (default: the research question).")
+@click.option("--link", is_flag=True, help="Hard-link videos instead of copying them.")
+@click.option("--skip-bad", is_flag=True, help="Leave out bad rows and videos with a warning instead of stopping.")
+def dataset_index(source: Path, out_dir: Path, fractions: str, seed: int, question: str | None, link: bool,
+                  skip_bad: bool) -> None:
+    """Write the JSONL files from labelled videos.
+
+    SOURCE is a folder with positive/ and negative/ subfolders, or a CSV with columns video (or file),
+    label and optionally event_time (or event_time_s), paths relative to the CSV.
+    """
+    from train.config import DEFAULT_QUESTION
+    from train.data import DatasetError
+    from train.index import check_videos, from_csv, from_folders, write_dataset
+
+    try:
+        parts = tuple(float(x) for x in fractions.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
+        raise click.BadParameter(f"{fractions!r}: give three non-negative fractions summing to 1", param_hint="--split")
+    if source.is_dir():
+        videos, problems = from_folders(source), []
+    else:
+        videos, problems = from_csv(source)
+    videos = check_videos(videos, problems)
+    if problems:
+        listing = "\n  ".join(str(p) for p in problems)
+        if not skip_bad:
+            raise DatasetError(f"{source}: {len(problems)} problem(s) (use --skip-bad to leave them out):\n  {listing}")
+        log.warning("leaving out %d video(s):\n  %s", len(problems), listing)
+    if not videos:
+        raise DatasetError(f"{source}: no usable videos")
+    counts = write_dataset(videos, out_dir, question or DEFAULT_QUESTION, parts, seed, link)
+    click.echo(f"wrote {out_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + " clips")

@@ -1,0 +1,57 @@
+"""Frame preprocessing: the pixel half of the training/serving contract.
+
+SmolVLM2 prepares video frames with its image processor at ``do_image_splitting=False``: the longest edge is
+resized to the model's size (aspect kept), then the frame is resized to a square of that size, both with
+Pillow's Lanczos filter on uint8 pixels; it is then rescaled by 1/255 and normalised with the model's mean and
+std. We call the same Pillow resampler, so the pixels are bit-identical to transformers' (OpenCV's Lanczos
+differs by up to 1.1 on the [-1, 1] scale at sharp edges when downscaling 1280x720, as it does not widen the
+filter), without needing torch or transformers. ``tests/test_preprocess.py`` holds this to transformers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class PixelSpec:
+    """Square input size of the vision encoder and the per-channel normalisation (RGB order)."""
+
+    image_size: int
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+
+def longest_edge_size(height: int, width: int, longest: int) -> tuple[int, int]:
+    """(height, width) with the longest edge at ``longest``, aspect kept, the short edge rounded down and then up
+    to an even number, exactly as transformers' SmolVLM processor sizes it."""
+    aspect = width / height
+    short = int(longest / aspect) if width >= height else int(longest * aspect)
+    short = max(short + short % 2, 1)
+    return (short, longest) if width >= height else (longest, short)
+
+
+def preprocess_frame(frame_bgr: np.ndarray, spec: PixelSpec) -> np.ndarray:
+    """One decoded BGR uint8 frame ``[H, W, 3]`` to the model's float32 input ``[3, S, S]``."""
+    if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 colour frame [H, W, 3], got {frame_bgr.dtype} {frame_bgr.shape}")
+    image = Image.fromarray(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
+    height, width = frame_bgr.shape[:2]
+    new_h, new_w = longest_edge_size(height, width, spec.image_size)
+    if (new_h, new_w) != (height, width):
+        image = image.resize((new_w, new_h), Image.Resampling.LANCZOS)
+    if (new_h, new_w) != (spec.image_size, spec.image_size):
+        image = image.resize((spec.image_size, spec.image_size), Image.Resampling.LANCZOS)
+    pixels = np.asarray(image, dtype=np.float32) * (1.0 / 255.0)
+    pixels = (pixels - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def preprocess_frames(frames_bgr: Sequence[np.ndarray], spec: PixelSpec) -> np.ndarray:
+    """A list of BGR frames to a batch ``[F, 3, S, S]``."""
+    return np.stack([preprocess_frame(f, spec) for f in frames_bgr])

@@ -1,0 +1,94 @@
+"""Checkpoints: ``model.safetensors`` + ``crashwatch.json`` + ``tokenizer/``, never pickle.
+
+``crashwatch.json`` holds the run configuration (backbone, head, window geometry, question), the backbone's
+full architecture (so that evaluation and export rebuild it without the hub), the calibrated decision
+threshold and the validation figures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+from transformers import PreTrainedTokenizerBase
+
+from train.config import ConfigError, RunConfig
+from train.model import CrashRiskModel
+from train.tokenizer import load_tokenizer
+
+log = logging.getLogger(__name__)
+
+FORMAT = "crashwatch-checkpoint"
+VERSION = 1
+WEIGHTS = "model.safetensors"
+META = "crashwatch.json"
+TOKENIZER = "tokenizer"
+
+
+class CheckpointError(Exception):
+    """A checkpoint folder that cannot be loaded; the message names the file."""
+
+
+@dataclass
+class Checkpoint:
+    model: CrashRiskModel
+    tokenizer: PreTrainedTokenizerBase
+    config: RunConfig
+    threshold: float
+    meta: dict[str, Any]
+
+
+def save_checkpoint(
+    out: Path, model: CrashRiskModel, tokenizer: PreTrainedTokenizerBase, config: RunConfig,
+    threshold: float, validation: dict[str, Any] | None = None,
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    safetensors.torch.save_model(model, str(out / WEIGHTS))
+    tokenizer.save_pretrained(str(out / TOKENIZER))
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": config.to_dict(),
+        "backbone_config": model.backbone.config.to_dict(),
+        "tokens_per_frame": model.tokens_per_frame,
+        "threshold": threshold,
+        "validation": validation or {},
+    }
+    (out / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    log.info("checkpoint written to %s", out)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Rebuild the model from a checkpoint folder written by ``save_checkpoint``."""
+    path = Path(path)
+    meta_path = path / META
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{meta_path}: missing; is {path} a crashwatch run folder (crashwatch train --out)?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{meta_path}: unreadable ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path}: not a crashwatch checkpoint description")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{meta_path}: format version {meta.get('version')} is not {VERSION}, which this crashwatch reads")
+    try:
+        config = RunConfig.from_dict(meta["config"], str(meta_path))
+        model = CrashRiskModel.from_saved_config(meta["backbone_config"], config.head)
+    except (KeyError, ConfigError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{meta_path}: inconsistent description ({err})") from None
+    model.apply_freezing(config.training.freeze, config.training.lora)
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing")
+    try:
+        missing, unexpected = safetensors.torch.load_model(model, str(weights), strict=True)
+    except (RuntimeError, OSError, safetensors.SafetensorError) as err:
+        raise CheckpointError(f"{weights}: does not match the architecture in {meta_path} ({err})") from None
+    model.eval()
+    tokenizer = load_tokenizer(str(path / TOKENIZER))
+    return Checkpoint(model, tokenizer, config, float(meta["threshold"]), meta)

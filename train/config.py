@@ -1,0 +1,179 @@
+"""Run configuration: one YAML file names the backbone, window geometry, question, head and training recipe.
+
+The same values are stored beside every checkpoint (``crashwatch.json``) so that evaluation and export never
+need the YAML again, nor the hub.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from monitor.preprocess import PixelSpec
+from monitor.window import WindowGeometry
+
+DEFAULT_QUESTION = "Is a vehicle collision likely to happen within 1 to 2 seconds?(0: No, 1: Yes)"
+FREEZABLE = ("vision", "connector", "text")
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+@dataclass
+class BackboneConfig:
+    """Where the SmolVLM2 backbone comes from.
+
+    ``pretrained`` is a hub id or a local folder for ``from_pretrained``. With ``random_init`` (or no
+    ``pretrained``) the backbone is built from ``architecture`` (``SmolVLMConfig`` arguments) with random
+    weights. ``tokenizer`` defaults to the pretrained checkpoint's own; ``builtin`` is the project's small
+    byte-level tokenizer with SmolVLM's special tokens, for random-init models where no checkpoint exists.
+    """
+
+    pretrained: str | None = None
+    random_init: bool = False
+    architecture: dict[str, Any] = field(default_factory=dict)
+    tokenizer: str | None = None
+    attn_implementation: str = "sdpa"
+
+
+@dataclass
+class HeadConfig:
+    """MLP on the last-token hidden state (research default: Linear(H,256), ReLU, Dropout 0.3, Linear(256,1))."""
+
+    hidden: int = 256
+    dropout: float = 0.3
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters on the text model's projections (peft)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+@dataclass
+class TrainingConfig:
+    """The recipe. ``freeze`` lists the parts kept fixed (research default: the text model)."""
+
+    epochs: float = 3
+    batch_size: int = 1
+    grad_accum: int = 1
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    warmup: float = 0.0  # optimiser steps (a whole number), or a fraction of all steps below 1
+    seed: int = 42
+    freeze: list[str] = field(default_factory=lambda: ["text"])
+    lora: LoraConfig | None = None
+    bf16: str | bool = "auto"
+    gradient_checkpointing: bool = False
+    num_workers: int = 0
+    horizon_seconds: float = 2.0
+    windows_per_clip: int = 1
+    best_metric: str = "eval_loss"
+    logging_steps: int = 10
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs besides the data."""
+
+    backbone: BackboneConfig
+    window_seconds: float = 2.0
+    num_frames: int = 8
+    image_size: int = 512
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    question: str = DEFAULT_QUESTION
+    head: HeadConfig = field(default_factory=HeadConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    @property
+    def geometry(self) -> WindowGeometry:
+        return WindowGeometry(self.window_seconds, self.num_frames)
+
+    @property
+    def pixels(self) -> PixelSpec:
+        return PixelSpec(self.image_size, tuple(self.image_mean), tuple(self.image_std))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<config>") -> "RunConfig":
+        return _build(cls, data, source, "")
+
+
+def _build(cls: type, data: Any, source: str, where: str) -> Any:
+    """Instantiate a config dataclass from plain data, naming ``source`` and the key path on any mistake."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {where or 'the file'} must be a mapping, got {type(data).__name__}")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(where + k for k in unknown)}; known: {', '.join(names)}")
+    nested = {"backbone": BackboneConfig, "head": HeadConfig, "training": TrainingConfig, "lora": LoraConfig}
+    values = {}
+    for key, value in data.items():
+        if key in nested and value is not None:
+            value = _build(nested[key], value, source, f"{where}{key}.")
+        values[key] = value
+    try:
+        obj = cls(**values)
+    except TypeError as err:
+        raise ConfigError(f"{source}: {where or 'top level'}: {err}") from None
+    _check(obj, source, where)
+    return obj
+
+
+def _check(obj: Any, source: str, where: str) -> None:
+    def fail(key: str, why: str) -> None:
+        raise ConfigError(f"{source}: {where}{key}: {why}")
+
+    if isinstance(obj, RunConfig):
+        if not isinstance(obj.window_seconds, (int, float)) or obj.window_seconds <= 0:
+            fail("window_seconds", f"must be a positive number, got {obj.window_seconds!r}")
+        if not isinstance(obj.num_frames, int) or obj.num_frames < 1:
+            fail("num_frames", f"must be a positive integer, got {obj.num_frames!r}")
+        if not isinstance(obj.image_size, int) or obj.image_size < 1:
+            fail("image_size", f"must be a positive integer, got {obj.image_size!r}")
+        for key in ("image_mean", "image_std"):
+            value = getattr(obj, key)
+            if not (isinstance(value, (list, tuple)) and len(value) == 3):
+                fail(key, f"must be three numbers (RGB), got {value!r}")
+            setattr(obj, key, tuple(float(v) for v in value))
+        if not isinstance(obj.question, str) or not obj.question.strip():
+            fail("question", "must be a non-empty string")
+        if obj.backbone.pretrained is None and not obj.backbone.random_init:
+            fail("backbone", "name a `pretrained` hub id or folder, or set `random_init: true` with an `architecture`")
+    elif isinstance(obj, TrainingConfig):
+        bad = sorted(set(obj.freeze) - set(FREEZABLE))
+        if bad:
+            fail("freeze", f"unknown part(s) {bad}; choose from {list(FREEZABLE)}")
+        if obj.bf16 not in ("auto", True, False):
+            fail("bf16", f"must be auto, true or false, got {obj.bf16!r}")
+        if obj.horizon_seconds <= 0:
+            fail("horizon_seconds", "must be positive")
+        if obj.windows_per_clip < 1:
+            fail("windows_per_clip", "must be at least 1")
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a run configuration YAML file. Raises ConfigError naming the file on any problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return RunConfig.from_dict(data or {}, str(path))

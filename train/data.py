@@ -1,0 +1,158 @@
+"""The research dataset format, read strictly.
+
+``DATA/{split}.jsonl`` holds one clip a line, ``{"video": "x.mp4", "text": "<question>", "label": 0|1}`` and an
+optional ``"event_time"`` (seconds into the clip where the collision happens); the videos lie in
+``DATA/{split}/``. Everything is checked before training starts: every problem names the file and line.
+With ``skip_bad`` the bad lines are dropped, counted and listed in a warning; nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from monitor.video import ClipInfo, VideoError, probe_clip
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+REQUIRED = {"video": str, "text": str, "label": int}
+OPTIONAL = {"event_time": (int, float)}
+# A line longer than this is not a clip description; refusing it early keeps a corrupt file from eating memory.
+MAX_LINE_BYTES = 64 * 1024
+
+
+class DatasetError(Exception):
+    """The dataset cannot be used as it is; ``problems`` lists every bad line."""
+
+    def __init__(self, message: str, problems: list["Problem"] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad line (or a whole-file problem when ``line`` is None)."""
+
+    file: Path
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}" if self.line is not None else f"{self.file}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A validated dataset line and what its video holds."""
+
+    video: Path
+    text: str
+    label: int
+    event_time: float | None
+    line: int
+    info: ClipInfo
+
+    @property
+    def name(self) -> str:
+        return self.video.name
+
+
+def _parse_line(raw: bytes, source: Path, number: int) -> dict | Problem:
+    """The JSON object on one line, type-checked, or the Problem with it."""
+    def problem(message: str) -> Problem:
+        return Problem(source, number, message)
+
+    if len(raw) > MAX_LINE_BYTES:
+        return problem(f"line is {len(raw)} bytes, over the {MAX_LINE_BYTES}-byte limit")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return problem(f"not UTF-8 ({err.reason} at byte {err.start})")
+    try:
+        entry = json.loads(text)
+    except json.JSONDecodeError as err:
+        return problem(f"malformed JSON: {err.msg} at column {err.colno}")
+    if not isinstance(entry, dict):
+        return problem(f"expected a JSON object, got {type(entry).__name__}")
+    unknown = sorted(set(entry) - set(REQUIRED) - set(OPTIONAL))
+    if unknown:
+        return problem(f"unknown key(s) {unknown}; allowed: video, text, label, event_time")
+    for key, kind in REQUIRED.items():
+        if key not in entry:
+            return problem(f"missing key {key!r}")
+        value = entry[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return problem(f"{key!r} must be {kind.__name__}, got {type(value).__name__} {value!r:.40}")
+    if entry["label"] not in (0, 1):
+        return problem(f"'label' must be 0 or 1, got {entry['label']}")
+    if not entry["text"].strip():
+        return problem("'text' is empty")
+    event = entry.get("event_time")
+    if event is not None:
+        if isinstance(event, bool) or not isinstance(event, (int, float)) or not math.isfinite(event) or event < 0:
+            return problem(f"'event_time' must be a non-negative number of seconds, got {event!r:.40}")
+    return entry
+
+
+def _resolve_video(folder: Path, name: str) -> Path | str:
+    """The video's path inside ``folder``, or why it is refused (paths may not leave the split folder)."""
+    relative = Path(name)
+    if not name or relative.is_absolute() or ".." in relative.parts:
+        return f"video path {name!r} must be relative and stay inside {folder}"
+    path = folder / relative
+    try:
+        real = path.resolve(strict=False)
+        root = folder.resolve(strict=False)
+    except (OSError, RuntimeError) as err:
+        return f"video path {name!r} cannot be resolved: {err}"
+    if root not in real.parents:
+        return f"video path {name!r} leads outside {folder} (through a link)"
+    return path
+
+
+def read_split(data_dir: str | Path, split: str, skip_bad: bool = False) -> list[Clip]:
+    """Validate ``DATA/{split}.jsonl`` and every video it names. Raises DatasetError listing all problems,
+    unless ``skip_bad``, where bad lines are dropped with a warning that counts and lists them."""
+    data_dir = Path(data_dir)
+    source = data_dir / f"{split}.jsonl"
+    folder = data_dir / split
+    try:
+        raw_lines = source.read_bytes().splitlines()
+    except OSError as err:
+        raise DatasetError(f"{source}: cannot read it ({err.strerror or err})") from None
+    clips: list[Clip] = []
+    problems: list[Problem] = []
+    for number, raw in enumerate(raw_lines, start=1):
+        if not raw.strip():
+            continue
+        entry = _parse_line(raw, source, number)
+        if isinstance(entry, Problem):
+            problems.append(entry)
+            continue
+        video = _resolve_video(folder, entry["video"])
+        if isinstance(video, str):
+            problems.append(Problem(source, number, video))
+            continue
+        try:
+            info = probe_clip(video)
+        except VideoError as err:
+            problems.append(Problem(source, number, str(err)))
+            continue
+        event = entry.get("event_time")
+        if event is not None and event > info.duration:
+            problems.append(Problem(source, number, f"event_time {event} s is past the end of {video} ({info.duration:.2f} s)"))
+            continue
+        clips.append(Clip(video, entry["text"], entry["label"], None if event is None else float(event), number, info))
+    if problems:
+        listing = "\n  ".join(str(p) for p in problems)
+        if not skip_bad:
+            raise DatasetError(f"{source}: {len(problems)} bad line(s) (use --skip-bad to drop them):\n  {listing}", problems)
+        log.warning("%s: skipping %d bad line(s):\n  %s", source, len(problems), listing)
+    if not clips:
+        raise DatasetError(f"{source}: no usable clips", problems)
+    log.info("%s: %d clips (%d positive)", source, len(clips), sum(c.label for c in clips))
+    return clips

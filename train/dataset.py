@@ -1,0 +1,84 @@
+"""Torch side of the data: window samples to model inputs, with the shared contract.
+
+Frames are picked with ``monitor.window.pick_frames``, preprocessed with ``monitor.preprocess`` and the
+prompt rendered with ``monitor.prompt``: the exact code the monitor serves with.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import Dataset
+from transformers import PreTrainedTokenizerBase
+
+from monitor.preprocess import PixelSpec, preprocess_frames
+from monitor.prompt import render_prompt
+from monitor.video import read_frames
+from monitor.window import WindowGeometry, pick_frames
+from train.data import Clip
+from train.windows import WindowSample
+
+
+class PromptEncoder:
+    """Question text -> token ids of the full prompt, cached (a run has one or a few questions)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, geometry: WindowGeometry, tokens_per_frame: int) -> None:
+        self.tokenizer = tokenizer
+        self.geometry = geometry
+        self.tokens_per_frame = tokens_per_frame
+        self._cache: dict[str, list[int]] = {}
+
+    def __call__(self, question: str) -> list[int]:
+        if question not in self._cache:
+            text = render_prompt(question, self.geometry, self.tokens_per_frame)
+            self._cache[question] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._cache[question]
+
+
+def model_inputs(clip: Clip, end: float, prompt: PromptEncoder, pixels: PixelSpec) -> dict[str, torch.Tensor]:
+    """The model's inputs for the window of ``clip`` ending at ``end``. Takes no label, by design."""
+    indices = pick_frames(clip.info.timestamps(), end, prompt.geometry)
+    frames = preprocess_frames(read_frames(clip.video, indices), pixels)
+    return {
+        "pixel_values": torch.from_numpy(frames),
+        "input_ids": torch.tensor(prompt(clip.text), dtype=torch.long),
+    }
+
+
+class WindowDataset(Dataset):
+    """Window samples as model inputs plus their labels."""
+
+    def __init__(self, samples: Sequence[WindowSample], prompt: PromptEncoder, pixels: PixelSpec) -> None:
+        self.samples = list(samples)
+        self.prompt = prompt
+        self.pixels = pixels
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.samples[index]
+        item = model_inputs(sample.clip, sample.end, self.prompt, self.pixels)
+        item["labels"] = torch.tensor(float(sample.label))
+        return item
+
+
+class Collator:
+    """Stacks frames and right-pads prompts (the model pools the last real token)."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, batch: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
+        longest = max(item["input_ids"].shape[0] for item in batch)
+        ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), longest), dtype=torch.long)
+        for row, item in enumerate(batch):
+            n = item["input_ids"].shape[0]
+            ids[row, :n] = item["input_ids"]
+            mask[row, :n] = 1
+        out = {"pixel_values": torch.stack([item["pixel_values"] for item in batch]), "input_ids": ids, "attention_mask": mask}
+        if "labels" in batch[0]:
+            out["labels"] = torch.stack([item["labels"] for item in batch])
+        return out

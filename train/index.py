@@ -1,0 +1,141 @@
+"""``crashwatch dataset index``: the research ``dataset_script.py``, grown up.
+
+From a folder of labelled videos (``positive/`` and ``negative/`` subfolders) or a CSV (columns ``video`` or
+``file``, ``label``, optional ``event_time`` or ``event_time_s``; paths relative to the CSV), write the
+research layout: ``OUT/{train,val,test}/`` with the videos and ``OUT/{split}.jsonl``. Splits are stratified
+by label and drawn with a seed. Every video is checked to decode first.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from monitor.video import VideoError, probe_clip
+from train.data import SPLITS, DatasetError, Problem
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+@dataclass(frozen=True)
+class LabelledVideo:
+    path: Path
+    label: int
+    event_time: float | None = None
+
+
+def from_folders(source: Path) -> list[LabelledVideo]:
+    """Videos under ``source/positive`` (label 1) and ``source/negative`` (label 0)."""
+    found = []
+    for name, label in (("positive", 1), ("negative", 0)):
+        folder = source / name
+        if not folder.is_dir():
+            raise DatasetError(f"{source}: expected subfolders positive/ and negative/ ({folder} is missing)")
+        found += [LabelledVideo(p, label) for p in sorted(folder.iterdir()) if p.suffix.lower() in VIDEO_SUFFIXES]
+    return found
+
+
+def from_csv(table: Path) -> tuple[list[LabelledVideo], list[Problem]]:
+    """Rows of a CSV; rows with problems are returned apart, each naming its line."""
+    found, problems = [], []
+    try:
+        handle = table.open(newline="", encoding="utf-8")
+    except OSError as err:
+        raise DatasetError(f"{table}: cannot read it ({err.strerror or err})") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        columns = set(reader.fieldnames or [])
+        video_key = "video" if "video" in columns else "file"
+        if video_key not in columns or "label" not in columns:
+            raise DatasetError(f"{table}: needs a 'video' (or 'file') and a 'label' column, has {sorted(columns)}")
+        event_key = next((k for k in ("event_time", "event_time_s") if k in columns), None)
+        for row in reader:
+            line = reader.line_num
+            label_text = (row.get("label") or "").strip()
+            if label_text not in ("0", "1"):
+                problems.append(Problem(table, line, f"label must be 0 or 1, got {label_text!r}"))
+                continue
+            event_text = (row.get(event_key) or "").strip() if event_key else ""
+            event = None
+            if event_text:
+                try:
+                    event = float(event_text)
+                except ValueError:
+                    event = -1.0
+                if not math.isfinite(event) or event < 0:
+                    problems.append(Problem(table, line, f"event time must be a non-negative number, got {event_text!r}"))
+                    continue
+            found.append(LabelledVideo(table.parent / row[video_key], int(label_text), event))
+    return found, problems
+
+
+def split_videos(videos: list[LabelledVideo], fractions: tuple[float, float, float], seed: int) -> dict[str, list[LabelledVideo]]:
+    """Stratified split: each label's videos shuffled with ``seed`` and cut by ``fractions`` (train, val, test)."""
+    rng = random.Random(seed)
+    splits: dict[str, list[LabelledVideo]] = {s: [] for s in SPLITS}
+    for label in (0, 1):
+        group = [v for v in videos if v.label == label]
+        rng.shuffle(group)
+        n_val = round(len(group) * fractions[1])
+        n_test = round(len(group) * fractions[2])
+        n_train = len(group) - n_val - n_test
+        splits["train"] += group[:n_train]
+        splits["val"] += group[n_train:n_train + n_val]
+        splits["test"] += group[n_train + n_val:]
+    return splits
+
+
+def write_dataset(
+    videos: list[LabelledVideo], out: Path, question: str, fractions: tuple[float, float, float],
+    seed: int, link: bool = False,
+) -> dict[str, int]:
+    """Copy (or hard-link) the videos into ``out/{split}/`` and write the JSONL files. Returns counts."""
+    counts = {}
+    for split, members in split_videos(videos, fractions, seed).items():
+        folder = out / split
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for video in members:
+            target = folder / video.path.name
+            if target.exists():
+                target.unlink()
+            if link:
+                os.link(video.path, target)
+            else:
+                shutil.copy2(video.path, target)
+            entry = {"video": video.path.name, "text": question, "label": video.label}
+            if video.event_time is not None:
+                entry["event_time"] = video.event_time
+            lines.append(json.dumps(entry))
+        (out / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        counts[split] = len(members)
+    return counts
+
+
+def check_videos(videos: list[LabelledVideo], problems: list[Problem]) -> list[LabelledVideo]:
+    """Keep the videos that decode; add a Problem for each that does not, or whose name repeats another's."""
+    good, names = [], set()
+    for video in videos:
+        if video.path.name in names:
+            problems.append(Problem(video.path, None, "another video has the same file name; names must be unique"))
+            continue
+        try:
+            info = probe_clip(video.path)
+        except VideoError as err:
+            problems.append(Problem(video.path, None, str(err)))
+            continue
+        if video.event_time is not None and video.event_time > info.duration:
+            problems.append(Problem(video.path, None, f"event time {video.event_time} s is past its end ({info.duration:.2f} s)"))
+            continue
+        names.add(video.path.name)
+        good.append(video)
+    return good

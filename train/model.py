@@ -1,0 +1,171 @@
+"""The crash-risk model: SmolVLM2's vision encoder, connector and text model, with a classifier head.
+
+The forward pass is two parts, and the exporter turns exactly these into ONNX graphs:
+
+1. ``encode_frames``: pixels ``[F, 3, S, S]`` -> per-frame image embeddings ``[F, T, D]`` (vision encoder and
+   connector). A frame's embeddings depend on that frame alone, which lets the monitor cache them.
+2. ``score``: prompt embeddings with the image embeddings merged in ``[B, L, D]`` and their attention mask
+   -> one logit per window, from the last real token's hidden state. The language-model head is never run.
+
+``embed_prompt`` does the merge between the two (token embedding lookup, image rows scattered where the
+prompt holds ``<image>``); the monitor does the same merge in numpy from the bundle's embedding rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForImageTextToText, SmolVLMConfig, SmolVLMModel
+from transformers.utils import ModelOutput
+
+from train.config import BackboneConfig, HeadConfig, LoraConfig
+
+log = logging.getLogger(__name__)
+
+
+class RiskHead(nn.Module):
+    """MLP from the last-token hidden state to one logit."""
+
+    def __init__(self, hidden_size: int, config: HeadConfig) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(hidden_size, config.hidden),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, 1),
+        )
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.net(pooled).squeeze(-1)
+
+
+@dataclass
+class RiskOutput(ModelOutput):
+    """Loss (given labels) and one logit per window; a ``ModelOutput`` so that ``Trainer`` reads it."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+
+class CrashRiskModel(nn.Module):
+    """SmolVLM2 backbone (no language-model head) plus ``RiskHead``."""
+
+    def __init__(self, backbone: SmolVLMModel, head: HeadConfig) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = RiskHead(backbone.config.text_config.hidden_size, head)
+        self.image_token_id = int(backbone.config.image_token_id)
+
+    # -- construction ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_backbone_config(cls, backbone: BackboneConfig, head: HeadConfig, image_token_id: int) -> "CrashRiskModel":
+        """Load the pretrained backbone, or build it from ``architecture`` with random weights."""
+        if backbone.random_init or backbone.pretrained is None:
+            config = smolvlm_config(backbone.architecture, image_token_id, backbone.attn_implementation)
+            log.info("building a randomly initialised SmolVLM backbone")
+            return cls(SmolVLMModel(config), head)
+        log.info("loading pretrained backbone %s", backbone.pretrained)
+        full = AutoModelForImageTextToText.from_pretrained(
+            backbone.pretrained, dtype=torch.float32, attn_implementation=backbone.attn_implementation
+        )
+        model = full.model
+        if int(model.config.image_token_id) != image_token_id:
+            raise ValueError(
+                f"{backbone.pretrained}: the model's image token id {model.config.image_token_id} is not the "
+                f"tokenizer's <image> id {image_token_id}; use the checkpoint's own tokenizer"
+            )
+        return cls(model, head)
+
+    @classmethod
+    def from_saved_config(cls, backbone_config: dict[str, Any], head: HeadConfig) -> "CrashRiskModel":
+        """Rebuild the architecture stored in a checkpoint (weights are loaded afterwards)."""
+        return cls(SmolVLMModel(SmolVLMConfig.from_dict(backbone_config)), head)
+
+    # -- the two exported parts -----------------------------------------------------------------------------
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return int(self.backbone.image_seq_len)
+
+    @property
+    def text_model(self) -> nn.Module:
+        return self.backbone.text_model
+
+    def encode_frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Pixels ``[F, 3, S, S]`` -> image embeddings ``[F, T, D]``, each frame independent of the others."""
+        hidden = self.backbone.vision_model(pixel_values=pixel_values).last_hidden_state
+        return self.backbone.connector(hidden)
+
+    def embed_prompt(self, input_ids: torch.Tensor, frame_embeds: torch.Tensor) -> torch.Tensor:
+        """Token embeddings of ``input_ids`` ``[B, L]`` with the ``<image>`` positions filled, in order, from
+        ``frame_embeds`` ``[B * F, T, D]``."""
+        embeds = self.text_model.get_input_embeddings()(input_ids)
+        mask = input_ids == self.image_token_id
+        image_rows = frame_embeds.reshape(-1, frame_embeds.shape[-1]).to(embeds.dtype)
+        if int(mask.sum()) != image_rows.shape[0]:
+            raise ValueError(f"prompt holds {int(mask.sum())} image tokens but {image_rows.shape[0]} image rows came")
+        return embeds.masked_scatter(mask.unsqueeze(-1), image_rows)
+
+    def score(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Merged embeddings ``[B, L, D]`` and mask ``[B, L]`` (right-padded) -> logits ``[B]``."""
+        hidden = self.text_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+        last = attention_mask.long().sum(dim=1) - 1
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return self.head(pooled.to(self.head.net[0].weight.dtype))
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> RiskOutput:
+        """``pixel_values`` ``[B, F, 3, S, S]``; returns logits and, given labels, the BCE-with-logits loss."""
+        frames = self.encode_frames(pixel_values.flatten(0, 1))
+        logits = self.score(self.embed_prompt(input_ids, frames), attention_mask)
+        loss = None
+        if labels is not None:
+            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        return RiskOutput(logits=logits, loss=loss)
+
+    # -- training strategies --------------------------------------------------------------------------------
+
+    def apply_freezing(self, freeze: list[str], lora: LoraConfig | None) -> None:
+        """Fix the listed parts; with ``lora``, add LoRA adapters to the text model and train only those there."""
+        parts = {"vision": self.backbone.vision_model, "connector": self.backbone.connector, "text": self.text_model}
+        for name, module in parts.items():
+            module.requires_grad_(name not in freeze)
+        if lora is not None:
+            from peft import LoraConfig as PeftLoraConfig
+            from peft import inject_adapter_in_model
+
+            peft_config = PeftLoraConfig(
+                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules
+            )
+            inject_adapter_in_model(peft_config, self.text_model)
+            self.text_model.requires_grad_(False)
+            for name, param in self.text_model.named_parameters():
+                if "lora_" in name:
+                    param.requires_grad_(True)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable and total parameter counts, for the log."""
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return {"total": total, "trainable": trainable}
+
+
+def smolvlm_config(architecture: dict[str, Any], image_token_id: int, attn_implementation: str) -> SmolVLMConfig:
+    """A ``SmolVLMConfig`` from the YAML ``architecture`` block, with the tokenizer's image token id."""
+    arch = dict(architecture)
+    arch["image_token_id"] = image_token_id
+    config = SmolVLMConfig(**arch)
+    config._attn_implementation = attn_implementation
+    config.text_config._attn_implementation = attn_implementation
+    config.vision_config._attn_implementation = attn_implementation
+    return config
