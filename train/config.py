@@ -114,7 +114,7 @@ class RunConfig:
 def _build(cls: type, data: Any, source: str, where: str) -> Any:
     """Instantiate a config dataclass from plain data, naming ``source`` and the key path on any mistake."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {where or 'the file'} must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{source}: {where.rstrip('.') or 'the file'} must be a mapping, got {type(data).__name__}")
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:

@@ -121,12 +121,13 @@ def read_split(data_dir: str | Path, split: str, skip_bad: bool = False) -> list
     source = data_dir / f"{split}.jsonl"
     folder = data_dir / split
     try:
-        raw_lines = source.read_bytes().splitlines()
+        raw_lines = source.read_bytes().split(b"\n")
     except OSError as err:
         raise DatasetError(f"{source}: cannot read it ({err.strerror or err})") from None
     clips: list[Clip] = []
     problems: list[Problem] = []
     for number, raw in enumerate(raw_lines, start=1):
+        raw = raw.removesuffix(b"\r")  # JSONL lines end at "\n"; a Windows "\r\n" is fine too
         if not raw.strip():
             continue
         entry = _parse_line(raw, source, number)

@@ -1,0 +1,132 @@
+"""The dataset reader: every bad input gives an error naming file and line, or a counted, listed skip."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from monitor.window import WindowGeometry
+from train.data import DatasetError, read_split
+from train.windows import clip_end_window, training_windows
+from tests.conftest import QUESTION, write_split, write_video
+
+GOOD = {"video": "a.mp4", "text": QUESTION, "label": 1}
+
+
+def _dataset(tmp_path, lines: list[str | bytes], videos=("a.mp4",)):
+    root = tmp_path / "data"
+    for name in videos:
+        write_video(root / "train" / name, 12)
+    raw = b"".join((line if isinstance(line, bytes) else line.encode()) + b"\n" for line in lines)
+    (root / "train.jsonl").write_bytes(raw)
+    return root
+
+
+BAD_LINES = [
+    ('{"video": "a.mp4", "text": "q", "label": 1', "malformed JSON"),
+    ('["a.mp4", "q", 1]', "expected a JSON object"),
+    ('{"video": "a.mp4", "text": "q", "label": 2}', "must be 0 or 1"),
+    ('{"video": "a.mp4", "text": "q", "label": "1"}', "'label' must be int"),
+    ('{"video": "a.mp4", "text": "q", "label": true}', "'label' must be int"),
+    ('{"video": "a.mp4", "text": 5, "label": 1}', "'text' must be str"),
+    ('{"video": "a.mp4", "label": 1}', "missing key 'text'"),
+    ('{"video": "a.mp4", "text": "q", "label": 1, "colour": "red"}', "unknown key"),
+    ('{"video": "a.mp4", "text": "q", "label": 1, "event_time": -1}', "event_time"),
+    ('{"video": "a.mp4", "text": "q", "label": 1, "event_time": 99}', "past the end"),
+    ('{"video": "missing.mp4", "text": "q", "label": 1}', "no such video file"),
+    ('{"video": "../escape.mp4", "text": "q", "label": 1}', "must be relative and stay inside"),
+    ('{"video": "/etc/passwd", "text": "q", "label": 1}', "must be relative and stay inside"),
+]
+
+
+@pytest.mark.parametrize("line,message", BAD_LINES)
+def test_bad_line_names_file_line_and_problem(tmp_path, line, message):
+    root = _dataset(tmp_path, [json.dumps(GOOD), line])
+    with pytest.raises(DatasetError) as caught:
+        read_split(root, "train")
+    text = str(caught.value)
+    assert f"{root / 'train.jsonl'}:2:" in text
+    assert message in text
+
+
+def test_undecodable_and_empty_videos_are_named(tmp_path):
+    root = _dataset(tmp_path, [json.dumps(GOOD), json.dumps({**GOOD, "video": "text.mp4"}),
+                               json.dumps({**GOOD, "video": "empty.mp4"})])
+    (root / "train" / "text.mp4").write_text("this is not a video")
+    (root / "train" / "empty.mp4").write_bytes(b"")
+    with pytest.raises(DatasetError) as caught:
+        read_split(root, "train")
+    assert len(caught.value.problems) == 2
+    assert "train.jsonl:2:" in str(caught.value) and "text.mp4" in str(caught.value)
+    assert "train.jsonl:3:" in str(caught.value) and "empty" in str(caught.value)
+
+
+def test_link_out_of_the_dataset_is_refused(tmp_path):
+    outside = write_video(tmp_path / "outside.mp4", 12)
+    root = _dataset(tmp_path, [json.dumps({**GOOD, "video": "link.mp4"}), json.dumps(GOOD)])
+    os.symlink(outside, root / "train" / "link.mp4")
+    with pytest.raises(DatasetError, match="outside"):
+        read_split(root, "train")
+
+
+def test_non_utf8_and_huge_lines(tmp_path):
+    root = _dataset(tmp_path, [json.dumps(GOOD), b'{"video": "\xff\xfe"}', b"x" * 100_000])
+    with pytest.raises(DatasetError) as caught:
+        read_split(root, "train")
+    assert "train.jsonl:2: not UTF-8" in str(caught.value)
+    assert "train.jsonl:3: line is 100000 bytes" in str(caught.value)
+
+
+def test_skip_bad_counts_and_lists_what_it_drops(tmp_path, caplog):
+    root = _dataset(tmp_path, [json.dumps(GOOD), "not json", json.dumps({**GOOD, "label": 7})])
+    with caplog.at_level(logging.WARNING):
+        clips = read_split(root, "train", skip_bad=True)
+    assert [c.line for c in clips] == [1]
+    warning = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "skipping 2 bad line(s)" in warning and "train.jsonl:2:" in warning and "train.jsonl:3:" in warning
+
+
+def test_missing_jsonl_and_all_bad(tmp_path):
+    with pytest.raises(DatasetError, match="cannot read"):
+        read_split(tmp_path, "train")
+    root = _dataset(tmp_path, ["{}"])
+    with pytest.raises(DatasetError, match="no usable clips"):
+        read_split(root, "train", skip_bad=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode),
+                         st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
+                                      lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+                                      max_leaves=10).map(lambda v: json.dumps(v).encode())))
+def test_arbitrary_lines_give_a_clear_error_never_a_crash(tmp_path_factory, payload):
+    root = tmp_path_factory.mktemp("fuzz")
+    write_video(root / "train" / "a.mp4", 6)
+    (root / "train.jsonl").write_bytes(payload.replace(b"\n", b" ") + b"\n" + json.dumps(GOOD).encode() + b"\n")
+    try:
+        clips = read_split(root, "train")
+    except DatasetError as err:
+        assert "train.jsonl:1:" in str(err)
+    else:
+        assert len(clips) >= 1
+
+
+def test_training_windows_are_labelled_by_the_event(tmp_path):
+    root = tmp_path / "d"
+    write_split(root, "train", [{"video": "crash.mp4", "text": "q", "label": 1, "event_time": 4.0},
+                                {"video": "calm.mp4", "text": "q", "label": 0}], frames=60, fps=10)
+    crash, calm = read_split(root, "train")
+    geometry = WindowGeometry(2.0, 4)
+    windows = training_windows(crash, geometry, horizon=2.0, per_clip=5)
+    assert [w.end for w in windows] == pytest.approx([2.0, 2.5, 3.0, 3.5, 4.0])
+    assert [w.label for w in windows] == [1, 1, 1, 1, 1]
+    windows = training_windows(crash, geometry, horizon=1.0, per_clip=5)
+    assert [w.label for w in windows] == [0, 0, 1, 1, 1]
+    assert all(w.label == 0 for w in training_windows(calm, geometry, 2.0, 5))
+    assert clip_end_window(crash).end == pytest.approx(5.9) and clip_end_window(crash).label == 1
+    assert training_windows(crash, geometry, 2.0, 1) == [clip_end_window(crash)]
