@@ -22,13 +22,16 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from train.config import ConfigError
     from train.data import DatasetError
 
-    errors: list[type[Exception]] = [VideoError, ConfigError, DatasetError]
+    from monitor.bundle import BundleError
+
+    errors: list[type[Exception]] = [VideoError, ConfigError, DatasetError, BundleError]
     try:
+        from export.bundle import ExportError
         from train.checkpoint import CheckpointError
     except ImportError:  # monitor-only install: no torch
         pass
     else:
-        errors.append(CheckpointError)
+        errors += [CheckpointError, ExportError]
     return tuple(errors)
 
 
@@ -54,7 +57,7 @@ def main(verbose: int, quiet: bool) -> None:
     """crashwatch: a dashcam crash-risk monitor built on SmolVLM2.
 
     Train a classifier that answers "Is a vehicle collision likely to happen within 1 to 2 seconds?",
-    and evaluate it.
+    evaluate it, and export it to ONNX for the torch-free monitor.
     """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -120,6 +123,26 @@ def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, sk
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+@main.command("export")
+@click.option("--checkpoint", "checkpoint_dir", required=True, type=_existing_dir, help="Run folder from `crashwatch train`.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Bundle folder to write.")
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16", "int8"]),
+              help="fp32: reference; fp16: for CUDA/TensorRT; int8: dynamic quantization for CPUs.")
+@click.option("--video", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A real clip whose last window checks the export against PyTorch (e.g. one from your test split).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def export_command(checkpoint_dir: Path, out_dir: Path, precision: str, video: Path, force: bool) -> None:
+    """Export a checkpoint to an ONNX bundle the torch-free monitor runs."""
+    from export.bundle import export_bundle
+
+    manifest = export_bundle(checkpoint_dir, out_dir, precision, video, force=force)
+    parity = manifest["parity"]
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    click.echo(f"wrote {out_dir} ({precision}, {size / 1e6:.1f} MB); parity on {video.name}: embedding cosine "
+               f"{parity['embedding_cosine']:.6f}, probability |diff| {parity['probability_abs_diff']:.2e}")
 
 
 @main.group()

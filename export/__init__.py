@@ -1,0 +1,1 @@
+"""crashwatch export: a trained checkpoint to an ONNX bundle the torch-free monitor runs."""

