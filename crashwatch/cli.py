@@ -23,8 +23,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from train.data import DatasetError
 
     from monitor.bundle import BundleError
+    from monitor.publisher import PublisherError
+    from monitor.source import SourceError
 
-    errors: list[type[Exception]] = [VideoError, ConfigError, DatasetError, BundleError]
+    errors: list[type[Exception]] = [VideoError, ConfigError, DatasetError, BundleError, SourceError, PublisherError]
     try:
         from export.bundle import ExportError
         from train.checkpoint import CheckpointError
@@ -57,7 +59,7 @@ def main(verbose: int, quiet: bool) -> None:
     """crashwatch: a dashcam crash-risk monitor built on SmolVLM2.
 
     Train a classifier that answers "Is a vehicle collision likely to happen within 1 to 2 seconds?",
-    evaluate it, and export it to ONNX for the torch-free monitor.
+    evaluate it, export it to ONNX, and run the torch-free monitor on a webcam, a stream or a file.
     """
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -143,6 +145,88 @@ def export_command(checkpoint_dir: Path, out_dir: Path, precision: str, video: P
     size = sum(f["bytes"] for f in manifest["files"].values())
     click.echo(f"wrote {out_dir} ({precision}, {size / 1e6:.1f} MB); parity on {video.name}: embedding cosine "
                f"{parity['embedding_cosine']:.6f}, probability |diff| {parity['probability_abs_diff']:.2e}")
+
+
+@main.command("monitor")
+@click.option("--bundle", "bundle_dir", required=True, type=click.Path(path_type=Path),
+              help="Bundle folder from `crashwatch export`.")
+@click.option("--source", required=True,
+              help="Webcam index (0), rtsp:// or http(s):// URL, or a video file (replayed as a live stream).")
+@click.option("--replay", type=click.Choice(["realtime", "fast"]), default="realtime", show_default=True,
+              help="For files: at the file's frame rate, or as fast as inference allows without skipping a stride.")
+@click.option("--stride", type=float, help="Seconds between risk queries (default: the window's frame spacing).")
+@click.option("--pub", "endpoint", default="tcp://127.0.0.1:5555", show_default=True, help="ZeroMQ PUB endpoint to bind.")
+@click.option("--camera", default="cam0", show_default=True, help="Camera name carried by every message.")
+@click.option("--events", "events_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Save an event clip (+ JSON sidecar) per alert here.")
+@click.option("--alert-on", type=float, help="Probability that starts an alert (default: the calibrated threshold).")
+@click.option("--alert-off", type=float, help="Probability below which an alert ends (default: 0.1 below --alert-on).")
+@click.option("--alert-min-on", type=float, default=0.0, show_default=True, help="Seconds above --alert-on before an alert starts.")
+@click.option("--alert-min-off", type=float, default=1.0, show_default=True, help="Seconds below --alert-off before it ends.")
+@click.option("--window-seconds", type=float, help="Override the bundle's window length (warned about: not what was trained).")
+@click.option("--threads", type=int, help="onnxruntime threads (default: all cores).")
+def monitor_command(bundle_dir: Path, source: str, replay: str, stride: float | None, endpoint: str, camera: str,
+                    events_dir: Path | None, alert_on: float | None, alert_off: float | None, alert_min_on: float,
+                    alert_min_off: float, window_seconds: float | None, threads: int | None) -> None:
+    """Watch a camera, stream or file and publish risk, alerts and status over ZeroMQ."""
+    import signal
+    import threading
+
+    from monitor.bundle import RiskModel
+    from monitor.publisher import Publisher
+    from monitor.run import Monitor, MonitorOptions
+    from monitor.source import parse_source
+
+    spec = parse_source(source)
+    model = RiskModel(bundle_dir, threads=threads)
+    alert = {"min_on_seconds": alert_min_on, "min_off_seconds": alert_min_off}
+    if alert_on is not None:
+        alert["on"] = alert_on
+    if alert_off is not None:
+        alert["off"] = alert_off
+    options = MonitorOptions(source=spec, stride=stride, replay=replay, camera=camera, events_dir=events_dir,
+                             alert=alert, window_seconds=window_seconds)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        monitor = Monitor(model, options, lambda status: Publisher(endpoint, camera, status=status), stop=stop)
+    except ValueError as err:  # inconsistent options (thresholds, overrides, fast replay of a live source)
+        raise click.UsageError(str(err)) from None
+    summary = monitor.run()
+    click.echo(f"stopped: {summary['strides']} strides ({summary['strides_skipped']} skipped), "
+               f"{summary['alerts']} alert(s), {summary['frames']} frames ({summary['frames_dropped']} dropped), "
+               f"source {summary['source_state']}")
+    if summary["source_state"] == "failed":
+        raise click.exceptions.Exit(1)
+
+
+@main.command("subscribe")
+@click.option("--connect", "endpoint", default="tcp://127.0.0.1:5555", show_default=True, help="Monitor's PUB endpoint.")
+@click.option("--topic", "topics", multiple=True, type=click.Choice(["risk", "alert", "status"]),
+              help="Only these topics (repeatable; default: all).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for programs.")
+@click.option("--count", type=int, help="Exit after this many messages.")
+def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, count: int | None) -> None:
+    """Print a monitor's messages, one line each."""
+    import json
+
+    from monitor.subscribe import Subscriber, describe
+
+    subscriber = Subscriber(endpoint, topics)
+    received = 0
+    try:
+        for topic, message in subscriber:
+            click.echo(json.dumps({"topic": topic, **message}) if as_json else describe(topic, message))
+            received += 1
+            if count is not None and received >= count:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        subscriber.close()
+        if subscriber.gaps:
+            click.echo(f"missed messages (seq gaps): {subscriber.gaps}", err=True)
 
 
 @main.group()

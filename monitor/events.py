@@ -1,0 +1,107 @@
+"""Event clips: on an alert, the frames of the window that raised it and a few seconds after, as a video with
+a JSON sidecar. Written by a thread of its own so that a slow disk never holds up the monitor; a failure
+(unwritable folder, full disk) is logged and reported in ``status``, and alerts go on being published."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from monitor.source import Frame
+
+log = logging.getLogger(__name__)
+
+
+class EventRecorder:
+    """Collects frames for open events and writes each event when its post-roll is complete."""
+
+    def __init__(self, folder: Path, camera: str, post_seconds: float = 3.0, fps: float = 10.0) -> None:
+        self.folder = folder
+        self.camera = camera
+        self.post_seconds = post_seconds
+        self.fps = fps
+        self.written = 0
+        self.failed = 0
+        self.last_error: str | None = None
+        self._open: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+        self._thread.start()
+
+    def path_for(self, alert_id: int, t: float) -> Path:
+        safe_camera = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.camera)
+        return self.folder / f"{safe_camera}-alert{alert_id:04d}-{t:09.2f}s.mp4"
+
+    def start(self, alert: dict[str, Any], window: list[Frame]) -> Path:
+        """Open an event with the window's frames; returns the clip's path (named in the alert message)."""
+        path = self.path_for(alert["alert_id"], alert["t"])
+        with self._lock:
+            self._open.append({"path": path, "alert": dict(alert), "frames": list(window),
+                               "until": alert["t"] + self.post_seconds})
+        return path
+
+    def feed(self, frame: Frame) -> None:
+        """Every captured frame passes here; events take what they need and are written when complete."""
+        with self._lock:
+            if not self._open:
+                return
+            done = []
+            for event in self._open:
+                if frame.t > event["frames"][-1].t:
+                    event["frames"].append(frame)
+                if frame.t >= event["until"]:
+                    done.append(event)
+            for event in done:
+                self._open.remove(event)
+                self._queue.put(event)
+
+    def close(self) -> None:
+        """Write the events still open (stopping mid post-roll keeps what there is), then stop the writer."""
+        with self._lock:
+            for event in self._open:
+                self._queue.put(event)
+            self._open.clear()
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while (event := self._queue.get()) is not None:
+            try:
+                self._write(event)
+                self.written += 1
+            except Exception as err:  # any I/O failure: report and keep the monitor going
+                self.failed += 1
+                self.last_error = f"{event['path']}: {err}"
+                log.error("event clip not written: %s", self.last_error)
+
+    def _write(self, event: dict[str, Any]) -> None:
+        path: Path = event["path"]
+        frames: list[Frame] = event["frames"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        height, width = frames[0].image.shape[:2]
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+        if not writer.isOpened():
+            raise OSError("cannot open a video writer there")
+        try:
+            for frame in frames:
+                image = frame.image
+                if image.shape[:2] != (height, width):
+                    image = cv2.resize(image, (width, height))
+                writer.write(image)
+        finally:
+            writer.release()
+        if not path.is_file() or path.stat().st_size == 0:
+            raise OSError("the video writer produced no file (disk full?)")
+        sidecar = {
+            "camera": self.camera, "clip": path.name, "alert": event["alert"],
+            "frames": [{"id": f.id, "t": f.t, "captured_at": f.wall} for f in frames],
+        }
+        path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+        log.info("event clip written: %s (%d frames)", path, len(frames))

@@ -1,0 +1,224 @@
+"""The monitor: capture -> sliding window -> risk query every stride -> alerts over ZeroMQ.
+
+Threads: the capture (never waits for the model, except in ``fast`` replay where it waits so that no stride
+is skipped), the publisher (sends and keeps the one-second status heartbeat), the event writer, and the query
+loop here. Window ends lie on a grid of ``stride`` seconds anchored to the stream clock; when the model is
+slower than the stride, the loop jumps to the newest grid point and counts the strides it skipped, so lag
+never grows.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from monitor.alerts import AlertPolicy, AlertTracker
+from monitor.bundle import RiskModel
+from monitor.events import EventRecorder
+from monitor.preprocess import PixelSpec
+from monitor.publisher import Publisher
+from monitor.scorer import WindowScore, WindowScorer
+from monitor.source import Capture, Frame, FrameBuffer, SourceSpec
+from monitor.window import WindowGeometry
+
+log = logging.getLogger(__name__)
+
+EPS = 1e-6
+
+
+@dataclass
+class MonitorOptions:
+    source: SourceSpec
+    stride: float | None = None  # default: the window's frame spacing, so consecutive windows share frames
+    replay: str = "realtime"  # or "fast" (files only)
+    camera: str = "cam0"
+    events_dir: Path | None = None
+    event_post_seconds: float = 3.0
+    alert: dict[str, Any] = field(default_factory=dict)  # AlertPolicy overrides
+    window_seconds: float | None = None  # overrides of the bundle's geometry (warned about)
+    num_frames: int | None = None
+    backoff_initial: float = 0.5
+    backoff_max: float = 10.0
+
+
+@dataclass
+class LoopStats:
+    strides: int = 0
+    skipped: int = 0
+    last_end: float | None = None
+    model_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=500))
+
+
+class Monitor:
+    """One camera's monitor. ``run`` blocks until the file ends or ``stop`` is set; returns a summary."""
+
+    def __init__(self, model: RiskModel, options: MonitorOptions, publisher_factory: Callable[..., Publisher],
+                 stop: threading.Event | None = None) -> None:
+        self.model = model
+        self.options = options
+        self.stop = stop or threading.Event()
+        m = model.manifest
+        seconds, frames = m.window_seconds, m.num_frames
+        if options.window_seconds is not None and options.window_seconds != seconds:
+            log.warning("window overridden: %.2f s instead of the bundle's %.2f s; the model was trained on %.2f s",
+                        options.window_seconds, seconds, seconds)
+            seconds = options.window_seconds
+        if options.num_frames is not None and options.num_frames != frames:
+            raise ValueError(f"the bundle's prompt holds {frames} frames; a window of {options.num_frames} frames "
+                             "needs a bundle exported for it")
+        self.geometry = WindowGeometry(seconds, frames)
+        self.stride = options.stride or self.geometry.spacing
+        if options.stride and abs(self.stride / self.geometry.spacing - round(self.stride / self.geometry.spacing)) > 1e-6:
+            log.warning("stride %.3f s is not a multiple of the frame spacing %.3f s: windows will share fewer "
+                        "frames and each stride will cost more vision passes", self.stride, self.geometry.spacing)
+        if options.replay == "fast" and options.source.live:
+            raise ValueError("--replay fast is for files; a live source runs in real time")
+        alert = dict(options.alert)
+        self.policy = AlertPolicy.around(alert.pop("on", m.threshold), **alert)
+        self.tracker = AlertTracker(self.policy)
+        self.scorer = WindowScorer(model, self.geometry, PixelSpec(m.image_size, m.image_mean, m.image_std))
+        span = self.geometry.seconds + 2 * self.stride + options.event_post_seconds + 1.0
+        self.buffer = FrameBuffer(span, paced=options.replay == "fast")
+        self.events = EventRecorder(options.events_dir, options.camera, options.event_post_seconds) \
+            if options.events_dir is not None else None
+        self.capture = Capture(options.source, self.buffer, self.stop, realtime=options.replay == "realtime",
+                               on_frame=self.events.feed if self.events else None,
+                               backoff_initial=options.backoff_initial, backoff_max=options.backoff_max)
+        self.stats = LoopStats()
+        self.risks: list[dict[str, Any]] = []  # every risk message body, for replay evaluation
+        self.alerts: list[dict[str, Any]] = []
+        self.publisher = publisher_factory(status=self.status)
+
+    # -- status ---------------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        c = self.capture.stats
+        newest = self.buffer.newest_t()
+        latencies = np.asarray(self.stats.model_ms) if self.stats.model_ms else None
+        body = {
+            "source": {
+                "kind": self.options.source.kind, "name": self.options.source.display, "state": c.state,
+                "outages": c.outages, "reconnect_attempts": c.reconnect_attempts, "backoff_s": c.backoff_s,
+                "outage_s": (time.monotonic() - c.outage_started) if c.outage_started else 0.0,
+                "last_error": c.last_error,
+            },
+            "capture_fps": round(c.fps, 2),
+            "frames_captured": c.frames,
+            "frames_dropped": c.dropped,
+            "strides": self.stats.strides,
+            "strides_skipped": self.stats.skipped,
+            "stride_s": self.stride,
+            "lag_s": (newest - self.stats.last_end) if newest is not None and self.stats.last_end is not None else None,
+            "model_ms": {f"p{q}": float(np.percentile(latencies, q)) for q in (50, 90, 99)} if latencies is not None else None,
+            "alert_active": self.tracker.active,
+            "publisher": {"sent": self.publisher.sent, "dropped": self.publisher.dropped} if hasattr(self, "publisher") else None,
+        }
+        if self.events is not None:
+            body["events"] = {"written": self.events.written, "failed": self.events.failed,
+                              "last_error": self.events.last_error}
+        return body
+
+    # -- the loop -------------------------------------------------------------------------------------------
+
+    def _first_end(self, since: float) -> float:
+        """The first grid point at which a full window after ``since`` exists."""
+        return math.ceil((since + self.geometry.seconds - EPS) / self.stride) * self.stride
+
+    def run(self) -> dict[str, Any]:
+        log.info("monitoring %s: window %.2f s x %d frames, stride %.3f s, alert at %.3f (off below %.3f)",
+                 self.options.source.display, self.geometry.seconds, self.geometry.num_frames, self.stride,
+                 self.policy.on, self.policy.off)
+        self.capture.start()
+        next_end: float | None = None
+        try:
+            while not self.stop.is_set():
+                since = self.buffer.since
+                if since is None:
+                    if self.buffer.closed:
+                        break
+                    self.buffer.wait_until(float("-inf"), 0.2)
+                    continue
+                earliest = self._first_end(since)
+                if next_end is None or next_end < earliest - EPS:
+                    if next_end is not None:
+                        self.scorer.reset()  # frames from before an outage are gone
+                    next_end = earliest
+                self.buffer.demand(next_end)
+                if not self.buffer.wait_until(next_end, 0.2):
+                    if self.buffer.closed:
+                        break
+                    continue
+                newest = self.buffer.newest_t()
+                latest = math.floor((newest + EPS) / self.stride) * self.stride
+                if latest > next_end + EPS and not self.buffer.paced:
+                    self.stats.skipped += int(round((latest - next_end) / self.stride))
+                    next_end = latest
+                self._stride(self.buffer.snapshot(), next_end)
+                next_end += self.stride
+            self._finish_file(next_end)
+        finally:
+            self.stop.set()
+            self.buffer.close()
+            if self.tracker.active:
+                self._alert(self.tracker.finish(self.stats.last_end or 0.0), [])
+            self.capture.join(timeout=1.0)
+            if self.events is not None:
+                self.events.close()
+            self.publisher.close()
+        return self.summary()
+
+    def _finish_file(self, next_end: float | None) -> None:
+        """A file shorter than one window still gets one (padded) window at its last frame, as in training."""
+        frames = self.buffer.snapshot()
+        if self.stats.strides == 0 and frames and not self.stop.is_set() and self.capture.stats.state == "ended":
+            self._stride(frames, frames[-1].t)
+
+    def _stride(self, frames: list[Frame], end: float) -> None:
+        result = self.scorer.score(frames, end)
+        self.stats.strides += 1
+        self.stats.last_end = end
+        self.stats.model_ms.append(result.model_ms)
+        body = self._risk_body(result)
+        self.risks.append(body)
+        self.publisher.publish("risk", body)
+        for event in self.tracker.update(end, result.probability):
+            window = [f for f in frames if f.t >= result.frames[0].t - EPS]
+            self._alert(event, window)
+
+    def _alert(self, event: dict[str, Any], window: list[Frame]) -> None:
+        if event["event"] == "start" and self.events is not None and window:
+            event["clip"] = str(self.events.start(event, window))
+        self.alerts.append(event)
+        self.publisher.publish("alert", event)
+        log.warning("alert %d %s at %.2f s (probability %s, peak %.3f)", event["alert_id"], event["event"],
+                    event["t"], "n/a" if event["probability"] is None else f"{event['probability']:.3f}", event["peak"])
+
+    def _risk_body(self, r: WindowScore) -> dict[str, Any]:
+        newest = r.frames[-1]
+        return {
+            "t": r.end,
+            "window": {"start": r.end - self.geometry.seconds, "end": r.end},
+            "frame_ids": [f.id for f in r.frames],
+            "frame_times": [round(f.t, 4) for f in r.frames],
+            "probability": r.probability,
+            "threshold": self.policy.on,
+            "alert_active": self.tracker.active,
+            "timings": {"encode_ms": r.encode_ms, "score_ms": r.score_ms, "model_ms": r.model_ms,
+                        "frames_encoded": r.encoded},
+            "captured_at": newest.wall,
+            "latency_ms": (time.time() - newest.wall) * 1000,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {"strides": self.stats.strides, "strides_skipped": self.stats.skipped,
+                "alerts": sum(1 for a in self.alerts if a["event"] == "start"),
+                "frames": self.capture.stats.frames, "frames_dropped": self.capture.stats.dropped,
+                "source_state": self.capture.stats.state}

@@ -1,0 +1,289 @@
+"""Where frames come from: a webcam index, an rtsp:// or http(s):// URL, or a video file, all opened with
+OpenCV, and a capture thread that never waits for the model.
+
+The capture thread stamps each frame with its stream time ``t`` (media time for a file, seconds since the
+first frame by the monotonic clock for a live source) and its wall-clock capture time, and pushes it into a
+``FrameBuffer`` bounded in time. A file is replayed at its own frame rate (frames are skipped, and counted, if
+the reader falls behind) and ends the run; a live source that drops is reopened with exponential backoff, the
+outage reported through ``CaptureStats``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from monitor.publisher import redact_url
+
+log = logging.getLogger(__name__)
+
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+
+
+class SourceError(Exception):
+    """A source that cannot be used at all (bad scheme, missing file, no such webcam); names the source."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    kind: str  # "webcam", "stream" or "file"
+    target: str | int
+    display: str  # for logs and messages: never holds credentials
+
+    @property
+    def live(self) -> bool:
+        return self.kind != "file"
+
+
+def parse_source(source: str) -> SourceSpec:
+    """``0`` -> webcam 0; ``rtsp://...``/``http(s)://...`` -> stream; anything else must be a video file."""
+    text = source.strip()
+    if text.isdigit():
+        return SourceSpec("webcam", int(text), f"webcam {int(text)}")
+    if "://" in text:
+        if not text.lower().startswith(LIVE_SCHEMES):
+            raise SourceError(f"{redact_url(text)}: unsupported URL scheme; use rtsp://, rtsps://, http:// or https://")
+        return SourceSpec("stream", text, redact_url(text))
+    path = Path(text)
+    if not path.is_file():
+        raise SourceError(f"{path}: no such video file (nor a webcam index or a stream URL)")
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path}: the file is empty")
+    return SourceSpec("file", str(path), str(path))
+
+
+def open_capture(spec: SourceSpec, open_timeout_s: float = 5.0) -> cv2.VideoCapture | None:
+    """An opened capture, or None if the source does not answer."""
+    if spec.kind == "webcam":
+        capture = cv2.VideoCapture(int(spec.target))
+    elif spec.kind == "stream":
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(open_timeout_s * 1000)]
+        capture = cv2.VideoCapture(str(spec.target), cv2.CAP_FFMPEG, params)
+    else:
+        capture = cv2.VideoCapture(str(spec.target))
+    if not capture.isOpened():
+        capture.release()
+        return None
+    return capture
+
+
+@dataclass
+class Frame:
+    id: int
+    t: float  # stream seconds
+    wall: float  # time.time() when captured
+    image: np.ndarray
+
+
+class FrameBuffer:
+    """The newest frames, at most ``span`` seconds of them, shared between the capture and the query loop.
+
+    ``since`` is the stream time of the first frame after the last ``clear`` (a reconnect): a window must not
+    reach back past it. With ``paced`` (replay as fast as inference allows), ``push`` waits while the buffer
+    already holds a frame at or past ``demand``, the stream time the query loop needs next, so that no
+    stride is ever skipped; a live capture never waits.
+    """
+
+    def __init__(self, span: float, paced: bool = False) -> None:
+        self.span = span
+        self.paced = paced
+        self.since: float | None = None
+        self._frames: collections.deque[Frame] = collections.deque()
+        self._cond = threading.Condition()
+        self._demand = float("-inf")
+        self.closed = False
+
+    def push(self, frame: Frame) -> None:
+        with self._cond:
+            while self.paced and not self.closed and self._frames and self._frames[-1].t >= self._demand:
+                self._cond.wait(0.1)
+            if self.since is None:
+                self.since = frame.t
+            self._frames.append(frame)
+            while self._frames and frame.t - self._frames[0].t > self.span:
+                self._frames.popleft()
+            self._cond.notify_all()
+
+    def demand(self, t: float) -> None:
+        """The query loop next needs a frame at or after stream time ``t``."""
+        with self._cond:
+            self._demand = t
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        with self._cond:
+            self._frames.clear()
+            self.since = None
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def snapshot(self) -> list[Frame]:
+        with self._cond:
+            return list(self._frames)
+
+    def newest_t(self) -> float | None:
+        with self._cond:
+            return self._frames[-1].t if self._frames else None
+
+    def wait_until(self, t: float, timeout: float) -> bool:
+        """Wait until a frame at or after stream time ``t`` is in, or the buffer closes; True if it came."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not (self._frames and self._frames[-1].t >= t - 1e-9):
+                remaining = deadline - time.monotonic()
+                if self.closed or remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+
+@dataclass
+class CaptureStats:
+    """What the status heartbeat reports about the source."""
+
+    state: str = "starting"  # starting, online, reconnecting, ended, failed
+    frames: int = 0
+    dropped: int = 0
+    outages: int = 0
+    reconnect_attempts: int = 0
+    backoff_s: float = 0.0
+    outage_started: float | None = None
+    last_error: str | None = None
+    fps: float = 0.0
+    _recent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=60))
+
+    def tick(self, wall: float) -> None:
+        self.frames += 1
+        self._recent.append(wall)
+        if len(self._recent) >= 2 and self._recent[-1] > self._recent[0]:
+            self.fps = (len(self._recent) - 1) / (self._recent[-1] - self._recent[0])
+
+
+class Capture(threading.Thread):
+    """Reads ``spec`` into ``buffer`` until stopped, the file ends, or (live) the source fails for good."""
+
+    def __init__(self, spec: SourceSpec, buffer: FrameBuffer, stop: threading.Event,
+                 on_frame: Callable[[Frame], None] | None = None, realtime: bool = True,
+                 backoff_initial: float = 0.5, backoff_max: float = 10.0, open_timeout_s: float = 5.0) -> None:
+        super().__init__(name="capture", daemon=True)
+        self.spec = spec
+        self.buffer = buffer
+        self.stop_event = stop
+        self.on_frame = on_frame
+        self.realtime = realtime
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.open_timeout_s = open_timeout_s
+        self.stats = CaptureStats()
+        self.source_fps: float | None = None
+        self._next_id = 0
+
+    def run(self) -> None:
+        try:
+            if self.spec.live:
+                self._run_live()
+            else:
+                self._run_file()
+        except Exception as err:  # the capture thread must report, never vanish silently
+            log.exception("capture of %s failed", self.spec.display)
+            self.stats.state, self.stats.last_error = "failed", str(err)
+        finally:
+            self.buffer.close()
+
+    def _emit(self, t: float, image: np.ndarray) -> None:
+        frame = Frame(self._next_id, t, time.time(), image)
+        self._next_id += 1
+        self.stats.tick(frame.wall)
+        self.buffer.push(frame)
+        if self.on_frame is not None:
+            self.on_frame(frame)
+
+    def _run_file(self) -> None:
+        capture = open_capture(self.spec)
+        if capture is None:
+            raise SourceError(f"{self.spec.display}: OpenCV cannot open it as a video")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        if not fps or fps <= 0 or fps > 1000:
+            capture.release()
+            raise SourceError(f"{self.spec.display}: unusable frame rate in its header ({fps})")
+        self.source_fps = fps
+        self.stats.state = "online"
+        start = time.monotonic()
+        index = 0
+        try:
+            while not self.stop_event.is_set():
+                if self.realtime:
+                    behind = (time.monotonic() - start) - index / fps
+                    if behind < 0:
+                        self.stop_event.wait(-behind)
+                    elif behind > 1.0 / fps:  # fell behind: skip frames, as a live camera would
+                        if not capture.grab():
+                            break
+                        self.stats.dropped += 1
+                        index += 1
+                        continue
+                ok, image = capture.read()
+                if not ok or image is None:
+                    break
+                self._emit(index / fps, image)
+                index += 1
+        finally:
+            capture.release()
+        self.stats.state = "ended" if not self.stop_event.is_set() else self.stats.state
+        log.info("%s: end of file after %d frames", self.spec.display, index)
+
+    def _run_live(self) -> None:
+        origin: float | None = None
+        backoff = self.backoff_initial
+        while not self.stop_event.is_set():
+            capture = open_capture(self.spec, self.open_timeout_s)
+            if capture is None:
+                if self.stats.state == "starting" and self.spec.kind == "webcam":
+                    raise SourceError(f"{self.spec.display}: no such webcam, or it cannot be opened")
+                backoff = self._outage(f"cannot open {self.spec.display}", backoff)
+                continue
+            fps = capture.get(cv2.CAP_PROP_FPS)
+            self.source_fps = fps if fps and 0 < fps < 1000 else self.source_fps
+            if self.stats.state == "reconnecting":
+                log.warning("%s: back online after %.1f s", self.spec.display,
+                            time.monotonic() - (self.stats.outage_started or time.monotonic()))
+                self.buffer.clear()  # a window must not span the outage
+            self.stats.state, self.stats.backoff_s, self.stats.outage_started = "online", 0.0, None
+            backoff = self.backoff_initial
+            try:
+                while not self.stop_event.is_set():
+                    ok, image = capture.read()
+                    if not ok or image is None:
+                        break
+                    now = time.monotonic()
+                    origin = now if origin is None else origin
+                    self._emit(now - origin, image)
+            finally:
+                capture.release()
+            if not self.stop_event.is_set():
+                backoff = self._outage(f"{self.spec.display} stopped sending frames", backoff)
+        self.stats.state = "ended"
+
+    def _outage(self, why: str, backoff: float) -> float:
+        """Report, wait ``backoff`` (interruptible) and return the next backoff."""
+        if self.stats.state != "reconnecting":
+            self.stats.outages += 1
+            self.stats.outage_started = time.monotonic()
+            log.warning("%s; reconnecting", why)
+        self.stats.state, self.stats.last_error = "reconnecting", why
+        self.stats.reconnect_attempts += 1
+        self.stats.backoff_s = backoff
+        self.stop_event.wait(backoff)
+        return min(backoff * 2, self.backoff_max)
