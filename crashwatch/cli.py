@@ -7,6 +7,7 @@ is instant and a monitor-only install (no torch) can run the monitor's commands.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import click
@@ -17,23 +18,22 @@ log = logging.getLogger("crashwatch")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    """Exceptions that mean a user mistake (bad file, bad config): shown as one clear message, no traceback."""
+    """Exceptions that mean a user mistake (bad file, bad config): shown as one clear message, no traceback.
+
+    Errors of the torch-side modules are looked up, not imported: one can only have been raised if its module
+    was loaded, and importing them would pull torch into the monitor's commands.
+    """
+    from monitor.bundle import BundleError
+    from monitor.publisher import PublisherError
+    from monitor.source import SourceError
     from monitor.video import VideoError
     from train.config import ConfigError
     from train.data import DatasetError
 
-    from monitor.bundle import BundleError
-    from monitor.publisher import PublisherError
-    from monitor.source import SourceError
-
     errors: list[type[Exception]] = [VideoError, ConfigError, DatasetError, BundleError, SourceError, PublisherError]
-    try:
-        from export.bundle import ExportError
-        from train.checkpoint import CheckpointError
-    except ImportError:  # monitor-only install: no torch
-        pass
-    else:
-        errors += [CheckpointError, ExportError]
+    for module, name in (("train.checkpoint", "CheckpointError"), ("export.bundle", "ExportError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
 
 
@@ -79,7 +79,7 @@ _existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder: the final checkpoint, and checkpoints/ for resuming.")
 @click.option("--epochs", type=float, help="Override the config's number of epochs.")
-@click.option("--max-steps", type=int, help="Stop after this many optimiser steps (smoke runs).")
+@click.option("--max-steps", type=int, help="Stop after this many optimiser steps (smoke runs); 0 writes the model untrained (sizing, benchmarks).")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
 @click.option("--random-init", is_flag=True, help="Build the config's architecture with random weights (no hub).")
 @click.option("--tokenizer", help="Tokenizer to use instead of the config's (hub id, folder, or 'builtin').")
@@ -194,11 +194,11 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, stride: float | 
     except ValueError as err:  # inconsistent options (thresholds, overrides, fast replay of a live source)
         raise click.UsageError(str(err)) from None
     summary = monitor.run()
+    if summary["source_state"] == "failed":
+        raise click.ClickException(summary["source_error"] or f"{spec.display}: the source failed")
     click.echo(f"stopped: {summary['strides']} strides ({summary['strides_skipped']} skipped), "
                f"{summary['alerts']} alert(s), {summary['frames']} frames ({summary['frames_dropped']} dropped), "
                f"source {summary['source_state']}")
-    if summary["source_state"] == "failed":
-        raise click.exceptions.Exit(1)
 
 
 @main.command("subscribe")
@@ -227,6 +227,30 @@ def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, cou
         subscriber.close()
         if subscriber.gaps:
             click.echo(f"missed messages (seq gaps): {subscriber.gaps}", err=True)
+
+
+@main.command("replay-eval")
+@click.option("--bundle", "bundle_dir", required=True, type=click.Path(path_type=Path), help="Bundle folder.")
+@click.option("--data", "data_dir", required=True, type=_existing_dir, help="Dataset folder (research layout).")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where replay_eval.csv, replay_eval.json and plots/ go.")
+@click.option("--stride", type=float, help="Seconds between risk queries (default: the window's frame spacing).")
+@click.option("--alert-on", type=float, help="Probability that starts an alert (default: the calibrated threshold).")
+@click.option("--skip-bad", is_flag=True, help="Drop bad dataset lines with a warning instead of stopping.")
+def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride: float | None,
+                        alert_on: float | None, skip_bad: bool) -> None:
+    """Replay every clip of a split through the monitor and report alerts, time-to-accident, false alerts."""
+    from monitor.replay_eval import replay_eval
+
+    s = replay_eval(bundle_dir, data_dir, split, out_dir, stride, {} if alert_on is None else {"on": alert_on}, skip_bad)
+    rate = "" if s["alerted_before_collision_rate"] is None else f" ({s['alerted_before_collision_rate']:.0%})"
+    tta = s["median_time_to_accident_s"]
+    click.echo(f"{s['clips']} clips: crash clips alerted {s['crash_clips_alerted']}/{s['crash_clips']}; "
+               f"before the collision {s['alerted_before_collision']}/{s['crash_clips_with_event_time']}{rate}, "
+               f"median time-to-accident {'n/a' if tta is None else f'{tta:.2f} s'}; "
+               f"false alerts {s['false_alerts']} in {s['normal_hours'] * 60:.1f} min of normal driving")
+    click.echo(f"wrote {out_dir / 'replay_eval.csv'}, {out_dir / 'replay_eval.json'} and {out_dir / 'plots'}/")
 
 
 @main.group()

@@ -221,4 +221,4 @@ class Monitor:
         return {"strides": self.stats.strides, "strides_skipped": self.stats.skipped,
                 "alerts": sum(1 for a in self.alerts if a["event"] == "start"),
                 "frames": self.capture.stats.frames, "frames_dropped": self.capture.stats.dropped,
-                "source_state": self.capture.stats.state}
+                "source_state": self.capture.stats.state, "source_error": self.capture.stats.last_error}

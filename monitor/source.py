@@ -196,6 +196,8 @@ class Capture(threading.Thread):
                 self._run_live()
             else:
                 self._run_file()
+        except SourceError as err:  # a user's mistake: one clear line, reported by the monitor's summary
+            self.stats.state, self.stats.last_error = "failed", str(err)
         except Exception as err:  # the capture thread must report, never vanish silently
             log.exception("capture of %s failed", self.spec.display)
             self.stats.state, self.stats.last_error = "failed", str(err)

@@ -14,6 +14,15 @@ SHARED = REPO.parent / "shared"
 CLIPS = SHARED / "clips"
 SMOLVLM_TOKENIZER = SHARED / "smolvlm" / "SmolVLM-256M-Instruct"
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"
+# Prepended to a `python -c` script: any import of torch or transformers then fails, as on a monitor-only host.
+FORBID_TORCH = """
+import importlib.abc, sys
+class _Forbid(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("torch", "transformers"):
+            raise ImportError("forbidden in this test: " + name)
+sys.meta_path.insert(0, _Forbid())
+"""
 QUESTION = "Is a vehicle collision likely to happen within 1 to 2 seconds?(0: No, 1: Yes)"
 
 
@@ -76,3 +85,27 @@ def tiny_dataset(tmp_path: Path) -> Path:
             entries.append(entry)
         write_split(root, split, entries)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The tiny config trained for one epoch on written clips: a real checkpoint, made once per test session."""
+    from train.config import load_config
+    from train.fit import train
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    for split, count in (("train", 4), ("val", 2)):
+        write_split(root / "data", split,
+                    [{"video": f"{split}{i}.mp4", "text": QUESTION, "label": i % 2} for i in range(count)])
+    train(load_config(TINY_CONFIG), root / "data", root / "run")
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
+    """``tiny_run`` exported as an fp32 bundle."""
+    from export.bundle import export_bundle
+
+    root = tmp_path_factory.mktemp("tiny-bundle")
+    export_bundle(tiny_run, root / "bundle", "fp32", write_video(root / "parity.mp4", 30))
+    return root / "bundle"

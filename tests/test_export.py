@@ -20,20 +20,13 @@ from monitor.preprocess import preprocess_frames
 from monitor.video import probe_clip, read_frames
 from monitor.window import pick_frames
 from train.checkpoint import load_checkpoint
-from train.config import load_config
 from train.dataset import PromptEncoder
-from train.fit import train
-from tests.conftest import QUESTION, REPO, TINY_CONFIG, write_split, write_video
+from tests.conftest import FORBID_TORCH, QUESTION, REPO, write_video
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("export")
-    data = root / "data"
-    for split, count in (("train", 4), ("val", 2)):
-        write_split(data, split, [{"video": f"{split}{i}.mp4", "text": QUESTION, "label": i % 2} for i in range(count)])
-    train(load_config(TINY_CONFIG), data, root / "run")
-    return root / "run"
+@pytest.fixture
+def run(tiny_run) -> Path:
+    return tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +35,17 @@ def video(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bundles(run, video, tmp_path_factory) -> dict[str, Path]:
+def bundles(tiny_run, video, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bundles")
     made = {}
     # fp32 as a user makes it, through the command; the other precisions in-process (faster).
-    result = subprocess.run([sys.executable, "-m", "crashwatch", "export", "--checkpoint", str(run), "--out",
+    result = subprocess.run([sys.executable, "-m", "crashwatch", "export", "--checkpoint", str(tiny_run), "--out",
                              str(root / "fp32"), "--video", str(video)], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout and "parity on parity.mp4" in result.stdout
     made["fp32"] = root / "fp32"
     for precision in ("fp16", "int8"):
-        export_bundle(run, root / precision, precision, video)
+        export_bundle(tiny_run, root / precision, precision, video)
         made[precision] = root / precision
     return made
 
@@ -111,13 +104,7 @@ def test_monitor_runs_a_bundle_where_torch_cannot_be_imported(run, bundles, tmp_
     other = write_video(tmp_path / "other.mp4", 30, fps=10)
     config = load_checkpoint(run).config
     expected = _torch_probability(run, _window(other, config))
-    script = textwrap.dedent(f"""
-        import importlib.abc, sys
-        class Forbid(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name.split(".")[0] in ("torch", "transformers"):
-                    raise ImportError("forbidden in this test: " + name)
-        sys.meta_path.insert(0, Forbid())
+    script = FORBID_TORCH + textwrap.dedent(f"""
         from monitor.bundle import RiskModel
         from monitor.preprocess import PixelSpec, preprocess_frames
         from monitor.video import probe_clip, read_frames

@@ -115,7 +115,8 @@ def train(
         data_collator=Collator(tokenizer.pad_token_id),
         compute_metrics=_compute_metrics,
     )
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    if max_steps != 0:  # 0: keep the model as built (pretrained or random), e.g. to size an export
+        trainer.train(resume_from_checkpoint=True if resume else None)
 
     prediction = trainer.predict(val_set)
     probabilities = sigmoid(np.asarray(prediction.predictions).reshape(-1))

@@ -1,0 +1,49 @@
+"""Helpers for monitor tests: a tiny bundle, free ports, a subscriber collecting in a thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import zmq
+
+from monitor.subscribe import Subscriber
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Collector(threading.Thread):
+    """Receives everything from an endpoint until stopped; messages in arrival order."""
+
+    def __init__(self, endpoint: str, topics: tuple[str, ...] = ()) -> None:
+        super().__init__(daemon=True)
+        self.subscriber = Subscriber(endpoint, topics, context=zmq.Context.instance())
+        self.messages: list[tuple[str, dict]] = []
+        self.halt = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            item = self.subscriber.receive(timeout=0.1)
+            if item is not None:
+                self.messages.append(item)
+
+    def of(self, topic: str) -> list[dict]:
+        return [m for t, m in list(self.messages) if t == topic]
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=2)
+        self.subscriber.close()

@@ -1,0 +1,292 @@
+"""The monitor end to end with real parts: video files, ZeroMQ sockets, an RTSP server on loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from monitor.alerts import AlertPolicy, AlertTracker
+from monitor.bundle import RiskModel
+from monitor.publisher import Publisher, PublisherError, redact_url
+from monitor.run import Monitor, MonitorOptions
+from monitor.scorer import WindowScorer
+from monitor.source import Frame, SourceError, parse_source
+from monitor.window import WindowGeometry
+from tests.conftest import CLIPS, FORBID_TORCH, REPO, need_shared, write_video
+from tests.monitor_helpers import Collector, free_port
+
+
+@pytest.fixture
+def bundle(tiny_bundle) -> Path:
+    return tiny_bundle
+
+
+def _monitor(bundle: Path, source: str, endpoint: str, **options) -> Monitor:
+    options.setdefault("replay", "fast")
+    return Monitor(RiskModel(bundle), MonitorOptions(source=parse_source(source), **options),
+                   lambda status: Publisher(endpoint, options.get("camera", "cam0"), status=status))
+
+
+def _connected(collector: Collector) -> None:
+    """Wait for the first heartbeat: the subscription is live (ZeroMQ's slow joiner)."""
+    assert collector.wait_for(lambda c: c.of("status"), 5), "no status heartbeat reached the subscriber"
+
+
+def _assert_contiguous(messages: list[dict]) -> None:
+    seqs = [m["seq"] for m in messages]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+
+
+@pytest.mark.parametrize("name", ["highway_test_small1.mp4", "highway_test_small2.mp4", "dad_000528_mp4v.mp4",
+                                  "urban_beijing_1.mp4"])
+def test_replay_of_real_clips_reaches_a_subscriber_in_order(bundle, tmp_path, name):
+    clip = need_shared(CLIPS / name)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    monitor = _monitor(bundle, str(clip), endpoint, events_dir=tmp_path / "events", alert={"on": 0.0, "off": 0.0})
+    collector = Collector(endpoint)
+    _connected(collector)
+    summary = monitor.run()
+    collector.wait_for(lambda c: any(m["source"]["state"] == "ended" for m in c.of("status")), 3)
+    collector.stop()
+
+    risks, alerts, statuses = collector.of("risk"), collector.of("alert"), collector.of("status")
+    assert summary["source_state"] == "ended" and summary["strides_skipped"] == 0
+    assert [m["seq"] for m in risks] == list(range(1, summary["strides"] + 1))  # every stride, none lost
+    _assert_contiguous(statuses)
+    assert [a["event"] for a in alerts] == ["start", "end"]  # threshold 0: one episode for the whole clip
+    assert all(m["schema"] == f"crashwatch.{t}/1" and m["camera"] == "cam0" for t, m in collector.messages)
+    order = [t for t, _ in collector.messages if t != "status"]
+    assert order.index("alert") == 1  # the start follows the risk that raised it
+    for risk in risks:  # the window is sampled on the grid, frames oldest first, never past the window end
+        assert risk["window"]["end"] - risk["window"]["start"] == pytest.approx(2.0)
+        assert risk["frame_times"] == sorted(risk["frame_times"]) and risk["frame_times"][-1] <= risk["t"] + 1e-6
+    clip_path = Path(alerts[0]["clip"])
+    sidecar = json.loads(clip_path.with_suffix(".json").read_text())
+    assert clip_path.stat().st_size > 0 and sidecar["alert"]["alert_id"] == 1 and sidecar["frames"]
+
+
+def test_cached_stride_scores_exactly_as_a_full_recomputation(bundle, tmp_path):
+    clip = write_video(tmp_path / "c.mp4", 100, fps=15)
+    model = RiskModel(bundle)
+    import cv2
+
+    capture = cv2.VideoCapture(str(clip))
+    frames = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(Frame(len(frames), len(frames) / 15, 0.0, image))
+    m = model.manifest
+    geometry = WindowGeometry(m.window_seconds, m.num_frames)
+    from monitor.preprocess import PixelSpec
+
+    pixels = PixelSpec(m.image_size, m.image_mean, m.image_std)
+    cached = WindowScorer(model, geometry, pixels)
+    ends = [2.0 + k * geometry.spacing for k in range(5)]
+    results = [cached.score(frames, end) for end in ends]
+    assert [r.encoded for r in results] == [m.num_frames, 1, 1, 1, 1]  # one new frame per stride
+    for end, result in zip(ends, results):
+        fresh = WindowScorer(model, geometry, pixels, cache=False).score(frames, end)
+        assert fresh.encoded == m.num_frames
+        assert fresh.probability == result.probability  # exactly: the same computations
+        assert [f.id for f in fresh.frames] == [f.id for f in result.frames]
+
+
+def test_realtime_replay_keeps_the_file_pace(bundle, tmp_path):
+    clip = write_video(tmp_path / "c.mp4", 45, fps=15)  # 3 s
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    monitor = _monitor(bundle, str(clip), endpoint, replay="realtime")
+    started = time.monotonic()
+    summary = monitor.run()
+    elapsed = time.monotonic() - started
+    assert elapsed >= 2.8  # a 3-second file is not replayed faster than real time
+    assert summary["frames"] + summary["frames_dropped"] == 45
+
+
+def test_slow_and_vanishing_subscribers_do_not_hold_up_the_monitor(bundle, tmp_path):
+    clip = write_video(tmp_path / "c.mp4", 120, fps=15)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    monitor = _monitor(bundle, str(clip), endpoint)
+    context = zmq.Context.instance()
+    stalled = context.socket(zmq.SUB)  # subscribes to everything, never reads
+    stalled.setsockopt(zmq.RCVHWM, 1)
+    stalled.setsockopt(zmq.SUBSCRIBE, b"")
+    stalled.connect(endpoint)
+    vanishing = context.socket(zmq.SUB)
+    vanishing.setsockopt(zmq.SUBSCRIBE, b"")
+    vanishing.connect(endpoint)
+    reader = Collector(endpoint, ("risk",))
+    _connected(Collector(endpoint))  # heartbeat seen: all connections are up
+    done = threading.Event()
+    result = {}
+    thread = threading.Thread(target=lambda: (result.update(monitor.run()), done.set()))
+    thread.start()
+    vanishing.close(0)
+    assert done.wait(60), "the monitor did not finish with a stalled subscriber connected"
+    reader.wait_for(lambda c: len(c.of("risk")) >= result["strides"], 3)
+    reader.stop()
+    stalled.close(0)
+    assert [m["seq"] for m in reader.of("risk")] == list(range(1, result["strides"] + 1))
+
+
+def test_rtsp_outage_is_reported_and_the_monitor_resumes(bundle, tmp_path):
+    clip = need_shared(CLIPS / "highway_640.mp4")
+    gst_python = Path("/usr/bin/python3")
+    probe = subprocess.run([str(gst_python), "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0) is not installed")
+    port = free_port()
+
+    def serve() -> subprocess.Popen:
+        server = subprocess.Popen([str(gst_python), str(REPO / "tests" / "rtsp_server.py"), str(clip), str(port)],
+                                  stdout=subprocess.PIPE, text=True)
+        assert server.stdout.readline().strip() == "ready"
+        return server
+
+    server = serve()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    stop = threading.Event()
+    monitor = Monitor(RiskModel(bundle), MonitorOptions(source=parse_source(f"rtsp://viewer:s3cret@127.0.0.1:{port}/live"),
+                                                        backoff_initial=0.3, backoff_max=1.0),
+                      lambda status: Publisher(endpoint, "road", status=status), stop=stop)
+    collector = Collector(endpoint)
+    thread = threading.Thread(target=monitor.run)
+    thread.start()
+    try:
+        assert collector.wait_for(lambda c: len(c.of("risk")) >= 2, 30), "no risk from the live stream"
+        server.kill()
+        server.wait()
+        assert collector.wait_for(lambda c: any(s["source"]["state"] == "reconnecting" for s in c.of("status")), 20)
+        outage = next(s for s in collector.of("status") if s["source"]["state"] == "reconnecting")
+        assert outage["source"]["outages"] == 1 and outage["source"]["backoff_s"] > 0
+        risks_before = len(collector.of("risk"))
+        time.sleep(1.5)
+        server = serve()
+        assert collector.wait_for(lambda c: len(c.of("risk")) >= risks_before + 2, 30), "did not resume"
+        assert collector.of("status")[-1]["source"]["state"] == "online"
+    finally:
+        stop.set()
+        thread.join(10)
+        server.kill()
+        collector.stop()
+    assert not thread.is_alive()
+    _assert_contiguous(collector.of("risk"))
+    text = json.dumps([m for _, m in collector.messages])
+    assert "s3cret" not in text and "***@127.0.0.1" in text
+
+
+def test_sigterm_stops_within_a_second_and_finishes_the_event_clip(bundle, tmp_path):
+    clip = write_video(tmp_path / "long.mp4", 300, fps=15)  # 20 s, replayed in real time
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    collector = Collector(endpoint, ("alert",))
+    process = subprocess.Popen([sys.executable, "-m", "crashwatch", "monitor", "--bundle", str(bundle), "--source",
+                                str(clip), "--pub", endpoint, "--events", str(tmp_path / "events"), "--alert-on", "0"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert collector.wait_for(lambda c: c.of("alert"), 30), "no alert started"
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+        stopped_in = time.monotonic() - sent
+    finally:
+        process.kill()
+        collector.stop()
+    assert process.returncode == 0, process.stderr.read()
+    assert stopped_in < 1.5
+    clips = list((tmp_path / "events").glob("*.mp4"))
+    assert len(clips) == 1 and clips[0].with_suffix(".json").is_file()
+    assert "stopped:" in process.stdout.read()
+
+
+@pytest.mark.parametrize("source,message", [
+    ("ftp://host/x.mp4", "unsupported URL scheme"),
+    ("/no/such/file.mp4", "no such video file"),
+])
+def test_bad_sources_are_refused_clearly(source, message):
+    with pytest.raises(SourceError, match=message):
+        parse_source(source)
+
+
+def test_bad_sources_through_the_command(bundle, tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.mp4"
+    text.write_text("not a video")
+    cases = [("ftp://user:pw@host/x", "unsupported URL scheme"), (str(empty), "the file is empty"),
+             (str(text), "cannot open it as a video"), ("7", "no such webcam")]
+    for source, message in cases:
+        result = subprocess.run([sys.executable, "-m", "crashwatch", "monitor", "--bundle", str(bundle), "--source",
+                                 source, "--pub", f"tcp://127.0.0.1:{free_port()}"],
+                                cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0, source
+        assert message in result.stderr, result.stderr
+        assert "pw@" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_endpoint_in_use_is_a_clear_error():
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    first = Publisher(endpoint, "a")
+    try:
+        with pytest.raises(PublisherError, match="cannot bind.*another monitor"):
+            Publisher(endpoint, "b")
+    finally:
+        first.close(final_status=False)
+
+
+def test_alert_hysteresis_makes_one_episode_one_alert():
+    tracker = AlertTracker(AlertPolicy(on=0.6, off=0.4, min_on_seconds=0.5, min_off_seconds=1.0, update_step=0.1))
+    series = [0.1, 0.7, 0.65, 0.8, 0.5, 0.35, 0.7, 0.3, 0.3, 0.3, 0.3, 0.9]
+    events = []
+    for k, p in enumerate(series):
+        events += [(k * 0.5, e["event"], e["alert_id"]) for e in tracker.update(k * 0.5, p)]
+    # 0.7 at 0.5 s holds through 1.0 s -> start; 0.8 rises by >= 0.1 -> update; dips to 0.35 and 0.5 are
+    # hysteresis, not an end; below 0.4 from 3.5 s for 1 s -> end at 4.5 s; 0.9 alone is not yet a new alert.
+    assert events == [(1.0, "start", 1), (1.5, "update", 1), (4.5, "end", 1)]
+    with pytest.raises(ValueError):
+        AlertPolicy(on=0.3, off=0.5)
+
+
+def test_credentials_never_leave_the_url_redactor():
+    assert redact_url("rtsp://admin:hunter2@10.0.0.5:554/cam") == "rtsp://***@10.0.0.5:554/cam"
+    assert redact_url("rtsp://cam.local/stream") == "rtsp://cam.local/stream"
+    assert parse_source("rtsp://admin:hunter2@cam/x").display == "rtsp://***@cam/x"
+
+
+def test_replay_eval_reports_per_clip_and_overall(bundle, tiny_dataset, tmp_path):
+    out = tmp_path / "replay"
+    result = subprocess.run([sys.executable, "-m", "crashwatch", "replay-eval", "--bundle", str(bundle), "--data",
+                             str(tiny_dataset), "--out", str(out), "--alert-on", "0"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "replay_eval.json").read_text())
+    clips, summary = report["clips"], report["summary"]
+    assert [c["file_name"] for c in clips] == [f"test_{i}.mp4" for i in range(4)]
+    # Threshold 0: every clip alerts from its first stride (a full 2 s window ends at 2.0 s).
+    assert all(c["alert_fired"] == 1 and c["first_alert_s"] == pytest.approx(2.0) for c in clips)
+    crash = [c for c in clips if c["label"] == 1]
+    assert all(c["time_to_accident_s"] == pytest.approx(2.8 - 2.0) for c in crash)
+    assert summary["alerted_before_collision"] == len(crash) and summary["false_alerts"] == 2
+    assert summary["false_alerts_per_hour"] == pytest.approx(2 / (2 * 3.0 / 3600))
+    assert "before the collision 2/2 (100%)" in result.stdout
+    for c in clips:
+        assert (out / "plots" / c["file_name"].replace(".mp4", ".png")).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_monitor_command_runs_without_torch(bundle, tmp_path):
+    clip = write_video(tmp_path / "c.mp4", 45, fps=15)
+    args = ["crashwatch", "monitor", "--bundle", str(bundle), "--source", str(clip), "--replay", "fast",
+            "--pub", f"tcp://127.0.0.1:{free_port()}"]
+    script = FORBID_TORCH + f"sys.argv = {args!r}\nfrom crashwatch.cli import main\nmain()\n"
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "stopped: 2 strides (0 skipped)" in result.stdout  # 3 s of video: windows ending at 2.0 and 2.67 s
