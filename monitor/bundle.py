@@ -18,13 +18,14 @@ per frame, cacheable) and score a window of cached frame embeddings.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from monitor.versioned import read_versioned_json
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +73,7 @@ class Manifest:
     @classmethod
     def read(cls, folder: Path) -> "Manifest":
         path = folder / MANIFEST
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise BundleError(f"{path}: missing; is {folder} a crashwatch bundle (crashwatch export --out)?") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise BundleError(f"{path}: unreadable ({err})") from None
-        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-            raise BundleError(f"{path}: not a crashwatch bundle manifest")
-        version = raw.get("version")
-        if version != VERSION:
-            newer = isinstance(version, int) and version > VERSION
-            raise BundleError(f"{path}: bundle format version {version!r}; this crashwatch reads version {VERSION}"
-                              + (" (upgrade crashwatch to run it)" if newer else ""))
+        raw = read_versioned_json(path, FORMAT, VERSION, BundleError, "crashwatch export")
         try:
             model, window, pixels = raw["model"], raw["window"], raw["pixels"]
             manifest = cls(
@@ -164,7 +153,11 @@ class RiskModel:
             self.head = ort.InferenceSession(str(self.folder / HEAD), options, providers=self.providers)
         except Exception as err:  # onnxruntime raises its own exception types, not importable portably
             raise BundleError(f"{self.folder}: onnxruntime cannot load a graph ({err})") from None
-        log.info("bundle %s (%s) on %s", self.folder, self.manifest.precision, self.vision.get_providers()[0])
+        running = self.vision.get_providers()[0]
+        if running != self.providers[0]:
+            log.warning("%s is installed but could not start (no usable GPU or driver?); running on %s",
+                        self.providers[0], running)
+        log.info("bundle %s (%s) on %s", self.folder, self.manifest.precision, running)
         self._prompt_template, self._image_rows = self._load_prompt()
 
     def _load_prompt(self) -> tuple[np.ndarray, np.ndarray]:

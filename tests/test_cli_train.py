@@ -87,7 +87,7 @@ def test_user_mistakes_are_one_clear_line_not_a_traceback(tiny_dataset, tmp_path
         (["train", "--config", str(TINY_CONFIG), "--data", str(tiny_dataset), "--out", str(tmp_path / "r2"), "--resume"],
          "nothing to resume"),
         (["eval", "--checkpoint", str(tiny_dataset), "--data", str(tiny_dataset), "--out", str(tmp_path / "e")],
-         "crashwatch.json: missing"),
+         "crashwatch.json: missing; is"),
     ]
     for args, message in cases:
         result = crashwatch(*args, check=False)
@@ -98,7 +98,7 @@ def test_user_mistakes_are_one_clear_line_not_a_traceback(tiny_dataset, tmp_path
 
 def test_corrupt_checkpoint_is_named(tmp_path):
     (tmp_path / "crashwatch.json").write_text('{"format": "crashwatch-checkpoint", "version": 99}')
-    with pytest.raises(CheckpointError, match="format version 99"):
+    with pytest.raises(CheckpointError, match="format version 99; this crashwatch reads version 1 .upgrade"):
         load_checkpoint(tmp_path)
 
 

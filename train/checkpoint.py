@@ -16,6 +16,7 @@ from typing import Any
 import safetensors.torch
 from transformers import PreTrainedTokenizerBase
 
+from monitor.versioned import read_versioned_json
 from train.config import ConfigError, RunConfig
 from train.model import CrashRiskModel
 from train.tokenizer import load_tokenizer
@@ -66,16 +67,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """Rebuild the model from a checkpoint folder written by ``save_checkpoint``."""
     path = Path(path)
     meta_path = path / META
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{meta_path}: missing; is {path} a crashwatch run folder (crashwatch train --out)?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{meta_path}: unreadable ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{meta_path}: not a crashwatch checkpoint description")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"{meta_path}: format version {meta.get('version')} is not {VERSION}, which this crashwatch reads")
+    meta = read_versioned_json(meta_path, FORMAT, VERSION, CheckpointError, "crashwatch train")
     try:
         config = RunConfig.from_dict(meta["config"], str(meta_path))
         model = CrashRiskModel.from_saved_config(meta["backbone_config"], config.head)

@@ -1,0 +1,29 @@
+"""Reading the JSON files that describe a checkpoint or a bundle: present, parseable, of the right format and
+of a version this crashwatch reads, with messages that name the file and say what to do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def read_versioned_json(path: Path, fmt: str, version: int, error: type[Exception], made_by: str) -> dict[str, Any]:
+    """The JSON object at ``path``, checked for ``"format": fmt`` and ``"version": version``.
+
+    ``made_by`` names the command that writes such folders, for the hint when the file is missing.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: missing; is {path.parent} a folder written by `{made_by}`?") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f"{path}: unreadable ({err})") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise error(f"{path}: not a {fmt} description")
+    found = data.get("version")
+    if found != version:
+        newer = isinstance(found, int) and found > version
+        raise error(f"{path}: format version {found!r}; this crashwatch reads version {version}"
+                    + (" (upgrade crashwatch to use it)" if newer else ""))
+    return data
