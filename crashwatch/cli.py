@@ -25,12 +25,14 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """
     from monitor.bundle import BundleError
     from monitor.publisher import PublisherError
+    from monitor.security import KeyFileError
     from monitor.source import SourceError
     from monitor.video import VideoError
     from train.config import ConfigError
     from train.data import DatasetError
 
-    errors: list[type[Exception]] = [VideoError, ConfigError, DatasetError, BundleError, SourceError, PublisherError]
+    errors: list[type[Exception]] = [VideoError, ConfigError, DatasetError, BundleError, SourceError, PublisherError,
+                                        KeyFileError]
     for module, name in (("train.checkpoint", "CheckpointError"), ("export.bundle", "ExportError")):
         if module in sys.modules:
             errors.append(getattr(sys.modules[module], name))
@@ -165,9 +167,14 @@ def export_command(checkpoint_dir: Path, out_dir: Path, precision: str, video: P
 @click.option("--alert-min-off", type=float, default=1.0, show_default=True, help="Seconds below --alert-off before it ends.")
 @click.option("--window-seconds", type=float, help="Override the bundle's window length (warned about: not what was trained).")
 @click.option("--threads", type=int, help="onnxruntime threads (default: all cores).")
+@click.option("--curve-secret", type=click.Path(dir_okay=False, path_type=Path),
+              help="Encrypt with CURVE: the monitor's secret key file (from `crashwatch keys`).")
+@click.option("--curve-allow", type=click.Path(file_okay=False, path_type=Path),
+              help="With --curve-secret: folder of the public keys (*.key) of the subscribers admitted.")
 def monitor_command(bundle_dir: Path, source: str, replay: str, stride: float | None, endpoint: str, camera: str,
                     events_dir: Path | None, alert_on: float | None, alert_off: float | None, alert_min_on: float,
-                    alert_min_off: float, window_seconds: float | None, threads: int | None) -> None:
+                    alert_min_off: float, window_seconds: float | None, threads: int | None,
+                    curve_secret: Path | None, curve_allow: Path | None) -> None:
     """Watch a camera, stream or file and publish risk, alerts and status over ZeroMQ."""
     import signal
     import threading
@@ -175,8 +182,12 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, stride: float | 
     from monitor.bundle import RiskModel
     from monitor.publisher import Publisher
     from monitor.run import Monitor, MonitorOptions
+    from monitor.security import ServerCurve
     from monitor.source import parse_source
 
+    if (curve_secret is None) != (curve_allow is None):
+        raise click.UsageError("--curve-secret and --curve-allow go together")
+    curve = ServerCurve(curve_secret, curve_allow) if curve_secret is not None else None
     spec = parse_source(source)
     model = RiskModel(bundle_dir, threads=threads)
     alert = {"min_on_seconds": alert_min_on, "min_off_seconds": alert_min_off}
@@ -190,7 +201,8 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, stride: float | 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        monitor = Monitor(model, options, lambda status: Publisher(endpoint, camera, status=status), stop=stop)
+        monitor = Monitor(model, options, lambda status: Publisher(endpoint, camera, status=status, curve=curve),
+                          stop=stop)
     except ValueError as err:  # inconsistent options (thresholds, overrides, fast replay of a live source)
         raise click.UsageError(str(err)) from None
     summary = monitor.run()
@@ -207,13 +219,22 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, stride: float | 
               help="Only these topics (repeatable; default: all).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for programs.")
 @click.option("--count", type=int, help="Exit after this many messages.")
-def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, count: int | None) -> None:
+@click.option("--curve-server-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="The monitor's public key file: connect with CURVE encryption.")
+@click.option("--curve-secret", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --curve-server-key: this subscriber's secret key file.")
+def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, count: int | None,
+                      curve_server_key: Path | None, curve_secret: Path | None) -> None:
     """Print a monitor's messages, one line each."""
     import json
 
+    from monitor.security import ClientCurve
     from monitor.subscribe import Subscriber, describe
 
-    subscriber = Subscriber(endpoint, topics)
+    if (curve_server_key is None) != (curve_secret is None):
+        raise click.UsageError("--curve-server-key and --curve-secret go together")
+    curve = ClientCurve(curve_server_key, curve_secret) if curve_secret is not None else None
+    subscriber = Subscriber(endpoint, topics, curve=curve)
     received = 0
     try:
         for topic, message in subscriber:
@@ -251,6 +272,18 @@ def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: P
                f"median time-to-accident {'n/a' if tta is None else f'{tta:.2f} s'}; "
                f"false alerts {s['false_alerts']} in {s['normal_hours'] * 60:.1f} min of normal driving")
     click.echo(f"wrote {out_dir / 'replay_eval.csv'}, {out_dir / 'replay_eval.json'} and {out_dir / 'plots'}/")
+
+
+@main.command("keys")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the key files.")
+@click.option("--name", required=True, help="Whose keys: e.g. the monitor's or a subscriber's name.")
+def keys_command(out_dir: Path, name: str) -> None:
+    """Create a CURVE key pair: NAME.key (public) and NAME.key_secret (private)."""
+    from monitor.security import create_keys
+
+    public, secret = create_keys(out_dir, name)
+    click.echo(f"wrote {public} (public: give it to the other side) and {secret} (secret: keep it here)")
 
 
 @main.group()

@@ -14,6 +14,7 @@ from typing import Any
 import cv2
 
 from monitor.source import Frame
+from monitor.video import VideoError, probe_clip
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,13 @@ class EventRecorder:
                 writer.write(image)
         finally:
             writer.release()
-        if not path.is_file() or path.stat().st_size == 0:
-            raise OSError("the video writer produced no file (disk full?)")
+        # OpenCV's writer reports no I/O errors: read the clip back to know it is whole (a full disk cuts it).
+        try:
+            written = probe_clip(path).num_frames
+        except VideoError as err:
+            raise OSError(f"the clip cannot be read back ({err}); disk full?") from None
+        if written != len(frames):
+            raise OSError(f"only {written} of {len(frames)} frames were written (disk full?)")
         sidecar = {
             "camera": self.camera, "clip": path.name, "alert": event["alert"],
             "frames": [{"id": f.id, "t": f.t, "captured_at": f.wall} for f in frames],

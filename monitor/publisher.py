@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import zmq
 
+from monitor.security import ServerCurve
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -48,7 +50,8 @@ class Publisher:
     """Binds a PUB socket and sends whatever is enqueued, plus a heartbeat from ``status`` every ``period``."""
 
     def __init__(self, endpoint: str, camera: str, status: Callable[[], dict[str, Any]] | None = None,
-                 period: float = 1.0, hwm: int = 1000, context: zmq.Context | None = None) -> None:
+                 period: float = 1.0, hwm: int = 1000, context: zmq.Context | None = None,
+                 curve: ServerCurve | None = None) -> None:
         self.endpoint = endpoint
         self.camera = camera
         self._status = status
@@ -57,14 +60,24 @@ class Publisher:
         self._socket = self._context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, 500)
+        self._authenticator = None
+        if curve is not None:
+            try:
+                self._authenticator = curve.apply(self._socket, self._context)
+            except Exception:
+                self._socket.close(0)
+                raise
         try:
             self._socket.bind(endpoint)
         except zmq.ZMQError as err:
             self._socket.close(0)
+            if self._authenticator is not None:
+                self._authenticator.stop()
             hint = " (is another monitor running there?)" if err.errno == zmq.EADDRINUSE else ""
             raise PublisherError(f"{endpoint}: cannot bind the publisher: {err.strerror}{hint}") from None
-        if not is_loopback(endpoint):
-            log.warning("publishing on %s, reachable beyond this machine, without encryption", endpoint)
+        if not is_loopback(endpoint) and curve is None:
+            log.warning("publishing on %s, reachable beyond this machine, without encryption: anyone who can "
+                        "connect reads every alert (see `crashwatch keys` and --curve-secret)", endpoint)
         self._queue: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = queue.SimpleQueue()
         self._seq = {topic: 0 for topic in TOPICS}
         self._lock = threading.Lock()
@@ -88,6 +101,8 @@ class Publisher:
         self._queue.put(None)
         self._thread.join(timeout=2.0)
         self._socket.close()
+        if self._authenticator is not None:
+            self._authenticator.stop()
 
     def _send(self, topic: str, message: dict[str, Any]) -> None:
         message["sent_at"] = time.time()

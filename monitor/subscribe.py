@@ -8,13 +8,18 @@ from typing import Any, Iterator
 
 import zmq
 
+from monitor.security import ClientCurve
+
 
 class Subscriber:
     """Connects to a monitor's publisher and yields ``(topic, message)``; counts ``seq`` gaps per topic."""
 
-    def __init__(self, endpoint: str, topics: tuple[str, ...] = (), context: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str, topics: tuple[str, ...] = (), context: zmq.Context | None = None,
+                 curve: ClientCurve | None = None) -> None:
         self._socket = (context or zmq.Context.instance()).socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve.apply(self._socket)
         for topic in topics or ("",):
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._socket.connect(endpoint)

@@ -19,9 +19,9 @@ def free_port() -> int:
 class Collector(threading.Thread):
     """Receives everything from an endpoint until stopped; messages in arrival order."""
 
-    def __init__(self, endpoint: str, topics: tuple[str, ...] = ()) -> None:
+    def __init__(self, endpoint: str, topics: tuple[str, ...] = (), curve=None) -> None:
         super().__init__(daemon=True)
-        self.subscriber = Subscriber(endpoint, topics, context=zmq.Context.instance())
+        self.subscriber = Subscriber(endpoint, topics, context=zmq.Context.instance(), curve=curve)
         self.messages: list[tuple[str, dict]] = []
         self.halt = threading.Event()
         self.start()
