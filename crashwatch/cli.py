@@ -156,6 +156,7 @@ def export_command(checkpoint_dir: Path, out_dir: Path, precision: str, video: P
               help="Webcam index (0), rtsp:// or http(s):// URL, or a video file (replayed as a live stream).")
 @click.option("--replay", type=click.Choice(["realtime", "fast"]), default="realtime", show_default=True,
               help="For files: at the file's frame rate, or as fast as inference allows without skipping a stride.")
+@click.option("--loop", is_flag=True, help="For files: start again at the end (demos, soak tests).")
 @click.option("--stride", type=float, help="Seconds between risk queries (default: the window's frame spacing).")
 @click.option("--pub", "endpoint", default="tcp://127.0.0.1:5555", show_default=True, help="ZeroMQ PUB endpoint to bind.")
 @click.option("--camera", default="cam0", show_default=True, help="Camera name carried by every message.")
@@ -171,7 +172,7 @@ def export_command(checkpoint_dir: Path, out_dir: Path, precision: str, video: P
               help="Encrypt with CURVE: the monitor's secret key file (from `crashwatch keys`).")
 @click.option("--curve-allow", type=click.Path(file_okay=False, path_type=Path),
               help="With --curve-secret: folder of the public keys (*.key) of the subscribers admitted.")
-def monitor_command(bundle_dir: Path, source: str, replay: str, stride: float | None, endpoint: str, camera: str,
+def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stride: float | None, endpoint: str, camera: str,
                     events_dir: Path | None, alert_on: float | None, alert_off: float | None, alert_min_on: float,
                     alert_min_off: float, window_seconds: float | None, threads: int | None,
                     curve_secret: Path | None, curve_allow: Path | None) -> None:
@@ -195,7 +196,7 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, stride: float | 
         alert["on"] = alert_on
     if alert_off is not None:
         alert["off"] = alert_off
-    options = MonitorOptions(source=spec, stride=stride, replay=replay, camera=camera, events_dir=events_dir,
+    options = MonitorOptions(source=spec, stride=stride, replay=replay, loop=loop, camera=camera, events_dir=events_dir,
                              alert=alert, window_seconds=window_seconds)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -284,6 +285,21 @@ def keys_command(out_dir: Path, name: str) -> None:
 
     public, secret = create_keys(out_dir, name)
     click.echo(f"wrote {public} (public: give it to the other side) and {secret} (secret: keep it here)")
+
+
+@main.command("synth")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Dataset folder to write (train/ val/ test/ + JSONL, and drives/ with --drives).")
+@click.option("--clips", default=200, show_default=True, help="Number of clips (split 70/15/15).")
+@click.option("--seed", default=0, show_default=True, help="Seed: the same seed writes the same data.")
+@click.option("--drives", default=0, show_default=True, help="Long continuous drives for replay-eval, in OUT/drives.")
+@click.option("--drive-minutes", default=3.0, show_default=True, help="Length of each drive.")
+def synth_command(out_dir: Path, clips: int, seed: int, drives: int, drive_minutes: float) -> None:
+    """Render labelled dashcam scenarios (collisions, near misses, normal driving) with exact ground truth."""
+    from train.synth.generate import generate
+
+    generate(out_dir, clips, seed, drives, drive_minutes)
+    click.echo(f"wrote {out_dir}" + (f" and {out_dir / 'drives'}" if drives else ""))
 
 
 @main.group()

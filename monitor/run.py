@@ -39,6 +39,7 @@ class MonitorOptions:
     source: SourceSpec
     stride: float | None = None  # default: the window's frame spacing, so consecutive windows share frames
     replay: str = "realtime"  # or "fast" (files only)
+    loop: bool = False  # files: start again at the end
     camera: str = "cam0"
     events_dir: Path | None = None
     event_post_seconds: float = 3.0
@@ -85,11 +86,14 @@ class Monitor:
         self.policy = AlertPolicy.around(alert.pop("on", m.threshold), **alert)
         self.tracker = AlertTracker(self.policy)
         self.scorer = WindowScorer(model, self.geometry, PixelSpec(m.image_size, m.image_mean, m.image_std))
-        span = self.geometry.seconds + 2 * self.stride + options.event_post_seconds + 1.0
+        # The buffer holds full-resolution frames, so only what a window can still need; event clips take
+        # their post-roll frames straight from the capture.
+        span = self.geometry.seconds + 2 * self.stride + 0.5
         self.buffer = FrameBuffer(span, paced=options.replay == "fast")
         self.events = EventRecorder(options.events_dir, options.camera, options.event_post_seconds) \
             if options.events_dir is not None else None
         self.capture = Capture(options.source, self.buffer, self.stop, realtime=options.replay == "realtime",
+                               loop=options.loop,
                                on_frame=self.events.feed if self.events else None,
                                backoff_initial=options.backoff_initial, backoff_max=options.backoff_max)
         self.stats = LoopStats()

@@ -175,7 +175,7 @@ class Capture(threading.Thread):
     """Reads ``spec`` into ``buffer`` until stopped, the file ends, or (live) the source fails for good."""
 
     def __init__(self, spec: SourceSpec, buffer: FrameBuffer, stop: threading.Event,
-                 on_frame: Callable[[Frame], None] | None = None, realtime: bool = True,
+                 on_frame: Callable[[Frame], None] | None = None, realtime: bool = True, loop: bool = False,
                  backoff_initial: float = 0.5, backoff_max: float = 10.0, open_timeout_s: float = 5.0) -> None:
         super().__init__(name="capture", daemon=True)
         self.spec = spec
@@ -183,6 +183,7 @@ class Capture(threading.Thread):
         self.stop_event = stop
         self.on_frame = on_frame
         self.realtime = realtime
+        self.loop = loop
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.open_timeout_s = open_timeout_s
@@ -213,6 +214,19 @@ class Capture(threading.Thread):
             self.on_frame(frame)
 
     def _run_file(self) -> None:
+        """Replay the file (again and again with ``loop``; stream time keeps running across passes)."""
+        offset = 0.0
+        start = time.monotonic()
+        while not self.stop_event.is_set():
+            duration = self._replay_once(offset, start)
+            if not self.loop or duration == 0.0:
+                break
+            offset += duration
+        if not self.stop_event.is_set():
+            self.stats.state = "ended"
+
+    def _replay_once(self, offset: float, start: float) -> float:
+        """One pass over the file from stream time ``offset``; returns the pass's duration in seconds."""
         capture = open_capture(self.spec)
         if capture is None:
             raise SourceError(f"{self.spec.display}: OpenCV cannot open it as a video")
@@ -222,12 +236,12 @@ class Capture(threading.Thread):
             raise SourceError(f"{self.spec.display}: unusable frame rate in its header ({fps})")
         self.source_fps = fps
         self.stats.state = "online"
-        start = time.monotonic()
         index = 0
         try:
             while not self.stop_event.is_set():
+                t = offset + index / fps
                 if self.realtime:
-                    behind = (time.monotonic() - start) - index / fps
+                    behind = (time.monotonic() - start) - t
                     if behind < 0:
                         self.stop_event.wait(-behind)
                     elif behind > 1.0 / fps:  # fell behind: skip frames, as a live camera would
@@ -239,12 +253,12 @@ class Capture(threading.Thread):
                 ok, image = capture.read()
                 if not ok or image is None:
                     break
-                self._emit(index / fps, image)
+                self._emit(t, image)
                 index += 1
         finally:
             capture.release()
-        self.stats.state = "ended" if not self.stop_event.is_set() else self.stats.state
         log.info("%s: end of file after %d frames", self.spec.display, index)
+        return index / fps
 
     def _run_live(self) -> None:
         origin: float | None = None

@@ -37,7 +37,6 @@ BAD_LINES = [
     ('{"video": "a.mp4", "label": 1}', "missing key 'text'"),
     ('{"video": "a.mp4", "text": "q", "label": 1, "colour": "red"}', "unknown key"),
     ('{"video": "a.mp4", "text": "q", "label": 1, "event_time": -1}', "event_time"),
-    ('{"video": "a.mp4", "text": "q", "label": 1, "event_time": 99}', "past the end"),
     ('{"video": "missing.mp4", "text": "q", "label": 1}', "no such video file"),
     ('{"video": "../escape.mp4", "text": "q", "label": 1}', "must be relative and stay inside"),
     ('{"video": "/etc/passwd", "text": "q", "label": 1}', "must be relative and stay inside"),

@@ -79,7 +79,7 @@ def train(
     train_set = WindowDataset(train_samples, prompt, config.pixels)
     val_set = WindowDataset(val_samples, prompt, config.pixels)
 
-    greater_is_better = recipe.best_metric not in ("eval_loss", "loss")
+    greater_is_better = recipe.best_metric not in ("eval_loss", "loss")  # accuracy, f1, auroc, ap: higher
     args = TrainingArguments(
         output_dir=str(out_dir / "checkpoints"),
         num_train_epochs=epochs if epochs is not None else recipe.epochs,

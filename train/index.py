@@ -129,12 +129,9 @@ def check_videos(videos: list[LabelledVideo], problems: list[Problem]) -> list[L
             problems.append(Problem(video.path, None, "another video has the same file name; names must be unique"))
             continue
         try:
-            info = probe_clip(video.path)
+            probe_clip(video.path)
         except VideoError as err:
             problems.append(Problem(video.path, None, str(err)))
-            continue
-        if video.event_time is not None and video.event_time > info.duration:
-            problems.append(Problem(video.path, None, f"event time {video.event_time} s is past its end ({info.duration:.2f} s)"))
             continue
         names.add(video.path.name)
         good.append(video)

@@ -1,0 +1,118 @@
+"""``crashwatch synth``: generated clips in the trainer's dataset layout, and long drives for replay.
+
+Clips end 1 to 2 s before the scenario's critical moment: a collision clip is then labelled 1 in the research
+sense (a collision 1 to 2 s after the clip ends) and carries ``event_time`` (seconds from the clip's start,
+past its end); a near miss ends as close to its most alarming moment, labelled 0. Drives are minutes of
+scenarios played one after another; a crash drive ends with a collision (its ``event_time``), a normal one
+never collides. Ground truth for every file (scenario kind, collision time, clearance) goes to
+``{split}_truth.json`` beside the JSONL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from train.config import DEFAULT_QUESTION
+from train.synth.catalog import COLLISIONS, NEAR_MISSES, NORMAL, build
+from train.synth.render import render_frame, write_video
+from train.synth.scenario import Scenario
+
+log = logging.getLogger(__name__)
+
+FPS = 10.0
+SIZE = (320, 180)
+SHARES = {"collision": 0.45, "near_miss": 0.40, "normal": 0.15}
+
+
+@dataclass(frozen=True)
+class Segment:
+    scenario: Scenario
+    start: float  # scenario time of the first frame
+    end: float  # scenario time just after the last frame
+
+
+def _frames(segments: Iterable[Segment], fps: float, size: tuple[int, int]):
+    index = 0
+    for seg in segments:
+        for k in range(int(round((seg.end - seg.start) * fps))):
+            yield render_frame(seg.scenario, seg.start + k / fps, size, index)
+            index += 1
+
+
+def _pick_kind(rng: np.random.Generator) -> str:
+    group = rng.choice(list(SHARES), p=list(SHARES.values()))
+    kinds = {"collision": COLLISIONS, "near_miss": NEAR_MISSES, "normal": NORMAL}[group]
+    return str(rng.choice(kinds))
+
+
+def _truth(scenario: Scenario) -> dict:
+    return {"kind": scenario.kind, "collision_time": scenario.collision_time(), "critical_time": scenario.critical_time,
+            "clearance_m": round(scenario.clearance(step=0.05), 3)}
+
+
+def write_clips(out: Path, split: str, count: int, rng: np.random.Generator, question: str) -> None:
+    folder = out / split
+    folder.mkdir(parents=True, exist_ok=True)
+    lines, truth = [], {}
+    for n in range(count):
+        scenario = build(_pick_kind(rng), rng)
+        end = scenario.critical_time - rng.uniform(1.0, 2.0)
+        name = f"{split}_{n:05d}_{scenario.kind}.mp4"
+        write_video(folder / name, _frames([Segment(scenario, 0.0, end)], FPS, SIZE), FPS)
+        entry = {"video": name, "text": question, "label": int(scenario.collision)}
+        if scenario.collision:
+            entry["event_time"] = round(scenario.critical_time, 3)
+        lines.append(json.dumps(entry))
+        truth[name] = {**_truth(scenario), "clip_end": round(end, 3)}
+    (out / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    (out / f"{split}_truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+    log.info("%s: %d clips (%d collisions)", split, count, sum('"label": 1' in line for line in lines))
+
+
+def write_drives(out: Path, count: int, minutes: float, rng: np.random.Generator, question: str,
+                 crash_share: float = 0.5) -> None:
+    """``out/test/*.mp4`` and ``out/test.jsonl``: continuous drives for ``crashwatch replay-eval``."""
+    folder = out / "test"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines, truth = [], {}
+    for n in range(count):
+        crash = rng.random() < crash_share
+        segments, t, kinds = [], 0.0, []
+        while t < minutes * 60 * (0.85 if crash else 1.0):
+            kind = str(rng.choice(NEAR_MISSES + NORMAL))
+            scenario = build(kind, rng)
+            segments.append(Segment(scenario, 0.0, scenario.duration))
+            t += scenario.duration
+            kinds.append(kind)
+        entry = {"text": question, "label": int(crash)}
+        if crash:
+            scenario = build(str(rng.choice(COLLISIONS)), rng)
+            segments.append(Segment(scenario, 0.0, scenario.duration))
+            entry["event_time"] = round(t + scenario.critical_time, 3)
+            kinds.append(scenario.kind)
+            t += scenario.duration
+        name = f"drive_{n:03d}_{'crash' if crash else 'normal'}.mp4"
+        write_video(folder / name, _frames(segments, FPS, SIZE), FPS)
+        lines.append(json.dumps({"video": name, **entry}))
+        truth[name] = {"duration_s": round(t, 2), "segments": kinds, "event_time": entry.get("event_time")}
+        log.info("drive %s: %.0f s, %d segments%s", name, t, len(segments), ", ends in a collision" if crash else "")
+    (out / "test.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    (out / "test_truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+
+
+def generate(out: Path, clips: int, seed: int, drives: int = 0, drive_minutes: float = 3.0,
+             question: str = DEFAULT_QUESTION) -> None:
+    """``clips`` clips split 70/15/15 into ``out``, and ``drives`` drives into ``out/drives``."""
+    rng = np.random.default_rng(seed)
+    n_val = n_test = max(1, round(clips * 0.15)) if clips >= 3 else 0
+    for split, count in (("train", clips - n_val - n_test), ("val", n_val), ("test", n_test)):
+        if count:
+            write_clips(out, split, count, rng, question)
+    if drives:
+        write_drives(out / "drives", drives, drive_minutes, rng, question)
