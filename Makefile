@@ -1,24 +1,51 @@
-# `make test`: create .venv/, install crashwatch with training and test extras at the tested versions, run
-# the tests. On this project's CPU machines pip takes torch 2.13.0 from the CPU wheel on disk; on a GPU
-# machine with internet the same command brings the CUDA build of the same version.
+# make test        create .venv/, install crashwatch with training and test extras at the tested versions
+#                  (constraints.txt), run the tests. On this project's CPU machines pip takes torch 2.13.0
+#                  from the CPU wheel on disk; on a GPU machine with internet the same command brings the
+#                  CUDA build of the same version.
+# make demo        install what the monitor needs (no torch) and run it on the shipped demo drive.
+# make demo-model  rebuild the shipped demo bundle and drive from scratch (generate, train, export), seed fixed.
+# make demo-eval   measure the demo model on freshly generated data it never saw (a different seed).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-train
+TRAIN_STAMP := $(VENV)/.installed-train
+MONITOR_STAMP := $(VENV)/.installed-monitor
+DEMO := monitor/demo
+BUILD := build
 
-.PHONY: test install clean
+.PHONY: test demo demo-model demo-eval install clean
 
-install: $(STAMP)
+install: $(TRAIN_STAMP)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt
+$(TRAIN_STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt
 	$(BIN)/pip install -c constraints.txt -e ".[cpu,train,test]"
+	touch $@ $(MONITOR_STAMP)
+
+$(MONITOR_STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt
+	$(BIN)/pip install -c constraints.txt -e ".[cpu]"
 	touch $@
 
-test: $(STAMP)
+test: $(TRAIN_STAMP)
 	$(BIN)/python -m pytest
 
+demo: $(MONITOR_STAMP)
+	$(BIN)/crashwatch demo --out demo-output
+
+demo-model: $(TRAIN_STAMP)
+	$(BIN)/crashwatch synth --out $(BUILD)/demo-data --clips 1600 --seed 1
+	$(BIN)/crashwatch train --config configs/demo.yaml --data $(BUILD)/demo-data --out $(BUILD)/demo-run
+	$(BIN)/crashwatch export --checkpoint $(BUILD)/demo-run --out $(DEMO)/bundle --precision int8 --force \
+		--video $$(ls $(BUILD)/demo-data/test/*.mp4 | head -n 1)
+	$(BIN)/crashwatch synth --out $(DEMO) --seed 7 --demo-drive
+
+demo-eval: $(TRAIN_STAMP)
+	$(BIN)/crashwatch synth --out $(BUILD)/demo-eval --clips 400 --seed 2 --drives 16 --drive-minutes 4
+	$(BIN)/crashwatch eval --checkpoint $(BUILD)/demo-run --data $(BUILD)/demo-eval --split test --out $(BUILD)/demo-eval/report
+	$(BIN)/crashwatch replay-eval --bundle $(DEMO)/bundle --data $(BUILD)/demo-eval --split test --out $(BUILD)/demo-eval/replay-clips
+	$(BIN)/crashwatch replay-eval --bundle $(DEMO)/bundle --data $(BUILD)/demo-eval/drives --split test --out $(BUILD)/demo-eval/replay-drives
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(BUILD) demo-output *.egg-info .pytest_cache

@@ -150,8 +150,8 @@ def export_command(checkpoint_dir: Path, out_dir: Path, precision: str, video: P
 
 
 @main.command("monitor")
-@click.option("--bundle", "bundle_dir", required=True, type=click.Path(path_type=Path),
-              help="Bundle folder from `crashwatch export`.")
+@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path),
+              help="Bundle folder from `crashwatch export` (default: the demo bundle, generated scenes only).")
 @click.option("--source", required=True,
               help="Webcam index (0), rtsp:// or http(s):// URL, or a video file (replayed as a live stream).")
 @click.option("--replay", type=click.Choice(["realtime", "fast"]), default="realtime", show_default=True,
@@ -190,6 +190,11 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stri
         raise click.UsageError("--curve-secret and --curve-allow go together")
     curve = ServerCurve(curve_secret, curve_allow) if curve_secret is not None else None
     spec = parse_source(source)
+    if bundle_dir is None:
+        from monitor.demo import NOTICE, demo_bundle
+
+        bundle_dir = demo_bundle()
+        click.echo(NOTICE, err=True)
     model = RiskModel(bundle_dir, threads=threads)
     alert = {"min_on_seconds": alert_min_on, "min_off_seconds": alert_min_off}
     if alert_on is not None:
@@ -212,6 +217,81 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stri
     click.echo(f"stopped: {summary['strides']} strides ({summary['strides_skipped']} skipped), "
                f"{summary['alerts']} alert(s), {summary['frames']} frames ({summary['frames_dropped']} dropped), "
                f"source {summary['source_state']}")
+
+
+@main.command("demo")
+@click.option("--out", "out_dir", default="demo-output", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where the annotated video, the risk chart and event clips go.")
+@click.option("--pub", "endpoint", default="tcp://127.0.0.1:5555", show_default=True, help="ZeroMQ PUB endpoint to bind.")
+@click.option("--fast", is_flag=True, help="Replay as fast as inference allows instead of in real time.")
+def demo_command(out_dir: Path, endpoint: str, fast: bool) -> None:
+    """Run the monitor on the shipped demo drive in real time, printing risk and alerts as they come."""
+    import signal
+    import threading
+
+    from monitor.bundle import RiskModel
+    from monitor.demo import DEMO_DRIVE, NOTICE, demo_bundle, write_report
+    from monitor.publisher import Publisher
+    from monitor.run import Monitor, MonitorOptions
+    from monitor.source import SourceSpec
+    from monitor.subscribe import Subscriber, describe
+
+    click.echo(NOTICE)
+    model = RiskModel(demo_bundle())
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    options = MonitorOptions(source=SourceSpec("file", str(DEMO_DRIVE), DEMO_DRIVE.name), camera="demo",
+                             events_dir=out_dir / "events", replay="fast" if fast else "realtime")
+    subscriber = Subscriber(endpoint)
+    monitor = Monitor(model, options, lambda status: Publisher(endpoint, "demo", status=status), stop=stop)
+    if subscriber.receive(timeout=3) is None:  # the first heartbeat: the subscription is live
+        raise click.ClickException(f"{endpoint}: the subscriber received nothing from the monitor")
+
+    def show() -> None:
+        while not (finished.is_set() and subscriber.receive(timeout=0) is None):
+            item = subscriber.receive(timeout=0.2)
+            if item is not None and item[0] in ("risk", "alert"):
+                click.echo(describe(*item))
+
+    finished = threading.Event()
+    printer = threading.Thread(target=show, daemon=True)
+    click.echo(f"replaying {DEMO_DRIVE.name} {'fast' if fast else 'in real time'}; risk every {monitor.stride:.1f} s "
+               "of video (Ctrl-C stops)")
+    printer.start()
+    monitor.run()
+    finished.set()
+    printer.join(timeout=2)
+    subscriber.close()
+    report = write_report(out_dir, monitor.risks, monitor.alerts, monitor.policy.on)
+    if report["warning_s"] is not None:
+        click.echo(f"the alert came {report['warning_s']:.1f} s before the collision at {report['event_time']:.1f} s")
+    elif report["event_time"] is not None and not stop.is_set():
+        click.echo(f"no alert before the collision at {report['event_time']:.1f} s")
+    click.echo(f"annotated video: {report['video']}")
+    click.echo(f"risk chart:      {report['chart']}")
+
+
+@main.command("bench")
+@click.option("--smoke", is_flag=True, help="Seconds-long run of every measurement with small inputs (make test).")
+@click.option("--bundle", "bundles", multiple=True, type=(str, click.Path(exists=True, file_okay=False, path_type=Path)),
+              help="NAME BUNDLE to measure per stride (repeatable); e.g. smolvlm2-256m bundles/256m-int8. Naming a "
+                   "config (smolvlm2-256m, smolvlm2-500m) also compares it with the research code's way.")
+@click.option("--demo-bundle", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Bundle for the latency and lag replay (default: the shipped demo bundle).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("BENCHMARKS.md"), show_default=True,
+              help="Markdown file for the table, with the machine and this command.")
+def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundle: Path | None, out: Path) -> None:
+    """Measure stride cost, speed-ups, latency, lag, memory and the CPU floor; print and write a table."""
+    from benchmarks.bench import run
+
+    if demo_bundle is None:
+        from monitor.demo import demo_bundle as shipped
+
+        demo_bundle = shipped()
+    table = run(smoke, dict(bundles), demo_bundle, out, "crashwatch " + " ".join(sys.argv[1:]))
+    click.echo(table.markdown())
+    click.echo(f"wrote {out}")
 
 
 @main.command("subscribe")
@@ -294,10 +374,15 @@ def keys_command(out_dir: Path, name: str) -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed: the same seed writes the same data.")
 @click.option("--drives", default=0, show_default=True, help="Long continuous drives for replay-eval, in OUT/drives.")
 @click.option("--drive-minutes", default=3.0, show_default=True, help="Length of each drive.")
-def synth_command(out_dir: Path, clips: int, seed: int, drives: int, drive_minutes: float) -> None:
+@click.option("--demo-drive", is_flag=True, help="Write only the demo's drive (drive.mp4 + drive.json) into OUT.")
+def synth_command(out_dir: Path, clips: int, seed: int, drives: int, drive_minutes: float, demo_drive: bool) -> None:
     """Render labelled dashcam scenarios (collisions, near misses, normal driving) with exact ground truth."""
-    from train.synth.generate import generate
+    from train.synth.generate import generate, write_demo_drive
 
+    if demo_drive:
+        truth = write_demo_drive(out_dir, seed)
+        click.echo(f"wrote {out_dir / 'drive.mp4'}: {truth['duration_s']:.0f} s, collision at {truth['event_time']:.1f} s")
+        return
     generate(out_dir, clips, seed, drives, drive_minutes)
     click.echo(f"wrote {out_dir}" + (f" and {out_dir / 'drives'}" if drives else ""))
 

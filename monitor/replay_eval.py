@@ -16,6 +16,7 @@ from typing import Any
 
 import cv2
 
+from monitor.annotate import alert_spans
 from monitor.bundle import RiskModel
 from monitor.plot import risk_chart
 from monitor.publisher import Publisher
@@ -46,7 +47,7 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
     for number, clip in enumerate(clips, 1):
         monitor = replay_clip(model, clip.video, stride, alert or {})
         starts = [a for a in monitor.alerts if a["event"] == "start"]
-        spans = _spans(monitor.alerts, clip.info.duration)
+        spans = [(a, min(b, clip.info.duration)) for a, b in alert_spans(monitor.alerts)]
         first = starts[0]["start"] if starts else None
         tta = (clip.event_time - first) if (first is not None and clip.event_time is not None) else None
         rows.append({
@@ -70,17 +71,6 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
     (out / "replay_eval.json").write_text(json.dumps({"summary": summary, "clips": rows}, indent=2) + "\n",
                                           encoding="utf-8")
     return summary
-
-
-def _spans(alerts: list[dict[str, Any]], end: float) -> list[tuple[float, float]]:
-    spans, opened = [], {}
-    for a in alerts:
-        if a["event"] == "start":
-            opened[a["alert_id"]] = a["start"]
-        elif a["event"] == "end":
-            spans.append((opened.pop(a["alert_id"], a["start"]), a["t"]))
-    spans += [(start, end) for start in opened.values()]
-    return spans
 
 
 def _summarise(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:

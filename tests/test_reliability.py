@@ -103,6 +103,18 @@ def test_a_late_subscriber_gets_a_status_within_a_second(tiny_bundle, tmp_path):
     assert waited < 1.5  # one heartbeat period plus the connection
 
 
+def _fill(folder: Path) -> None:
+    """Write into ``folder`` until its file system is full to the last byte."""
+    filler = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(filler, b"\0" * 512):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(filler)
+
+
 @pytest.mark.parametrize("where", ["under-a-file", "full-disk"])
 def test_event_clips_that_cannot_be_written_are_reported_and_alerts_go_on(tiny_bundle, tmp_path, where):
     if where == "under-a-file":
@@ -113,15 +125,9 @@ def test_event_clips_that_cannot_be_written_are_reported_and_alerts_go_on(tiny_b
         events.mkdir()
         if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(events)], capture_output=True).returncode:
             pytest.skip("cannot mount a small tmpfs here (needs root) to fill a disk")
-        filler = os.open(events / "filler", os.O_WRONLY | os.O_CREAT)  # fill it to the last byte
-        try:
-            while os.write(filler, b"\0" * 512):
-                pass
-        except OSError:
-            pass
-        finally:
-            os.close(filler)
     try:
+        if where == "full-disk":
+            _fill(events)
         clip = write_video(tmp_path / "c.mp4", 90, fps=15, size=(320, 240))
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         collector = Collector(endpoint)

@@ -116,3 +116,26 @@ def generate(out: Path, clips: int, seed: int, drives: int = 0, drive_minutes: f
             write_clips(out, split, count, rng, question)
     if drives:
         write_drives(out / "drives", drives, drive_minutes, rng, question)
+
+
+def write_demo_drive(folder: Path, seed: int, minutes: float = 1.0) -> dict:
+    """The drive `make demo` replays: near misses and normal driving, then a collision; ``drive.mp4`` and
+    ``drive.json`` (its ground truth) in ``folder``."""
+    rng = np.random.default_rng(seed)
+    segments, kinds, t = [], [], 0.0
+    for kind in ("follow", "cut_in_clear", "pass_by", "crossing_clear", "brake_in_time", "open_road"):
+        if t > minutes * 60 * 0.8:
+            break
+        scenario = build(kind, rng)
+        segments.append(Segment(scenario, 0.0, scenario.duration))
+        kinds.append(kind)
+        t += scenario.duration
+    crash = build("rear_end", rng)
+    segments.append(Segment(crash, 0.0, crash.duration))
+    kinds.append(crash.kind)
+    truth = {"event_time": round(t + crash.critical_time, 3), "segments": kinds, "seed": seed,
+             "duration_s": round(t + crash.duration, 3)}
+    folder.mkdir(parents=True, exist_ok=True)
+    write_video(folder / "drive.mp4", _frames(segments, FPS, SIZE), FPS)
+    (folder / "drive.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+    return truth

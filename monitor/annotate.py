@@ -1,0 +1,63 @@
+"""An annotated copy of a replayed video: each frame with the risk curve so far, the threshold and the alert
+state drawn under it, for people to watch what the monitor saw and said."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from monitor.plot import risk_chart
+
+
+def annotate_video(source: Path, out: Path, risks: Sequence[dict[str, Any]], alerts: Sequence[dict[str, Any]],
+                   threshold: float, event_time: float | None = None, width: int = 640) -> Path:
+    """Write ``out``: ``source``'s frames scaled to ``width`` with a risk panel below them."""
+    capture = cv2.VideoCapture(str(source))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
+    times = [r["t"] for r in risks]
+    probabilities = [r["probability"] for r in risks]
+    spans = alert_spans(alerts)
+    duration = max(times[-1] if times else 0.0, capture.get(cv2.CAP_PROP_FRAME_COUNT) / fps)
+    writer = None
+    index = 0
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            t = index / fps
+            height = int(frame.shape[0] * width / frame.shape[1])
+            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+            shown = [(ti, p) for ti, p in zip(times, probabilities) if ti <= t]
+            active = any(start <= t < end for start, end in spans)
+            panel = risk_chart([a for a, _ in shown], [p for _, p in shown], threshold,
+                               [(s, min(e, t)) for s, e in spans if s <= t], event_time if event_time is not None and t >= event_time else None,
+                               f"t = {t:5.1f} s   risk {shown[-1][1]:.2f}" if shown else f"t = {t:5.1f} s",
+                               size=(width, 160), t_end=duration)
+            if active:
+                cv2.rectangle(frame, (0, 0), (width - 1, height - 1), (0, 0, 255), 8)
+                cv2.putText(frame, "COLLISION RISK", (16, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 255), 3, cv2.LINE_AA)
+            image = np.vstack([frame, panel])
+            if writer is None:
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
+            writer.write(image)
+            index += 1
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    return out
+
+
+def alert_spans(alerts: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(start, end) of each alert episode; one still open ends at infinity."""
+    spans, opened = [], {}
+    for a in alerts:
+        if a["event"] == "start":
+            opened[a["alert_id"]] = a["start"]
+        elif a["event"] == "end":
+            spans.append((opened.pop(a["alert_id"], a["start"]), a["t"]))
+    return spans + [(start, float("inf")) for start in opened.values()]

@@ -1,0 +1,78 @@
+"""The scenario generator: its ground truth is the geometry's, and its files are the trainer's layout."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from monitor.video import probe_clip
+from train.data import read_split
+from train.synth.catalog import COLLISIONS, KINDS, NEAR_MISSES, build
+from train.synth.generate import generate
+from train.synth.render import render_frame
+from train.synth.scenario import EGO_FRONT, EGO_WIDTH
+
+
+@pytest.mark.parametrize("kind", COLLISIONS)
+def test_collision_scenarios_meet_the_ego_car_at_the_labelled_time(kind):
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        scenario = build(kind, rng)
+        t = scenario.critical_time
+        assert scenario.collision_time() == pytest.approx(t, abs=1e-9)
+        # At t some agent's footprint overlaps the ego car's, checked here from positions, not via `touching`.
+        overlaps = []
+        for agent in scenario.agents:
+            z, x = scenario.relative(agent, t)
+            overlaps.append(z - agent.length / 2 <= EGO_FRONT + 1e-6 and abs(x) < (agent.width + EGO_WIDTH) / 2)
+        assert any(overlaps)
+        assert not any(scenario.touching(a, t - 0.05) for a in scenario.agents)  # and not before
+        assert 4.0 <= t <= 9.0
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k not in COLLISIONS])
+def test_hard_negatives_never_touch_the_ego_car(kind):
+    rng = np.random.default_rng(8)
+    for _ in range(10):
+        scenario = build(kind, rng)
+        assert scenario.collision_time() is None
+        assert scenario.clearance(step=0.01) > 0.0
+        if kind in NEAR_MISSES:  # ... yet they come close: that is what makes them hard
+            assert scenario.clearance(step=0.05) <= 4.0
+
+
+def test_a_collision_fills_the_view_and_a_calm_road_does_not():
+    rng = np.random.default_rng(9)
+    scenario = build("rear_end", rng)
+    scenario.look.update(noise=0.0, rain=False, shake=0.0)
+    early = render_frame(scenario, 0.5, (320, 180), 0)
+    late = render_frame(scenario, scenario.critical_time - 0.1, (320, 180), 1)
+    centre = lambda img: img[60:150, 110:210].astype(float)  # noqa: E731
+    road = build("open_road", rng)
+    # The lead car's rear covers far more of the centre just before the impact than seconds before.
+    assert np.abs(centre(late) - centre(early)).mean() > 20
+    assert render_frame(road, 1.0, (320, 180), 0).shape == (180, 320, 3)
+
+
+def test_generate_writes_the_trainer_layout_with_research_labels(tmp_path):
+    generate(tmp_path / "a", clips=12, seed=5, drives=2, drive_minutes=0.3)
+    truth = json.loads((tmp_path / "a" / "train_truth.json").read_text())
+    for split in ("train", "val", "test"):
+        for clip in read_split(tmp_path / "a", split):
+            if clip.label == 1:
+                # research sense: the collision comes 1 to 2 s after the clip's end
+                assert 1.0 - 0.1 <= clip.event_time - clip.info.duration <= 2.0 + 0.1  # one frame of rounding
+            else:
+                assert clip.event_time is None
+    assert all(t["collision_time"] is None for t in truth.values() if t["kind"] not in COLLISIONS)
+    drives = read_split(tmp_path / "a" / "drives", "test")
+    for drive in drives:
+        if drive.label:
+            assert drive.event_time < drive.info.duration
+    # The same seed writes the same data.
+    generate(tmp_path / "b", clips=12, seed=5)
+    assert (tmp_path / "a" / "train.jsonl").read_text() == (tmp_path / "b" / "train.jsonl").read_text()
+    first = sorted((tmp_path / "a" / "train").iterdir())[0]
+    assert probe_clip(first).num_frames == probe_clip(tmp_path / "b" / "train" / first.name).num_frames
