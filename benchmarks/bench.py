@@ -205,10 +205,14 @@ def peak_macs_per_s(precision: str, seconds: float = 1.0) -> float:
 
 # -- the monitor as a process: latency, lag, memory ---------------------------------------------------------
 
-def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None = None) -> dict[str, Any]:
-    """Run ``crashwatch monitor`` on ``clip``; a subscriber here takes every risk message. Returns latency
-    (capture -> received) percentiles, lag from status, and the process's peak resident memory."""
+def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None = None,
+                    stalled_subscriber: bool = False) -> dict[str, Any]:
+    """Run ``crashwatch monitor`` on ``clip``; a subscriber here takes every risk message (and, if asked, a
+    second one connects and never reads). Returns latency (capture -> received) percentiles, lag from status,
+    the process's peak resident memory and its wall time."""
     import socket
+
+    import zmq
 
     from monitor.subscribe import Subscriber
 
@@ -216,6 +220,12 @@ def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None
         s.bind(("127.0.0.1", 0))
         endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     subscriber = Subscriber(endpoint)
+    stalled = None
+    if stalled_subscriber:
+        stalled = zmq.Context.instance().socket(zmq.SUB)
+        stalled.setsockopt(zmq.RCVHWM, 1)
+        stalled.setsockopt(zmq.SUBSCRIBE, b"")
+        stalled.connect(endpoint)
     script = ("import resource, sys\nfrom crashwatch.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
               "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
     args = ["crashwatch", "-q", "monitor", "--bundle", str(bundle), "--source", str(clip), "--replay", replay,
@@ -235,9 +245,12 @@ def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None
         if seconds is not None and time.monotonic() - started > seconds:
             process.terminate()
     _, err = process.communicate(timeout=30)
+    wall = time.monotonic() - started
     subscriber.close()
+    if stalled is not None:
+        stalled.close(0)
     maxrss = next((int(l.split()[1]) for l in err.splitlines() if l.startswith("MAXRSS")), 0)
-    result = {"peak_rss_mb": maxrss / 1024, "messages": len(latencies)}
+    result = {"peak_rss_mb": maxrss / 1024, "messages": len(latencies), "wall_s": wall}
     if latencies:
         result["latency_ms"] = {"p50": float(np.percentile(latencies, 50)), "p99": float(np.percentile(latencies, 99))}
     if lags:
@@ -329,6 +342,11 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
             table.add(f"demo bundle: lag over a {replay_seconds} s replay",
                       f"p99 {lag['p99']:.2f} s; median first tenth {lag['first_tenth']:.2f} s, last tenth {lag['last_tenth']:.2f} s")
         table.add("demo bundle: monitor peak RSS", f"{result['peak_rss_mb']:.0f} MB")
+        fast_clip = _replay_clip(work, 10 if smoke else 60)
+        plain = monitor_process(demo_bundle, fast_clip, "fast")["wall_s"]
+        stalled = monitor_process(demo_bundle, fast_clip, "fast", stalled_subscriber=True)["wall_s"]
+        table.add("demo bundle: fast replay with a stalled subscriber connected vs none",
+                  f"{stalled:.1f} s vs {plain:.1f} s", "a subscriber that never reads does not slow the monitor")
         short = _replay_clip(work, 3 if smoke else 6)
         for name, bundle in bundles.items():
             table.add(f"{name}: monitor peak RSS", f"{monitor_process(bundle, short, 'fast')['peak_rss_mb']:.0f} MB")

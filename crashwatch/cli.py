@@ -249,9 +249,12 @@ def demo_command(out_dir: Path, endpoint: str, fast: bool) -> None:
         raise click.ClickException(f"{endpoint}: the subscriber received nothing from the monitor")
 
     def show() -> None:
-        while not (finished.is_set() and subscriber.receive(timeout=0) is None):
+        while True:
             item = subscriber.receive(timeout=0.2)
-            if item is not None and item[0] in ("risk", "alert"):
+            if item is None:
+                if finished.is_set():  # the monitor has stopped and nothing more is coming
+                    return
+            elif item[0] in ("risk", "alert"):
                 click.echo(describe(*item))
 
     finished = threading.Event()

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from monitor.demo import DEMO_BUNDLE, DEMO_DRIVE, demo_event_time
 from tests.conftest import REPO
 from tests.monitor_helpers import free_port
@@ -28,7 +30,8 @@ def test_bench_smoke_prints_and_writes_every_measurement(tiny_bundle, tmp_path):
 
 
 def test_the_shipped_demo_alerts_before_the_collision(tmp_path):
-    assert (DEMO_BUNDLE / "manifest.json").is_file() and DEMO_DRIVE.is_file(), "the demo bundle ships with the package"
+    if not (DEMO_BUNDLE / "manifest.json").is_file() or not DEMO_DRIVE.is_file():
+        pytest.skip(f"no demo bundle in {DEMO_BUNDLE.parent} yet: `make demo-model` builds it (not shipped: see README)")
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "crashwatch", "demo", "--fast", "--out", str(out),
                              "--pub", f"tcp://127.0.0.1:{free_port()}"], cwd=REPO, capture_output=True, text=True,

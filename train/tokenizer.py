@@ -1,42 +1,45 @@
 """Tokenizers: the checkpoint's own, or a small built-in one for random-init models.
 
 Random-init configs (tiny tests, demo, real architectures benchmarked without weights) have no checkpoint to
-take a tokenizer from, and files under ``../shared`` must not be shipped. The built-in tokenizer is byte-level
-(every byte one token, so any question encodes) plus SmolVLM's special tokens, built in code in milliseconds.
+take a tokenizer from, and files under ``../shared`` must not be shipped. The built-in tokenizer is built in
+code, the same every time: byte-level BPE, so any question encodes, plus SmolVLM's special tokens.
 """
 
 from __future__ import annotations
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from monitor.prompt import SMOLVLM_SPECIAL_TOKENS
+from monitor.prompt import SMOLVLM_SPECIAL_TOKENS, render_prompt
+from train.config import DEFAULT_QUESTION
 
 BUILTIN = "builtin"
+BUILTIN_VOCAB = 512  # what configs using the built-in tokenizer give as vocab_size
 
 
 def builtin_tokenizer() -> PreTrainedTokenizerFast:
-    """Byte-level tokenizer (256 ids) followed by SmolVLM's special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    """Byte-level BPE (any text encodes) with merges learnt, deterministically, from the prompt layout itself,
+    followed by SmolVLM's special tokens. Learnt merges keep the prompt's text short (about 100 tokens for 7
+    frames instead of 330 bytes), so a small model's attention is not spread over filler."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from tokenizers.pre_tokenizers import ByteLevel
 
-    alphabet = ByteLevel.alphabet()
-    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    core.decoder = decoders.ByteLevel()
+    from monitor.window import WindowGeometry
+
     special = SMOLVLM_SPECIAL_TOKENS
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<|endoftext|>", eos_token="<|endoftext|>")
-    tokenizer.add_special_tokens(
-        {
-            "additional_special_tokens": [
-                special.begin,
-                special.image,
-                special.around_image,
-                special.global_image,
-                special.end_of_utterance,
-            ]
-        }
-    )
+    image_block = special.around_image + special.global_image + special.image + special.around_image
+    corpus = [render_prompt(DEFAULT_QUESTION, WindowGeometry(seconds, frames), 1).replace(image_block, " ")
+              for frames in range(1, 65) for seconds in (1.0, 2.0, 2.4, 3.5, 10.0, 75.0)]
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=BUILTIN_VOCAB - 8, show_progress=False,
+                                                         initial_alphabet=ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core)
+    tokenizer.add_special_tokens({
+        "pad_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+        "additional_special_tokens": [special.begin, special.image, special.around_image, special.global_image,
+                                      special.end_of_utterance],
+    })
     return tokenizer
 
 
