@@ -236,8 +236,8 @@ def demo_command(out_dir: Path, endpoint: str, fast: bool) -> None:
     from monitor.source import SourceSpec
     from monitor.subscribe import Subscriber, describe
 
-    click.echo(NOTICE)
     model = RiskModel(demo_bundle())
+    click.echo(NOTICE)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
