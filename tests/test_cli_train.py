@@ -96,6 +96,14 @@ def test_user_mistakes_are_one_clear_line_not_a_traceback(tiny_dataset, tmp_path
         assert "Traceback" not in result.stderr
 
 
+def test_a_folder_without_a_tokenizer_is_named(tiny_dataset, tmp_path):
+    result = crashwatch("train", "--config", str(TINY_CONFIG), "--data", str(tiny_dataset), "--out", str(tmp_path / "r"),
+                        "--tokenizer", str(tmp_path), "--max-steps", "0", check=False)
+    assert result.returncode != 0
+    assert f"tokenizer '{tmp_path}': cannot load a tokenizer there" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r" / "crashwatch.json").exists()
+
+
 def test_corrupt_checkpoint_is_named(tmp_path):
     (tmp_path / "crashwatch.json").write_text('{"format": "crashwatch-checkpoint", "version": 99}')
     with pytest.raises(CheckpointError, match="format version 99; this crashwatch reads version 1 .upgrade"):

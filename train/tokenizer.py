@@ -10,7 +10,7 @@ from __future__ import annotations
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from monitor.prompt import SMOLVLM_SPECIAL_TOKENS, render_prompt
-from train.config import DEFAULT_QUESTION
+from train.config import DEFAULT_QUESTION, ConfigError
 
 BUILTIN = "builtin"
 BUILTIN_VOCAB = 512  # what configs using the built-in tokenizer give as vocab_size
@@ -47,7 +47,12 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """``builtin``, a hub id or a local folder."""
     if name == BUILTIN:
         return builtin_tokenizer()
-    tokenizer = AutoTokenizer.from_pretrained(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as err:  # missing files, unreachable hub, or files that are not a tokenizer
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"tokenizer {name!r}: cannot load a tokenizer there ({first}); give a checkpoint folder "
+                          f"holding tokenizer.json, a hub id, or 'builtin'") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
