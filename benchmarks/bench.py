@@ -118,8 +118,10 @@ def stride_times(bundle: Path, repeats: int) -> dict[str, float]:
 
 # -- the research code's way, and bf16 --------------------------------------------------------------------
 
-def research_query_time(config_name: str, repeats: int, dtype: str = "fp32") -> float:
-    """The Hugging Face model's full forward over an 8-frame window at 512 px, eager attention."""
+def research_query_time(config_name: str, repeats: int, bundle: Path | None = None) -> tuple[float, int]:
+    """The Hugging Face model's full forward over an 8-frame window at 512 px, eager attention, fp32; with a
+    bundle, on that bundle's exact prompt (the checkpoint's tokenizer), else the built-in tokenizer's.
+    Returns seconds per query and the prompt's length."""
     import torch
     from transformers import SmolVLMForConditionalGeneration
 
@@ -129,20 +131,27 @@ def research_query_time(config_name: str, repeats: int, dtype: str = "fp32") -> 
     from train.tokenizer import builtin_tokenizer
 
     config = load_config(REPO / "configs" / f"{config_name}.yaml")
-    tokenizer = builtin_tokenizer()
-    vlm = smolvlm_config(config.backbone.architecture, tokenizer.convert_tokens_to_ids("<image>"), "eager")
+    if bundle is not None:
+        ids = torch.from_numpy(np.load(bundle / "prompt_ids.npy")).long()[None]
+        image_token_id = json.loads((bundle / "manifest.json").read_text())["model"]["image_token_id"]
+    else:
+        tokenizer = builtin_tokenizer()
+        image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    vlm = smolvlm_config(config.backbone.architecture, image_token_id, "eager")
     model = SmolVLMForConditionalGeneration(vlm).eval()
-    tokens = int(model.model.image_seq_len)
-    ids = torch.tensor([tokenizer(render_prompt(config.question, config.geometry, tokens), add_special_tokens=False)["input_ids"]])
+    if bundle is None:
+        text = render_prompt(config.question, config.geometry, int(model.model.image_seq_len))
+        ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
     pixels = torch.randn(1, config.num_frames, 3, config.image_size, config.image_size)
-    context = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else torch.no_grad()
-    with torch.no_grad(), context:
-        return median_time(lambda: model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels),
-                           repeats)
+    with torch.no_grad():
+        seconds = median_time(lambda: model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels),
+                              repeats)
+    return seconds, int(ids.shape[1])
 
 
-def torch_stride_time(config_name: str, repeats: int, dtype: str) -> float:
-    """PyTorch doing the monitor's own stride: one frame encoded, one window scored (bf16 for reference)."""
+def torch_stride_time(config_name: str, repeats: int, dtype: str, length: int) -> float:
+    """PyTorch doing the monitor's own stride: one frame encoded, one window of ``length`` prompt tokens scored
+    (bf16 for reference)."""
     import torch
 
     from train.config import load_config
@@ -152,7 +161,6 @@ def torch_stride_time(config_name: str, repeats: int, dtype: str) -> float:
     config.backbone.random_init = True
     model = CrashRiskModel.from_backbone_config(config.backbone, config.head, 257).eval()
     hidden = model.backbone.config.text_config.hidden_size
-    length = config.num_frames * (model.tokens_per_frame + 22) + 180
     frame = torch.randn(1, 3, config.image_size, config.image_size)
     embeds, mask = torch.randn(1, length, hidden), torch.ones(1, length, dtype=torch.long)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
@@ -163,20 +171,24 @@ def torch_stride_time(config_name: str, repeats: int, dtype: str) -> float:
 # -- floor --------------------------------------------------------------------------------------------------
 
 def macs_per_stride(manifest: dict[str, Any], config: dict[str, Any]) -> dict[str, float]:
-    """Multiply-accumulates of one stride: the vision tower and connector for one frame, the text model and
-    head over the whole prompt (matmuls only; norms and softmax are a few percent)."""
+    """Multiply-accumulates of one stride: the vision tower and connector for one frame, the text model over the
+    whole prompt (matmuls only; norms and softmax are a few percent). Weight matmuls (``vision``, ``text``) are
+    kept apart from the activation-by-activation ones of attention (``attention``): int8 quantisation reaches
+    the former only, so the latter run at the fp32 rate whatever the bundle's precision."""
     vision, text = config["vision_config"], config["text_config"]
     patches = (vision["image_size"] // vision["patch_size"]) ** 2
     d, ff = vision["hidden_size"], vision["intermediate_size"]
     vision_macs = patches * 3 * vision["patch_size"] ** 2 * d  # patch embedding
-    vision_macs += vision["num_hidden_layers"] * (patches * (4 * d * d + 2 * d * ff) + 2 * patches * patches * d)
+    vision_macs += vision["num_hidden_layers"] * patches * (4 * d * d + 2 * d * ff)
+    attention = vision["num_hidden_layers"] * 2 * patches * patches * d
     tokens = patches // config["scale_factor"] ** 2
     vision_macs += tokens * d * config["scale_factor"] ** 2 * text["hidden_size"]  # connector
     length = manifest["prompt_tokens"]
     h, f = text["hidden_size"], text["intermediate_size"]
     kv = h // text["num_attention_heads"] * text["num_key_value_heads"]
-    text_macs = text["num_hidden_layers"] * (length * (2 * h * h + 2 * h * kv + 3 * h * f) + length * length * h)
-    return {"vision": float(vision_macs), "text": float(text_macs)}
+    text_macs = text["num_hidden_layers"] * length * (2 * h * h + 2 * h * kv + 3 * h * f)
+    attention += text["num_hidden_layers"] * length * length * h  # causal: half of QK^T and of AV
+    return {"vision": float(vision_macs), "text": float(text_macs), "attention": float(attention)}
 
 
 def peak_macs_per_s(precision: str, seconds: float = 1.0) -> float:
@@ -311,21 +323,23 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
         arch = _architecture(bundle)
         if arch is not None:
             macs = macs_per_stride({"prompt_tokens": s["prompt_tokens"]}, arch)
-            floor = macs["vision"] / peak[precision if precision == "int8" else "fp32"] + \
-                macs["text"] / peak[precision if precision == "int8" else "fp32"]
+            weights_rate = peak["int8" if precision == "int8" else "fp32"]
+            floor = (macs["vision"] + macs["text"]) / weights_rate + macs["attention"] / peak["fp32"]
             table.add(f"{name} {precision}: floor", f"{floor * 1000:.0f} ms",
-                      f"{(macs['vision'] + macs['text']) / 1e9:.2f} GMAC per stride (vision {macs['vision'] / 1e9:.2f}, text "
-                      f"{macs['text'] / 1e9:.2f}); measured stride = {s['cached'] / floor:.1f}x the floor")
+                      f"{sum(macs.values()) / 1e9:.1f} GMAC per stride (weights: vision {macs['vision'] / 1e9:.1f}, text "
+                      f"{macs['text'] / 1e9:.1f} at {precision}; attention {macs['attention'] / 1e9:.1f} at fp32); "
+                      f"measured stride = {s['cached'] / floor:.1f}x the floor")
 
     if not smoke:
         for config_name in ("smolvlm2-256m", "smolvlm2-500m"):
-            research = research_query_time(config_name, 3)
-            table.add(f"{config_name}: research way (HF full forward, eager fp32, 8 frames)", f"{research * 1000:.0f} ms")
+            research, length = research_query_time(config_name, 3, bundles.get(config_name))
+            table.add(f"{config_name}: research way (HF full forward, eager fp32, 8 frames)", f"{research * 1000:.0f} ms",
+                      f"{length} prompt tokens")
             if config_name in strides:
                 table.add(f"{config_name}: monitor path vs research way",
                           f"{research / strides[config_name]['cached']:.1f}x faster")
-            bf16 = torch_stride_time(config_name, 3, "bf16")
-            fp32 = torch_stride_time(config_name, 3, "fp32")
+            bf16 = torch_stride_time(config_name, 3, "bf16", length)
+            fp32 = torch_stride_time(config_name, 3, "fp32", length)
             table.add(f"{config_name}: PyTorch stride (1 frame + score), fp32 / bf16", f"{fp32 * 1000:.0f} / {bf16 * 1000:.0f} ms",
                       "reference for the ONNX figures")
 
@@ -352,6 +366,20 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
             table.add(f"{name}: monitor peak RSS", f"{monitor_process(bundle, short, 'fast')['peak_rss_mb']:.0f} MB")
 
     if out is not None:
-        out.write_text(f"# Benchmarks\n\nMachine: {machine()}\n\nReproduce: `{command}`\n\n{table.markdown()}\n",
-                       encoding="utf-8")
+        write_report(out, f"Machine: {machine()}\n\nReproduce: `{command}`\n\n{table.markdown()}\n")
     return table
+
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def write_report(out: Path, measured: str) -> None:
+    """Put the measured part between the markers of ``out``, keeping the analysis written around it; a new
+    file gets a title and the markers."""
+    text = out.read_text(encoding="utf-8") if out.is_file() else ""
+    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+    else:
+        head, tail = "# Benchmarks\n\n", "\n"
+    out.write_text(f"{head}{BEGIN}\n{measured}{END}{tail}", encoding="utf-8")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import onnx
 import torch
 from torch import nn
 
@@ -86,3 +87,13 @@ def _export(graph: nn.Module, example: tuple, path: Path, inputs: list[str], out
         program = torch.onnx.export(graph, example, dynamo=True, opset_version=OPSET, input_names=inputs,
                                     output_names=outputs, dynamic_shapes=dynamic, verbose=False)
     program.save(str(path), external_data=external)
+    _drop_recorded_shapes(path)
+
+
+def _drop_recorded_shapes(path: Path) -> None:
+    """Remove the intermediate shapes the exporter recorded. Some disagree with ONNX's own inference (SigLIP's
+    position buckets come from an arange in steps of 1/6 at 96 px, six values in torch, five by ONNX's
+    arithmetic), and onnxruntime's quantizer then refuses the graph; the runtime never needs them."""
+    model = onnx.load(str(path), load_external_data=False)
+    del model.graph.value_info[:]
+    onnx.save(model, str(path))

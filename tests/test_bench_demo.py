@@ -15,12 +15,14 @@ from tests.monitor_helpers import free_port
 
 def test_bench_smoke_prints_and_writes_every_measurement(tiny_bundle, tmp_path):
     out = tmp_path / "BENCH.md"
+    out.write_text("# Benchmarks\n\nAnalysis above.\n\n<!-- bench:begin -->\nold table\n<!-- bench:end -->\n\nAnalysis below.\n")
     result = subprocess.run([sys.executable, "-m", "crashwatch", "bench", "--smoke", "--bundle", "tiny", str(tiny_bundle),
                              "--demo-bundle", str(tiny_bundle), "--out", str(out)],
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     text = out.read_text()
     assert "Machine:" in text and "Reproduce: `crashwatch bench --smoke" in text
+    assert "old table" not in text and "Analysis above." in text and "Analysis below." in text  # the analysis stays
     for measure in ("matmul probe", "tiny fp32: stride, cached", "tiny fp32: stride, naive", "tiny fp32: floor",
                     "capture -> subscriber latency", "lag over a 5 s replay", "monitor peak RSS"):
         assert measure in text, measure

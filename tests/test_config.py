@@ -10,7 +10,7 @@ from train.config import ConfigError, load_config
 from tests.conftest import REPO, SHARED, need_shared
 
 
-@pytest.mark.parametrize("name", ["tiny", "smolvlm2-256m", "smolvlm2-500m"])
+@pytest.mark.parametrize("name", ["tiny", "demo", "smolvlm2-256m", "smolvlm2-500m"])
 def test_shipped_configs_load(name):
     config = load_config(REPO / "configs" / f"{name}.yaml")
     assert config.question.startswith("Is a vehicle collision likely")
@@ -41,6 +41,8 @@ def test_500m_architecture_is_the_real_one():
     ("backbone: [1, 2]", "backbone must be a mapping"),
     ("backbone: {random_init: true}\nquestion: ''", "question: must be a non-empty string"),
     ("backbone: {random_init: true\n", "not valid YAML"),
+    ("backbone: {random_init: true, architecture: {vision_config: {image_size: 96, patch_size: 16}}}",
+     "a 6x6 patch grid"),
 ])
 def test_config_mistakes_name_file_and_key(tmp_path, text, message):
     path = tmp_path / "bad.yaml"

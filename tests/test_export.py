@@ -178,3 +178,27 @@ def test_export_failing_parity_writes_nothing(run, video, tmp_path, monkeypatch)
 def test_export_refuses_to_overwrite(run, video, bundles):
     with pytest.raises(ExportError, match="use --force"):
         export_bundle(run, bundles["fp32"], "fp32", video)
+
+
+def test_an_8x8_patch_grid_exports_and_quantizes(tmp_path):
+    """An 8x8 patch grid (128 px): the exported graph passes ONNX's strict shape inference (the exporter's
+    recorded shapes are dropped) and int8 conversion, and matches PyTorch."""
+    from export.graphs import export_vision
+    from export.precision import to_int8
+    from train.config import load_config
+    from train.model import CrashRiskModel
+    from tests.conftest import TINY_CONFIG
+
+    config = load_config(TINY_CONFIG)
+    config.backbone.architecture["vision_config"]["image_size"] = 128
+    model = CrashRiskModel.from_backbone_config(config.backbone, config.head, 257).eval()
+    export_vision(model, tmp_path / "vision.onnx", 128)
+    onnx.shape_inference.infer_shapes(onnx.load(str(tmp_path / "vision.onnx")), strict_mode=True)
+    to_int8(tmp_path / "vision.onnx", tmp_path / "vision-int8.onnx")
+    import onnxruntime as ort
+    pixels = np.random.default_rng(0).uniform(-1, 1, (2, 3, 128, 128)).astype(np.float32)
+    fp32, int8 = (ort.InferenceSession(str(tmp_path / name)).run(None, {"pixel_values": pixels})[0]
+                  for name in ("vision.onnx", "vision-int8.onnx"))
+    with torch.no_grad():
+        reference = model.encode_frames(torch.from_numpy(pixels)).numpy()
+    assert np.abs(fp32 - reference).max() < 1e-4 and int8.shape == reference.shape

@@ -7,6 +7,7 @@ need the YAML again, nor the hub.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,13 @@ def _check(obj: Any, source: str, where: str) -> None:
             fail("question", "must be a non-empty string")
         if obj.backbone.pretrained is None and not obj.backbone.random_init:
             fail("backbone", "name a `pretrained` hub id or folder, or set `random_init: true` with an `architecture`")
+        vision = obj.backbone.architecture.get("vision_config", {})
+        if "image_size" in vision and "patch_size" in vision:
+            side = int(vision["image_size"]) // int(vision["patch_size"])
+            if not exportable_patch_grid(side):
+                fail("backbone.architecture.vision_config", f"a {side}x{side} patch grid: SmolVLM's position buckets "
+                     f"(an arange in steps of 1/{side}) get one boundary too many there, and the exported graph "
+                     "indexes out of range; pick image_size / patch_size such as 4, 8, 16 or 32")
     elif isinstance(obj, TrainingConfig):
         bad = sorted(set(obj.freeze) - set(FREEZABLE))
         if bad:
@@ -163,6 +171,12 @@ def _check(obj: Any, source: str, where: str) -> None:
             fail("horizon_seconds", "must be positive")
         if obj.windows_per_clip < 1:
             fail("windows_per_clip", "must be at least 1")
+
+
+def exportable_patch_grid(side: int) -> bool:
+    """Whether ``torch.arange(1/side, 1, 1/side)``, SmolVLM's bucket boundaries, has the ``side - 1`` values it
+    means to (arange counts ``ceil((end - start) / step)`` in float64, which 1/6 or 1/7 push one over)."""
+    return math.ceil((1.0 - 1.0 / side) / (1.0 / side)) == side - 1
 
 
 def load_config(path: str | Path) -> RunConfig:
