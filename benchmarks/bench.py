@@ -35,6 +35,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from monitor.bundle import Manifest
+
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,23 +127,23 @@ def research_query_time(config_name: str, repeats: int, bundle: Path | None = No
     import torch
     from transformers import SmolVLMForConditionalGeneration
 
-    from monitor.prompt import render_prompt
     from train.config import load_config
+    from train.dataset import PromptEncoder
     from train.model import smolvlm_config
     from train.tokenizer import builtin_tokenizer
 
     config = load_config(REPO / "configs" / f"{config_name}.yaml")
     if bundle is not None:
-        ids = torch.from_numpy(np.load(bundle / "prompt_ids.npy")).long()[None]
-        image_token_id = json.loads((bundle / "manifest.json").read_text())["model"]["image_token_id"]
+        prompt = np.load(bundle / "prompt_ids.npy")
+        image_token_id = Manifest.read(bundle).image_token_id
     else:
         tokenizer = builtin_tokenizer()
         image_token_id = tokenizer.convert_tokens_to_ids("<image>")
     vlm = smolvlm_config(config.backbone.architecture, image_token_id, "eager")
     model = SmolVLMForConditionalGeneration(vlm).eval()
     if bundle is None:
-        text = render_prompt(config.question, config.geometry, int(model.model.image_seq_len))
-        ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+        prompt = PromptEncoder(tokenizer, config.geometry, int(model.model.image_seq_len))(config.question)
+    ids = torch.tensor(np.asarray(prompt, dtype=np.int64))[None]
     pixels = torch.randn(1, config.num_frames, 3, config.image_size, config.image_size)
     with torch.no_grad():
         seconds = median_time(lambda: model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels),
@@ -280,10 +282,9 @@ def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None
 
 # -- the run ------------------------------------------------------------------------------------------------
 
-def _architecture(bundle: Path) -> dict[str, Any] | None:
+def _architecture(manifest: Manifest) -> dict[str, Any] | None:
     """The backbone architecture of a bundle's source checkpoint, when that checkpoint is still there."""
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    meta = Path(manifest.get("source_checkpoint", "")) / "crashwatch.json"
+    meta = Path(manifest.raw.get("source_checkpoint", "")) / "crashwatch.json"
     if not meta.is_file():
         return None
     config = json.loads(meta.read_text())["backbone_config"]
@@ -320,12 +321,13 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
     strides: dict[str, dict[str, float]] = {}
     for name, bundle in bundles.items():
         s = strides[name] = stride_times(bundle, repeats)
-        precision = json.loads((bundle / "manifest.json").read_text())["precision"]
+        manifest = Manifest.read(bundle)
+        precision = manifest.precision
         table.add(f"{name} {precision}: stride, cached (1 new frame)", f"{s['cached'] * 1000:.0f} ms",
                   f"encode {s['encode_ms']:.0f} ms + score {s['score_ms']:.0f} ms, {s['prompt_tokens']} prompt tokens")
         table.add(f"{name} {precision}: stride, naive (all {s['frames']} frames re-encoded)", f"{s['naive'] * 1000:.0f} ms",
                   f"cached is {s['naive'] / s['cached']:.1f}x faster")
-        arch = _architecture(bundle)
+        arch = _architecture(manifest)
         if arch is not None:
             macs = macs_per_stride({"prompt_tokens": s["prompt_tokens"]}, arch)
             weights_rate = peak["int8" if precision == "int8" else "fp32"]
