@@ -7,6 +7,7 @@ is instant and a monitor-only install (no torch) can run the monitor's commands.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -378,7 +379,10 @@ def keys_command(out_dir: Path, name: str) -> None:
 @click.option("--drives", default=0, show_default=True, help="Long continuous drives for replay-eval, in OUT/drives.")
 @click.option("--drive-minutes", default=3.0, show_default=True, help="Length of each drive.")
 @click.option("--demo-drive", is_flag=True, help="Write only the demo's drive (drive.mp4 + drive.json) into OUT.")
-def synth_command(out_dir: Path, clips: int, seed: int, drives: int, drive_minutes: float, demo_drive: bool) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes rendering clips (default: one per CPU); the files are the same whatever the number.")
+def synth_command(out_dir: Path, clips: int, seed: int, drives: int, drive_minutes: float, demo_drive: bool,
+                  workers: int | None) -> None:
     """Render labelled dashcam scenarios (collisions, near misses, normal driving) with exact ground truth."""
     from train.synth.generate import generate, write_demo_drive
 
@@ -386,7 +390,7 @@ def synth_command(out_dir: Path, clips: int, seed: int, drives: int, drive_minut
         truth = write_demo_drive(out_dir, seed)
         click.echo(f"wrote {out_dir / 'drive.mp4'}: {truth['duration_s']:.0f} s, collision at {truth['event_time']:.1f} s")
         return
-    generate(out_dir, clips, seed, drives, drive_minutes)
+    generate(out_dir, clips, seed, drives, drive_minutes, workers=workers or os.cpu_count() or 1)
     click.echo(f"wrote {out_dir}" + (f" and {out_dir / 'drives'}" if drives else ""))
 
 

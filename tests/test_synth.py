@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,7 +12,7 @@ from monitor.video import probe_clip
 from train.data import read_split
 from train.synth.catalog import COLLISIONS, KINDS, NEAR_MISSES, build
 from train.synth.generate import generate
-from train.synth.render import render_frame
+from train.synth.render import agent_boxes, render_frame
 from train.synth.scenario import EGO_FRONT, EGO_WIDTH
 
 
@@ -71,8 +72,34 @@ def test_generate_writes_the_trainer_layout_with_research_labels(tmp_path):
     for drive in drives:
         if drive.label:
             assert drive.event_time < drive.info.duration
-    # The same seed writes the same data.
-    generate(tmp_path / "b", clips=12, seed=5)
+    # The same seed writes the same data, whatever the number of processes rendering it.
+    generate(tmp_path / "b", clips=12, seed=5, workers=2)
     assert (tmp_path / "a" / "train.jsonl").read_text() == (tmp_path / "b" / "train.jsonl").read_text()
-    first = sorted((tmp_path / "a" / "train").iterdir())[0]
+    first = sorted((tmp_path / "a" / "train").glob("*.mp4"))[0]
     assert probe_clip(first).num_frames == probe_clip(tmp_path / "b" / "train" / first.name).num_frames
+    # Every clip has its per-frame geometry, one entry per decodable frame.
+    for split in ("train", "val", "test"):
+        for clip in read_split(tmp_path / "a", split):
+            geometry = json.loads(clip.video.with_suffix(".geometry.json").read_text())
+            assert len(geometry["frames"]) == clip.info.num_frames and geometry["size"] == [320, 180]
+            assert geometry == json.loads((tmp_path / "b" / split / clip.video.name).with_suffix(".geometry.json").read_text())
+
+
+@pytest.mark.parametrize("kind", ["rear_end", "crossing", "pass_by", "follow"])
+def test_agent_boxes_hold_exactly_what_is_drawn_of_the_road_users(kind):
+    """Render each frame with and without its road users: every changed pixel lies in some box (give or take
+    the anti-aliasing-free edge pixel), and every box holds changed pixels."""
+    rng = np.random.default_rng(11)
+    scenario = build(kind, rng)
+    scenario.look.update(noise=0.0, rain=False)
+    empty = dataclasses.replace(scenario, agents=[])
+    size = (320, 180)
+    for index, t in enumerate(np.linspace(0.5, scenario.critical_time - 0.3, 5)):
+        changed = np.abs(render_frame(scenario, t, size, index).astype(int) - render_frame(empty, t, size, index)).sum(-1) > 0
+        boxes = agent_boxes(scenario, t, size, index)
+        covered = np.zeros_like(changed)
+        for box in boxes:
+            covered[max(box.v0 - 1, 0):box.v1 + 2, max(box.u0 - 1, 0):box.u1 + 2] = True
+            assert changed[box.v0:box.v1 + 1, box.u0:box.u1 + 1].any()
+            assert box.near >= 0.6
+        assert not (changed & ~covered).any()

@@ -5,22 +5,27 @@ sense (a collision 1 to 2 s after the clip ends) and carries ``event_time`` (sec
 past its end); a near miss ends as close to its most alarming moment, labelled 0. Drives are minutes of
 scenarios played one after another; a crash drive ends with a collision (its ``event_time``), a normal one
 never collides. Ground truth for every file (scenario kind, collision time, clearance) goes to
-``{split}_truth.json`` beside the JSONL.
+``{split}_truth.json`` beside the JSONL, and what every frame of a clip shows (ego speed, each road user's box
+and distance) to ``NAME.geometry.json`` beside the clip, for ``training.geometry_weight``. Each clip is drawn
+from its own seed, taken in order from the run's seed, so any number of processes writes the same files.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from tqdm import tqdm
 
 from train.config import DEFAULT_QUESTION
 from train.synth.catalog import COLLISIONS, NEAR_MISSES, NORMAL, build
-from train.synth.render import render_frame, write_video
+from train.synth.render import agent_boxes, render_frame, write_video
 from train.synth.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -28,6 +33,7 @@ log = logging.getLogger(__name__)
 FPS = 10.0
 SIZE = (320, 180)
 SHARES = {"collision": 0.45, "near_miss": 0.40, "normal": 0.15}
+GEOMETRY_SUFFIX = ".geometry.json"  # beside each clip: what every frame shows (read by train.geometry)
 
 
 @dataclass(frozen=True)
@@ -37,12 +43,25 @@ class Segment:
     end: float  # scenario time just after the last frame
 
 
-def _frames(segments: Iterable[Segment], fps: float, size: tuple[int, int]):
+def _frame_times(segments: Iterable[Segment], fps: float):
+    """(scenario, scenario time, frame index) of every frame the segments make, in order."""
     index = 0
     for seg in segments:
         for k in range(int(round((seg.end - seg.start) * fps))):
-            yield render_frame(seg.scenario, seg.start + k / fps, size, index)
+            yield seg.scenario, seg.start + k / fps, index
             index += 1
+
+
+def _frames(segments: list[Segment], fps: float, size: tuple[int, int]):
+    return (render_frame(sc, t, size, index) for sc, t, index in _frame_times(segments, fps))
+
+
+def _geometry(segments: list[Segment], fps: float, size: tuple[int, int]) -> dict:
+    """What every frame shows: the ego car's speed and each drawn road user's box and distance (the
+    ``*.geometry.json`` beside a clip; ``train.geometry`` reads it)."""
+    frames = [{"ego_speed": round(sc.ego.at(t)[1], 3), "agents": [b.as_list() for b in agent_boxes(sc, t, size, index)]}
+              for sc, t, index in _frame_times(segments, fps)]
+    return {"fps": fps, "size": list(size), "frames": frames}
 
 
 def _pick_kind(rng: np.random.Generator) -> str:
@@ -56,23 +75,34 @@ def _truth(scenario: Scenario) -> dict:
             "clearance_m": round(scenario.clearance(step=0.05), 3)}
 
 
-def write_clips(out: Path, split: str, count: int, rng: np.random.Generator, question: str) -> None:
+def _write_clip(job: tuple[Path, str, int, int, str]) -> tuple[str, dict, dict]:
+    """Render one clip from its own seed (so clips can be made in any order, by any process)."""
+    folder, split, n, seed, question = job
+    rng = np.random.default_rng(seed)
+    scenario = build(_pick_kind(rng), rng)
+    end = scenario.critical_time - rng.uniform(1.0, 2.0)
+    name = f"{split}_{n:05d}_{scenario.kind}.mp4"
+    segments = [Segment(scenario, 0.0, end)]
+    write_video(folder / name, _frames(segments, FPS, SIZE), FPS)
+    (folder / name).with_suffix(GEOMETRY_SUFFIX).write_text(json.dumps(_geometry(segments, FPS, SIZE)), encoding="utf-8")
+    entry = {"video": name, "text": question, "label": int(scenario.collision)}
+    if scenario.collision:
+        entry["event_time"] = round(scenario.critical_time, 3)
+    return name, entry, {**_truth(scenario), "clip_end": round(end, 3)}
+
+
+def write_clips(out: Path, split: str, count: int, rng: np.random.Generator, question: str, pool=None) -> None:
+    """``count`` clips of ``split``, rendered in ``pool`` (a multiprocessing pool) when given."""
     folder = out / split
     folder.mkdir(parents=True, exist_ok=True)
-    lines, truth = [], {}
-    for n in range(count):
-        scenario = build(_pick_kind(rng), rng)
-        end = scenario.critical_time - rng.uniform(1.0, 2.0)
-        name = f"{split}_{n:05d}_{scenario.kind}.mp4"
-        write_video(folder / name, _frames([Segment(scenario, 0.0, end)], FPS, SIZE), FPS)
-        entry = {"video": name, "text": question, "label": int(scenario.collision)}
-        if scenario.collision:
-            entry["event_time"] = round(scenario.critical_time, 3)
-        lines.append(json.dumps(entry))
-        truth[name] = {**_truth(scenario), "clip_end": round(end, 3)}
+    jobs = [(folder, split, n, int(seed), question) for n, seed in enumerate(rng.integers(1 << 62, size=count))]
+    results = pool.imap(_write_clip, jobs, chunksize=8) if pool else map(_write_clip, jobs)
+    made = list(tqdm(results, total=count, desc=f"{split} clips", unit="clip", disable=count < 50))
+    lines = [json.dumps(entry) for _, entry, _ in made]
+    truth = {name: clip_truth for name, _, clip_truth in made}
     (out / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     (out / f"{split}_truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
-    log.info("%s: %d clips (%d collisions)", split, count, sum('"label": 1' in line for line in lines))
+    log.info("%s: %d clips (%d collisions)", split, count, sum(entry["label"] for _, entry, _ in made))
 
 
 def write_drives(out: Path, count: int, minutes: float, rng: np.random.Generator, question: str,
@@ -107,13 +137,15 @@ def write_drives(out: Path, count: int, minutes: float, rng: np.random.Generator
 
 
 def generate(out: Path, clips: int, seed: int, drives: int = 0, drive_minutes: float = 3.0,
-             question: str = DEFAULT_QUESTION) -> None:
-    """``clips`` clips split 70/15/15 into ``out``, and ``drives`` drives into ``out/drives``."""
+             question: str = DEFAULT_QUESTION, workers: int = 1) -> None:
+    """``clips`` clips split 70/15/15 into ``out``, and ``drives`` drives into ``out/drives``; clips are
+    rendered by ``workers`` processes, the same files whatever their number."""
     rng = np.random.default_rng(seed)
     n_val = n_test = max(1, round(clips * 0.15)) if clips >= 3 else 0
-    for split, count in (("train", clips - n_val - n_test), ("val", n_val), ("test", n_test)):
-        if count:
-            write_clips(out, split, count, rng, question)
+    with multiprocessing.Pool(workers) if workers > 1 else nullcontext() as pool:
+        for split, count in (("train", clips - n_val - n_test), ("val", n_val), ("test", n_test)):
+            if count:
+                write_clips(out, split, count, rng, question, pool)
     if drives:
         write_drives(out / "drives", drives, drive_minutes, rng, question)
 

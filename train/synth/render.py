@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -61,10 +63,7 @@ def _draw_road(img: np.ndarray, cam: Camera, sc: Scenario, s_ego: float, light: 
 
 
 def _draw_agent(img: np.ndarray, cam: Camera, agent: Agent, z: float, x: float, light: float) -> None:
-    near, far = z - agent.length / 2, z + agent.length / 2
-    if far < NEAREST:
-        return
-    near = max(near, NEAREST)
+    near, far = max(z - agent.length / 2, NEAREST), z + agent.length / 2
     left, right = x - agent.width / 2, x + agent.width / 2
     body = _shade(agent.colour, light)
     if agent.kind in ("pedestrian", "cyclist"):
@@ -99,12 +98,28 @@ def _draw_agent(img: np.ndarray, cam: Camera, agent: Agent, z: float, x: float, 
     cv2.rectangle(img, (u0, v0 - max(1, height // 12)), (u1, v0), (15, 15, 15), -1)
 
 
-def render_frame(sc: Scenario, t: float, size: tuple[int, int], index: int) -> np.ndarray:
-    """The scenario's frame at time ``t`` as a BGR image of ``size`` (width, height)."""
+@dataclass(frozen=True)
+class AgentBox:
+    """Where a drawn road user lies in the frame (pixels, clipped to it) and how far and how far across it is
+    (metres): the per-frame ground truth a trainer can supervise the vision encoder with."""
+
+    u0: int
+    v0: int
+    u1: int
+    v1: int
+    near: float  # distance from the camera to the agent's nearest face
+    x: float  # across the road, the ego lane's centre at 0
+
+    def as_list(self) -> list[float]:
+        return [self.u0, self.v0, self.u1, self.v1, round(self.near, 3), round(self.x, 3)]
+
+
+def frame_camera(sc: Scenario, t: float, size: tuple[int, int], index: int) -> Camera:
+    """The camera of frame ``index`` at time ``t``: braking pitch and shake move the horizon and centre."""
     width, height = size
     lk = sc.look
     rng = np.random.default_rng((lk["seed"], index))
-    s_ego, v_ego = sc.ego.at(t)
+    _, v_ego = sc.ego.at(t)
     _, v_before = sc.ego.at(max(t - 0.1, 0.0))
     pitch = max(v_before - v_ego, 0.0) * 10.0 * height / 180  # the nose dips when braking
     shake = lk["shake"] * height / 180
@@ -112,6 +127,38 @@ def render_frame(sc: Scenario, t: float, size: tuple[int, int], index: int) -> n
     dx = shake * 0.6 * np.sin(5.1 * t + lk["seed"] % 5)
     cam = Camera(width, height, height * 0.45 + dy)
     cam.cx += dx
+    return cam
+
+
+def _visible_agents(sc: Scenario, t: float) -> list[tuple[float, float, Agent]]:
+    """(z, x, agent) of the agents drawn at ``t``, farthest first (the painter's order)."""
+    placed = sorted(((*sc.relative(a, t), a) for a in sc.agents), key=lambda item: -item[0])
+    return [(z, x, a) for z, x, a in placed if z - a.length / 2 < 120 and z + a.length / 2 >= NEAREST]
+
+
+def agent_boxes(sc: Scenario, t: float, size: tuple[int, int], index: int) -> list[AgentBox]:
+    """The image boxes of the agents ``render_frame`` draws for the same arguments."""
+    cam = frame_camera(sc, t, size, index)
+    boxes = []
+    for z, x, agent in _visible_agents(sc, t):
+        near = max(z - agent.length / 2, NEAREST)
+        corners = [cam.point(across, along, up) for across in (x - agent.width / 2, x + agent.width / 2)
+                   for along in (near, z + agent.length / 2) for up in (0.0, agent.height)]
+        us, vs = [c[0] for c in corners], [c[1] for c in corners]
+        u0, v0 = max(min(us), 0), max(min(vs), 0)
+        u1, v1 = min(max(us), size[0] - 1), min(max(vs), size[1] - 1)
+        if u1 > u0 and v1 > v0:
+            boxes.append(AgentBox(u0, v0, u1, v1, near, x))
+    return boxes
+
+
+def render_frame(sc: Scenario, t: float, size: tuple[int, int], index: int) -> np.ndarray:
+    """The scenario's frame at time ``t`` as a BGR image of ``size`` (width, height)."""
+    width, height = size
+    lk = sc.look
+    rng = np.random.default_rng((lk["seed"], index + (1 << 24)))  # noise and rain; the camera has its own
+    s_ego, _ = sc.ego.at(t)
+    cam = frame_camera(sc, t, size, index)
     light = lk["light"]
     img = np.empty((height, width, 3), np.uint8)
     horizon = int(np.clip(cam.horizon, 0, height))
@@ -119,10 +166,8 @@ def render_frame(sc: Scenario, t: float, size: tuple[int, int], index: int) -> n
     img[:horizon] = np.clip(sky, 0, 255).astype(np.uint8)[:, None, :]
     img[horizon:] = _shade(lk["ground"], light)
     _draw_road(img, cam, sc, s_ego, light)
-    placed = sorted(((sc.relative(a, t), a) for a in sc.agents), key=lambda item: -item[0][0])
-    for (z, x), agent in placed:
-        if z - agent.length / 2 < 120:
-            _draw_agent(img, cam, agent, z, x, light)
+    for z, x, agent in _visible_agents(sc, t):
+        _draw_agent(img, cam, agent, z, x, light)
     if lk["rain"]:
         for _ in range(int(width * height / 900)):
             u, v = int(rng.integers(width)), int(rng.integers(height))
