@@ -80,6 +80,8 @@ class TrainingConfig:
     windows_per_clip: int = 1
     best_metric: str = "eval_loss"
     logging_steps: int = 10
+    # > 0: add the per-frame geometry loss of train.geometry (generated data only), for random-init vision
+    geometry_weight: float = 0.0
 
 
 @dataclass
@@ -171,6 +173,8 @@ def _check(obj: Any, source: str, where: str) -> None:
             fail("horizon_seconds", "must be positive")
         if obj.windows_per_clip < 1:
             fail("windows_per_clip", "must be at least 1")
+        if not isinstance(obj.geometry_weight, (int, float)) or obj.geometry_weight < 0:
+            fail("geometry_weight", f"must be a number >= 0, got {obj.geometry_weight!r}")
 
 
 def exportable_patch_grid(side: int) -> bool:

@@ -6,6 +6,8 @@ prompt rendered with ``monitor.prompt``: the exact code the monitor serves with.
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -17,6 +19,7 @@ from monitor.prompt import render_prompt
 from monitor.video import read_frames
 from monitor.window import WindowGeometry, pick_frames
 from train.data import Clip
+from train.geometry import ClipGeometry, geometry_path
 from train.windows import WindowSample
 
 
@@ -36,9 +39,14 @@ class PromptEncoder:
         return self._cache[question]
 
 
+def window_frames(clip: Clip, end: float, geometry: WindowGeometry) -> list[int]:
+    """Indices of the frames of ``clip`` in the window ending at ``end``."""
+    return pick_frames(clip.info.timestamps(), end, geometry)
+
+
 def model_inputs(clip: Clip, end: float, prompt: PromptEncoder, pixels: PixelSpec) -> dict[str, torch.Tensor]:
     """The model's inputs for the window of ``clip`` ending at ``end``. Takes no label, by design."""
-    indices = pick_frames(clip.info.timestamps(), end, prompt.geometry)
+    indices = window_frames(clip, end, prompt.geometry)
     frames = preprocess_frames(read_frames(clip.video, indices), pixels)
     return {
         "pixel_values": torch.from_numpy(frames),
@@ -47,12 +55,16 @@ def model_inputs(clip: Clip, end: float, prompt: PromptEncoder, pixels: PixelSpe
 
 
 class WindowDataset(Dataset):
-    """Window samples as model inputs plus their labels."""
+    """Window samples as model inputs plus their labels, and with ``with_geometry`` the per-frame geometry
+    targets of ``train.geometry`` (training-only, never a model input)."""
 
-    def __init__(self, samples: Sequence[WindowSample], prompt: PromptEncoder, pixels: PixelSpec) -> None:
+    def __init__(
+        self, samples: Sequence[WindowSample], prompt: PromptEncoder, pixels: PixelSpec, with_geometry: bool = False
+    ) -> None:
         self.samples = list(samples)
         self.prompt = prompt
         self.pixels = pixels
+        self.with_geometry = with_geometry
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -61,7 +73,15 @@ class WindowDataset(Dataset):
         sample = self.samples[index]
         item = model_inputs(sample.clip, sample.end, self.prompt, self.pixels)
         item["labels"] = torch.tensor(float(sample.label))
+        if self.with_geometry:
+            clip_geometry = _clip_geometry(geometry_path(sample.clip.video))
+            item["geometry"] = torch.from_numpy(clip_geometry.targets(window_frames(sample.clip, sample.end, self.prompt.geometry)))
         return item
+
+
+@functools.lru_cache(maxsize=4096)
+def _clip_geometry(path: Path) -> ClipGeometry:
+    return ClipGeometry(path)
 
 
 class Collator:
@@ -79,6 +99,7 @@ class Collator:
             ids[row, :n] = item["input_ids"]
             mask[row, :n] = 1
         out = {"pixel_values": torch.stack([item["pixel_values"] for item in batch]), "input_ids": ids, "attention_mask": mask}
-        if "labels" in batch[0]:
-            out["labels"] = torch.stack([item["labels"] for item in batch])
+        for key in ("labels", "geometry"):
+            if key in batch[0]:
+                out[key] = torch.stack([item[key] for item in batch])
         return out

@@ -21,6 +21,7 @@ from train.checkpoint import save_checkpoint
 from train.config import RunConfig
 from train.data import read_split
 from train.dataset import Collator, PromptEncoder, WindowDataset
+from train.geometry import GeometryError, GeometrySupervised, geometry_path
 from train.metrics import binary_metrics, calibrate_threshold, sigmoid
 from train.model import CrashRiskModel
 from train.tokenizer import load_tokenizer
@@ -76,7 +77,10 @@ def train(
     val_samples = [clip_end_window(clip) for clip in val_clips]
     log.info("training windows: %d (%d positive); validation clips: %d",
              len(train_samples), sum(s.label for s in train_samples), len(val_samples))
-    train_set = WindowDataset(train_samples, prompt, config.pixels)
+    with_geometry = recipe.geometry_weight > 0
+    if with_geometry:
+        _check_geometry_files(train_clips)
+    train_set = WindowDataset(train_samples, prompt, config.pixels, with_geometry)
     val_set = WindowDataset(val_samples, prompt, config.pixels)
 
     greater_is_better = recipe.best_metric not in ("eval_loss", "loss")  # accuracy, f1, auroc, ap: higher
@@ -108,7 +112,7 @@ def train(
         seed=recipe.seed,
     )
     trainer = Trainer(
-        model=model,
+        model=GeometrySupervised(model, recipe.geometry_weight) if with_geometry else model,
         args=args,
         train_dataset=train_set,
         eval_dataset=val_set,
@@ -127,6 +131,15 @@ def train(
     log.info("validation at threshold %.3f: %s", threshold,
              {k: validation[k] for k in ("accuracy", "f1", "auroc", "ap")})
     return validation
+
+
+def _check_geometry_files(clips: list) -> None:
+    """Fail before training, not hours in, when clips lack the geometry files the recipe asks for."""
+    missing = [geometry_path(c.video) for c in clips if not geometry_path(c.video).is_file()]
+    if missing:
+        raise GeometryError(f"training.geometry_weight is set but {len(missing)} of {len(clips)} training clips have "
+                            f"no geometry file beside them, e.g. {missing[0]} (`crashwatch synth` writes them; "
+                            "for other data set training.geometry_weight: 0)")
 
 
 def _warn_other_questions(config: RunConfig, clips: list) -> None:

@@ -126,12 +126,16 @@ class CrashRiskModel(nn.Module):
         labels: torch.Tensor | None = None,
     ) -> RiskOutput:
         """``pixel_values`` ``[B, F, 3, S, S]``; returns logits and, given labels, the BCE-with-logits loss."""
+        logits, _ = self.logits_and_frames(pixel_values, input_ids, attention_mask)
+        return RiskOutput(logits=logits, loss=None if labels is None else risk_loss(logits, labels))
+
+    def logits_and_frames(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[B]`` and the image embeddings ``[B * F, T, D]`` they were computed from (for auxiliary
+        losses on the frames, see ``train.geometry``)."""
         frames = self.encode_frames(pixel_values.flatten(0, 1))
-        logits = self.score(self.embed_prompt(input_ids, frames), attention_mask)
-        loss = None
-        if labels is not None:
-            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
-        return RiskOutput(logits=logits, loss=loss)
+        return self.score(self.embed_prompt(input_ids, frames), attention_mask), frames
 
     # -- training strategies --------------------------------------------------------------------------------
 
@@ -158,6 +162,10 @@ class CrashRiskModel(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return {"total": total, "trainable": trainable}
+
+
+def risk_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
 
 def smolvlm_config(architecture: dict[str, Any], image_token_id: int, attn_implementation: str) -> SmolVLMConfig:

@@ -1,0 +1,94 @@
+"""Per-frame geometry supervision: targets from the generator's boxes, the loss it adds, and training with it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+
+from tests.conftest import TINY_CONFIG
+from tests.test_cli_train import crashwatch
+from train.config import load_config
+from train.geometry import GRID, ClipGeometry, GeometryError, GeometrySupervised
+from train.model import CrashRiskModel, risk_loss
+from train.tokenizer import load_tokenizer
+
+
+def _geometry_file(path, frames):
+    path.write_text(json.dumps({"fps": 10.0, "size": [320, 180], "frames": frames}))
+    return path
+
+
+def test_targets_mark_the_cells_a_road_user_covers_with_the_nearest_one(tmp_path):
+    # Cells are 80 x 45 px. A far car in cell (1, 1); a near one covering cells (2, 1) and (2, 2).
+    far = [90, 50, 150, 85, 30.0, 0.5]
+    near = [100, 95, 230, 130, 5.0, -1.0]
+    overlapping = [85, 48, 155, 88, 40.0, 2.0]  # same cell as `far`, but farther: `far` is kept there
+    geometry = ClipGeometry(_geometry_file(tmp_path / "c.geometry.json", [
+        {"ego_speed": 10.0, "agents": [far, near, overlapping]},
+        {"ego_speed": 4.0, "agents": []},
+    ]))
+    targets = geometry.targets([0, 1, 5])  # an index past the last frame takes the last frame
+    assert targets.shape == (3, GRID * GRID, 4)
+    first = targets[0]
+    occupied = {int(k) for k in first[:, 0].nonzero()[0]}
+    assert occupied == {1 * GRID + 1, 2 * GRID + 1, 2 * GRID + 2}
+    assert first[1 * GRID + 1, 1] == pytest.approx(math.exp(-3.0)) and first[1 * GRID + 1, 2] == pytest.approx(0.1)
+    assert first[2 * GRID + 2, 1] == pytest.approx(math.exp(-0.5)) and first[2 * GRID + 2, 2] == pytest.approx(-0.2)
+    assert (first[:, 3] == 0.5).all() and (targets[1, :, :3] == 0).all() and (targets[2] == targets[1]).all()
+
+
+def test_a_missing_or_broken_geometry_file_is_named(tmp_path):
+    with pytest.raises(GeometryError, match="none.geometry.json: no such geometry file"):
+        ClipGeometry(tmp_path / "none.geometry.json")
+    (tmp_path / "bad.geometry.json").write_text("{")
+    with pytest.raises(GeometryError, match="bad.geometry.json: not a geometry file"):
+        ClipGeometry(tmp_path / "bad.geometry.json")
+
+
+def test_the_geometry_loss_reaches_the_vision_encoder_and_nothing_else_changes():
+    config = load_config(TINY_CONFIG)
+    tokenizer = load_tokenizer("builtin")
+    torch.manual_seed(0)
+    model = CrashRiskModel.from_backbone_config(config.backbone, config.head, tokenizer.convert_tokens_to_ids("<image>"))
+    supervised = GeometrySupervised(model, weight=0.5)
+    from train.dataset import PromptEncoder
+
+    ids = torch.tensor([PromptEncoder(tokenizer, config.geometry, model.tokens_per_frame)(config.question)] * 2)
+    pixels = torch.randn(2, config.num_frames, 3, config.image_size, config.image_size)
+    labels = torch.tensor([0.0, 1.0])
+    targets = torch.rand(2, config.num_frames, GRID * GRID, 4).round()
+    model.eval()
+    plain = model(pixels, ids, torch.ones_like(ids), labels)
+    out = supervised(pixels, ids, torch.ones_like(ids), labels, targets)
+    assert torch.equal(out.logits, plain.logits)  # the probe reads the frames; it changes no prediction
+    assert out.loss > risk_loss(plain.logits, labels)
+    (out.loss - plain.loss).backward()  # the geometry term alone
+    vision_grad = sum(p.grad.abs().sum() for p in model.backbone.vision_model.parameters() if p.grad is not None)
+    assert vision_grad > 0
+    assert all(p.grad is None or not p.grad.any() for p in model.head.parameters())
+
+
+def test_training_with_geometry_on_generated_clips_and_without_it_on_other_data(tmp_path, tiny_dataset):
+    data = tmp_path / "synth"
+    crashwatch("synth", "--out", str(data), "--clips", "10", "--seed", "4", "--workers", "1")
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["training"].update(geometry_weight=1.0, windows_per_clip=2)
+    (tmp_path / "geo.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    crashwatch("train", "--config", str(tmp_path / "geo.yaml"), "--data", str(data), "--out", str(run), "--max-steps", "2")
+    with safe_open(run / "model.safetensors", "pt") as weights:
+        names = list(weights.keys())
+    assert names and not [n for n in names if "probe" in n]  # training-only: not in the model that is exported
+    history = json.loads(sorted((run / "checkpoints").glob("checkpoint-*/trainer_state.json"))[-1].read_text())
+    assert history["global_step"] == 2
+
+    result = crashwatch("train", "--config", str(tmp_path / "geo.yaml"), "--data", str(tiny_dataset), "--out",
+                        str(tmp_path / "r2"), check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "training.geometry_weight is set but 6 of 6 training clips have no geometry file" in result.stderr
+    assert "train_0.geometry.json" in result.stderr
