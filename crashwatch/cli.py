@@ -344,12 +344,17 @@ def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, cou
 @click.option("--stride", type=float, help="Seconds between risk queries (default: the window's frame spacing).")
 @click.option("--alert-on", type=float, help="Probability that starts an alert (default: the calibrated threshold).")
 @click.option("--skip-bad", is_flag=True, help="Drop bad dataset lines with a warning instead of stopping.")
+@click.option("--warning-window", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds before a collision in which an alert counts as its warning; earlier alerts are false "
+                   "alerts (default: 5).")
 def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride: float | None,
-                        alert_on: float | None, skip_bad: bool) -> None:
+                        alert_on: float | None, skip_bad: bool, warning_window: float) -> None:
     """Replay every clip of a split through the monitor and report alerts, time-to-accident, false alerts."""
     from monitor.replay_eval import replay_eval
 
-    s = replay_eval(bundle_dir, data_dir, split, out_dir, stride, {} if alert_on is None else {"on": alert_on}, skip_bad)
+    window = {} if warning_window is None else {"warning_window": warning_window}
+    s = replay_eval(bundle_dir, data_dir, split, out_dir, stride, {} if alert_on is None else {"on": alert_on}, skip_bad,
+                    **window)
     rate = "" if s["alerted_before_collision_rate"] is None else f" ({s['alerted_before_collision_rate']:.0%})"
     tta = s["median_time_to_accident_s"]
     click.echo(f"{s['clips']} clips: crash clips alerted {s['crash_clips_alerted']}/{s['crash_clips']}; "

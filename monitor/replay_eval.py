@@ -1,8 +1,13 @@
 """``crashwatch replay-eval``: every clip of a split replayed as a stream through the monitor itself.
 
-Per clip: whether an alert fired, time-to-accident (event time minus the first alert's start, for crash clips
-with ``event_time``; positive means the warning came first), alerts on normal clips (false alerts), and a
-risk-over-time PNG. Overall: detection rate, median time-to-accident, false alerts per hour.
+Per clip: whether an alert fired, the warning and time-to-accident for crash clips with ``event_time`` (the
+first alert starting within ``warning_window`` seconds before the collision; time-to-accident is the event time
+minus its start), false alerts, and a risk-over-time PNG. Overall: detection rate, median time-to-accident,
+false alerts per hour of driving with no collision ahead.
+
+The window matters for minutes-long drives: an alert three minutes before a drive's collision is a false alert,
+not an early warning, and the minutes before the window count as normal driving. (In clips of a few seconds
+the window covers the whole clip and the first alert is the warning, as in the research metric.)
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from train.data import read_split
 
 log = logging.getLogger(__name__)
 
+# Seconds before a collision in which an alert counts as its warning: twice the question's 2 s horizon, plus
+# the 1 s a stride and the alert hysteresis may take.
+WARNING_WINDOW = 5.0
+
 
 def replay_clip(model: RiskModel, video: Path, stride: float | None, alert: dict[str, Any]) -> Monitor:
     """Replay one file as fast as inference allows, publishing on an in-process endpoint nobody reads."""
@@ -37,8 +46,28 @@ def replay_clip(model: RiskModel, video: Path, stride: float | None, alert: dict
     return monitor
 
 
+def score_alerts(starts: list[float], duration: float, event_time: float | None, label: int,
+                 window: float = WARNING_WINDOW) -> dict[str, Any]:
+    """Alert start times of one clip -> its warning, time-to-accident, false alerts and normal seconds.
+
+    With an event: the first start in ``[event - window, event]`` is the warning, starts before it are false
+    alerts, and the time before ``event - window`` is normal driving (after the event nothing counts). A crash
+    clip without an event time has no timing: no warning, no false alerts, no normal time.
+    """
+    if event_time is None:
+        if label == 1:
+            return {"warning_s": None, "time_to_accident_s": None, "false_alerts": 0, "normal_s": 0.0}
+        return {"warning_s": None, "time_to_accident_s": None, "false_alerts": len(starts), "normal_s": duration}
+    opens = event_time - window
+    warnings = [t for t in starts if opens <= t <= event_time]
+    warning = warnings[0] if warnings else None
+    return {"warning_s": warning, "time_to_accident_s": None if warning is None else event_time - warning,
+            "false_alerts": sum(1 for t in starts if t < opens), "normal_s": min(max(opens, 0.0), duration)}
+
+
 def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float | None = None,
-                alert: dict[str, Any] | None = None, skip_bad: bool = False) -> dict[str, Any]:
+                alert: dict[str, Any] | None = None, skip_bad: bool = False,
+                warning_window: float = WARNING_WINDOW) -> dict[str, Any]:
     clips = read_split(data, split, skip_bad)
     model = RiskModel(bundle)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,13 +77,15 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
         monitor = replay_clip(model, clip.video, stride, alert or {})
         starts = [a for a in monitor.alerts if a["event"] == "start"]
         spans = [(a, min(b, clip.info.duration)) for a, b in alert_spans(monitor.alerts)]
-        first = starts[0]["start"] if starts else None
-        tta = (clip.event_time - first) if (first is not None and clip.event_time is not None) else None
+        scored = score_alerts([a["start"] for a in starts], clip.info.duration, clip.event_time, clip.label,
+                              warning_window)
+        tta = scored["time_to_accident_s"]
         rows.append({
             "file_name": clip.name, "label": clip.label, "event_time": clip.event_time,
             "duration_s": round(clip.info.duration, 3), "strides": monitor.stats.strides,
-            "alerts": len(starts), "alert_fired": int(bool(starts)), "first_alert_s": first,
-            "time_to_accident_s": tta, "max_probability": max((r["probability"] for r in monitor.risks), default=None),
+            "alerts": len(starts), "alert_fired": int(bool(starts)),
+            "first_alert_s": starts[0]["start"] if starts else None, **scored,
+            "max_probability": max((r["probability"] for r in monitor.risks), default=None),
         })
         chart = risk_chart([r["t"] for r in monitor.risks], [r["probability"] for r in monitor.risks],
                            monitor.policy.on, spans, clip.event_time, f"{clip.name} (label {clip.label})",
@@ -63,7 +94,7 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
         log.info("[%d/%d] %s: %d strides, %d alert(s)%s", number, len(clips), clip.name, monitor.stats.strides,
                  len(starts), "" if tta is None else f", time-to-accident {tta:.2f} s")
     summary = _summarise(rows, model.manifest.threshold if not alert or "on" not in alert else alert["on"])
-    summary.update({"bundle": str(bundle), "data": str(data), "split": split})
+    summary.update({"bundle": str(bundle), "data": str(data), "split": split, "warning_window_s": warning_window})
     with (out / "replay_eval.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -78,8 +109,8 @@ def _summarise(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
     timed = [r for r in crashes if r["event_time"] is not None]
     early = [r for r in timed if r["time_to_accident_s"] is not None and r["time_to_accident_s"] > 0]
     normal = [r for r in rows if r["label"] == 0]
-    normal_hours = sum(r["duration_s"] for r in normal) / 3600
-    false_alerts = sum(r["alerts"] for r in normal)
+    normal_hours = sum(r["normal_s"] for r in rows) / 3600
+    false_alerts = sum(r["false_alerts"] for r in rows)
     return {
         "clips": len(rows), "threshold": threshold,
         "crash_clips": len(crashes), "crash_clips_alerted": sum(r["alert_fired"] for r in crashes),

@@ -282,6 +282,21 @@ def test_replay_eval_reports_per_clip_and_overall(bundle, tiny_dataset, tmp_path
         assert (out / "plots" / c["file_name"].replace(".mp4", ".png")).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_an_alert_minutes_before_a_drives_collision_is_a_false_alert_not_a_warning():
+    from monitor.replay_eval import score_alerts
+
+    # A 4-minute drive ending in a collision at 230 s: alerts at 20 s and 227.5 s.
+    drive = score_alerts([20.0, 227.5], duration=235.0, event_time=230.0, label=1, window=5.0)
+    assert drive == {"warning_s": 227.5, "time_to_accident_s": 2.5, "false_alerts": 1, "normal_s": 225.0}
+    missed = score_alerts([20.0], duration=235.0, event_time=230.0, label=1, window=5.0)
+    assert missed["time_to_accident_s"] is None and missed["false_alerts"] == 1
+    # A short clip (collision 1-2 s after its end): the window covers it all, the first alert is the warning.
+    clip = score_alerts([2.4, 3.6], duration=5.0, event_time=6.5, label=1, window=5.0)
+    assert clip["warning_s"] == 2.4 and clip["false_alerts"] == 0 and clip["normal_s"] == 1.5
+    normal = score_alerts([3.0, 9.0], duration=60.0, event_time=None, label=0)
+    assert normal["false_alerts"] == 2 and normal["normal_s"] == 60.0
+
+
 def test_the_monitor_command_runs_without_torch(bundle, tmp_path):
     clip = write_video(tmp_path / "c.mp4", 45, fps=15)
     args = ["crashwatch", "monitor", "--bundle", str(bundle), "--source", str(clip), "--replay", "fast",
