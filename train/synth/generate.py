@@ -105,14 +105,15 @@ def write_clips(out: Path, split: str, count: int, rng: np.random.Generator, que
     log.info("%s: %d clips (%d collisions)", split, count, sum(entry["label"] for _, entry, _ in made))
 
 
-def write_drives(out: Path, count: int, minutes: float, rng: np.random.Generator, question: str,
-                 crash_share: float = 0.5) -> None:
-    """``out/test/*.mp4`` and ``out/test.jsonl``: continuous drives for ``crashwatch replay-eval``."""
+def write_drives(out: Path, count: int, minutes: float, rng: np.random.Generator, question: str) -> None:
+    """``out/test/*.mp4`` and ``out/test.jsonl``: continuous drives for ``crashwatch replay-eval``, normal and
+    crash drives alternating, so that the normal driving measured for false alerts is known in advance
+    (``count // 2 + count % 2`` drives of at least ``minutes``)."""
     folder = out / "test"
     folder.mkdir(parents=True, exist_ok=True)
     lines, truth = [], {}
     for n in range(count):
-        crash = rng.random() < crash_share
+        crash = n % 2 == 1
         segments, t, kinds = [], 0.0, []
         while t < minutes * 60 * (0.85 if crash else 1.0):
             kind = str(rng.choice(NEAR_MISSES + NORMAL))
