@@ -35,7 +35,8 @@ demo: $(MONITOR_STAMP)
 	$(BIN)/crashwatch demo --out demo-output
 
 demo-model: $(TRAIN_STAMP)
-	$(BIN)/crashwatch synth --out $(BUILD)/demo-data --clips 1600 --seed 1
+	rm -rf $(BUILD)/demo-data
+	$(BIN)/crashwatch synth --out $(BUILD)/demo-data --clips 4000 --seed 1
 	$(BIN)/crashwatch train --config configs/demo.yaml --data $(BUILD)/demo-data --out $(BUILD)/demo-run
 	$(BIN)/crashwatch export --checkpoint $(BUILD)/demo-run --out $(DEMO)/bundle --precision int8 --force \
 		--video $$(ls $(BUILD)/demo-data/test/*.mp4 | head -n 1)
