@@ -19,7 +19,8 @@ from monitor.prompt import render_prompt
 from monitor.video import read_frames
 from monitor.window import WindowGeometry, pick_frames
 from train.data import Clip
-from train.geometry import ClipGeometry, geometry_path
+from train.geometry import ClipGeometry
+from train.synth.generate import geometry_path
 from train.windows import WindowSample
 
 

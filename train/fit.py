@@ -21,9 +21,10 @@ from train.checkpoint import save_checkpoint
 from train.config import RunConfig
 from train.data import read_split
 from train.dataset import Collator, PromptEncoder, WindowDataset
-from train.geometry import GeometryError, GeometrySupervised, geometry_path
+from train.geometry import GeometryError, GeometrySupervised
 from train.metrics import binary_metrics, calibrate_threshold, sigmoid
 from train.model import CrashRiskModel
+from train.synth.generate import geometry_path
 from train.tokenizer import load_tokenizer
 from train.windows import clip_end_window, training_windows
 
@@ -135,7 +136,7 @@ def train(
 
 def _check_geometry_files(clips: list) -> None:
     """Fail before training, not hours in, when clips lack the geometry files the recipe asks for."""
-    missing = [geometry_path(c.video) for c in clips if not geometry_path(c.video).is_file()]
+    missing = [path for path in map(geometry_path, (c.video for c in clips)) if not path.is_file()]
     if missing:
         raise GeometryError(f"training.geometry_weight is set but {len(missing)} of {len(clips)} training clips have "
                             f"no geometry file beside them, e.g. {missing[0]} (`crashwatch synth` writes them; "

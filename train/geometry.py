@@ -23,7 +23,6 @@ from torch import nn
 
 from train.data import DatasetError
 from train.model import CrashRiskModel, RiskOutput, risk_loss
-from train.synth.generate import GEOMETRY_SUFFIX
 
 GRID = 4  # cells per side of the grid the targets are given on
 CHANNELS = 4  # occupied, nearness exp(-d/10 m), across offset x/5 m (of the nearest user), ego speed/20 m/s
@@ -31,10 +30,6 @@ CHANNELS = 4  # occupied, nearness exp(-d/10 m), across offset x/5 m (of the nea
 
 class GeometryError(DatasetError):
     """A geometry file that is missing or unreadable; the message names it."""
-
-
-def geometry_path(video: Path) -> Path:
-    return video.with_suffix(GEOMETRY_SUFFIX)
 
 
 class ClipGeometry:

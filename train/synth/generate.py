@@ -36,6 +36,11 @@ SHARES = {"collision": 0.45, "near_miss": 0.40, "normal": 0.15}
 GEOMETRY_SUFFIX = ".geometry.json"  # beside each clip: what every frame shows (read by train.geometry)
 
 
+def geometry_path(video: Path) -> Path:
+    """Where the per-frame geometry of ``video`` lies: beside it, ``NAME.geometry.json``."""
+    return video.with_suffix(GEOMETRY_SUFFIX)
+
+
 @dataclass(frozen=True)
 class Segment:
     scenario: Scenario
@@ -84,7 +89,7 @@ def _write_clip(job: tuple[Path, str, int, int, str]) -> tuple[str, dict, dict]:
     name = f"{split}_{n:05d}_{scenario.kind}.mp4"
     segments = [Segment(scenario, 0.0, end)]
     write_video(folder / name, _frames(segments, FPS, SIZE), FPS)
-    (folder / name).with_suffix(GEOMETRY_SUFFIX).write_text(json.dumps(_geometry(segments, FPS, SIZE)), encoding="utf-8")
+    geometry_path(folder / name).write_text(json.dumps(_geometry(segments, FPS, SIZE)), encoding="utf-8")
     entry = {"video": name, "text": question, "label": int(scenario.collision)}
     if scenario.collision:
         entry["event_time"] = round(scenario.critical_time, 3)
