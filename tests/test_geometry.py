@@ -13,7 +13,7 @@ from safetensors import safe_open
 from tests.conftest import TINY_CONFIG
 from tests.test_cli_train import crashwatch
 from train.config import load_config
-from train.geometry import GRID, ClipGeometry, GeometryError, GeometrySupervised
+from train.geometry import FAR, GRID, MOTION, ClipGeometry, GeometryError, GeometrySupervised
 from train.model import CrashRiskModel, risk_loss
 from train.tokenizer import load_tokenizer
 
@@ -33,13 +33,27 @@ def test_targets_mark_the_cells_a_road_user_covers_with_the_nearest_one(tmp_path
         {"ego_speed": 4.0, "agents": []},
     ]))
     targets = geometry.targets([0, 1, 5])  # an index past the last frame takes the last frame
-    assert targets.shape == (3, GRID * GRID, 4)
+    assert targets.shape == (3, GRID * GRID, 3)
     first = targets[0]
     occupied = {int(k) for k in first[:, 0].nonzero()[0]}
     assert occupied == {1 * GRID + 1, 2 * GRID + 1, 2 * GRID + 2}
     assert first[1 * GRID + 1, 1] == pytest.approx(math.exp(-3.0)) and first[1 * GRID + 1, 2] == pytest.approx(0.1)
     assert first[2 * GRID + 2, 1] == pytest.approx(math.exp(-0.5)) and first[2 * GRID + 2, 2] == pytest.approx(-0.2)
-    assert (first[:, 3] == 0.5).all() and (targets[1, :, :3] == 0).all() and (targets[2] == targets[1]).all()
+    assert (targets[1] == 0).all() and (targets[2] == targets[1]).all()
+
+
+def test_motion_follows_the_nearest_road_user_ahead_across_the_window(tmp_path):
+    behind = [0, 0, 10, 10, -3.0, 3.5]  # alongside/behind the camera: never "ahead"
+    frames = [{"ego_speed": 12.0, "agents": [[0, 0, 9, 9, 30.0, 1.0], behind]},
+              {"ego_speed": 11.0, "agents": [[0, 0, 9, 9, 24.0, 0.7], [0, 0, 9, 9, 35.0, -3.5]]},
+              {"ego_speed": 8.0, "agents": [[0, 0, 9, 9, 18.0, 0.4]]},
+              {"ego_speed": 8.0, "agents": [behind]}]
+    geometry = ClipGeometry(_geometry_file(tmp_path / "m.geometry.json", frames))
+    approaching = geometry.motion([0, 1, 2])
+    assert approaching.shape == (MOTION,)
+    assert approaching == pytest.approx([18 / 20, 0.4 / 5, -12 / 10, -0.6 / 3, -6 / 10, -0.3 / 3, 8 / 20, -4 / 5, 1.0])
+    nobody_ahead = geometry.motion([2, 3, 3])  # the user ahead is gone: as far as FAR and absent
+    assert nobody_ahead == pytest.approx([FAR / 20, 0.0, 2.0, -0.4 / 3, 0.0, 0.0, 8 / 20, 0.0, 0.0])  # clipped
 
 
 def test_a_missing_or_broken_geometry_file_is_named(tmp_path):
@@ -61,16 +75,25 @@ def test_the_geometry_loss_reaches_the_vision_encoder_and_nothing_else_changes()
     ids = torch.tensor([PromptEncoder(tokenizer, config.geometry, model.tokens_per_frame)(config.question)] * 2)
     pixels = torch.randn(2, config.num_frames, 3, config.image_size, config.image_size)
     labels = torch.tensor([0.0, 1.0])
-    targets = torch.rand(2, config.num_frames, GRID * GRID, 4).round()
+    targets = torch.rand(2, config.num_frames, GRID * GRID, 3).round()
+    motion = torch.rand(2, MOTION)
     model.eval()
     plain = model(pixels, ids, torch.ones_like(ids), labels)
     out = supervised(pixels, ids, torch.ones_like(ids), labels, targets)
-    assert torch.equal(out.logits, plain.logits)  # the probe reads the frames; it changes no prediction
+    assert torch.equal(out.logits, plain.logits)  # the probes read the model's states; they change no prediction
     assert out.loss > risk_loss(plain.logits, labels)
     (out.loss - plain.loss).backward()  # the geometry term alone
     vision_grad = sum(p.grad.abs().sum() for p in model.backbone.vision_model.parameters() if p.grad is not None)
     assert vision_grad > 0
     assert all(p.grad is None or not p.grad.any() for p in model.head.parameters())
+    text_layers = model.text_model.layers
+    assert all(p.grad is None or not p.grad.any() for p in text_layers.parameters())  # the grid reads the frames only
+    supervised.zero_grad()
+    with_motion = supervised(pixels, ids, torch.ones_like(ids), labels, targets, motion)
+    without = supervised(pixels, ids, torch.ones_like(ids), labels, targets)
+    assert with_motion.loss > without.loss
+    (with_motion.loss - without.loss).backward()  # the motion term teaches the text model to compare frames
+    assert sum(p.grad.abs().sum() for p in text_layers.parameters() if p.grad is not None) > 0
 
 
 def test_training_with_geometry_on_generated_clips_and_without_it_on_other_data(tmp_path, tiny_dataset):

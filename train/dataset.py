@@ -57,7 +57,7 @@ def model_inputs(clip: Clip, end: float, prompt: PromptEncoder, pixels: PixelSpe
 
 class WindowDataset(Dataset):
     """Window samples as model inputs plus their labels, and with ``with_geometry`` the per-frame geometry
-    targets of ``train.geometry`` (training-only, never a model input)."""
+    and window motion targets of ``train.geometry`` (training-only, never a model input)."""
 
     def __init__(
         self, samples: Sequence[WindowSample], prompt: PromptEncoder, pixels: PixelSpec, with_geometry: bool = False
@@ -76,7 +76,9 @@ class WindowDataset(Dataset):
         item["labels"] = torch.tensor(float(sample.label))
         if self.with_geometry:
             clip_geometry = _clip_geometry(geometry_path(sample.clip.video))
-            item["geometry"] = torch.from_numpy(clip_geometry.targets(window_frames(sample.clip, sample.end, self.prompt.geometry)))
+            indices = window_frames(sample.clip, sample.end, self.prompt.geometry)
+            item["geometry"] = torch.from_numpy(clip_geometry.targets(indices))
+            item["motion"] = torch.from_numpy(clip_geometry.motion(indices))
         return item
 
 
@@ -100,7 +102,7 @@ class Collator:
             ids[row, :n] = item["input_ids"]
             mask[row, :n] = 1
         out = {"pixel_values": torch.stack([item["pixel_values"] for item in batch]), "input_ids": ids, "attention_mask": mask}
-        for key in ("labels", "geometry"):
+        for key in ("labels", "geometry", "motion"):
             if key in batch[0]:
                 out[key] = torch.stack([item[key] for item in batch])
         return out

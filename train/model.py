@@ -111,11 +111,18 @@ class CrashRiskModel(nn.Module):
             raise ValueError(f"prompt holds {int(mask.sum())} image tokens but {image_rows.shape[0]} image rows came")
         return embeds.masked_scatter(mask.unsqueeze(-1), image_rows)
 
-    def score(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Merged embeddings ``[B, L, D]`` and mask ``[B, L]`` (right-padded) -> logits ``[B]``."""
+    def pool(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Merged embeddings ``[B, L, D]`` and mask ``[B, L]`` (right-padded) -> the last real token's hidden
+        state ``[B, D]``, what the head reads."""
         hidden = self.text_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
         last = attention_mask.long().sum(dim=1) - 1
-        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    def score(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Merged embeddings ``[B, L, D]`` and mask ``[B, L]`` (right-padded) -> logits ``[B]``."""
+        return self.logits(self.pool(inputs_embeds, attention_mask))
+
+    def logits(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.head(pooled.to(self.head.net[0].weight.dtype))
 
     def forward(
@@ -126,16 +133,17 @@ class CrashRiskModel(nn.Module):
         labels: torch.Tensor | None = None,
     ) -> RiskOutput:
         """``pixel_values`` ``[B, F, 3, S, S]``; returns logits and, given labels, the BCE-with-logits loss."""
-        logits, _ = self.logits_and_frames(pixel_values, input_ids, attention_mask)
+        pooled, _ = self.pooled_and_frames(pixel_values, input_ids, attention_mask)
+        logits = self.logits(pooled)
         return RiskOutput(logits=logits, loss=None if labels is None else risk_loss(logits, labels))
 
-    def logits_and_frames(
+    def pooled_and_frames(
         self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[B]`` and the image embeddings ``[B * F, T, D]`` they were computed from (for auxiliary
-        losses on the frames, see ``train.geometry``)."""
+        """The pooled state ``[B, D]`` the head reads and the image embeddings ``[B * F, T, D]`` it was
+        computed from (auxiliary losses read both, see ``train.geometry``)."""
         frames = self.encode_frames(pixel_values.flatten(0, 1))
-        return self.score(self.embed_prompt(input_ids, frames), attention_mask), frames
+        return self.pool(self.embed_prompt(input_ids, frames), attention_mask), frames
 
     # -- training strategies --------------------------------------------------------------------------------
 
