@@ -232,6 +232,7 @@ def demo_command(out_dir: Path, endpoint: str, fast: bool) -> None:
 
     from monitor.bundle import RiskModel
     from monitor.demo import DEMO_DRIVE, NOTICE, demo_bundle, write_report
+    from monitor.replay_eval import WARNING_WINDOW
     from monitor.publisher import Publisher
     from monitor.run import Monitor, MonitorOptions
     from monitor.source import SourceSpec
@@ -271,7 +272,8 @@ def demo_command(out_dir: Path, endpoint: str, fast: bool) -> None:
     if report["warning_s"] is not None:
         click.echo(f"the alert came {report['warning_s']:.1f} s before the collision at {report['event_time']:.1f} s")
     elif report["event_time"] is not None and not stop.is_set():
-        click.echo(f"no alert before the collision at {report['event_time']:.1f} s")
+        click.echo(f"no alert in the {WARNING_WINDOW:.0f} s before the collision at {report['event_time']:.1f} s")
+    click.echo(f"false alerts before that: {report['false_alerts']}")
     click.echo(f"annotated video: {report['video']}")
     click.echo(f"risk chart:      {report['chart']}")
 
@@ -344,24 +346,81 @@ def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, cou
 @click.option("--stride", type=float, help="Seconds between risk queries (default: the window's frame spacing).")
 @click.option("--alert-on", type=float, help="Probability that starts an alert (default: the calibrated threshold).")
 @click.option("--skip-bad", is_flag=True, help="Drop bad dataset lines with a warning instead of stopping.")
-@click.option("--warning-window", type=click.FloatRange(min=0, min_open=True),
+@click.option("--warning-window", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
               help="Seconds before a collision in which an alert counts as its warning; earlier alerts are false "
-                   "alerts (default: 5).")
+                   "alerts.")
+@click.option("--false-alerts-per-hour", "budget", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Budget for the operating curve's pick: of the thresholds with at most this many false alerts "
+                   "per hour of normal driving, the one warning the most crashes in time.")
 def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride: float | None,
-                        alert_on: float | None, skip_bad: bool, warning_window: float) -> None:
-    """Replay every clip of a split through the monitor and report alerts, time-to-accident, false alerts."""
+                        alert_on: float | None, skip_bad: bool, warning_window: float, budget: float) -> None:
+    """Replay every clip of a split through the monitor and report alerts, time-to-accident, false alerts,
+    and the operating curve over other alert thresholds."""
+    s = _replay(bundle_dir, data_dir, split, out_dir, stride, alert_on, skip_bad, warning_window, budget)
+    pick = s["within_budget"]
+    click.echo(f"operating curve: {out_dir / 'operating_curve.csv'}; " + (
+        f"best within {budget:g} false alerts/h: threshold {pick['threshold']:.2f}: {_scored(pick)}" if pick
+        else f"no threshold keeps false alerts within {budget:g}/h"))
+
+
+@main.command("calibrate")
+@click.option("--bundle", "bundle_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Bundle folder whose alert threshold is set.")
+@click.option("--data", "data_dir", required=True, type=_existing_dir,
+              help="Dataset folder of drives (research layout) NOT used for testing: e.g. `crashwatch synth "
+                   "--drives` of the training seed, or your own recorded normal driving.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where the replay report and operating curve go.")
+@click.option("--false-alerts-per-hour", "budget", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="At most this many false alerts per hour of normal driving.")
+@click.option("--stride", type=float, help="Seconds between risk queries (default: the window's frame spacing).")
+@click.option("--warning-window", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+              help="Seconds before a collision in which an alert counts as its warning.")
+def calibrate_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, budget: float,
+                      stride: float | None, warning_window: float) -> None:
+    """Set a bundle's alert threshold for a false-alert budget: replay drives through the monitor, and keep,
+    of the thresholds whose false alerts per hour stay within the budget, the one warning the most crashes
+    in time (the lowest of those: the earliest warnings).
+
+    The validation threshold a run calibrates (best F1 on clip-end windows) says nothing about how often a
+    stream alerts; this does. Calibrate on drives the test never sees, then measure with replay-eval."""
+    from monitor.bundle import set_threshold
+    from monitor.replay_eval import CURVE_THRESHOLDS
+
+    s = _replay(bundle_dir, data_dir, split, out_dir, stride, None, False, warning_window, budget)
+    pick = s["within_budget"]
+    if pick is None:
+        raise click.ClickException(f"{data_dir}: no threshold up to {CURVE_THRESHOLDS[-1]} keeps false alerts within {budget:g} "
+                                   f"per hour (see {out_dir / 'operating_curve.csv'}); the bundle is unchanged")
+    set_threshold(bundle_dir, pick["threshold"], {
+        "data": str(data_dir), "split": split, "false_alerts_per_hour_budget": budget, "warning_window_s": warning_window,
+        "normal_hours": round(s["normal_hours"], 3), **{k: pick[k] for k in ("alerted_before_collision_rate",
+                                                                              "median_time_to_accident_s",
+                                                                              "false_alerts_per_hour")}})
+    click.echo(f"{bundle_dir}: alert threshold {pick['threshold']:.2f} (was {s['threshold']:.3f}): {_scored(pick)}")
+
+
+def _replay(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride: float | None, alert_on: float | None,
+            skip_bad: bool, warning_window: float, budget: float) -> dict:
+    """replay-eval's run and its printed summary, shared with calibrate."""
     from monitor.replay_eval import replay_eval
 
-    window = {} if warning_window is None else {"warning_window": warning_window}
     s = replay_eval(bundle_dir, data_dir, split, out_dir, stride, {} if alert_on is None else {"on": alert_on}, skip_bad,
-                    **window)
+                    warning_window, budget)
+    click.echo(f"{s['clips']} clips at threshold {s['threshold']:.3f}: crash clips alerted "
+               f"{s['crash_clips_alerted']}/{s['crash_clips']}; {_scored(s)}")
+    click.echo(f"wrote {out_dir / 'replay_eval.csv'}, {out_dir / 'replay_eval.json'} and {out_dir / 'plots'}/")
+    return s
+
+
+def _scored(s: dict) -> str:
     rate = "" if s["alerted_before_collision_rate"] is None else f" ({s['alerted_before_collision_rate']:.0%})"
     tta = s["median_time_to_accident_s"]
-    click.echo(f"{s['clips']} clips: crash clips alerted {s['crash_clips_alerted']}/{s['crash_clips']}; "
-               f"before the collision {s['alerted_before_collision']}/{s['crash_clips_with_event_time']}{rate}, "
-               f"median time-to-accident {'n/a' if tta is None else f'{tta:.2f} s'}; "
-               f"false alerts {s['false_alerts']} in {s['normal_hours'] * 60:.1f} min of normal driving")
-    click.echo(f"wrote {out_dir / 'replay_eval.csv'}, {out_dir / 'replay_eval.json'} and {out_dir / 'plots'}/")
+    per_hour = s["false_alerts_per_hour"]
+    return (f"warned before the collision {s['alerted_before_collision']}/{s['crash_clips_with_event_time']}{rate}, "
+            f"median time-to-accident {'n/a' if tta is None else f'{tta:.2f} s'}; false alerts {s['false_alerts']} "
+            f"({'n/a' if per_hour is None else f'{per_hour:.1f}'}/h of normal driving)")
 
 
 @main.command("keys")

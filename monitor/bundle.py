@@ -18,6 +18,7 @@ per frame, cacheable) and score a window of cached frame embeddings.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,17 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def set_threshold(folder: Path, threshold: float, calibration: dict[str, Any]) -> None:
+    """Make ``threshold`` a bundle's alert threshold, keeping the one it replaces and how this one was chosen
+    (``crashwatch calibrate``) in the manifest."""
+    path = folder / MANIFEST
+    raw = Manifest.read(folder).raw
+    raw.setdefault("threshold_from_validation", raw["threshold"])
+    raw["threshold"] = threshold
+    raw["threshold_calibration"] = calibration
+    path.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import cv2
 from monitor.annotate import alert_spans, annotate_video
 from monitor.bundle import BundleError
 from monitor.plot import risk_chart
+from monitor.replay_eval import score_alerts
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_BUNDLE = DEMO_DIR / "bundle"
@@ -36,7 +37,8 @@ def demo_event_time() -> float | None:
 
 
 def write_report(out: Path, risks: list[dict[str, Any]], alerts: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
-    """The annotated video and the risk chart of a demo run; returns their paths and the warning time."""
+    """The annotated video and the risk chart of a demo run; returns their paths, the warning time (an alert
+    within ``replay_eval.WARNING_WINDOW`` before the collision, as replay-eval scores it) and the false alerts."""
     out.mkdir(parents=True, exist_ok=True)
     event = demo_event_time()
     video = annotate_video(DEMO_DRIVE, out / "demo_annotated.mp4", risks, alerts, threshold, event)
@@ -47,6 +49,6 @@ def write_report(out: Path, risks: list[dict[str, Any]], alerts: list[dict[str, 
                                        [(a, min(b, end)) for a, b in spans], event, "demo drive: risk over time",
                                        size=(900, 320), t_end=end))
     starts = [a["start"] for a in alerts if a["event"] == "start"]
-    before = [event - s for s in starts if event is not None and s <= event]
-    return {"video": video, "chart": chart, "event_time": event,
-            "warning_s": max(before) if before else None, "alerts": len(starts)}
+    scored = score_alerts(starts, end, event, label=1)
+    return {"video": video, "chart": chart, "event_time": event, "warning_s": scored["time_to_accident_s"],
+            "false_alerts": scored["false_alerts"], "alerts": len(starts)}

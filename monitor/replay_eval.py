@@ -8,6 +8,11 @@ false alerts per hour of driving with no collision ahead.
 The window matters for minutes-long drives: an alert three minutes before a drive's collision is a false alert,
 not an early warning, and the minutes before the window count as normal driving. (In clips of a few seconds
 the window covers the whole clip and the first alert is the warning, as in the research metric.)
+
+Every stride's probability is kept, so the same replay also gives the operating curve: the alert policy run
+again over the recorded probabilities at other thresholds (``operating_curve.csv``), and the threshold that
+warns the most crashes while keeping false alerts within a budget per hour (``crashwatch calibrate`` writes it
+into a bundle).
 """
 
 from __future__ import annotations
@@ -21,19 +26,22 @@ from typing import Any
 
 import cv2
 
+from monitor.alerts import AlertPolicy, AlertTracker
 from monitor.annotate import alert_spans
 from monitor.bundle import RiskModel
 from monitor.plot import risk_chart
 from monitor.publisher import Publisher
 from monitor.run import Monitor, MonitorOptions
 from monitor.source import SourceSpec
-from train.data import read_split
+from train.data import Clip, read_split
 
 log = logging.getLogger(__name__)
 
 # Seconds before a collision in which an alert counts as its warning: twice the question's 2 s horizon, plus
 # the 1 s a stride and the alert hysteresis may take.
 WARNING_WINDOW = 5.0
+FALSE_ALERT_BUDGET = 2.0  # per hour of normal driving: the demo model's target
+CURVE_THRESHOLDS = [round(0.02 * k, 2) for k in range(1, 50)]
 
 
 def replay_clip(model: RiskModel, video: Path, stride: float | None, alert: dict[str, Any]) -> Monitor:
@@ -67,12 +75,12 @@ def score_alerts(starts: list[float], duration: float, event_time: float | None,
 
 def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float | None = None,
                 alert: dict[str, Any] | None = None, skip_bad: bool = False,
-                warning_window: float = WARNING_WINDOW) -> dict[str, Any]:
+                warning_window: float = WARNING_WINDOW, budget: float = FALSE_ALERT_BUDGET) -> dict[str, Any]:
     clips = read_split(data, split, skip_bad)
     model = RiskModel(bundle)
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
-    rows = []
+    rows, traces = [], []
     for number, clip in enumerate(clips, 1):
         monitor = replay_clip(model, clip.video, stride, alert or {})
         starts = [a for a in monitor.alerts if a["event"] == "start"]
@@ -93,8 +101,15 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
         cv2.imwrite(str(out / "plots" / f"{clip.video.stem}.png"), chart)
         log.info("[%d/%d] %s: %d strides, %d alert(s)%s", number, len(clips), clip.name, monitor.stats.strides,
                  len(starts), "" if tta is None else f", time-to-accident {tta:.2f} s")
+        traces.append((clip, [r["t"] for r in monitor.risks], [r["probability"] for r in monitor.risks]))
     summary = _summarise(rows, model.manifest.threshold if not alert or "on" not in alert else alert["on"])
     summary.update({"bundle": str(bundle), "data": str(data), "split": split, "warning_window_s": warning_window})
+    curve = operating_curve(traces, {k: v for k, v in (alert or {}).items() if k != "on"}, warning_window)
+    with (out / "operating_curve.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(curve[0]))
+        writer.writeheader()
+        writer.writerows(curve)
+    summary["within_budget"] = within_budget(curve, budget)
     with (out / "replay_eval.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -121,3 +136,43 @@ def _summarise(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
         "normal_clips": len(normal), "normal_hours": normal_hours, "false_alerts": false_alerts,
         "false_alerts_per_hour": (false_alerts / normal_hours) if normal_hours else None,
     }
+
+
+Trace = tuple[Clip, list[float], list[float]]  # a replayed clip, its stride times and probabilities
+
+
+def operating_curve(traces: list[Trace], alert: dict[str, Any], warning_window: float = WARNING_WINDOW,
+                    thresholds: list[float] = CURVE_THRESHOLDS) -> list[dict[str, Any]]:
+    """Per threshold, what the replay would have scored with alerts starting there (the rest of the policy
+    as given): warned crashes, median time-to-accident, false alerts per hour."""
+    curve = []
+    for threshold in thresholds:
+        policy = AlertPolicy.around(threshold, **alert)
+        rows = []
+        for clip, times, probabilities in traces:
+            starts = _alert_starts(policy, times, probabilities)
+            rows.append({"label": clip.label, "event_time": clip.event_time, "alert_fired": int(bool(starts)),
+                         **score_alerts(starts, clip.info.duration, clip.event_time, clip.label, warning_window)})
+        s = _summarise(rows, threshold)
+        curve.append({key: s[key] for key in ("threshold", "alerted_before_collision", "crash_clips_with_event_time",
+                                              "alerted_before_collision_rate", "median_time_to_accident_s",
+                                              "false_alerts", "false_alerts_per_hour")})
+    return curve
+
+
+def within_budget(curve: list[dict[str, Any]], budget: float) -> dict[str, Any] | None:
+    """Of the curve's points whose false alerts per hour stay within ``budget``, the one warning the most
+    crashes in time, and of those the lowest threshold (the earliest warnings); None when no point is within
+    budget or the data holds no normal driving. (Not simply the lowest threshold within budget: an alert that
+    starts early and never ends counts as one false alert, and warns of nothing.)"""
+    within = [p for p in curve if p["false_alerts_per_hour"] is not None and p["false_alerts_per_hour"] <= budget]
+    if not within:
+        return None
+    best = max(within, key=lambda p: (p["alerted_before_collision_rate"] or 0.0, -p["threshold"]))
+    return {**best, "budget_per_hour": budget}
+
+
+def _alert_starts(policy: AlertPolicy, times: list[float], probabilities: list[float]) -> list[float]:
+    tracker = AlertTracker(policy)
+    return [event["start"] for t, p in zip(times, probabilities) for event in tracker.update(t, p)
+            if event["event"] == "start"]

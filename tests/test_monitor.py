@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import subprocess
@@ -14,13 +15,13 @@ import pytest
 import zmq
 
 from monitor.alerts import AlertPolicy, AlertTracker
-from monitor.bundle import RiskModel
+from monitor.bundle import Manifest, RiskModel
 from monitor.publisher import Publisher, PublisherError, redact_url
 from monitor.run import Monitor, MonitorOptions
 from monitor.scorer import WindowScorer
 from monitor.source import Frame, SourceError, parse_source
 from monitor.window import WindowGeometry
-from tests.conftest import CLIPS, FORBID_TORCH, REPO, need_shared, write_video
+from tests.conftest import CLIPS, FORBID_TORCH, QUESTION, REPO, need_shared, write_video
 from tests.monitor_helpers import Collector, free_port
 
 
@@ -295,6 +296,55 @@ def test_an_alert_minutes_before_a_drives_collision_is_a_false_alert_not_a_warni
     assert clip["warning_s"] == 2.4 and clip["false_alerts"] == 0 and clip["normal_s"] == 1.5
     normal = score_alerts([3.0, 9.0], duration=60.0, event_time=None, label=0)
     assert normal["false_alerts"] == 2 and normal["normal_s"] == 60.0
+
+
+def test_the_operating_curve_replays_the_alert_policy_over_recorded_probabilities():
+    from monitor.replay_eval import operating_curve, within_budget
+    from monitor.video import ClipInfo
+    from train.data import Clip
+
+    def clip(name, label, event_time, seconds):
+        return Clip(Path(name), QUESTION, label, event_time, 1, ClipInfo(Path(name), 10.0, int(seconds * 10), 64, 64))
+
+    times = [0.5 * k for k in range(121)]  # 60 s at a 0.5 s stride
+    normal = [0.5 if 10.0 <= t <= 12.0 else 0.1 for t in times]  # one scare, 2 s long
+    crash = [0.8 if t >= 52.0 else 0.1 for t in times]  # rises 3 s before the collision at 55 s
+    traces = [(clip("normal.mp4", 0, None, 60.0), times, normal), (clip("crash.mp4", 1, 55.0, 60.0), times, crash)]
+    curve = operating_curve(traces, {}, warning_window=5.0, thresholds=[0.3, 0.6, 0.9])
+    assert [p["false_alerts"] for p in curve] == [1, 0, 0]
+    assert [p["alerted_before_collision"] for p in curve] == [1, 1, 0]
+    assert curve[0]["median_time_to_accident_s"] == pytest.approx(3.0)
+    hours = (60.0 + 50.0) / 3600  # the normal drive, and the crash drive before its warning window
+    assert curve[0]["false_alerts_per_hour"] == pytest.approx(1 / hours)
+    assert within_budget(curve, 0.0)["threshold"] == 0.6  # without false alerts, 0.9 would warn of nothing
+    assert within_budget(curve, 100.0)["threshold"] == 0.3  # as many warnings, earlier
+    assert within_budget(curve[:1], 0.0) is None  # calibrate then leaves the bundle as it is
+    # Held for 3 s before starting, the 2 s scare never becomes an alert; the crash (held 3 s) still does.
+    held = operating_curve(traces, {"min_on_seconds": 2.5}, warning_window=5.0, thresholds=[0.3])
+    assert held[0]["false_alerts"] == 0 and held[0]["alerted_before_collision"] == 1
+
+
+def test_calibrate_sets_the_bundles_threshold_for_a_false_alert_budget(bundle, tiny_dataset, tmp_path):
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    out = tmp_path / "calibration"
+    result = subprocess.run([sys.executable, "-m", "crashwatch", "calibrate", "--bundle", str(copy), "--data",
+                             str(tiny_dataset), "--out", str(out), "--false-alerts-per-hour", "0"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with (out / "operating_curve.csv").open() as handle:
+        curve = list(csv.DictReader(handle))
+    clean = [p for p in curve if int(p["false_alerts"]) == 0]
+    most = max(int(p["alerted_before_collision"]) for p in clean)
+    pick = min(float(p["threshold"]) for p in clean if int(p["alerted_before_collision"]) == most)
+    manifest = Manifest.read(copy)
+    assert manifest.threshold == pick  # of the thresholds without a false alert, the earliest warning the most
+    assert manifest.raw["threshold_from_validation"] == Manifest.read(bundle).threshold
+    assert manifest.raw["threshold_calibration"]["false_alerts_per_hour_budget"] == 0
+    assert f"alert threshold {pick:.2f}" in result.stdout
+    RiskModel(copy)  # still a valid bundle: the checksummed files are untouched
 
 
 def test_the_monitor_command_runs_without_torch(bundle, tmp_path):
