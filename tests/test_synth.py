@@ -11,7 +11,7 @@ import pytest
 from monitor.video import probe_clip
 from train.data import read_split
 from train.synth.catalog import COLLISIONS, KINDS, NEAR_MISSES, build
-from train.synth.generate import generate
+from train.synth.generate import ALARMING, ORDINARY, generate
 from train.synth.render import agent_boxes, render_frame
 from train.synth.scenario import EGO_FRONT, EGO_WIDTH
 
@@ -69,9 +69,14 @@ def test_generate_writes_the_trainer_layout_with_research_labels(tmp_path):
                 assert clip.event_time is None
     assert all(t["collision_time"] is None for t in truth.values() if t["kind"] not in COLLISIONS)
     drives = read_split(tmp_path / "a" / "drives", "test")
+    drive_truth = json.loads((tmp_path / "a" / "drives" / "test_truth.json").read_text())
     for drive in drives:
+        kinds = drive_truth[drive.name]["segments"]
         if drive.label:
             assert drive.event_time < drive.info.duration
+            assert kinds[-1] in COLLISIONS
+            kinds = kinds[:-1]
+        assert kinds and all(kind in ORDINARY + ALARMING for kind in kinds)  # no collision before the last
     # The same seed writes the same data, whatever the number of processes rendering it.
     generate(tmp_path / "b", clips=12, seed=5, workers=2)
     assert (tmp_path / "a" / "train.jsonl").read_text() == (tmp_path / "b" / "train.jsonl").read_text()
