@@ -33,7 +33,7 @@ def test_bench_smoke_prints_and_writes_every_measurement(tiny_bundle, tmp_path):
 
 def test_the_shipped_demo_alerts_before_the_collision(tmp_path):
     if not (DEMO_BUNDLE / "manifest.json").is_file() or not DEMO_DRIVE.is_file():
-        pytest.skip(f"no demo bundle in {DEMO_BUNDLE.parent} yet: `make demo-model` builds it (not shipped: see README)")
+        pytest.skip(f"no demo bundle in {DEMO_BUNDLE.parent}: it ships with the repository; `make demo-model` rebuilds it")
     out = tmp_path / "demo"
     result = subprocess.run([sys.executable, "-m", "crashwatch", "demo", "--fast", "--out", str(out),
                              "--pub", f"tcp://127.0.0.1:{free_port()}"], cwd=REPO, capture_output=True, text=True,
