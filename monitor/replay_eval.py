@@ -105,18 +105,19 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
     summary = _summarise(rows, model.manifest.threshold if not alert or "on" not in alert else alert["on"])
     summary.update({"bundle": str(bundle), "data": str(data), "split": split, "warning_window_s": warning_window})
     curve = operating_curve(traces, {k: v for k, v in (alert or {}).items() if k != "on"}, warning_window)
-    with (out / "operating_curve.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(curve[0]))
-        writer.writeheader()
-        writer.writerows(curve)
+    _write_csv(out / "operating_curve.csv", curve)
     summary["within_budget"] = within_budget(curve, budget)
-    with (out / "replay_eval.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_csv(out / "replay_eval.csv", rows)
     (out / "replay_eval.json").write_text(json.dumps({"summary": summary, "clips": rows}, indent=2) + "\n",
                                           encoding="utf-8")
     return summary
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _summarise(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
