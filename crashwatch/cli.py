@@ -368,7 +368,7 @@ def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: P
               help="Bundle folder whose alert threshold is set.")
 @click.option("--data", "data_dir", required=True, type=_existing_dir,
               help="Dataset folder of drives (research layout) NOT used for testing: e.g. `crashwatch synth "
-                   "--drives` of the training seed, or your own recorded normal driving.")
+                   "--drives` of a seed used for neither training nor testing, or your own recorded driving.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where the replay report and operating curve go.")
