@@ -83,6 +83,7 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
     rows, traces = [], []
     for number, clip in enumerate(clips, 1):
         monitor = replay_clip(model, clip.video, stride, alert or {})
+        times, probabilities = [r["t"] for r in monitor.risks], [r["probability"] for r in monitor.risks]
         starts = [a for a in monitor.alerts if a["event"] == "start"]
         spans = [(a, min(b, clip.info.duration)) for a, b in alert_spans(monitor.alerts)]
         scored = score_alerts([a["start"] for a in starts], clip.info.duration, clip.event_time, clip.label,
@@ -93,15 +94,14 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
             "duration_s": round(clip.info.duration, 3), "strides": monitor.stats.strides,
             "alerts": len(starts), "alert_fired": int(bool(starts)),
             "first_alert_s": starts[0]["start"] if starts else None, **scored,
-            "max_probability": max((r["probability"] for r in monitor.risks), default=None),
+            "max_probability": max(probabilities, default=None),
         })
-        chart = risk_chart([r["t"] for r in monitor.risks], [r["probability"] for r in monitor.risks],
-                           monitor.policy.on, spans, clip.event_time, f"{clip.name} (label {clip.label})",
-                           t_end=clip.info.duration)
+        chart = risk_chart(times, probabilities, monitor.policy.on, spans, clip.event_time,
+                           f"{clip.name} (label {clip.label})", t_end=clip.info.duration)
         cv2.imwrite(str(out / "plots" / f"{clip.video.stem}.png"), chart)
         log.info("[%d/%d] %s: %d strides, %d alert(s)%s", number, len(clips), clip.name, monitor.stats.strides,
                  len(starts), "" if tta is None else f", time-to-accident {tta:.2f} s")
-        traces.append((clip, [r["t"] for r in monitor.risks], [r["probability"] for r in monitor.risks]))
+        traces.append((clip, times, probabilities))
     summary = _summarise(rows, model.manifest.threshold if not alert or "on" not in alert else alert["on"])
     summary.update({"bundle": str(bundle), "data": str(data), "split": split, "warning_window_s": warning_window})
     curve = operating_curve(traces, {k: v for k, v in (alert or {}).items() if k != "on"}, warning_window)

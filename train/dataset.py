@@ -47,7 +47,10 @@ def window_frames(clip: Clip, end: float, geometry: WindowGeometry) -> list[int]
 
 def model_inputs(clip: Clip, end: float, prompt: PromptEncoder, pixels: PixelSpec) -> dict[str, torch.Tensor]:
     """The model's inputs for the window of ``clip`` ending at ``end``. Takes no label, by design."""
-    indices = window_frames(clip, end, prompt.geometry)
+    return _frame_inputs(clip, window_frames(clip, end, prompt.geometry), prompt, pixels)
+
+
+def _frame_inputs(clip: Clip, indices: list[int], prompt: PromptEncoder, pixels: PixelSpec) -> dict[str, torch.Tensor]:
     frames = preprocess_frames(read_frames(clip.video, indices), pixels)
     return {
         "pixel_values": torch.from_numpy(frames),
@@ -72,11 +75,11 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         sample = self.samples[index]
-        item = model_inputs(sample.clip, sample.end, self.prompt, self.pixels)
+        indices = window_frames(sample.clip, sample.end, self.prompt.geometry)
+        item = _frame_inputs(sample.clip, indices, self.prompt, self.pixels)
         item["labels"] = torch.tensor(float(sample.label))
         if self.with_geometry:
             clip_geometry = _clip_geometry(geometry_path(sample.clip.video))
-            indices = window_frames(sample.clip, sample.end, self.prompt.geometry)
             item["geometry"] = torch.from_numpy(clip_geometry.targets(indices))
             item["motion"] = torch.from_numpy(clip_geometry.motion(indices))
         return item
