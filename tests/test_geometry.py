@@ -56,6 +56,17 @@ def test_motion_follows_the_nearest_road_user_ahead_across_the_window(tmp_path):
     assert nobody_ahead == pytest.approx([FAR / 20, 0.0, 2.0, -0.4 / 3, 0.0, 0.0, 8 / 20, 0.0, 0.0])  # clipped
 
 
+def test_motion_over_a_cut_between_scenes_measures_only_the_last_scene(tmp_path):
+    car = [0, 0, 9, 9, 12.0, 0.0]
+    frames = [{"ego_speed": 15.0, "scene": 0, "agents": []},  # the previous scene: open road, faster
+              {"ego_speed": 10.0, "scene": 1, "agents": [[0, 0, 9, 9, 14.0, 0.5]]},
+              {"ego_speed": 10.0, "scene": 1, "agents": [car]}]
+    geometry = ClipGeometry(_geometry_file(tmp_path / "cut.geometry.json", frames))
+    # Change since the scene's first frame in the window (index 1), not across the cut where the car appeared;
+    # the middle of the scene's frames [1, 2] is 2.
+    assert geometry.motion([0, 1, 2]) == pytest.approx([12 / 20, 0.0, -2 / 10, -0.5 / 3, 0.0, 0.0, 0.5, 0.0, 1.0])
+
+
 def test_a_missing_or_broken_geometry_file_is_named(tmp_path):
     with pytest.raises(GeometryError, match="none.geometry.json: no such geometry file"):
         ClipGeometry(tmp_path / "none.geometry.json")

@@ -11,7 +11,7 @@ import pytest
 from monitor.video import probe_clip
 from train.data import read_split
 from train.synth.catalog import COLLISIONS, KINDS, NEAR_MISSES, build
-from train.synth.generate import ALARMING, ORDINARY, generate
+from train.synth.generate import ALARMING, FPS, ORDINARY, _write_clip, generate
 from train.synth.render import agent_boxes, render_frame
 from train.synth.scenario import EGO_FRONT, EGO_WIDTH
 
@@ -68,6 +68,8 @@ def test_generate_writes_the_trainer_layout_with_research_labels(tmp_path):
             else:
                 assert clip.event_time is None
     assert all(t["collision_time"] is None for t in truth.values() if t["kind"] not in COLLISIONS)
+    for split in ("val", "test"):  # the research clip: one scene
+        assert not any("cut_at" in t for t in json.loads((tmp_path / "a" / f"{split}_truth.json").read_text()).values())
     drives = read_split(tmp_path / "a" / "drives", "test")
     drive_truth = json.loads((tmp_path / "a" / "drives" / "test_truth.json").read_text())
     for drive in drives:
@@ -108,3 +110,24 @@ def test_agent_boxes_hold_exactly_what_is_drawn_of_the_road_users(kind):
             assert changed[box.v0:box.v1 + 1, box.u0:box.u1 + 1].any()
             assert box.near >= 0.6
         assert not (changed & ~covered).any()
+
+
+def test_a_clip_that_opens_on_a_cut_keeps_its_labels_on_its_own_scene(tmp_path):
+    """A training clip opening on another scene's tail: the event moves by the tail's length, the geometry says
+    which frames are which scene, and the tail itself never collides."""
+    seen = set()
+    for seed in range(40):
+        name, entry, truth = _write_clip((tmp_path, "train", seed, seed, "q?", 1.0))
+        cut_frames = round(truth["cut_at"] * FPS)
+        assert 3 <= cut_frames <= 22 and truth["cut_at"] == cut_frames / FPS
+        scenes = [f["scene"] for f in json.loads((tmp_path / name).with_suffix(".geometry.json").read_text())["frames"]]
+        assert scenes == [0] * cut_frames + [1] * (len(scenes) - cut_frames)
+        assert probe_clip(tmp_path / name).num_frames == len(scenes)
+        if entry["label"]:
+            assert entry["event_time"] == pytest.approx(truth["cut_at"] + truth["critical_time"], abs=1e-3)
+            assert 1.0 - 0.1 <= entry["event_time"] - len(scenes) / FPS <= 2.0 + 0.1
+            seen.add("crash")
+        else:
+            assert "event_time" not in entry
+            seen.add("safe")
+    assert seen == {"crash", "safe"}

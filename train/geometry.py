@@ -60,7 +60,10 @@ class ClipGeometry:
         """``[MOTION]`` float32 targets for the window of frames ``indices``, scaled to about unit range: the
         nearest road user ahead at the last frame (distance, offset), the change of each since the first and
         since the middle frame, the ego speed at the last frame and its change, and whether anyone is ahead;
-        clipped to +-2."""
+        clipped to +-2. A window over a cut between scenes (a drive's or a training clip's) measures change
+        within the last frame's scene only: across the cut nothing moved, the picture changed."""
+        scene = self._frame(indices[-1]).get("scene", 0)
+        indices = [i for i in indices if self._frame(i).get("scene", 0) == scene]
         first, middle, last = (self._frame(indices[k]) for k in (0, len(indices) // 2, -1))
         (d0, x0, _), (dm, xm, _), (d1, x1, present) = (_nearest_ahead(f) for f in (first, middle, last))
         speed0, speed1 = first["ego_speed"], last["ego_speed"]

@@ -39,6 +39,11 @@ SHARES = {"collision": 0.45, "near_miss": 0.40, "normal": 0.15}
 ORDINARY = NORMAL + ("pass_by",)
 ALARMING = tuple(kind for kind in NEAR_MISSES if kind not in ORDINARY)
 DRIVE_NEAR_MISS_SHARE = 0.25
+# Drives cut from one scene to the next, and the next scene's road users appear at once: no camera shows that,
+# and a model that never saw it takes it for danger (most drive false alerts were windows over a cut). So this
+# share of training clips opens on the last moments of another drive scene (its tail after the critical
+# moment, as drives cut), the windows over the cut labelled by what follows, like any other.
+CUT_SHARE = 0.3
 GEOMETRY_SUFFIX = ".geometry.json"  # beside each clip: what every frame shows (read by train.geometry)
 
 
@@ -55,23 +60,24 @@ class Segment:
 
 
 def _frame_times(segments: Iterable[Segment], fps: float):
-    """(scenario, scenario time, frame index) of every frame the segments make, in order."""
+    """(scenario, scenario time, frame index, segment number) of every frame the segments make, in order."""
     index = 0
-    for seg in segments:
+    for number, seg in enumerate(segments):
         for k in range(int(round((seg.end - seg.start) * fps))):
-            yield seg.scenario, seg.start + k / fps, index
+            yield seg.scenario, seg.start + k / fps, index, number
             index += 1
 
 
 def _frames(segments: list[Segment], fps: float, size: tuple[int, int]):
-    return (render_frame(sc, t, size, index) for sc, t, index in _frame_times(segments, fps))
+    return (render_frame(sc, t, size, index) for sc, t, index, _ in _frame_times(segments, fps))
 
 
 def _geometry(segments: list[Segment], fps: float, size: tuple[int, int]) -> dict:
-    """What every frame shows: the ego car's speed and each drawn road user's box and distance (the
-    ``*.geometry.json`` beside a clip; ``train.geometry`` reads it)."""
-    frames = [{"ego_speed": round(sc.ego.at(t)[1], 3), "agents": [b.as_list() for b in agent_boxes(sc, t, size, index)]}
-              for sc, t, index in _frame_times(segments, fps)]
+    """What every frame shows: the ego car's speed, each drawn road user's box and distance, and which scene
+    (segment) it belongs to (the ``*.geometry.json`` beside a clip; ``train.geometry`` reads it)."""
+    frames = [{"ego_speed": round(sc.ego.at(t)[1], 3), "scene": scene,
+               "agents": [b.as_list() for b in agent_boxes(sc, t, size, index)]}
+              for sc, t, index, scene in _frame_times(segments, fps)]
     return {"fps": fps, "size": list(size), "frames": frames}
 
 
@@ -81,32 +87,49 @@ def _pick_kind(rng: np.random.Generator) -> str:
     return str(rng.choice(kinds))
 
 
+def _drive_kind(rng: np.random.Generator) -> str:
+    """A scene of ordinary driving, or one time in ``1 / DRIVE_NEAR_MISS_SHARE`` an alarming near miss."""
+    return str(rng.choice(ALARMING if rng.random() < DRIVE_NEAR_MISS_SHARE else ORDINARY))
+
+
 def _truth(scenario: Scenario) -> dict:
     return {"kind": scenario.kind, "collision_time": scenario.collision_time(), "critical_time": scenario.critical_time,
             "clearance_m": round(scenario.clearance(step=0.05), 3)}
 
 
-def _write_clip(job: tuple[Path, str, int, int, str]) -> tuple[str, dict, dict]:
-    """Render one clip from its own seed (so clips can be made in any order, by any process)."""
-    folder, split, n, seed, question = job
+def _write_clip(job: tuple[Path, str, int, int, str, float]) -> tuple[str, dict, dict]:
+    """Render one clip from its own seed (so clips can be made in any order, by any process); with
+    probability ``cut_share`` it opens on another scene's last 0.3-2.2 s (see ``CUT_SHARE``)."""
+    folder, split, n, seed, question, cut_share = job
     rng = np.random.default_rng(seed)
     scenario = build(_pick_kind(rng), rng)
     end = scenario.critical_time - rng.uniform(1.0, 2.0)
     name = f"{split}_{n:05d}_{scenario.kind}.mp4"
     segments = [Segment(scenario, 0.0, end)]
+    cut_at = 0.0  # clip time of the first frame of the clip's own scene
+    if rng.random() < cut_share:
+        before = replace(build(_drive_kind(rng), rng), look=scenario.look)
+        cut_at = round(rng.uniform(0.3, 2.2) * FPS) / FPS  # whole frames: the scene starts on a frame
+        segments.insert(0, Segment(before, before.duration - cut_at, before.duration))
     write_video(folder / name, _frames(segments, FPS, SIZE), FPS)
     geometry_path(folder / name).write_text(json.dumps(_geometry(segments, FPS, SIZE)), encoding="utf-8")
     entry = {"video": name, "text": question, "label": int(scenario.collision)}
     if scenario.collision:
-        entry["event_time"] = round(scenario.critical_time, 3)
-    return name, entry, {**_truth(scenario), "clip_end": round(end, 3)}
+        entry["event_time"] = round(cut_at + scenario.critical_time, 3)
+    truth = {**_truth(scenario), "clip_end": round(cut_at + end, 3)}
+    if cut_at:
+        truth["cut_at"] = cut_at
+    return name, entry, truth
 
 
-def write_clips(out: Path, split: str, count: int, rng: np.random.Generator, question: str, pool=None) -> None:
-    """``count`` clips of ``split``, rendered in ``pool`` (a multiprocessing pool) when given."""
+def write_clips(out: Path, split: str, count: int, rng: np.random.Generator, question: str, pool=None,
+                cut_share: float = 0.0) -> None:
+    """``count`` clips of ``split``, rendered in ``pool`` (a multiprocessing pool) when given; ``cut_share``
+    of them open on the tail of another scene."""
     folder = out / split
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(folder, split, n, int(seed), question) for n, seed in enumerate(rng.integers(1 << 62, size=count))]
+    jobs = [(folder, split, n, int(seed), question, cut_share)
+            for n, seed in enumerate(rng.integers(1 << 62, size=count))]
     results = pool.imap(_write_clip, jobs, chunksize=8) if pool else map(_write_clip, jobs)
     made = list(tqdm(results, total=count, desc=f"{split} clips", unit="clip", disable=count < 50))
     lines = [json.dumps(entry) for _, entry, _ in made]
@@ -128,7 +151,7 @@ def write_drives(out: Path, count: int, minutes: float, rng: np.random.Generator
         segments, t, kinds = [], 0.0, []
         drive_look = look(rng)  # one camera, one day: the light and the road do not jump between segments
         while t < minutes * 60 * (0.85 if crash else 1.0):
-            kind = str(rng.choice(ALARMING if rng.random() < DRIVE_NEAR_MISS_SHARE else ORDINARY))
+            kind = _drive_kind(rng)
             scenario = replace(build(kind, rng), look=drive_look)
             segments.append(Segment(scenario, 0.0, scenario.duration))
             t += scenario.duration
@@ -152,13 +175,14 @@ def write_drives(out: Path, count: int, minutes: float, rng: np.random.Generator
 def generate(out: Path, clips: int, seed: int, drives: int = 0, drive_minutes: float = 3.0,
              question: str = DEFAULT_QUESTION, workers: int = 1) -> None:
     """``clips`` clips split 70/15/15 into ``out``, and ``drives`` drives into ``out/drives``; clips are
-    rendered by ``workers`` processes, the same files whatever their number."""
+    rendered by ``workers`` processes, the same files whatever their number. Only training clips open on a
+    cut (``CUT_SHARE``): validation and test clips stay one scene each, the research clip."""
     rng = np.random.default_rng(seed)
     n_val = n_test = max(1, round(clips * 0.15)) if clips >= 3 else 0
     with multiprocessing.Pool(workers) if workers > 1 else nullcontext() as pool:
         for split, count in (("train", clips - n_val - n_test), ("val", n_val), ("test", n_test)):
             if count:
-                write_clips(out, split, count, rng, question, pool)
+                write_clips(out, split, count, rng, question, pool, CUT_SHARE if split == "train" else 0.0)
     if drives:
         write_drives(out / "drives", drives, drive_minutes, rng, question)
 
