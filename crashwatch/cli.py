@@ -72,6 +72,16 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 _existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
+# Options the monitor, replay-eval and calibrate share: one definition, one help text.
+_stride_option = click.option("--stride", type=float,
+                              help="Seconds between risk queries (default: the window's frame spacing).")
+_warning_window_option = click.option(
+    "--warning-window", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+    help="Seconds before a collision in which an alert counts as its warning; earlier alerts are false alerts.")
+_budget_option = click.option(
+    "--false-alerts-per-hour", "budget", type=click.FloatRange(min=0), default=2.0, show_default=True,
+    help="False-alert budget: of the alert thresholds with at most this many false alerts per hour of normal "
+         "driving, the one warning the most crashes in time (the lowest of those) is picked.")
 
 
 @main.command()
@@ -158,7 +168,7 @@ def export_command(checkpoint_dir: Path, out_dir: Path, precision: str, video: P
 @click.option("--replay", type=click.Choice(["realtime", "fast"]), default="realtime", show_default=True,
               help="For files: at the file's frame rate, or as fast as inference allows without skipping a stride.")
 @click.option("--loop", is_flag=True, help="For files: start again at the end (demos, soak tests).")
-@click.option("--stride", type=float, help="Seconds between risk queries (default: the window's frame spacing).")
+@_stride_option
 @click.option("--pub", "endpoint", default="tcp://127.0.0.1:5555", show_default=True, help="ZeroMQ PUB endpoint to bind.")
 @click.option("--camera", default="cam0", show_default=True, help="Camera name carried by every message.")
 @click.option("--events", "events_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -343,15 +353,11 @@ def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, cou
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where replay_eval.csv, replay_eval.json and plots/ go.")
-@click.option("--stride", type=float, help="Seconds between risk queries (default: the window's frame spacing).")
+@_stride_option
 @click.option("--alert-on", type=float, help="Probability that starts an alert (default: the calibrated threshold).")
 @click.option("--skip-bad", is_flag=True, help="Drop bad dataset lines with a warning instead of stopping.")
-@click.option("--warning-window", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
-              help="Seconds before a collision in which an alert counts as its warning; earlier alerts are false "
-                   "alerts.")
-@click.option("--false-alerts-per-hour", "budget", type=click.FloatRange(min=0), default=2.0, show_default=True,
-              help="Budget for the operating curve's pick: of the thresholds with at most this many false alerts "
-                   "per hour of normal driving, the one warning the most crashes in time.")
+@_warning_window_option
+@_budget_option
 def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride: float | None,
                         alert_on: float | None, skip_bad: bool, warning_window: float, budget: float) -> None:
     """Replay every clip of a split through the monitor and report alerts, time-to-accident, false alerts,
@@ -372,11 +378,9 @@ def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: P
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where the replay report and operating curve go.")
-@click.option("--false-alerts-per-hour", "budget", type=click.FloatRange(min=0), default=2.0, show_default=True,
-              help="At most this many false alerts per hour of normal driving.")
-@click.option("--stride", type=float, help="Seconds between risk queries (default: the window's frame spacing).")
-@click.option("--warning-window", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
-              help="Seconds before a collision in which an alert counts as its warning.")
+@_budget_option
+@_stride_option
+@_warning_window_option
 def calibrate_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, budget: float,
                       stride: float | None, warning_window: float) -> None:
     """Set a bundle's alert threshold for a false-alert budget: replay drives through the monitor, and keep,
