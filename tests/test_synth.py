@@ -74,6 +74,9 @@ def test_generate_writes_the_trainer_layout_with_research_labels(tmp_path):
     drive_truth = json.loads((tmp_path / "a" / "drives" / "test_truth.json").read_text())
     for drive in drives:
         kinds = drive_truth[drive.name]["segments"]
+        starts = drive_truth[drive.name]["segment_starts_s"]  # where the scene cuts are
+        assert len(starts) == len(kinds) and starts[0] == 0.0 and starts == sorted(starts)
+        assert starts[-1] < drive.info.duration
         if drive.label:
             assert drive.event_time < drive.info.duration
             assert kinds[-1] in COLLISIONS

@@ -148,25 +148,28 @@ def write_drives(out: Path, count: int, minutes: float, rng: np.random.Generator
     lines, truth = [], {}
     for n in range(count):
         crash = n % 2 == 1
-        segments, t, kinds = [], 0.0, []
+        segments, t, kinds, starts = [], 0.0, [], []
         drive_look = look(rng)  # one camera, one day: the light and the road do not jump between segments
         while t < minutes * 60 * (0.85 if crash else 1.0):
             kind = _drive_kind(rng)
             scenario = replace(build(kind, rng), look=drive_look)
             segments.append(Segment(scenario, 0.0, scenario.duration))
+            starts.append(round(t, 3))
             t += scenario.duration
             kinds.append(kind)
         entry = {"text": question, "label": int(crash)}
         if crash:
             scenario = replace(build(str(rng.choice(COLLISIONS)), rng), look=drive_look)
             segments.append(Segment(scenario, 0.0, scenario.duration))
+            starts.append(round(t, 3))
             entry["event_time"] = round(t + scenario.critical_time, 3)
             kinds.append(scenario.kind)
             t += scenario.duration
         name = f"drive_{n:03d}_{'crash' if crash else 'normal'}.mp4"
         write_video(folder / name, _frames(segments, FPS, SIZE), FPS)
         lines.append(json.dumps({"video": name, **entry}))
-        truth[name] = {"duration_s": round(t, 2), "segments": kinds, "event_time": entry.get("event_time")}
+        truth[name] = {"duration_s": round(t, 2), "segments": kinds, "segment_starts_s": starts,
+                       "event_time": entry.get("event_time")}
         log.info("drive %s: %.0f s, %d segments%s", name, t, len(segments), ", ends in a collision" if crash else "")
     (out / "test.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     (out / "test_truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
