@@ -352,7 +352,7 @@ def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, cou
 @click.option("--data", "data_dir", required=True, type=_existing_dir, help="Dataset folder (research layout).")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Where replay_eval.csv, replay_eval.json and plots/ go.")
+              help="Where replay_eval.csv, replay_eval.json, plots/ and traces/ go.")
 @_stride_option
 @click.option("--alert-on", type=float, help="Probability that starts an alert (default: the calibrated threshold).")
 @click.option("--skip-bad", is_flag=True, help="Drop bad dataset lines with a warning instead of stopping.")
@@ -414,7 +414,8 @@ def _replay(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride:
                     warning_window, budget)
     click.echo(f"{s['clips']} clips at threshold {s['threshold']:.3f}: crash clips alerted "
                f"{s['crash_clips_alerted']}/{s['crash_clips']}; {_scored(s)}")
-    click.echo(f"wrote {out_dir / 'replay_eval.csv'}, {out_dir / 'replay_eval.json'} and {out_dir / 'plots'}/")
+    click.echo(f"wrote {out_dir / 'replay_eval.csv'}, {out_dir / 'replay_eval.json'}, {out_dir / 'plots'}/ and "
+               f"{out_dir / 'traces'}/")
     return s
 
 

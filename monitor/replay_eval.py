@@ -2,7 +2,8 @@
 
 Per clip: whether an alert fired, the warning and time-to-accident for crash clips with ``event_time`` (the
 first alert starting within ``warning_window`` seconds before the collision; time-to-accident is the event time
-minus its start), false alerts, and a risk-over-time PNG. Overall: detection rate, median time-to-accident,
+minus its start), false alerts, a risk-over-time PNG and the probability of every stride (``traces/NAME.csv``,
+to study alerts without replaying again). Overall: detection rate, median time-to-accident,
 false alerts per hour of driving with no collision ahead.
 
 The window matters for minutes-long drives: an alert three minutes before a drive's collision is a false alert,
@@ -79,7 +80,8 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
     clips = read_split(data, split, skip_bad)
     model = RiskModel(bundle)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "plots").mkdir(exist_ok=True)
+    for folder in ("plots", "traces"):
+        (out / folder).mkdir(exist_ok=True)
     rows, traces = [], []
     for number, clip in enumerate(clips, 1):
         monitor = replay_clip(model, clip.video, stride, alert or {})
@@ -99,6 +101,9 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
         chart = risk_chart(times, probabilities, monitor.policy.on, spans, clip.event_time,
                            f"{clip.name} (label {clip.label})", t_end=clip.info.duration)
         cv2.imwrite(str(out / "plots" / f"{clip.video.stem}.png"), chart)
+        _write_csv(out / "traces" / f"{clip.video.stem}.csv",
+                   [{"t": round(t, 3), "probability": round(p, 5)} for t, p in zip(times, probabilities)],
+                   ["t", "probability"])  # a clip shorter than the window has no stride: a header alone
         log.info("[%d/%d] %s: %d strides, %d alert(s)%s", number, len(clips), clip.name, monitor.stats.strides,
                  len(starts), "" if tta is None else f", time-to-accident {tta:.2f} s")
         traces.append((clip, times, probabilities))
@@ -113,9 +118,9 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
     return summary
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=fields or list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
 

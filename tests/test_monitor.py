@@ -281,6 +281,10 @@ def test_replay_eval_reports_per_clip_and_overall(bundle, tiny_dataset, tmp_path
     assert "before the collision 2/2 (100%)" in result.stdout
     for c in clips:
         assert (out / "plots" / c["file_name"].replace(".mp4", ".png")).read_bytes()[:4] == b"\x89PNG"
+        with (out / "traces" / c["file_name"].replace(".mp4", ".csv")).open() as handle:
+            trace = list(csv.DictReader(handle))
+        assert len(trace) == c["strides"] and float(trace[0]["t"]) == pytest.approx(2.0)
+        assert max(float(r["probability"]) for r in trace) == pytest.approx(c["max_probability"], abs=1e-5)
 
 
 def test_an_alert_minutes_before_a_drives_collision_is_a_false_alert_not_a_warning():
