@@ -38,18 +38,30 @@ def longest_edge_size(height: int, width: int, longest: int) -> tuple[int, int]:
 
 def preprocess_frame(frame_bgr: np.ndarray, spec: PixelSpec) -> np.ndarray:
     """One decoded BGR uint8 frame ``[H, W, 3]`` to the model's float32 input ``[3, S, S]``."""
+    return normalise(resize_frame(frame_bgr, spec.image_size), spec)
+
+
+def resize_frame(frame_bgr: np.ndarray, size: int) -> np.ndarray:
+    """The resize half: a BGR uint8 frame ``[H, W, 3]`` to RGB uint8 ``[size, size, 3]`` (a quarter of the
+    float input's bytes: what a training run keeps in memory with ``training.cache_frames``)."""
     if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
         raise ValueError(f"expected a uint8 colour frame [H, W, 3], got {frame_bgr.dtype} {frame_bgr.shape}")
     image = Image.fromarray(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
     height, width = frame_bgr.shape[:2]
-    new_h, new_w = longest_edge_size(height, width, spec.image_size)
+    new_h, new_w = longest_edge_size(height, width, size)
     if (new_h, new_w) != (height, width):
         image = image.resize((new_w, new_h), Image.Resampling.LANCZOS)
-    if (new_h, new_w) != (spec.image_size, spec.image_size):
-        image = image.resize((spec.image_size, spec.image_size), Image.Resampling.LANCZOS)
-    pixels = np.asarray(image, dtype=np.float32) * (1.0 / 255.0)
+    if (new_h, new_w) != (size, size):
+        image = image.resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(image)
+
+
+def normalise(rgb: np.ndarray, spec: PixelSpec) -> np.ndarray:
+    """The normalise half: RGB uint8 ``[..., S, S, 3]`` to float32 ``[..., 3, S, S]``, rescaled by 1/255 and
+    normalised with the model's mean and std."""
+    pixels = rgb.astype(np.float32) * (1.0 / 255.0)
     pixels = (pixels - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+    return np.ascontiguousarray(np.moveaxis(pixels, -1, -3))
 
 
 def preprocess_frames(frames_bgr: Sequence[np.ndarray], spec: PixelSpec) -> np.ndarray:

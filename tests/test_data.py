@@ -129,3 +129,32 @@ def test_training_windows_are_labelled_by_the_event(tmp_path):
     assert all(w.label == 0 for w in training_windows(calm, geometry, 2.0, 5))
     assert clip_end_window(crash).end == pytest.approx(5.9) and clip_end_window(crash).label == 1
     assert training_windows(crash, geometry, 2.0, 1) == [clip_end_window(crash)]
+
+
+def test_the_frame_cache_serves_the_same_inputs_without_decoding_again(tmp_path):
+    import torch
+
+    from monitor.preprocess import PixelSpec
+    from monitor.video import VideoError
+    from train.dataset import PromptEncoder, WindowDataset
+    from train.tokenizer import load_tokenizer
+
+    root = tmp_path / "d"
+    write_split(root, "train", [{"video": f"c{i}.mp4", "text": "q", "label": 0} for i in range(2)], frames=40, fps=10)
+    geometry = WindowGeometry(2.0, 4)
+    samples = [w for clip in read_split(root, "train") for w in training_windows(clip, geometry, 2.0, 3)]
+    prompt = PromptEncoder(load_tokenizer("builtin"), geometry, 4)
+    plain = WindowDataset(samples, prompt, PixelSpec(64))
+    cached = WindowDataset(samples, prompt, PixelSpec(64), cache_frames=True)
+    decoded = [plain[i] for i in range(len(samples))]
+    first = [cached[i] for i in range(len(samples))]
+    for video in root.glob("train/*.mp4"):
+        video.write_bytes(b"")  # nothing left to decode: the second epoch must come from memory
+    for index, item in enumerate(decoded):
+        again = cached[index]
+        assert torch.equal(again["pixel_values"], item["pixel_values"])  # the same floats as without the cache
+        assert torch.equal(first[index]["input_ids"], item["input_ids"]) and again["labels"] == item["labels"]
+    assert decoded[0]["pixel_values"].shape == (4, 3, 64, 64)
+    assert cached.cache_bytes() == len(samples) * 4 * 64 * 64 * 3 and plain.cache_bytes() == 0
+    with pytest.raises(VideoError):  # the uncached dataset does decode again
+        plain[0]

@@ -76,6 +76,9 @@ class TrainingConfig:
     bf16: str | bool = "auto"
     gradient_checkpointing: bool = False
     num_workers: int = 0
+    # Keep every window's decoded, resized frames in memory (uint8) after the first epoch: for small models
+    # whose steps are cheaper than decoding video. Costs windows x frames x size^2 x 3 bytes (logged).
+    cache_frames: bool = False
     horizon_seconds: float = 2.0
     windows_per_clip: int = 1
     best_metric: str = "eval_loss"

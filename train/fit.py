@@ -81,8 +81,10 @@ def train(
     with_geometry = recipe.geometry_weight > 0
     if with_geometry:
         _check_geometry_files(train_clips)
-    train_set = WindowDataset(train_samples, prompt, config.pixels, with_geometry)
-    val_set = WindowDataset(val_samples, prompt, config.pixels)
+    train_set = WindowDataset(train_samples, prompt, config.pixels, with_geometry, recipe.cache_frames)
+    val_set = WindowDataset(val_samples, prompt, config.pixels, cache_frames=recipe.cache_frames)
+    if recipe.cache_frames:
+        log.info("frame cache: %.1f GB once every window was read", (train_set.cache_bytes() + val_set.cache_bytes()) / 1e9)
 
     greater_is_better = recipe.best_metric not in ("eval_loss", "loss")  # accuracy, f1, auroc, ap: higher
     args = TrainingArguments(
@@ -107,6 +109,8 @@ def train(
         bf16=_use_bf16(recipe.bf16),
         dataloader_pin_memory=torch.cuda.is_available(),
         dataloader_num_workers=recipe.num_workers,
+        # a worker's frame cache must outlive the epoch
+        dataloader_persistent_workers=recipe.cache_frames and recipe.num_workers > 0,
         remove_unused_columns=False,
         label_names=["labels"],
         report_to=[],
