@@ -98,7 +98,6 @@ class WindowDataset(Dataset):
             item["motion"] = torch.from_numpy(clip_geometry.motion(indices))
         return item
 
-
     def _pixels(self, index: int, clip: Clip, indices: list[int]) -> np.ndarray:
         if not self.cache_frames:
             return preprocess_frames(read_frames(clip.video, indices), self.pixels)

@@ -92,6 +92,12 @@ def _drive_kind(rng: np.random.Generator) -> str:
     return str(rng.choice(ALARMING if rng.random() < DRIVE_NEAR_MISS_SHARE else ORDINARY))
 
 
+def _scene(kind: str, rng: np.random.Generator, drive_look: dict) -> Segment:
+    """A whole scenario of ``kind`` as one segment of a drive, in the drive's look."""
+    scenario = replace(build(kind, rng), look=drive_look)
+    return Segment(scenario, 0.0, scenario.duration)
+
+
 def _truth(scenario: Scenario) -> dict:
     return {"kind": scenario.kind, "collision_time": scenario.collision_time(), "critical_time": scenario.critical_time,
             "clearance_m": round(scenario.clearance(step=0.05), 3)}
@@ -148,28 +154,24 @@ def write_drives(out: Path, count: int, minutes: float, rng: np.random.Generator
     lines, truth = [], {}
     for n in range(count):
         crash = n % 2 == 1
-        segments, t, kinds, starts = [], 0.0, [], []
+        segments, starts = [], []
         drive_look = look(rng)  # one camera, one day: the light and the road do not jump between segments
+        t = 0.0
         while t < minutes * 60 * (0.85 if crash else 1.0):
-            kind = _drive_kind(rng)
-            scenario = replace(build(kind, rng), look=drive_look)
-            segments.append(Segment(scenario, 0.0, scenario.duration))
-            starts.append(round(t, 3))
-            t += scenario.duration
-            kinds.append(kind)
+            starts.append(t)
+            segments.append(_scene(_drive_kind(rng), rng, drive_look))
+            t += segments[-1].end
         entry = {"text": question, "label": int(crash)}
         if crash:
-            scenario = replace(build(str(rng.choice(COLLISIONS)), rng), look=drive_look)
-            segments.append(Segment(scenario, 0.0, scenario.duration))
-            starts.append(round(t, 3))
-            entry["event_time"] = round(t + scenario.critical_time, 3)
-            kinds.append(scenario.kind)
-            t += scenario.duration
+            starts.append(t)
+            segments.append(_scene(str(rng.choice(COLLISIONS)), rng, drive_look))
+            entry["event_time"] = round(t + segments[-1].scenario.critical_time, 3)
+            t += segments[-1].end
         name = f"drive_{n:03d}_{'crash' if crash else 'normal'}.mp4"
         write_video(folder / name, _frames(segments, FPS, SIZE), FPS)
         lines.append(json.dumps({"video": name, **entry}))
-        truth[name] = {"duration_s": round(t, 2), "segments": kinds, "segment_starts_s": starts,
-                       "event_time": entry.get("event_time")}
+        truth[name] = {"duration_s": round(t, 2), "segments": [seg.scenario.kind for seg in segments],
+                       "segment_starts_s": [round(start, 3) for start in starts], "event_time": entry.get("event_time")}
         log.info("drive %s: %.0f s, %d segments%s", name, t, len(segments), ", ends in a collision" if crash else "")
     (out / "test.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     (out / "test_truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
@@ -194,20 +196,17 @@ def write_demo_drive(folder: Path, seed: int, minutes: float = 1.0) -> dict:
     """The drive `make demo` replays: near misses and normal driving, then a collision; ``drive.mp4`` and
     ``drive.json`` (its ground truth) in ``folder``."""
     rng = np.random.default_rng(seed)
-    segments, kinds, t = [], [], 0.0
+    segments, t = [], 0.0
     drive_look = look(rng)
     for kind in ("follow", "cut_in_clear", "pass_by", "crossing_clear", "brake_in_time", "open_road"):
         if t > minutes * 60 * 0.8:
             break
-        scenario = replace(build(kind, rng), look=drive_look)
-        segments.append(Segment(scenario, 0.0, scenario.duration))
-        kinds.append(kind)
-        t += scenario.duration
-    crash = replace(build("rear_end", rng), look=drive_look)
-    segments.append(Segment(crash, 0.0, crash.duration))
-    kinds.append(crash.kind)
-    truth = {"event_time": round(t + crash.critical_time, 3), "segments": kinds, "seed": seed,
-             "duration_s": round(t + crash.duration, 3)}
+        segments.append(_scene(kind, rng, drive_look))
+        t += segments[-1].end
+    segments.append(_scene("rear_end", rng, drive_look))
+    crash = segments[-1].scenario
+    truth = {"event_time": round(t + crash.critical_time, 3), "segments": [seg.scenario.kind for seg in segments],
+             "seed": seed, "duration_s": round(t + crash.duration, 3)}
     folder.mkdir(parents=True, exist_ok=True)
     write_video(folder / "drive.mp4", _frames(segments, FPS, SIZE), FPS)
     (folder / "drive.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
