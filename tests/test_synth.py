@@ -11,9 +11,10 @@ import pytest
 from monitor.video import probe_clip
 from train.data import read_split
 from train.synth.catalog import COLLISIONS, KINDS, NEAR_MISSES, build
+from train.synth.drive import HANDOVER_CLEARANCE, Drive
 from train.synth.generate import ALARMING, FPS, ORDINARY, _write_clip, generate
-from train.synth.render import agent_boxes, render_frame
-from train.synth.scenario import EGO_FRONT, EGO_WIDTH
+from train.synth.render import agent_boxes, in_view, render_frame
+from train.synth.scenario import EGO_FRONT, EGO_WIDTH, look
 
 
 @pytest.mark.parametrize("kind", COLLISIONS)
@@ -74,11 +75,13 @@ def test_generate_writes_the_trainer_layout_with_research_labels(tmp_path):
     drive_truth = json.loads((tmp_path / "a" / "drives" / "test_truth.json").read_text())
     for drive in drives:
         kinds = drive_truth[drive.name]["segments"]
-        starts = drive_truth[drive.name]["segment_starts_s"]  # where the scene cuts are
+        starts = drive_truth[drive.name]["segment_starts_s"]
         assert len(starts) == len(kinds) and starts[0] == 0.0 and starts == sorted(starts)
-        assert starts[-1] < drive.info.duration
+        assert starts[-1] < drive.info.duration == pytest.approx(drive_truth[drive.name]["duration_s"], abs=0.01)
+        assert set(kinds[1::2]) == {"handover"}  # scenarios are handed over, never cut
+        kinds = kinds[::2]
         if drive.label:
-            assert drive.event_time < drive.info.duration
+            assert starts[-1] < drive.event_time < drive.info.duration
             assert kinds[-1] in COLLISIONS
             kinds = kinds[:-1]
         assert kinds and all(kind in ORDINARY + ALARMING for kind in kinds)  # no collision before the last
@@ -134,3 +137,41 @@ def test_a_clip_that_opens_on_a_cut_keeps_its_labels_on_its_own_scene(tmp_path):
             assert "event_time" not in entry
             seen.add("safe")
     assert seen == {"crash", "safe"}
+
+
+def _in_view(scenario, t):
+    """(kind, z, x, speed ahead) of every road user in view at ``t``, nearest first."""
+    seen = []
+    for agent in scenario.agents:
+        z, x = scenario.relative(agent, t)
+        if in_view(agent, z, x, margin=0.0):
+            seen.append((agent.kind, z, x, agent.along.at(t)[1]))
+    return sorted(seen, key=lambda item: item[1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_drive_runs_on_across_every_handover(seed):
+    """Where one segment of a drive gives way to the next, the ego car's place and speed and every road user in
+    view (kind, place, speed) are the same in both: nothing appears, vanishes or jumps. Handovers stay clear of
+    the ego car; only a crash drive's last scenario collides, at its critical time."""
+    rng = np.random.default_rng(seed)
+    drive = Drive(rng, look(rng), FPS)
+    for kind in ("follow", "brake_in_time", "open_road", "cut_in_clear", "crossing_clear", "kerb_stop", "pass_by"):
+        drive.add(kind)
+    crash = drive.add(COLLISIONS[seed % len(COLLISIONS)])
+    segments = drive.segments
+    assert [seg.scenario.kind for seg in segments[1::2]] == ["handover"] * 7
+    for before, after in zip(segments, segments[1:]):
+        old, new, t = before.scenario, after.scenario, before.end
+        assert new.ego.at(0.0) == pytest.approx(old.ego.at(t), abs=1e-6)
+        seen_before, seen_after = _in_view(old, t), _in_view(new, 0.0)
+        assert [k for k, *_ in seen_before] == [k for k, *_ in seen_after]
+        assert np.allclose([v for _, *v in seen_before], [v for _, *v in seen_after], atol=1e-6)
+    for handover in segments[1::2]:
+        assert handover.scenario.collision_time(step=0.01) is None
+        assert handover.scenario.clearance(step=0.02) >= HANDOVER_CLEARANCE - 0.1
+    for scene in segments[:-1:2]:
+        assert scene.scenario.collision_time() is None
+    assert crash is segments[-1].scenario and crash.collision_time() == pytest.approx(crash.critical_time)
+    assert drive.starts == pytest.approx(np.cumsum([0.0] + [seg.end for seg in segments[:-1]]))
+

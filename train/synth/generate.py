@@ -3,8 +3,8 @@
 Clips end 1 to 2 s before the scenario's critical moment: a collision clip is then labelled 1 in the research
 sense (a collision 1 to 2 s after the clip ends) and carries ``event_time`` (seconds from the clip's start,
 past its end); a near miss ends as close to its most alarming moment, labelled 0. Drives are minutes of
-scenarios played one after another; a crash drive ends with a collision (its ``event_time``), a normal one
-never collides. Ground truth for every file (scenario kind, collision time, clearance) goes to
+scenarios on one road, each handed over to the next without a cut (``train.synth.drive``); a crash drive ends
+with a collision (its ``event_time``), a normal one never collides. Ground truth for every file (scenario kind, collision time, clearance) goes to
 ``{split}_truth.json`` beside the JSONL, and what every frame of a clip shows (ego speed, each road user's box
 and distance) to ``NAME.geometry.json`` beside the clip, for ``training.geometry_weight``. Each clip is drawn
 from its own seed, taken in order from the run's seed, so any number of processes writes the same files.
@@ -16,7 +16,7 @@ import json
 import logging
 import multiprocessing
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from train.config import DEFAULT_QUESTION
 from train.synth.catalog import COLLISIONS, NEAR_MISSES, NORMAL, build
+from train.synth.drive import Drive, Segment
 from train.synth.render import agent_boxes, render_frame, write_video
 from train.synth.scenario import Scenario, look
 
@@ -39,10 +40,11 @@ SHARES = {"collision": 0.45, "near_miss": 0.40, "normal": 0.15}
 ORDINARY = NORMAL + ("pass_by",)
 ALARMING = tuple(kind for kind in NEAR_MISSES if kind not in ORDINARY)
 DRIVE_NEAR_MISS_SHARE = 0.25
-# Drives cut from one scene to the next, and the next scene's road users appear at once: no camera shows that,
-# and a model that never saw it takes it for danger (most drive false alerts were windows over a cut). So this
-# share of training clips opens on the last moments of another drive scene (its tail after the critical
-# moment, as drives cut), the windows over the cut labelled by what follows, like any other.
+# Drives used to cut from one scene to the next, the next scene's road users appearing at once, and a model
+# that never saw that took it for danger (most drive false alerts were windows over a cut). So this share of
+# training clips opens on the last moments of another drive scene (its tail after the critical moment), the
+# windows over the cut labelled by what follows, like any other. Drives are handed over now, not cut
+# (train.synth.drive); the shipped demo model was trained with these clips, so they stay until it is retrained.
 CUT_SHARE = 0.3
 GEOMETRY_SUFFIX = ".geometry.json"  # beside each clip: what every frame shows (read by train.geometry)
 
@@ -50,13 +52,6 @@ GEOMETRY_SUFFIX = ".geometry.json"  # beside each clip: what every frame shows (
 def geometry_path(video: Path) -> Path:
     """Where the per-frame geometry of ``video`` lies: beside it, ``NAME.geometry.json``."""
     return video.with_suffix(GEOMETRY_SUFFIX)
-
-
-@dataclass(frozen=True)
-class Segment:
-    scenario: Scenario
-    start: float  # scenario time of the first frame
-    end: float  # scenario time just after the last frame
 
 
 def _frame_times(segments: Iterable[Segment], fps: float):
@@ -92,10 +87,10 @@ def _drive_kind(rng: np.random.Generator) -> str:
     return str(rng.choice(ALARMING if rng.random() < DRIVE_NEAR_MISS_SHARE else ORDINARY))
 
 
-def _scene(kind: str, rng: np.random.Generator, drive_look: dict) -> Segment:
-    """A whole scenario of ``kind`` as one segment of a drive, in the drive's look."""
-    scenario = replace(build(kind, rng), look=drive_look)
-    return Segment(scenario, 0.0, scenario.duration)
+def _drive_truth(drive: Drive) -> dict:
+    """A drive's segments (scenario kinds, ``handover`` between them) and the drive time each starts at."""
+    return {"segments": [seg.scenario.kind for seg in drive.segments],
+            "segment_starts_s": [round(start, 3) for start in drive.starts]}
 
 
 def _truth(scenario: Scenario) -> dict:
@@ -154,25 +149,19 @@ def write_drives(out: Path, count: int, minutes: float, rng: np.random.Generator
     lines, truth = [], {}
     for n in range(count):
         crash = n % 2 == 1
-        segments, starts = [], []
-        drive_look = look(rng)  # one camera, one day: the light and the road do not jump between segments
-        t = 0.0
-        while t < minutes * 60 * (0.85 if crash else 1.0):
-            starts.append(t)
-            segments.append(_scene(_drive_kind(rng), rng, drive_look))
-            t += segments[-1].end
+        drive = Drive(rng, look(rng), FPS)  # one camera, one day: the light and the road do not jump
+        while drive.duration < minutes * 60 * (0.85 if crash else 1.0):
+            drive.add(_drive_kind(rng))
         entry = {"text": question, "label": int(crash)}
         if crash:
-            starts.append(t)
-            segments.append(_scene(str(rng.choice(COLLISIONS)), rng, drive_look))
-            entry["event_time"] = round(t + segments[-1].scenario.critical_time, 3)
-            t += segments[-1].end
+            collision = drive.add(str(rng.choice(COLLISIONS)))
+            entry["event_time"] = round(drive.starts[-1] + collision.critical_time, 3)
         name = f"drive_{n:03d}_{'crash' if crash else 'normal'}.mp4"
-        write_video(folder / name, _frames(segments, FPS, SIZE), FPS)
+        write_video(folder / name, _frames(drive.segments, FPS, SIZE), FPS)
         lines.append(json.dumps({"video": name, **entry}))
-        truth[name] = {"duration_s": round(t, 2), "segments": [seg.scenario.kind for seg in segments],
-                       "segment_starts_s": [round(start, 3) for start in starts], "event_time": entry.get("event_time")}
-        log.info("drive %s: %.0f s, %d segments%s", name, t, len(segments), ", ends in a collision" if crash else "")
+        truth[name] = {"duration_s": round(drive.duration, 2), **_drive_truth(drive), "event_time": entry.get("event_time")}
+        log.info("drive %s: %.0f s, %d segments%s", name, drive.duration, len(drive.segments),
+                 ", ends in a collision" if crash else "")
     (out / "test.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     (out / "test_truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
 
@@ -196,18 +185,15 @@ def write_demo_drive(folder: Path, seed: int, minutes: float = 1.0) -> dict:
     """The drive `make demo` replays: near misses and normal driving, then a collision; ``drive.mp4`` and
     ``drive.json`` (its ground truth) in ``folder``."""
     rng = np.random.default_rng(seed)
-    segments, t = [], 0.0
-    drive_look = look(rng)
+    drive = Drive(rng, look(rng), FPS)
     for kind in ("follow", "cut_in_clear", "pass_by", "crossing_clear", "brake_in_time", "open_road"):
-        if t > minutes * 60 * 0.8:
+        if drive.duration > minutes * 60 * 0.8:
             break
-        segments.append(_scene(kind, rng, drive_look))
-        t += segments[-1].end
-    segments.append(_scene("rear_end", rng, drive_look))
-    crash = segments[-1].scenario
-    truth = {"event_time": round(t + crash.critical_time, 3), "segments": [seg.scenario.kind for seg in segments],
-             "seed": seed, "duration_s": round(t + crash.duration, 3)}
+        drive.add(kind)
+    crash = drive.add("rear_end")
+    truth = {"event_time": round(drive.starts[-1] + crash.critical_time, 3), **_drive_truth(drive), "seed": seed,
+             "duration_s": round(drive.duration, 3)}
     folder.mkdir(parents=True, exist_ok=True)
-    write_video(folder / "drive.mp4", _frames(segments, FPS, SIZE), FPS)
+    write_video(folder / "drive.mp4", _frames(drive.segments, FPS, SIZE), FPS)
     (folder / "drive.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
     return truth

@@ -11,12 +11,15 @@ from train.synth.scenario import LANE, Agent, Scenario
 
 CAMERA_HEIGHT = 1.3
 NEAREST = 0.6  # metres: anything closer is clipped to this distance (it fills the view)
+DRAW_DISTANCE = 120.0  # metres: nothing farther is drawn (a car there is 3 pixels wide)
+FOCAL = 0.8  # focal length over the frame's width
+HALF_VIEW = 0.5 / FOCAL  # how far across, per metre ahead, the frame's edge lies
 
 
 class Camera:
     def __init__(self, width: int, height: int, horizon: float) -> None:
         self.width, self.height = width, height
-        self.f = 0.8 * width
+        self.f = FOCAL * width
         self.cx = width / 2
         self.horizon = horizon
 
@@ -39,7 +42,7 @@ def _draw_road(img: np.ndarray, cam: Camera, sc: Scenario, s_ego: float, light: 
     cv2.fillPoly(img, [_ground_quad(cam, -1.5 * LANE, 1.5 * LANE, NEAREST, 300)], road)
     if sc.crossing_at is not None:
         z = sc.crossing_at - s_ego
-        if z > -6:
+        if -6 < z < DRAW_DISTANCE:
             cv2.fillPoly(img, [_ground_quad(cam, -60, 60, z - 5, z + 5)], road)
             for k in range(-4, 5):  # zebra crossing
                 cv2.fillPoly(img, [_ground_quad(cam, k * 1.1 - 0.3, k * 1.1 + 0.3, z - 7.5, z - 5.5)], _shade((230,) * 3, light))
@@ -133,7 +136,15 @@ def frame_camera(sc: Scenario, t: float, size: tuple[int, int], index: int) -> C
 def _visible_agents(sc: Scenario, t: float) -> list[tuple[float, float, Agent]]:
     """(z, x, agent) of the agents drawn at ``t``, farthest first (the painter's order)."""
     placed = sorted(((*sc.relative(a, t), a) for a in sc.agents), key=lambda item: -item[0])
-    return [(z, x, a) for z, x, a in placed if z - a.length / 2 < 120 and z + a.length / 2 >= NEAREST]
+    return [(z, x, a) for z, x, a in placed if z - a.length / 2 < DRAW_DISTANCE and z + a.length / 2 >= NEAREST]
+
+
+def in_view(agent: Agent, z: float, x: float, margin: float = 1.0) -> bool:
+    """Whether any of ``agent`` at (``z`` ahead, ``x`` across) could be in the frame, ``margin`` metres to
+    spare across for camera shake: what a drive may not make appear or vanish at once."""
+    if z - agent.length / 2 >= DRAW_DISTANCE or z + agent.length / 2 < NEAREST:
+        return False
+    return abs(x) - agent.width / 2 - margin < HALF_VIEW * max(z - agent.length / 2, NEAREST)
 
 
 def agent_boxes(sc: Scenario, t: float, size: tuple[int, int], index: int) -> list[AgentBox]:

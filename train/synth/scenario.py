@@ -29,6 +29,8 @@ class Motion:
     changes: tuple[tuple[float, float], ...] = ()  # (from time, acceleration)
 
     def at(self, t: float) -> tuple[float, float]:
+        if t < 0:  # before its start, as it started (a drive's handover looks back; see train.synth.drive)
+            return self.s0 + self.v0 * t, self.v0
         s, v, now, accel = self.s0, self.v0, 0.0, 0.0
         for start, new_accel in (*self.changes, (math.inf, 0.0)):
             end = min(start, t)
