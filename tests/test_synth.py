@@ -169,7 +169,8 @@ def test_a_drive_runs_on_across_every_handover(seed):
         assert np.allclose([v for _, *v in seen_before], [v for _, *v in seen_after], atol=1e-6)
     for handover in segments[1::2]:
         assert handover.scenario.collision_time(step=0.01) is None
-        assert handover.scenario.clearance(step=0.02) >= HANDOVER_CLEARANCE - 0.1
+        start = handover.scenario.clearance(until=0.0)  # after braking in time, a stopped car may be nearer
+        assert handover.scenario.clearance(step=0.02) >= min(HANDOVER_CLEARANCE, start) - 0.1
     for scene in segments[:-1:2]:
         assert scene.scenario.collision_time() is None
     assert crash is segments[-1].scenario and crash.collision_time() == pytest.approx(crash.critical_time)

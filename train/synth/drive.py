@@ -8,7 +8,8 @@ next scenario's, moving road users of the ending one pull away and turn off the 
 foot and oncoming traffic keep to what they were doing and are passed), and those of the next one come in from
 the side of the road, from behind or from beyond view, each reaching exactly where, and as fast as, the next
 scenario starts it. A handover is kept only if, on the exact geometry, nothing appears or vanishes in view and
-nothing comes within ``HANDOVER_CLEARANCE`` of the ego car.
+nothing comes within ``HANDOVER_CLEARANCE`` of the ego car (nor nearer than it already was, after stopping
+close behind a car).
 """
 
 from __future__ import annotations
@@ -109,17 +110,26 @@ class _Handover:
         return replace(leaving, across=turn)
 
     def _join(self, agent: Agent, rng: np.random.Generator) -> Agent:
-        along = _from_time(agent.along, -self.seconds)
-        across = _lateral_from_time(agent.across, -self.seconds)
         if not _turns(agent):
-            return replace(agent, along=along, across=across)
-        joining = replace(agent, along=along)
+            return replace(agent, along=_from_time(agent.along, -self.seconds),
+                           across=_lateral_from_time(agent.across, -self.seconds))
+        joining = replace(agent, along=self._keeping_pace(agent.along))
         x = agent.across.at(0.0)
-        z_start = along.at(0.0)[0] - self.ego.at(0.0)[0]
+        z_start = joining.along.at(0.0)[0] - self.ego.at(0.0)[0]
         if not in_view(agent, z_start, x):
             return replace(joining, across=Lateral(x))
         start = x + _side(x, rng) * _out_of_view_offset(agent, z_start, x)
         return replace(joining, across=Lateral(start, x, 0.0, self.seconds - rng.uniform(0.5, 1.0)))
+
+    def _keeping_pace(self, along: Motion) -> Motion:
+        """A vehicle of the next scenario during the handover: it changes speed as the ego car does, keeping
+        its own speed difference to it, to reach its place and speed there. (At its own speed all along it
+        could start behind an ego car that was stopped, and drive through it.)"""
+        v_end = along.v0
+        v_start = max(self.ego.v0 + v_end - self.after.ego.v0, 0.0)
+        s_start = along.s0 - (v_start + v_end) / 2 * self.seconds
+        later = tuple((start + self.seconds, accel) for start, accel in along.changes)
+        return Motion(s_start, v_start, ((0.0, (v_end - v_start) / self.seconds), (self.seconds, 0.0), *later))
 
     def scenario(self, look: dict) -> Scenario | None:
         """The handover as a scenario of its own (kind ``handover``), or None where it would show a road user
@@ -133,7 +143,8 @@ class _Handover:
             return None
         if crossing is not None and crossing - self.ego.s0 < 125:
             return None
-        if sc.collision_time(step=0.05) is not None or sc.clearance(step=0.05) < HANDOVER_CLEARANCE:
+        closest = min(HANDOVER_CLEARANCE, sc.clearance(until=0.0))  # a car stopped just ahead may pull away
+        if sc.collision_time(step=0.05) is not None or sc.clearance(step=0.05) < closest:
             return None
         return sc
 
