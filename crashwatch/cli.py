@@ -414,6 +414,9 @@ def _replay(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride:
                     warning_window, budget)
     click.echo(f"{s['clips']} clips at threshold {s['threshold']:.3f}: crash clips alerted "
                f"{s['crash_clips_alerted']}/{s['crash_clips']}; {_scored(s)}")
+    if s.get("false_alerts_by_segment"):
+        click.echo("false alerts by what was on screen as they started: "
+                   + ", ".join(f"{kind} {count}" for kind, count in s["false_alerts_by_segment"].items()))
     click.echo(f"wrote {out_dir / 'replay_eval.csv'}, {out_dir / 'replay_eval.json'}, {out_dir / 'plots'}/ and "
                f"{out_dir / 'traces'}/")
     return s

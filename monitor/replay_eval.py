@@ -18,6 +18,8 @@ into a bundle).
 
 from __future__ import annotations
 
+import bisect
+import collections
 import csv
 import json
 import logging
@@ -63,15 +65,41 @@ def score_alerts(starts: list[float], duration: float, event_time: float | None,
     alerts, and the time before ``event - window`` is normal driving (after the event nothing counts). A crash
     clip without an event time has no timing: no warning, no false alerts, no normal time.
     """
+    false_alerts = len(false_alert_starts(starts, event_time, label, window))
     if event_time is None:
-        if label == 1:
-            return {"warning_s": None, "time_to_accident_s": None, "false_alerts": 0, "normal_s": 0.0}
-        return {"warning_s": None, "time_to_accident_s": None, "false_alerts": len(starts), "normal_s": duration}
+        normal = 0.0 if label == 1 else duration
+        return {"warning_s": None, "time_to_accident_s": None, "false_alerts": false_alerts, "normal_s": normal}
     opens = event_time - window
     warnings = [t for t in starts if opens <= t <= event_time]
     warning = warnings[0] if warnings else None
     return {"warning_s": warning, "time_to_accident_s": None if warning is None else event_time - warning,
-            "false_alerts": sum(1 for t in starts if t < opens), "normal_s": min(max(opens, 0.0), duration)}
+            "false_alerts": false_alerts, "normal_s": min(max(opens, 0.0), duration)}
+
+
+def false_alert_starts(starts: list[float], event_time: float | None, label: int,
+                       window: float = WARNING_WINDOW) -> list[float]:
+    """The alert starts of one clip that are false alerts (see ``score_alerts``)."""
+    if event_time is None:
+        return [] if label == 1 else list(starts)
+    return [t for t in starts if t < event_time - window]
+
+
+def read_segments(data: Path, split: str) -> dict[str, tuple[list[float], list[str]]]:
+    """Per file name, when each stretch of it starts and what it shows, where the split's ground truth says
+    (``{split}_truth.json`` with ``segment_starts_s`` and ``segments``, as ``crashwatch synth`` writes for
+    drives); empty otherwise. False alerts are then counted by what was on screen when they started."""
+    path = data / f"{split}_truth.json"
+    if not path.is_file():
+        return {}
+    truth = json.loads(path.read_text(encoding="utf-8"))
+    return {name: (entry["segment_starts_s"], entry["segments"]) for name, entry in truth.items()
+            if isinstance(entry, dict) and "segment_starts_s" in entry and "segments" in entry}
+
+
+def segment_at(segments: tuple[list[float], list[str]], t: float) -> str:
+    """What the segment playing at ``t`` shows."""
+    starts, kinds = segments
+    return kinds[max(bisect.bisect_right(starts, t) - 1, 0)]
 
 
 def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float | None = None,
@@ -82,6 +110,7 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
     out.mkdir(parents=True, exist_ok=True)
     for folder in ("plots", "traces"):
         (out / folder).mkdir(exist_ok=True)
+    segments = read_segments(data, split)
     rows, traces = [], []
     for number, clip in enumerate(clips, 1):
         monitor = replay_clip(model, clip.video, stride, alert or {})
@@ -91,12 +120,14 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
         scored = score_alerts([a["start"] for a in starts], clip.info.duration, clip.event_time, clip.label,
                               warning_window)
         tta = scored["time_to_accident_s"]
+        false_in = [segment_at(segments[clip.name], t) for t in false_alert_starts(
+            [a["start"] for a in starts], clip.event_time, clip.label, warning_window)] if clip.name in segments else []
         rows.append({
             "file_name": clip.name, "label": clip.label, "event_time": clip.event_time,
             "duration_s": round(clip.info.duration, 3), "strides": monitor.stats.strides,
             "alerts": len(starts), "alert_fired": int(bool(starts)),
             "first_alert_s": starts[0]["start"] if starts else None, **scored,
-            "max_probability": max(probabilities, default=None),
+            "max_probability": max(probabilities, default=None), "false_alerts_in": " ".join(false_in),
         })
         chart = risk_chart(times, probabilities, monitor.policy.on, spans, clip.event_time,
                            f"{clip.name} (label {clip.label})", t_end=clip.info.duration)
@@ -109,6 +140,9 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
         traces.append((clip, times, probabilities))
     summary = _summarise(rows, model.manifest.threshold if not alert or "on" not in alert else alert["on"])
     summary.update({"bundle": str(bundle), "data": str(data), "split": split, "warning_window_s": warning_window})
+    if segments:
+        summary["false_alerts_by_segment"] = dict(collections.Counter(
+            kind for row in rows for kind in row["false_alerts_in"].split()).most_common())
     curve = operating_curve(traces, {k: v for k, v in (alert or {}).items() if k != "on"}, warning_window)
     _write_csv(out / "operating_curve.csv", curve)
     summary["within_budget"] = within_budget(curve, budget)

@@ -302,6 +302,23 @@ def test_an_alert_minutes_before_a_drives_collision_is_a_false_alert_not_a_warni
     assert normal["false_alerts"] == 2 and normal["normal_s"] == 60.0
 
 
+def test_false_alerts_are_counted_by_the_segment_on_screen_where_ground_truth_names_segments(tmp_path):
+    from monitor.replay_eval import false_alert_starts, read_segments, segment_at
+
+    assert read_segments(tmp_path, "test") == {}  # no ground truth: nothing to count by
+    truth = {"drive_000.mp4": {"segments": ["follow", "handover", "pass_by", "handover", "rear_end"],
+                               "segment_starts_s": [0.0, 8.0, 12.0, 20.0, 24.0], "event_time": 30.0},
+             "clip.mp4": {"kind": "follow", "clip_end": 5.0}}  # a clip's truth names no segments
+    (tmp_path / "test_truth.json").write_text(json.dumps(truth))
+    segments = read_segments(tmp_path, "test")
+    assert list(segments) == ["drive_000.mp4"]
+    # Alerts at 9 s (handover), 12 s (pass_by starts), 19.9 s (still pass_by) are false; 27 s warns of the crash.
+    false = false_alert_starts([9.0, 12.0, 19.9, 27.0], event_time=30.0, label=1, window=5.0)
+    assert false == [9.0, 12.0, 19.9]
+    assert [segment_at(segments["drive_000.mp4"], t) for t in false] == ["handover", "pass_by", "pass_by"]
+    assert segment_at(segments["drive_000.mp4"], 0.0) == "follow" and segment_at(segments["drive_000.mp4"], 99) == "rear_end"
+
+
 def test_the_operating_curve_replays_the_alert_policy_over_recorded_probabilities():
     from monitor.replay_eval import operating_curve, within_budget
     from monitor.video import ClipInfo
