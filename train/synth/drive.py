@@ -20,13 +20,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from train.synth.catalog import build
-from train.synth.render import HALF_VIEW, in_view
+from train.synth.render import DRAW_DISTANCE, HALF_VIEW, NEAREST, in_view
 from train.synth.scenario import LANE, Agent, Lateral, Motion, Scenario
 
 HANDOVER_SECONDS = (4, 5, 6, 7, 8, 9, 10)  # tried shortest first: whole seconds, so frames stay on the 0.1 s grid
 HANDOVER_CLEARANCE = 1.5  # metres between any road user and the ego car during a handover
 PULL_AWAY_SECONDS = 4.0  # a road user turning off speeds up this long, then keeps its speed
 ATTEMPTS = 50  # scenarios drawn for a drive's next place before giving up
+BEYOND_VIEW = DRAW_DISTANCE + 5.0  # metres ahead: not drawn, whatever the shake
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def _side(x: float, rng: np.random.Generator) -> float:
 
 def _out_of_view_offset(agent: Agent, z: float, x: float) -> float:
     """How far across (m) ``agent`` must be moved from ``x``, outwards, to be out of view ``z`` metres ahead."""
-    edge = HALF_VIEW * max(z - agent.length / 2, 0.6) + agent.width / 2 + 2.0
+    edge = HALF_VIEW * max(z - agent.length / 2, NEAREST) + agent.width / 2 + 2.0
     return max(edge - abs(x), 0.0)
 
 
@@ -105,7 +106,7 @@ class _Handover:
         along = Motion(s, v, ((0.0, ego_accel + rng.uniform(1.0, 2.5)), (PULL_AWAY_SECONDS, 0.0)))
         leaving = replace(agent, along=along, across=Lateral(x))
         z_end, _ = self._relative(leaving, self.seconds)
-        offset = _out_of_view_offset(agent, z_end, x) if z_end - agent.length / 2 < 125 else 0.0
+        offset = _out_of_view_offset(agent, z_end, x) if z_end - agent.length / 2 < BEYOND_VIEW else 0.0
         turn = Lateral(x, x + _side(x, rng) * offset, rng.uniform(0.0, 0.5), self.seconds * rng.uniform(0.6, 0.8))
         return replace(leaving, across=turn)
 
@@ -141,7 +142,7 @@ class _Handover:
             return None
         if any(in_view(a, *sc.relative(a, 0.0)) for a in self.joining):
             return None
-        if crossing is not None and crossing - self.ego.s0 < 125:
+        if crossing is not None and crossing - self.ego.s0 < BEYOND_VIEW:
             return None
         closest = min(HANDOVER_CLEARANCE, sc.clearance(until=0.0))  # a car stopped just ahead may pull away
         if sc.collision_time(step=0.05) is not None or sc.clearance(step=0.05) < closest:
