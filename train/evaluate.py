@@ -50,7 +50,8 @@ def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, sk
         writer = csv.writer(handle)
         writer.writerow(["file_name", "risk", "probability", "label"])
         for clip, p in zip(clips, probabilities):
-            writer.writerow([clip.name, int(p >= run.threshold), f"{p:.6f}", clip.label])
+            # Every digit: rounded, a probability within 1e-6 of the threshold could read as on the wrong side.
+            writer.writerow([clip.name, int(p >= run.threshold), repr(float(p)), clip.label])
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     _plot_pr_curve(probabilities, labels, run.threshold, out_dir / "pr_curve.png")
     log.info("wrote %s, %s and %s", out_dir / "predictions.csv", out_dir / "metrics.json", out_dir / "pr_curve.png")
