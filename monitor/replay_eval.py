@@ -117,11 +117,11 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
         times, probabilities = [r["t"] for r in monitor.risks], [r["probability"] for r in monitor.risks]
         starts = [a for a in monitor.alerts if a["event"] == "start"]
         spans = [(a, min(b, clip.info.duration)) for a, b in alert_spans(monitor.alerts)]
-        scored = score_alerts([a["start"] for a in starts], clip.info.duration, clip.event_time, clip.label,
-                              warning_window)
+        start_times = [a["start"] for a in starts]
+        scored = score_alerts(start_times, clip.info.duration, clip.event_time, clip.label, warning_window)
         tta = scored["time_to_accident_s"]
         false_in = [segment_at(segments[clip.name], t) for t in false_alert_starts(
-            [a["start"] for a in starts], clip.event_time, clip.label, warning_window)] if clip.name in segments else []
+            start_times, clip.event_time, clip.label, warning_window)] if clip.name in segments else []
         rows.append({
             "file_name": clip.name, "label": clip.label, "event_time": clip.event_time,
             "duration_s": round(clip.info.duration, 3), "strides": monitor.stats.strides,

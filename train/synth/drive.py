@@ -93,19 +93,14 @@ class _Handover:
         self.leaving = [self._leave(a, t_end, max(accel, 0.0), rng) for a in before.agents]
         self.joining = [self._join(a, rng) for a in self.after.agents]
 
-    def _relative(self, agent: Agent, t: float) -> tuple[float, float]:
-        s, x = agent.at(t)
-        return s - self.ego.at(t)[0], x
-
     def _leave(self, agent: Agent, t_end: float, ego_accel: float, rng: np.random.Generator) -> Agent:
-        along, across = _from_time(agent.along, t_end), _lateral_from_time(agent.across, t_end)
         if not _turns(agent):
-            return replace(agent, along=along, across=across)
-        s, v = along.at(0.0)
-        x = across.at(0.0)
+            return replace(agent, along=_from_time(agent.along, t_end), across=_lateral_from_time(agent.across, t_end))
+        s, v = agent.along.at(t_end)
+        x = agent.across.at(t_end)
         along = Motion(s, v, ((0.0, ego_accel + rng.uniform(1.0, 2.5)), (PULL_AWAY_SECONDS, 0.0)))
         leaving = replace(agent, along=along, across=Lateral(x))
-        z_end, _ = self._relative(leaving, self.seconds)
+        z_end = along.at(self.seconds)[0] - self.ego.at(self.seconds)[0]
         offset = _out_of_view_offset(agent, z_end, x) if z_end - agent.length / 2 < BEYOND_VIEW else 0.0
         turn = Lateral(x, x + _side(x, rng) * offset, rng.uniform(0.0, 0.5), self.seconds * rng.uniform(0.6, 0.8))
         return replace(leaving, across=turn)

@@ -4,10 +4,11 @@ Clips end 1 to 2 s before the scenario's critical moment: a collision clip is th
 sense (a collision 1 to 2 s after the clip ends) and carries ``event_time`` (seconds from the clip's start,
 past its end); a near miss ends as close to its most alarming moment, labelled 0. Drives are minutes of
 scenarios on one road, each handed over to the next without a cut (``train.synth.drive``); a crash drive ends
-with a collision (its ``event_time``), a normal one never collides. Ground truth for every file (scenario kind, collision time, clearance) goes to
-``{split}_truth.json`` beside the JSONL, and what every frame of a clip shows (ego speed, each road user's box
-and distance) to ``NAME.geometry.json`` beside the clip, for ``training.geometry_weight``. Each clip is drawn
-from its own seed, taken in order from the run's seed, so any number of processes writes the same files.
+with a collision (its ``event_time``), a normal one never collides. Ground truth for every file (scenario
+kind, collision time, clearance) goes to ``{split}_truth.json`` beside the JSONL, and what every frame of a
+clip shows (ego speed, each road user's box and distance) to ``NAME.geometry.json`` beside the clip, for
+``training.geometry_weight``. Each clip is drawn from its own seed, taken in order from the run's seed, so any
+number of processes writes the same files.
 """
 
 from __future__ import annotations
@@ -159,7 +160,8 @@ def write_drives(out: Path, count: int, minutes: float, rng: np.random.Generator
         name = f"drive_{n:03d}_{'crash' if crash else 'normal'}.mp4"
         write_video(folder / name, _frames(drive.segments, FPS, SIZE), FPS)
         lines.append(json.dumps({"video": name, **entry}))
-        truth[name] = {"duration_s": round(drive.duration, 2), **_drive_truth(drive), "event_time": entry.get("event_time")}
+        truth[name] = {"duration_s": round(drive.duration, 2), **_drive_truth(drive),
+                       "event_time": entry.get("event_time")}
         log.info("drive %s: %.0f s, %d segments%s", name, drive.duration, len(drive.segments),
                  ", ends in a collision" if crash else "")
     (out / "test.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")

@@ -136,15 +136,18 @@ def frame_camera(sc: Scenario, t: float, size: tuple[int, int], index: int) -> C
 def _visible_agents(sc: Scenario, t: float) -> list[tuple[float, float, Agent]]:
     """(z, x, agent) of the agents drawn at ``t``, farthest first (the painter's order)."""
     placed = sorted(((*sc.relative(a, t), a) for a in sc.agents), key=lambda item: -item[0])
-    return [(z, x, a) for z, x, a in placed if z - a.length / 2 < DRAW_DISTANCE and z + a.length / 2 >= NEAREST]
+    return [(z, x, a) for z, x, a in placed if _drawn_at_depth(a, z)]
+
+
+def _drawn_at_depth(agent: Agent, z: float) -> bool:
+    return z - agent.length / 2 < DRAW_DISTANCE and z + agent.length / 2 >= NEAREST
 
 
 def in_view(agent: Agent, z: float, x: float, margin: float = 1.0) -> bool:
     """Whether any of ``agent`` at (``z`` ahead, ``x`` across) could be in the frame, ``margin`` metres to
     spare across for camera shake: what a drive may not make appear or vanish at once."""
-    if z - agent.length / 2 >= DRAW_DISTANCE or z + agent.length / 2 < NEAREST:
-        return False
-    return abs(x) - agent.width / 2 - margin < HALF_VIEW * max(z - agent.length / 2, NEAREST)
+    across = abs(x) - agent.width / 2 - margin
+    return _drawn_at_depth(agent, z) and across < HALF_VIEW * max(z - agent.length / 2, NEAREST)
 
 
 def agent_boxes(sc: Scenario, t: float, size: tuple[int, int], index: int) -> list[AgentBox]:
