@@ -13,7 +13,7 @@ from train.data import read_split
 from train.synth.catalog import COLLISIONS, KINDS, NEAR_MISSES, build
 from train.synth.drive import HANDOVER_CLEARANCE, Drive
 from train.synth.generate import ALARMING, FPS, ORDINARY, _write_clip, generate
-from train.synth.render import agent_boxes, in_view, render_frame
+from train.synth.render import agent_boxes, frame_camera, in_view, render_frame
 from train.synth.scenario import EGO_FRONT, EGO_WIDTH, look
 
 
@@ -175,4 +175,14 @@ def test_a_drive_runs_on_across_every_handover(seed):
         assert scene.scenario.collision_time() is None
     assert crash is segments[-1].scenario and crash.collision_time() == pytest.approx(crash.critical_time)
     assert drive.starts == pytest.approx(np.cumsum([0.0] + [seg.end for seg in segments[:-1]]))
+
+
+def test_camera_shake_runs_on_the_video_not_the_scene():
+    """At steady speed (no braking pitch) a frame's camera depends on its place in the video only, so a drive
+    that hands one scene over to the next mid-shake does not make the picture jump."""
+    scenario = build("open_road", np.random.default_rng(4))
+    scenario = dataclasses.replace(scenario, look={**scenario.look, "shake": 2.5})
+    cameras = [frame_camera(scenario, t, (320, 180), 17) for t in (0.5, 1.7, 3.1)]
+    assert {(c.horizon, c.cx) for c in cameras} == {(cameras[0].horizon, cameras[0].cx)}
+    assert frame_camera(scenario, 0.5, (320, 180), 18).horizon != cameras[0].horizon
 

@@ -14,6 +14,7 @@ NEAREST = 0.6  # metres: anything closer is clipped to this distance (it fills t
 DRAW_DISTANCE = 120.0  # metres: nothing farther is drawn (a car there is 3 pixels wide)
 FOCAL = 0.8  # focal length over the frame's width
 HALF_VIEW = 0.5 / FOCAL  # how far across, per metre ahead, the frame's edge lies
+SHAKE_PITCH_RATE, SHAKE_YAW_RATE = 0.73, 0.51  # radians per frame: 7.3 and 5.1 rad/s at the generator's 10 fps
 
 
 class Camera:
@@ -126,8 +127,10 @@ def frame_camera(sc: Scenario, t: float, size: tuple[int, int], index: int) -> C
     _, v_before = sc.ego.at(max(t - 0.1, 0.0))
     pitch = max(v_before - v_ego, 0.0) * 10.0 * height / 180  # the nose dips when braking
     shake = lk["shake"] * height / 180
-    dy = shake * np.sin(7.3 * t + lk["seed"] % 7) + rng.normal(0, shake * 0.3) + pitch
-    dx = shake * 0.6 * np.sin(5.1 * t + lk["seed"] % 5)
+    # The shake runs on the video's frame count, not the scene's time: a drive hands one scene over to the
+    # next without the camera jumping.
+    dy = shake * np.sin(SHAKE_PITCH_RATE * index + lk["seed"] % 7) + rng.normal(0, shake * 0.3) + pitch
+    dx = shake * 0.6 * np.sin(SHAKE_YAW_RATE * index + lk["seed"] % 5)
     cam = Camera(width, height, height * 0.45 + dy)
     cam.cx += dx
     return cam
