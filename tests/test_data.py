@@ -158,3 +158,35 @@ def test_the_frame_cache_serves_the_same_inputs_without_decoding_again(tmp_path)
     assert cached.cache_bytes() == len(samples) * 4 * 64 * 64 * 3 and plain.cache_bytes() == 0
     with pytest.raises(VideoError):  # the uncached dataset does decode again
         plain[0]
+
+
+def test_mirrored_windows_flip_the_frames_and_their_geometry_together(tmp_path):
+    import torch
+
+    from monitor.preprocess import PixelSpec
+    from train.dataset import PromptEncoder, WindowDataset
+    from train.geometry import mirrored_motion, mirrored_targets
+    from train.synth.generate import geometry_path
+    from train.tokenizer import load_tokenizer
+
+    root = tmp_path / "d"
+    write_split(root, "train", [{"video": "c.mp4", "text": "q", "label": 0}], frames=40, fps=10)
+    car = [200, 60, 300, 120, 9.0, 1.2]
+    frames = [{"ego_speed": 10.0, "agents": [[u0 - i, v0, u1 - i, v1, near - 0.2 * i, x] for u0, v0, u1, v1, near, x in [car]]}
+              for i in range(40)]
+    geometry_path(root / "train" / "c.mp4").write_text(json.dumps({"size": [320, 180], "frames": frames}))
+    geometry = WindowGeometry(2.0, 4)
+    samples = [w for clip in read_split(root, "train") for w in training_windows(clip, geometry, 2.0, 3)]
+    prompt = PromptEncoder(load_tokenizer("builtin"), geometry, 4)
+    plain = WindowDataset(samples, prompt, PixelSpec(64), with_geometry=True)
+    mirrored = WindowDataset(samples, prompt, PixelSpec(64), with_geometry=True, mirror=1.0)
+    for index in range(len(samples)):
+        item, flipped = plain[index], mirrored[index]
+        assert torch.equal(flipped["pixel_values"], item["pixel_values"].flip(-1))
+        assert torch.equal(flipped["geometry"], torch.from_numpy(mirrored_targets(item["geometry"].numpy())))
+        assert torch.equal(flipped["motion"], torch.from_numpy(mirrored_motion(item["motion"].numpy())))
+        assert not torch.equal(flipped["geometry"], item["geometry"])
+    torch.manual_seed(0)
+    half = WindowDataset(samples * 20, prompt, PixelSpec(64), mirror=0.5)
+    flips = sum(not torch.equal(half[i]["pixel_values"], plain[i % len(samples)]["pixel_values"]) for i in range(60))
+    assert 15 < flips < 45  # about half, drawn at each read

@@ -13,7 +13,8 @@ from safetensors import safe_open
 from tests.conftest import TINY_CONFIG
 from tests.test_cli_train import crashwatch
 from train.config import load_config
-from train.geometry import FAR, GRID, MOTION, ClipGeometry, GeometryError, GeometrySupervised
+from train.geometry import (FAR, GRID, MOTION, ClipGeometry, GeometryError, GeometrySupervised, mirrored_motion,
+                            mirrored_targets)
 from train.model import CrashRiskModel, risk_loss
 from train.tokenizer import load_tokenizer
 
@@ -65,6 +66,27 @@ def test_motion_over_a_cut_between_scenes_measures_only_the_last_scene(tmp_path)
     # Change since the scene's first frame in the window (index 1), not across the cut where the car appeared;
     # the middle of the scene's frames [1, 2] is 2.
     assert geometry.motion([0, 1, 2]) == pytest.approx([12 / 20, 0.0, -2 / 10, -0.5 / 3, 0.0, 0.0, 0.5, 0.0, 1.0])
+
+
+def test_mirrored_targets_are_the_targets_of_the_mirrored_scene(tmp_path):
+    """Mirroring the targets (as training with ``mirror`` does) gives what the geometry file of the scene drawn
+    mirrored (boxes reflected across the 320 px frame, offsets negated) gives."""
+    boxes = [[[20, 60, 90, 100, 25.0, -3.2], [150, 90, 300, 170, 6.0, 0.8]],
+             [[30, 60, 100, 100, 21.0, -3.0], [170, 95, 319, 178, 4.5, 0.6]],
+             [[200, 40, 240, 70, 35.0, 1.5]]]
+    speeds = (14.0, 12.0, 9.0)
+
+    def scene(path, reflect):
+        frames = [{"ego_speed": v, "agents": [[320 - u1, v0, 320 - u0, v1, near, -x] if reflect else
+                                              [u0, v0, u1, v1, near, x] for u0, v0, u1, v1, near, x in agents]}
+                  for v, agents in zip(speeds, boxes)]
+        return ClipGeometry(_geometry_file(path, frames))
+
+    original, reflected = scene(tmp_path / "o.geometry.json", False), scene(tmp_path / "r.geometry.json", True)
+    window = [0, 1, 2]
+    assert mirrored_targets(original.targets(window)) == pytest.approx(reflected.targets(window))
+    assert mirrored_motion(original.motion(window)) == pytest.approx(reflected.motion(window))
+    assert not (original.targets(window) == reflected.targets(window)).all()  # the scene is not symmetric
 
 
 def test_a_missing_or_broken_geometry_file_is_named(tmp_path):

@@ -85,6 +85,9 @@ class TrainingConfig:
     logging_steps: int = 10
     # > 0: add the per-frame geometry loss of train.geometry (generated data only), for random-init vision
     geometry_weight: float = 0.0
+    # Share of training windows seen mirrored left to right (geometry targets mirrored with them): a generated
+    # world mirrored is as physical as the original, so it doubles the scenes a small model learns from.
+    mirror: float = 0.0
 
 
 @dataclass
@@ -178,6 +181,8 @@ def _check(obj: Any, source: str, where: str) -> None:
             fail("windows_per_clip", "must be at least 1")
         if not isinstance(obj.geometry_weight, (int, float)) or obj.geometry_weight < 0:
             fail("geometry_weight", f"must be a number >= 0, got {obj.geometry_weight!r}")
+        if not isinstance(obj.mirror, (int, float)) or not 0.0 <= obj.mirror <= 1.0:
+            fail("mirror", f"must be a share between 0 and 1, got {obj.mirror!r}")
 
 
 def exportable_patch_grid(side: int) -> bool:

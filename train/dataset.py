@@ -20,7 +20,7 @@ from monitor.prompt import render_prompt
 from monitor.video import read_frames
 from monitor.window import WindowGeometry, pick_frames
 from train.data import Clip
-from train.geometry import ClipGeometry
+from train.geometry import ClipGeometry, mirrored_motion, mirrored_targets
 from train.synth.generate import geometry_path
 from train.windows import WindowSample
 
@@ -66,17 +66,21 @@ class WindowDataset(Dataset):
     With ``cache_frames`` each window's frames are decoded and resized once and kept (uint8) for the next
     epochs: a small model on a 2-core CPU otherwise spends a third of each step decoding video (measured on
     the demo recipe: 0.32 s of decoding per batch beside 0.47 s of compute). The cache lives in the process
-    that reads the data, so with workers it needs them persistent (``train.fit`` sets that)."""
+    that reads the data, so with workers it needs them persistent (``train.fit`` sets that).
+
+    With ``mirror`` that share of the windows read is mirrored left to right, drawn anew at each read (torch's
+    generator, which the data loader seeds per worker from the run's seed)."""
 
     def __init__(
         self, samples: Sequence[WindowSample], prompt: PromptEncoder, pixels: PixelSpec, with_geometry: bool = False,
-        cache_frames: bool = False,
+        cache_frames: bool = False, mirror: float = 0.0,
     ) -> None:
         self.samples = list(samples)
         self.prompt = prompt
         self.pixels = pixels
         self.with_geometry = with_geometry
         self.cache_frames = cache_frames
+        self.mirror = mirror
         self._frames: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -90,12 +94,17 @@ class WindowDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         sample = self.samples[index]
         indices = window_frames(sample.clip, sample.end, self.prompt.geometry)
-        item = _inputs(sample.clip, self._pixels(index, sample.clip, indices), self.prompt)
+        mirrored = self.mirror > 0 and torch.rand(()).item() < self.mirror
+        pixels = self._pixels(index, sample.clip, indices)
+        item = _inputs(sample.clip, np.ascontiguousarray(pixels[..., ::-1]) if mirrored else pixels, self.prompt)
         item["labels"] = torch.tensor(float(sample.label))
         if self.with_geometry:
             clip_geometry = _clip_geometry(geometry_path(sample.clip.video))
-            item["geometry"] = torch.from_numpy(clip_geometry.targets(indices))
-            item["motion"] = torch.from_numpy(clip_geometry.motion(indices))
+            targets, motion = clip_geometry.targets(indices), clip_geometry.motion(indices)
+            if mirrored:
+                targets, motion = mirrored_targets(targets), mirrored_motion(motion)
+            item["geometry"] = torch.from_numpy(targets)
+            item["motion"] = torch.from_numpy(motion)
         return item
 
     def _pixels(self, index: int, clip: Clip, indices: list[int]) -> np.ndarray:

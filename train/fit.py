@@ -81,7 +81,7 @@ def train(
     with_geometry = recipe.geometry_weight > 0
     if with_geometry:
         _check_geometry_files(train_clips)
-    train_set = WindowDataset(train_samples, prompt, config.pixels, with_geometry, recipe.cache_frames)
+    train_set = WindowDataset(train_samples, prompt, config.pixels, with_geometry, recipe.cache_frames, recipe.mirror)
     val_set = WindowDataset(val_samples, prompt, config.pixels, cache_frames=recipe.cache_frames)
     if recipe.cache_frames:
         log.info("frame cache: %.1f GB once every window was read", (train_set.cache_bytes() + val_set.cache_bytes()) / 1e9)

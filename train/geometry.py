@@ -31,6 +31,7 @@ from train.model import CrashRiskModel, RiskOutput, risk_loss
 GRID = 4  # cells per side of the grid the targets are given on
 CHANNELS = 3  # occupied, nearness exp(-d/10 m), across offset x/5 m (of the nearest user in the cell)
 MOTION = 9  # window motion targets, see ClipGeometry.motion
+MOTION_ACROSS = (1, 3, 5)  # which of them are across offsets (or their change)
 FAR = 40.0  # m: a road user farther than this (or none) counts as this far
 
 
@@ -88,6 +89,21 @@ class ClipGeometry:
                         nearest[cell] = near
                         out[cell, :3] = (1.0, math.exp(-near / 10.0), max(-2.0, min(2.0, across / 5.0)))
         return out
+
+
+def mirrored_targets(targets: np.ndarray) -> np.ndarray:
+    """Grid targets ``[F, GRID * GRID, CHANNELS]`` of the frames mirrored left to right: columns swapped and
+    the across offset negated."""
+    grid = targets.reshape(-1, GRID, GRID, CHANNELS)[:, :, ::-1].copy()
+    grid[..., 2] *= -1
+    return grid.reshape(targets.shape)
+
+
+def mirrored_motion(motion: np.ndarray) -> np.ndarray:
+    """Window motion targets (``ClipGeometry.motion``) of the window mirrored: every across offset negated."""
+    out = motion.copy()
+    out[list(MOTION_ACROSS)] *= -1
+    return out
 
 
 def _nearest_ahead(frame: dict) -> tuple[float, float, float]:
