@@ -171,9 +171,8 @@ def test_mirrored_windows_flip_the_frames_and_their_geometry_together(tmp_path):
 
     root = tmp_path / "d"
     write_split(root, "train", [{"video": "c.mp4", "text": "q", "label": 0}], frames=40, fps=10)
-    car = [200, 60, 300, 120, 9.0, 1.2]
-    frames = [{"ego_speed": 10.0, "agents": [[u0 - i, v0, u1 - i, v1, near - 0.2 * i, x] for u0, v0, u1, v1, near, x in [car]]}
-              for i in range(40)]
+    # one car right of centre: its box moves left and its distance shrinks frame by frame
+    frames = [{"ego_speed": 10.0, "agents": [[200 - i, 60, 300 - i, 120, 9.0 - 0.2 * i, 1.2]]} for i in range(40)]
     geometry_path(root / "train" / "c.mp4").write_text(json.dumps({"size": [320, 180], "frames": frames}))
     geometry = WindowGeometry(2.0, 4)
     samples = [w for clip in read_split(root, "train") for w in training_windows(clip, geometry, 2.0, 3)]

@@ -185,4 +185,3 @@ def test_camera_shake_runs_on_the_video_not_the_scene():
     cameras = [frame_camera(scenario, t, (320, 180), 17) for t in (0.5, 1.7, 3.1)]
     assert {(c.horizon, c.cx) for c in cameras} == {(cameras[0].horizon, cameras[0].cx)}
     assert frame_camera(scenario, 0.5, (320, 180), 18).horizon != cameras[0].horizon
-
