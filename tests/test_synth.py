@@ -12,7 +12,7 @@ from monitor.video import probe_clip
 from train.data import read_split
 from train.synth.catalog import COLLISIONS, KINDS, NEAR_MISSES, build
 from train.synth.drive import HANDOVER_CLEARANCE, Drive
-from train.synth.generate import ALARMING, FPS, ORDINARY, _write_clip, generate
+from train.synth.generate import ALARMING, FPS, ORDINARY, RESEARCH_LEAD, TRAINING_LEAD, _write_clip, generate
 from train.synth.render import agent_boxes, frame_camera, in_view, render_frame
 from train.synth.scenario import EGO_FRONT, EGO_WIDTH, look
 
@@ -64,8 +64,9 @@ def test_generate_writes_the_trainer_layout_with_research_labels(tmp_path):
     for split in ("train", "val", "test"):
         for clip in read_split(tmp_path / "a", split):
             if clip.label == 1:
-                # research sense: the collision comes 1 to 2 s after the clip's end
-                assert 1.0 - 0.1 <= clip.event_time - clip.info.duration <= 2.0 + 0.1  # one frame of rounding
+                # research sense: the collision comes 1 to 2 s after the clip's end; training clips run on closer
+                low = 0.0 if split == "train" else 1.0
+                assert low - 0.1 <= clip.event_time - clip.info.duration <= 2.0 + 0.1  # one frame of rounding
             else:
                 assert clip.event_time is None
     assert all(t["collision_time"] is None for t in truth.values() if t["kind"] not in COLLISIONS)
@@ -123,7 +124,7 @@ def test_a_clip_that_opens_on_a_cut_keeps_its_labels_on_its_own_scene(tmp_path):
     which frames are which scene, and the tail itself never collides."""
     seen = set()
     for seed in range(40):
-        name, entry, truth = _write_clip((tmp_path, "train", seed, seed, "q?", 1.0))
+        name, entry, truth = _write_clip((tmp_path, "train", seed, seed, "q?", 1.0, RESEARCH_LEAD))
         cut_frames = round(truth["cut_at"] * FPS)
         assert 3 <= cut_frames <= 22 and truth["cut_at"] == cut_frames / FPS
         scenes = [f["scene"] for f in json.loads((tmp_path / name).with_suffix(".geometry.json").read_text())["frames"]]
@@ -137,6 +138,24 @@ def test_a_clip_that_opens_on_a_cut_keeps_its_labels_on_its_own_scene(tmp_path):
             assert "event_time" not in entry
             seen.add("safe")
     assert seen == {"crash", "safe"}
+
+
+def test_training_clips_run_on_into_the_last_second_before_the_critical_moment(tmp_path):
+    """Training clips end 0 to 2 s before the collision or closest approach, so some show the last second, with
+    the road user then closer than any research clip (ending 1 to 2 s before) shows it."""
+    leads, nearest = {"train": [], "research": []}, {"train": [], "research": []}
+    for seed in range(24):
+        for split, lead in (("train", TRAINING_LEAD), ("research", RESEARCH_LEAD)):
+            name, entry, truth = _write_clip((tmp_path, split, seed, seed, "q?", 0.0, lead))
+            frames = json.loads((tmp_path / name).with_suffix(".geometry.json").read_text())["frames"]
+            assert len(frames) / FPS == pytest.approx(truth["clip_end"], abs=0.1)
+            leads[split].append(truth["critical_time"] - truth["clip_end"])
+            if truth["collision_time"] is not None:
+                assert entry["event_time"] == pytest.approx(truth["critical_time"], abs=1e-3)
+                nearest[split].append(min(agent[4] for agent in frames[-1]["agents"]))
+    assert all(0.0 <= lead <= 2.0 for lead in leads["train"]) and min(leads["train"]) < 0.5
+    assert all(1.0 <= lead <= 2.0 for lead in leads["research"])
+    assert nearest["train"] and min(nearest["train"]) < min(nearest["research"])
 
 
 def _in_view(scenario, t):
