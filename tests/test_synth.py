@@ -12,7 +12,7 @@ from monitor.video import probe_clip
 from train.data import read_split
 from train.synth.catalog import COLLISIONS, KINDS, NEAR_MISSES, build
 from train.synth.drive import HANDOVER_CLEARANCE, Drive
-from train.synth.generate import ALARMING, FPS, ORDINARY, RESEARCH_LEAD, TRAINING_LEAD, _write_clip, generate
+from train.synth.generate import ALARMING, FPS, ORDINARY, _write_clip, generate
 from train.synth.render import agent_boxes, frame_camera, in_view, render_frame
 from train.synth.scenario import EGO_FRONT, EGO_WIDTH, look
 
@@ -124,7 +124,7 @@ def test_a_clip_that_opens_on_a_cut_keeps_its_labels_on_its_own_scene(tmp_path):
     which frames are which scene, and the tail itself never collides."""
     seen = set()
     for seed in range(40):
-        name, entry, truth = _write_clip((tmp_path, "train", seed, seed, "q?", 1.0, RESEARCH_LEAD))
+        name, entry, truth = _write_clip((tmp_path, "train", seed, seed, "q?", 1.0, False))
         cut_frames = round(truth["cut_at"] * FPS)
         assert 3 <= cut_frames <= 22 and truth["cut_at"] == cut_frames / FPS
         scenes = [f["scene"] for f in json.loads((tmp_path / name).with_suffix(".geometry.json").read_text())["frames"]]
@@ -140,22 +140,26 @@ def test_a_clip_that_opens_on_a_cut_keeps_its_labels_on_its_own_scene(tmp_path):
     assert seen == {"crash", "safe"}
 
 
-def test_training_clips_run_on_into_the_last_second_before_the_critical_moment(tmp_path):
-    """Training clips end 0 to 2 s before the collision or closest approach, so some show the last second, with
-    the road user then closer than any research clip (ending 1 to 2 s before) shows it."""
-    leads, nearest = {"train": [], "research": []}, {"train": [], "research": []}
-    for seed in range(24):
-        for split, lead in (("train", TRAINING_LEAD), ("research", RESEARCH_LEAD)):
-            name, entry, truth = _write_clip((tmp_path, split, seed, seed, "q?", 0.0, lead))
+def test_training_clips_run_on_closer_to_the_critical_moment(tmp_path):
+    """Training clips end 0 to 2 s before a collision, so some show the last second, the road user then closer
+    than any research clip (ending 1 to 2 s before) shows it; near misses and normal driving run on to a second
+    past their critical moment, as drives play them."""
+    leads = {(training, collision): [] for training in (True, False) for collision in (True, False)}
+    nearest = {True: [], False: []}
+    for seed in range(30):
+        for training in (True, False):
+            name, entry, truth = _write_clip((tmp_path, "train", seed, seed, "q?", 0.0, training))
             frames = json.loads((tmp_path / name).with_suffix(".geometry.json").read_text())["frames"]
             assert len(frames) / FPS == pytest.approx(truth["clip_end"], abs=0.1)
-            leads[split].append(truth["critical_time"] - truth["clip_end"])
-            if truth["collision_time"] is not None:
+            collision = truth["collision_time"] is not None
+            leads[training, collision].append(truth["critical_time"] - truth["clip_end"])
+            if collision:
                 assert entry["event_time"] == pytest.approx(truth["critical_time"], abs=1e-3)
-                nearest[split].append(min(agent[4] for agent in frames[-1]["agents"]))
-    assert all(0.0 <= lead <= 2.0 for lead in leads["train"]) and min(leads["train"]) < 0.5
-    assert all(1.0 <= lead <= 2.0 for lead in leads["research"])
-    assert nearest["train"] and min(nearest["train"]) < min(nearest["research"])
+                nearest[training].append(min(agent[4] for agent in frames[-1]["agents"]))
+    assert all(0.0 <= lead <= 2.0 for lead in leads[True, True]) and min(leads[True, True]) < 0.5
+    assert all(-1.0 <= lead <= 2.0 for lead in leads[True, False]) and min(leads[True, False]) < 0.0
+    assert all(1.0 <= lead <= 2.0 for lead in leads[False, True] + leads[False, False])
+    assert nearest[True] and min(nearest[True]) < min(nearest[False])
 
 
 def _in_view(scenario, t):
