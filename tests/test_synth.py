@@ -64,9 +64,8 @@ def test_generate_writes_the_trainer_layout_with_research_labels(tmp_path):
     for split in ("train", "val", "test"):
         for clip in read_split(tmp_path / "a", split):
             if clip.label == 1:
-                # research sense: the collision comes 1 to 2 s after the clip's end; training clips run on closer
-                low = 0.0 if split == "train" else 1.0
-                assert low - 0.1 <= clip.event_time - clip.info.duration <= 2.0 + 0.1  # one frame of rounding
+                # research sense: the collision comes 1 to 2 s after the clip's end
+                assert 1.0 - 0.1 <= clip.event_time - clip.info.duration <= 2.0 + 0.1  # one frame of rounding
             else:
                 assert clip.event_time is None
     assert all(t["collision_time"] is None for t in truth.values() if t["kind"] not in COLLISIONS)
@@ -124,7 +123,7 @@ def test_a_clip_that_opens_on_a_cut_keeps_its_labels_on_its_own_scene(tmp_path):
     which frames are which scene, and the tail itself never collides."""
     seen = set()
     for seed in range(40):
-        name, entry, truth = _write_clip((tmp_path, "train", seed, seed, "q?", 1.0, False))
+        name, entry, truth = _write_clip((tmp_path, "train", seed, seed, "q?", 1.0))
         cut_frames = round(truth["cut_at"] * FPS)
         assert 3 <= cut_frames <= 22 and truth["cut_at"] == cut_frames / FPS
         scenes = [f["scene"] for f in json.loads((tmp_path / name).with_suffix(".geometry.json").read_text())["frames"]]
@@ -138,28 +137,6 @@ def test_a_clip_that_opens_on_a_cut_keeps_its_labels_on_its_own_scene(tmp_path):
             assert "event_time" not in entry
             seen.add("safe")
     assert seen == {"crash", "safe"}
-
-
-def test_training_clips_run_on_closer_to_the_critical_moment(tmp_path):
-    """Training clips end 0 to 2 s before a collision, so some show the last second, the road user then closer
-    than any research clip (ending 1 to 2 s before) shows it; near misses and normal driving run on to a second
-    past their critical moment, as drives play them."""
-    leads = {(training, collision): [] for training in (True, False) for collision in (True, False)}
-    nearest = {True: [], False: []}
-    for seed in range(30):
-        for training in (True, False):
-            name, entry, truth = _write_clip((tmp_path, "train", seed, seed, "q?", 0.0, training))
-            frames = json.loads((tmp_path / name).with_suffix(".geometry.json").read_text())["frames"]
-            assert len(frames) / FPS == pytest.approx(truth["clip_end"], abs=0.1)
-            collision = truth["collision_time"] is not None
-            leads[training, collision].append(truth["critical_time"] - truth["clip_end"])
-            if collision:
-                assert entry["event_time"] == pytest.approx(truth["critical_time"], abs=1e-3)
-                nearest[training].append(min(agent[4] for agent in frames[-1]["agents"]))
-    assert all(0.0 <= lead <= 2.0 for lead in leads[True, True]) and min(leads[True, True]) < 0.5
-    assert all(-1.0 <= lead <= 2.0 for lead in leads[True, False]) and min(leads[True, False]) < 0.0
-    assert all(1.0 <= lead <= 2.0 for lead in leads[False, True] + leads[False, False])
-    assert nearest[True] and min(nearest[True]) < min(nearest[False])
 
 
 def _in_view(scenario, t):

@@ -1,10 +1,9 @@
 """``crashwatch synth``: generated clips in the trainer's dataset layout, and long drives for replay.
 
-Validation and test clips end 1 to 2 s before the scenario's critical moment: a collision clip is then labelled
-1 in the research sense (a collision 1 to 2 s after the clip ends) and carries ``event_time`` (seconds from the
-clip's start, past its end); a near miss ends as close to its most alarming moment, labelled 0. Training clips
-run on closer (``TRAINING_LEAD``), so that training also shows the last second a monitor sees. Drives are
-minutes of scenarios on one road, each handed over to the next without a cut (``train.synth.drive``); a crash drive ends
+Clips end 1 to 2 s before the scenario's critical moment: a collision clip is then labelled 1 in the research
+sense (a collision 1 to 2 s after the clip ends) and carries ``event_time`` (seconds from the clip's start,
+past its end); a near miss ends as close to its most alarming moment, labelled 0. Drives are minutes of
+scenarios on one road, each handed over to the next without a cut (``train.synth.drive``); a crash drive ends
 with a collision (its ``event_time``), a normal one never collides. Ground truth for every file (scenario
 kind, collision time, clearance) goes to ``{split}_truth.json`` beside the JSONL, and what every frame of a
 clip shows (ego speed, each road user's box and distance) to ``NAME.geometry.json`` beside the clip, for
@@ -48,14 +47,6 @@ DRIVE_NEAR_MISS_SHARE = 0.25
 # windows over the cut labelled by what follows, like any other. Drives are handed over now, not cut
 # (train.synth.drive); the shipped demo model was trained with these clips, so they stay until it is retrained.
 CUT_SHARE = 0.3
-# How long before the critical moment a clip ends (seconds, drawn uniformly). Validation and test clips are the
-# research clip. Training clips run on closer: a model that never saw a window of the last second before a
-# collision dropped to no risk there (0.98 -> 0.002 from 1.0 to 0.4 s before on an unseen drive). Near misses and
-# normal driving run on to a second past their critical moment, as a drive plays them: a model trained on
-# collisions up to the impact but near misses only up to their closest approach took the ego car stopped close
-# behind a stopped car, after braking in time, for a collision (17 false alerts an hour at 0.98 on drives).
-RESEARCH_LEAD = (1.0, 2.0)
-TRAINING_LEAD = {True: (0.0, 2.0), False: (-1.0, 2.0)}  # by whether the scenario collides
 GEOMETRY_SUFFIX = ".geometry.json"  # beside each clip: what every frame shows (read by train.geometry)
 
 
@@ -108,14 +99,13 @@ def _truth(scenario: Scenario) -> dict:
             "clearance_m": round(scenario.clearance(step=0.05), 3)}
 
 
-def _write_clip(job: tuple[Path, str, int, int, str, float, bool]) -> tuple[str, dict, dict]:
-    """Render one clip from its own seed (so clips can be made in any order, by any process), ending as a
-    ``training`` clip or as the research clip before its critical moment (``TRAINING_LEAD``); with probability
-    ``cut_share`` it opens on another scene's last 0.3-2.2 s (see ``CUT_SHARE``)."""
-    folder, split, n, seed, question, cut_share, training = job
+def _write_clip(job: tuple[Path, str, int, int, str, float]) -> tuple[str, dict, dict]:
+    """Render one clip from its own seed (so clips can be made in any order, by any process); with
+    probability ``cut_share`` it opens on another scene's last 0.3-2.2 s (see ``CUT_SHARE``)."""
+    folder, split, n, seed, question, cut_share = job
     rng = np.random.default_rng(seed)
     scenario = build(_pick_kind(rng), rng)
-    end = scenario.critical_time - rng.uniform(*(TRAINING_LEAD[scenario.collision] if training else RESEARCH_LEAD))
+    end = scenario.critical_time - rng.uniform(1.0, 2.0)
     name = f"{split}_{n:05d}_{scenario.kind}.mp4"
     segments = [Segment(scenario, 0.0, end)]
     cut_at = 0.0  # clip time of the first frame of the clip's own scene
@@ -135,12 +125,12 @@ def _write_clip(job: tuple[Path, str, int, int, str, float, bool]) -> tuple[str,
 
 
 def write_clips(out: Path, split: str, count: int, rng: np.random.Generator, question: str, pool=None,
-                cut_share: float = 0.0, training: bool = False) -> None:
-    """``count`` clips of ``split``, rendered in ``pool`` (a multiprocessing pool) when given, ending as
-    ``training`` clips or as research clips; ``cut_share`` of them open on the tail of another scene."""
+                cut_share: float = 0.0) -> None:
+    """``count`` clips of ``split``, rendered in ``pool`` (a multiprocessing pool) when given; ``cut_share``
+    of them open on the tail of another scene."""
     folder = out / split
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(folder, split, n, int(seed), question, cut_share, training)
+    jobs = [(folder, split, n, int(seed), question, cut_share)
             for n, seed in enumerate(rng.integers(1 << 62, size=count))]
     results = pool.imap(_write_clip, jobs, chunksize=8) if pool else map(_write_clip, jobs)
     made = list(tqdm(results, total=count, desc=f"{split} clips", unit="clip", disable=count < 50))
@@ -182,15 +172,13 @@ def generate(out: Path, clips: int, seed: int, drives: int = 0, drive_minutes: f
              question: str = DEFAULT_QUESTION, workers: int = 1) -> None:
     """``clips`` clips split 70/15/15 into ``out``, and ``drives`` drives into ``out/drives``; clips are
     rendered by ``workers`` processes, the same files whatever their number. Only training clips open on a
-    cut (``CUT_SHARE``) or run on closer to the critical moment (``TRAINING_LEAD``): validation and test clips
-    stay the research clip, one scene ending 1 to 2 s before its critical moment."""
+    cut (``CUT_SHARE``): validation and test clips stay one scene each, the research clip."""
     rng = np.random.default_rng(seed)
     n_val = n_test = max(1, round(clips * 0.15)) if clips >= 3 else 0
     with multiprocessing.Pool(workers) if workers > 1 else nullcontext() as pool:
         for split, count in (("train", clips - n_val - n_test), ("val", n_val), ("test", n_test)):
             if count:
-                training = split == "train"
-                write_clips(out, split, count, rng, question, pool, CUT_SHARE if training else 0.0, training)
+                write_clips(out, split, count, rng, question, pool, CUT_SHARE if split == "train" else 0.0)
     if drives:
         write_drives(out / "drives", drives, drive_minutes, rng, question)
 
