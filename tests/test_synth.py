@@ -185,3 +185,22 @@ def test_camera_shake_runs_on_the_video_not_the_scene():
     cameras = [frame_camera(scenario, t, (320, 180), 17) for t in (0.5, 1.7, 3.1)]
     assert {(c.horizon, c.cx) for c in cameras} == {(cameras[0].horizon, cameras[0].cx)}
     assert frame_camera(scenario, 0.5, (320, 180), 18).horizon != cameras[0].horizon
+
+
+def test_a_car_braking_ahead_shows_its_brake_lights():
+    """The lead car of a rear-end shows bright brake lights (and a third one) once it brakes, and keeps them on
+    if it stops; gentle slowing and cruising show the dim tail lights only."""
+    scenario = build("rear_end", np.random.default_rng(1))
+    scenario = dataclasses.replace(scenario, look={**scenario.look, "noise": 0.0, "rain": False})
+    lead = scenario.agents[0].along
+    brakes_at = lead.changes[0][0]
+    assert not lead.braking(brakes_at - 0.1) and lead.braking(brakes_at + 0.1) and lead.braking(60.0)
+    assert not dataclasses.replace(lead, changes=((1.0, -0.5),)).braking(2.0)
+
+    def lit(t):
+        box = agent_boxes(scenario, t, (320, 180), 0)[0]
+        frame = render_frame(scenario, t, (320, 180), 0)[box.v0:box.v1 + 1, box.u0:box.u1 + 1].astype(int)
+        blue, green, red = frame[..., 0], frame[..., 1], frame[..., 2]
+        return int(((red > 220) & (green > 90) & (blue > 90) & (green < 150)).sum())
+
+    assert lit(brakes_at - 0.1) == 0 and lit(brakes_at + 0.1) > 0

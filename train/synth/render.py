@@ -66,7 +66,9 @@ def _draw_road(img: np.ndarray, cam: Camera, sc: Scenario, s_ego: float, light: 
                 cv2.line(img, base, top, _shade((200, 200, 200), light), max(1, int(cam.f * 0.12 / z)))
 
 
-def _draw_agent(img: np.ndarray, cam: Camera, agent: Agent, z: float, x: float, light: float) -> None:
+def _draw_agent(img: np.ndarray, cam: Camera, agent: Agent, z: float, x: float, light: float, braking: bool) -> None:
+    """A road user; a vehicle seen from behind shows its brake lights (brighter, and a third one high in the
+    middle) while ``braking``, the cue a driver reads first that the car ahead is slowing hard."""
     near, far = max(z - agent.length / 2, NEAREST), z + agent.length / 2
     left, right = x - agent.width / 2, x + agent.width / 2
     body = _shade(agent.colour, light)
@@ -95,10 +97,14 @@ def _draw_agent(img: np.ndarray, cam: Camera, agent: Agent, z: float, x: float, 
     width, height = u1 - u0, v0 - v1
     window = (u0 + width // 8, v1 + height // 10, u1 - width // 8, v1 + int(height * 0.42))
     cv2.rectangle(img, window[:2], window[2:], _shade((60, 50, 40), light), -1)
-    lamp = (60, 220, 255) if agent.oncoming else (30, 30, 230)
+    lit = braking and not agent.oncoming
+    lamp = (60, 220, 255) if agent.oncoming else (120, 120, 255) if lit else (30, 30, 180)
     lamp_w, lamp_h = max(1, width // 7), max(1, height // 9)
     for lu in (u0 + width // 14, u1 - width // 14 - lamp_w):
         cv2.rectangle(img, (lu, v0 - height // 3), (lu + lamp_w, v0 - height // 3 + lamp_h), lamp, -1)
+    if lit:
+        centre, top = (u0 + u1) // 2, v1 + int(height * 0.42)
+        cv2.rectangle(img, (centre - lamp_w, top), (centre + lamp_w, top + max(1, lamp_h // 2)), lamp, -1)
     cv2.rectangle(img, (u0, v0 - max(1, height // 12)), (u1, v0), (15, 15, 15), -1)
 
 
@@ -184,7 +190,7 @@ def render_frame(sc: Scenario, t: float, size: tuple[int, int], index: int) -> n
     img[horizon:] = _shade(lk["ground"], light)
     _draw_road(img, cam, sc, s_ego, light)
     for z, x, agent in _visible_agents(sc, t):
-        _draw_agent(img, cam, agent, z, x, light)
+        _draw_agent(img, cam, agent, z, x, light, agent.along.braking(t))
     if lk["rain"]:
         for _ in range(int(width * height / 900)):
             u, v = int(rng.integers(width)), int(rng.integers(height))

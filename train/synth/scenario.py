@@ -18,6 +18,7 @@ LANE = 3.5
 EGO_WIDTH = 1.8
 EGO_FRONT = 1.9  # camera (windscreen) to front bumper
 EGO_LENGTH = 4.5
+BRAKING = -1.0  # m/s²: gentler slowing is engine braking and lights no brake lights
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,16 @@ class Motion:
                 break
             accel = new_accel
         return s, v
+
+    def braking(self, t: float) -> bool:
+        """Whether the brakes are on at ``t``: a deceleration harder than ``BRAKING`` in force (held once
+        stopped, as a driver holds a stopped car), what a car's brake lights show."""
+        accel = 0.0
+        for start, new_accel in self.changes:
+            if start >= t:
+                break
+            accel = new_accel
+        return accel < BRAKING
 
 
 def _advance(s: float, v: float, a: float, dt: float) -> tuple[float, float]:
