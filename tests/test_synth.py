@@ -64,13 +64,15 @@ def test_generate_writes_the_trainer_layout_with_research_labels(tmp_path):
     for split in ("train", "val", "test"):
         for clip in read_split(tmp_path / "a", split):
             if clip.label == 1:
-                # research sense: the collision comes 1 to 2 s after the clip's end
-                assert 1.0 - 0.1 <= clip.event_time - clip.info.duration <= 2.0 + 0.1  # one frame of rounding
+                # research sense: the collision comes 1 to 2 s after the clip's end; training clips run on to it
+                earliest = 0.0 if split == "train" else 1.0
+                assert earliest - 0.1 <= clip.event_time - clip.info.duration <= 2.0 + 0.1  # one frame of rounding
             else:
                 assert clip.event_time is None
     assert all(t["collision_time"] is None for t in truth.values() if t["kind"] not in COLLISIONS)
     for split in ("val", "test"):  # the research clip: one scene
-        assert not any("cut_at" in t for t in json.loads((tmp_path / "a" / f"{split}_truth.json").read_text()).values())
+        truth = json.loads((tmp_path / "a" / f"{split}_truth.json").read_text())
+        assert not any("handed_over_at" in t for t in truth.values())
     drives = read_split(tmp_path / "a" / "drives", "test")
     drive_truth = json.loads((tmp_path / "a" / "drives" / "test_truth.json").read_text())
     for drive in drives:
@@ -118,25 +120,29 @@ def test_agent_boxes_hold_exactly_what_is_drawn_of_the_road_users(kind):
         assert not (changed & ~covered).any()
 
 
-def test_a_clip_that_opens_on_a_cut_keeps_its_labels_on_its_own_scene(tmp_path):
-    """A training clip opening on another scene's tail: the event moves by the tail's length, the geometry says
-    which frames are which scene, and the tail itself never collides."""
+def test_a_training_clip_runs_on_as_a_drive_plays_it(tmp_path):
+    """Training clips: collisions run on up to the impact and the others past their critical moment; half
+    open in a handover from a drive's scene, the event moving by what is shown before the scenario, and with no
+    cut anywhere (the ego speed changes by at most a hard brake's 0.95 m/s from one frame to the next)."""
     seen = set()
     for seed in range(40):
-        name, entry, truth = _write_clip((tmp_path, "train", seed, seed, "q?", 1.0))
-        cut_frames = round(truth["cut_at"] * FPS)
-        assert 3 <= cut_frames <= 22 and truth["cut_at"] == cut_frames / FPS
-        scenes = [f["scene"] for f in json.loads((tmp_path / name).with_suffix(".geometry.json").read_text())["frames"]]
-        assert scenes == [0] * cut_frames + [1] * (len(scenes) - cut_frames)
-        assert probe_clip(tmp_path / name).num_frames == len(scenes)
+        name, entry, truth = _write_clip((tmp_path, "train", seed, seed, "q?", True))
+        frames = json.loads((tmp_path / name).with_suffix(".geometry.json").read_text())["frames"]
+        assert probe_clip(tmp_path / name).num_frames == len(frames)
+        assert len(frames) / FPS == pytest.approx(truth["clip_end"])
+        speeds = np.array([f["ego_speed"] for f in frames])
+        assert np.abs(np.diff(speeds)).max() <= 0.95 + 1e-6
+        opens_at = truth.get("handed_over_at", 0.0)
+        seen.add("handed over" if opens_at else "single scene")
+        lead = opens_at + truth["critical_time"] - truth["clip_end"]
         if entry["label"]:
-            assert entry["event_time"] == pytest.approx(truth["cut_at"] + truth["critical_time"], abs=1e-3)
-            assert 1.0 - 0.1 <= entry["event_time"] - len(scenes) / FPS <= 2.0 + 0.1
+            assert entry["event_time"] == pytest.approx(opens_at + truth["critical_time"], abs=1e-3)
+            assert -0.05 <= lead <= 2.0 + 0.05
             seen.add("crash")
         else:
-            assert "event_time" not in entry
-            seen.add("safe")
-    assert seen == {"crash", "safe"}
+            assert "event_time" not in entry and -1.0 - 0.05 <= lead <= 2.0 + 0.05
+            seen.add("past the critical moment" if lead < 0 else "safe")
+    assert seen == {"crash", "safe", "past the critical moment", "handed over", "single scene"}
 
 
 def _in_view(scenario, t):

@@ -1,12 +1,15 @@
 """``crashwatch synth``: generated clips in the trainer's dataset layout, and long drives for replay.
 
-Clips end 1 to 2 s before the scenario's critical moment: a collision clip is then labelled 1 in the research
-sense (a collision 1 to 2 s after the clip ends) and carries ``event_time`` (seconds from the clip's start,
-past its end); a near miss ends as close to its most alarming moment, labelled 0. Drives are minutes of
-scenarios on one road, each handed over to the next without a cut (``train.synth.drive``); a crash drive ends
-with a collision (its ``event_time``), a normal one never collides. Ground truth for every file (scenario
-kind, collision time, clearance) goes to ``{split}_truth.json`` beside the JSONL, and what every frame of a
-clip shows (ego speed, each road user's box and distance) to ``NAME.geometry.json`` beside the clip, for
+Validation and test clips are the research clip: one scenario, ending 1 to 2 s before its critical moment. A
+collision clip is then labelled 1 in the research sense (a collision 1 to 2 s after the clip ends) and carries
+``event_time`` (seconds from the clip's start, past its end); a near miss ends as close to its most alarming
+moment, labelled 0. Training clips show what a monitor sees on a drive (``TRAINING_LEAD``,
+``HANDOVER_SHARE``): collisions up to the impact, near misses and normal driving on past their critical
+moment, and half of them open in a drive's handover into their scenario. Drives are minutes of scenarios on
+one road, each handed over to the next without a cut (``train.synth.drive``); a crash drive ends with a
+collision (its ``event_time``), a normal one never collides. Ground truth for every file (scenario kind,
+collision time, clearance) goes to ``{split}_truth.json`` beside the JSONL, and what every frame of a clip shows
+(ego speed, each road user's box and distance) to ``NAME.geometry.json`` beside the clip, for
 ``training.geometry_weight``. Each clip is drawn from its own seed, taken in order from the run's seed, so any
 number of processes writes the same files.
 """
@@ -17,7 +20,6 @@ import json
 import logging
 import multiprocessing
 from contextlib import nullcontext
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
@@ -41,12 +43,19 @@ SHARES = {"collision": 0.45, "near_miss": 0.40, "normal": 0.15}
 ORDINARY = NORMAL + ("pass_by",)
 ALARMING = tuple(kind for kind in NEAR_MISSES if kind not in ORDINARY)
 DRIVE_NEAR_MISS_SHARE = 0.25
-# Drives used to cut from one scene to the next, the next scene's road users appearing at once, and a model
-# that never saw that took it for danger (most drive false alerts were windows over a cut). So this share of
-# training clips opens on the last moments of another drive scene (its tail after the critical moment), the
-# windows over the cut labelled by what follows, like any other. Drives are handed over now, not cut
-# (train.synth.drive); the shipped demo model was trained with these clips, so they stay until it is retrained.
-CUT_SHARE = 0.3
+# How long before its critical moment a clip ends (seconds, drawn uniformly). Validation and test clips are the
+# research clip. Training clips run on as a drive plays them: a model that never saw the last second before a
+# collision dropped to no risk there (0.98 -> 0.002 from 1.0 to 0.4 s before, on an unseen drive), and one that
+# saw collisions up to the impact but near misses only up to their closest approach took the ego car stopped
+# behind a stopped car, after braking in time, for a collision. So collisions run up to the impact and near
+# misses and normal driving to a second past their critical moment.
+RESEARCH_LEAD = (1.0, 2.0)
+TRAINING_LEAD = {True: (0.0, 2.0), False: (-1.0, 2.0)}  # by whether the scenario collides
+# This share of training clips opens in a drive's handover (train.synth.drive): the last second of the scene
+# before, then road users turning off and onto the road as the next scenario (the clip's own) takes over.
+# Drives spend about a third of their time in handovers, and a model trained on single scenarios only took the
+# next scene's lead car turning into the lane ahead for a cut-in (most false alerts on drives of 2026-11-25).
+HANDOVER_SHARE = 0.5
 GEOMETRY_SUFFIX = ".geometry.json"  # beside each clip: what every frame shows (read by train.geometry)
 
 
@@ -56,24 +65,23 @@ def geometry_path(video: Path) -> Path:
 
 
 def _frame_times(segments: Iterable[Segment], fps: float):
-    """(scenario, scenario time, frame index, segment number) of every frame the segments make, in order."""
+    """(scenario, scenario time, frame index) of every frame the segments make, in order."""
     index = 0
-    for number, seg in enumerate(segments):
+    for seg in segments:
         for k in range(int(round((seg.end - seg.start) * fps))):
-            yield seg.scenario, seg.start + k / fps, index, number
+            yield seg.scenario, seg.start + k / fps, index
             index += 1
 
 
 def _frames(segments: list[Segment], fps: float, size: tuple[int, int]):
-    return (render_frame(sc, t, size, index) for sc, t, index, _ in _frame_times(segments, fps))
+    return (render_frame(sc, t, size, index) for sc, t, index in _frame_times(segments, fps))
 
 
 def _geometry(segments: list[Segment], fps: float, size: tuple[int, int]) -> dict:
-    """What every frame shows: the ego car's speed, each drawn road user's box and distance, and which scene
-    (segment) it belongs to (the ``*.geometry.json`` beside a clip; ``train.geometry`` reads it)."""
-    frames = [{"ego_speed": round(sc.ego.at(t)[1], 3), "scene": scene,
-               "agents": [b.as_list() for b in agent_boxes(sc, t, size, index)]}
-              for sc, t, index, scene in _frame_times(segments, fps)]
+    """What every frame shows: the ego car's speed and each drawn road user's box and distance (the
+    ``*.geometry.json`` beside a clip; ``train.geometry`` reads it)."""
+    frames = [{"ego_speed": round(sc.ego.at(t)[1], 3), "agents": [b.as_list() for b in agent_boxes(sc, t, size, index)]}
+              for sc, t, index in _frame_times(segments, fps)]
     return {"fps": fps, "size": list(size), "frames": frames}
 
 
@@ -99,38 +107,48 @@ def _truth(scenario: Scenario) -> dict:
             "clearance_m": round(scenario.clearance(step=0.05), 3)}
 
 
-def _write_clip(job: tuple[Path, str, int, int, str, float]) -> tuple[str, dict, dict]:
-    """Render one clip from its own seed (so clips can be made in any order, by any process); with
-    probability ``cut_share`` it opens on another scene's last 0.3-2.2 s (see ``CUT_SHARE``)."""
-    folder, split, n, seed, question, cut_share = job
+def _write_clip(job: tuple[Path, str, int, int, str, bool]) -> tuple[str, dict, dict]:
+    """Render one clip from its own seed (so clips can be made in any order, by any process): the research
+    clip, or a ``training`` clip (``TRAINING_LEAD``, ``HANDOVER_SHARE``)."""
+    folder, split, n, seed, question, training = job
     rng = np.random.default_rng(seed)
-    scenario = build(_pick_kind(rng), rng)
-    end = scenario.critical_time - rng.uniform(1.0, 2.0)
+    kind = _pick_kind(rng)
+    lead_in, scenario = _handed_over(kind, rng) if training and rng.random() < HANDOVER_SHARE else ([], build(kind, rng))
+    opens_at = sum(seg.end - seg.start for seg in lead_in)  # clip time of the scenario's time 0
+    lead = rng.uniform(*(TRAINING_LEAD[scenario.collision] if training else RESEARCH_LEAD))
+    end = round((scenario.critical_time - lead) * FPS) / FPS  # whole frames
+    segments = [*lead_in, Segment(scenario, 0.0, end)]
     name = f"{split}_{n:05d}_{scenario.kind}.mp4"
-    segments = [Segment(scenario, 0.0, end)]
-    cut_at = 0.0  # clip time of the first frame of the clip's own scene
-    if rng.random() < cut_share:
-        before = replace(build(_drive_kind(rng), rng), look=scenario.look)
-        cut_at = round(rng.uniform(0.3, 2.2) * FPS) / FPS  # whole frames: the scene starts on a frame
-        segments.insert(0, Segment(before, before.duration - cut_at, before.duration))
     write_video(folder / name, _frames(segments, FPS, SIZE), FPS)
     geometry_path(folder / name).write_text(json.dumps(_geometry(segments, FPS, SIZE)), encoding="utf-8")
     entry = {"video": name, "text": question, "label": int(scenario.collision)}
     if scenario.collision:
-        entry["event_time"] = round(cut_at + scenario.critical_time, 3)
-    truth = {**_truth(scenario), "clip_end": round(cut_at + end, 3)}
-    if cut_at:
-        truth["cut_at"] = cut_at
+        entry["event_time"] = round(opens_at + scenario.critical_time, 3)
+    truth = {**_truth(scenario), "clip_end": round(opens_at + end, 3)}
+    if opens_at:
+        truth["handed_over_at"] = round(opens_at, 3)
     return name, entry, truth
 
 
-def write_clips(out: Path, split: str, count: int, rng: np.random.Generator, question: str, pool=None,
-                cut_share: float = 0.0) -> None:
-    """``count`` clips of ``split``, rendered in ``pool`` (a multiprocessing pool) when given; ``cut_share``
-    of them open on the tail of another scene."""
+def _handed_over(kind: str, rng: np.random.Generator) -> tuple[list[Segment], Scenario]:
+    """A scenario of ``kind`` handed over to from a drive's scene, and what the clip shows before it: at least
+    the last 0.5 s of the handover, at most all of it and the last second of the scene before."""
+    drive = Drive(rng, look(rng), FPS)
+    drive.add(_drive_kind(rng))
+    scenario = drive.add(kind)
+    before, handover, _ = drive.segments
+    opening = round(rng.uniform(0.5, handover.end + 1.0) * FPS) / FPS  # seconds before the handover ends
+    if opening <= handover.end:
+        return [Segment(handover.scenario, handover.end - opening, handover.end)], scenario
+    return [Segment(before.scenario, before.end - (opening - handover.end), before.end), handover], scenario
+
+
+def write_clips(out: Path, split: str, count: int, rng: np.random.Generator, question: str, pool=None) -> None:
+    """``count`` clips of ``split``, rendered in ``pool`` (a multiprocessing pool) when given; training clips
+    run on as drives play them and may open in a handover, the others are research clips."""
     folder = out / split
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(folder, split, n, int(seed), question, cut_share)
+    jobs = [(folder, split, n, int(seed), question, split == "train")
             for n, seed in enumerate(rng.integers(1 << 62, size=count))]
     results = pool.imap(_write_clip, jobs, chunksize=8) if pool else map(_write_clip, jobs)
     made = list(tqdm(results, total=count, desc=f"{split} clips", unit="clip", disable=count < 50))
@@ -171,14 +189,14 @@ def write_drives(out: Path, count: int, minutes: float, rng: np.random.Generator
 def generate(out: Path, clips: int, seed: int, drives: int = 0, drive_minutes: float = 3.0,
              question: str = DEFAULT_QUESTION, workers: int = 1) -> None:
     """``clips`` clips split 70/15/15 into ``out``, and ``drives`` drives into ``out/drives``; clips are
-    rendered by ``workers`` processes, the same files whatever their number. Only training clips open on a
-    cut (``CUT_SHARE``): validation and test clips stay one scene each, the research clip."""
+    rendered by ``workers`` processes, the same files whatever their number. Validation and test clips are
+    research clips; training clips run on as drives play them (``TRAINING_LEAD``, ``HANDOVER_SHARE``)."""
     rng = np.random.default_rng(seed)
     n_val = n_test = max(1, round(clips * 0.15)) if clips >= 3 else 0
     with multiprocessing.Pool(workers) if workers > 1 else nullcontext() as pool:
         for split, count in (("train", clips - n_val - n_test), ("val", n_val), ("test", n_test)):
             if count:
-                write_clips(out, split, count, rng, question, pool, CUT_SHARE if split == "train" else 0.0)
+                write_clips(out, split, count, rng, question, pool)
     if drives:
         write_drives(out / "drives", drives, drive_minutes, rng, question)
 
