@@ -147,7 +147,7 @@ def test_label_cannot_reach_the_model_input(tiny_dataset):
     assert "label" not in inspect.signature(model_inputs).parameters
     clip = read_split(tiny_dataset, "train")[0]
     prompt = PromptEncoder(builtin_tokenizer(), WindowGeometry(2.0, 4), 4)
-    dataset = WindowDataset([WindowSample(clip, 2.5, 0), WindowSample(clip, 2.5, 1)], prompt, PixelSpec(64))
+    dataset = WindowDataset([[WindowSample(clip, 2.5, 0)], [WindowSample(clip, 2.5, 1)]], prompt, PixelSpec(64))
     a, b = dataset[0], dataset[1]
     assert torch_equal(a["pixel_values"], b["pixel_values"]) and torch_equal(a["input_ids"], b["input_ids"])
     assert (float(a["labels"]), float(b["labels"])) == (0.0, 1.0)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from monitor.window import WindowGeometry
 from train.data import DatasetError, read_split
-from train.windows import clip_end_window, training_windows
+from train.windows import clip_end_window, group_windows, training_windows
 from tests.conftest import QUESTION, write_split, write_video
 
 GOOD = {"video": "a.mp4", "text": QUESTION, "label": 1}
@@ -120,42 +120,73 @@ def test_training_windows_are_labelled_by_the_event(tmp_path):
     write_split(root, "train", [{"video": "crash.mp4", "text": "q", "label": 1, "event_time": 4.0},
                                 {"video": "calm.mp4", "text": "q", "label": 0}], frames=60, fps=10)
     crash, calm = read_split(root, "train")
-    geometry = WindowGeometry(2.0, 4)
-    windows = training_windows(crash, geometry, horizon=2.0, per_clip=5)
+    geometry = WindowGeometry(2.0, 5)  # a frame every 0.5 s: windows every 0.5 s back from the latest end
+    windows = training_windows(crash, geometry, horizon=2.0, per_clip=8)
     assert [w.end for w in windows] == pytest.approx([2.0, 2.5, 3.0, 3.5, 4.0])
     assert [w.label for w in windows] == [1, 1, 1, 1, 1]
-    windows = training_windows(crash, geometry, horizon=1.0, per_clip=5)
+    windows = training_windows(crash, geometry, horizon=1.0, per_clip=8)
     assert [w.label for w in windows] == [0, 0, 1, 1, 1]
-    assert all(w.label == 0 for w in training_windows(calm, geometry, 2.0, 5))
+    assert [w.end for w in training_windows(crash, geometry, 2.0, 3)] == pytest.approx([2.0, 3.0, 4.0])  # spread
+    calm_windows = training_windows(calm, geometry, 2.0, 20)
+    assert all(w.label == 0 for w in calm_windows) and calm_windows[-1].end == pytest.approx(5.9)
+    assert [w.end for w in calm_windows] == pytest.approx([5.9 - 0.5 * k for k in range(7, -1, -1)])
     assert clip_end_window(crash).end == pytest.approx(5.9) and clip_end_window(crash).label == 1
     assert training_windows(crash, geometry, 2.0, 1) == [clip_end_window(crash)]
+    groups = group_windows(windows + calm_windows, 3)
+    assert [len(g) for g in groups] == [3, 2, 3, 3, 2] and all(len({w.clip for w in g}) == 1 for g in groups)
+
+
+def _dataset_clips(tmp_path, count=2):
+    root = tmp_path / "d"
+    write_split(root, "train", [{"video": f"c{i}.mp4", "text": "q", "label": 0} for i in range(count)], frames=40, fps=10)
+    return root
+
+
+def test_a_group_of_windows_reads_each_shared_frame_once(tmp_path):
+    from monitor.preprocess import PixelSpec
+    from train.dataset import Collator, PromptEncoder, WindowDataset, model_inputs
+    from train.tokenizer import load_tokenizer
+
+    root = _dataset_clips(tmp_path)
+    geometry = WindowGeometry(2.0, 5)
+    samples = [w for clip in read_split(root, "train") for w in training_windows(clip, geometry, 2.0, 20)]
+    prompt = PromptEncoder(load_tokenizer("builtin"), geometry, 4)
+    dataset = WindowDataset(group_windows(samples, 4), prompt, PixelSpec(64))
+    item = dataset[0]
+    assert item["pixel_values"].shape == (4 + 4, 3, 64, 64)  # 4 windows 0.5 s apart: 8 distinct frames
+    assert item["window_frames"].tolist() == [[k, k + 1, k + 2, k + 3, k + 4] for k in range(4)]
+    for row, sample in zip(range(4), dataset.groups[0]):  # each window is the frames the contract picks
+        alone = model_inputs(sample.clip, sample.end, prompt, PixelSpec(64))
+        assert torch_equal(item["pixel_values"][item["window_frames"][row]], alone["pixel_values"])
+        assert torch_equal(item["input_ids"][row], alone["input_ids"])
+    batch = Collator(0)([dataset[0], dataset[1]])
+    assert batch["pixel_values"].shape[0] == 8 + dataset[1]["pixel_values"].shape[0]
+    assert batch["window_frames"][4:].min() == 8 and batch["labels"].shape == (len(dataset.groups[0]) + len(dataset.groups[1]),)
+    assert dataset.samples == samples
 
 
 def test_the_frame_cache_serves_the_same_inputs_without_decoding_again(tmp_path):
-    import torch
-
     from monitor.preprocess import PixelSpec
     from monitor.video import VideoError
     from train.dataset import PromptEncoder, WindowDataset
     from train.tokenizer import load_tokenizer
 
-    root = tmp_path / "d"
-    write_split(root, "train", [{"video": f"c{i}.mp4", "text": "q", "label": 0} for i in range(2)], frames=40, fps=10)
+    root = _dataset_clips(tmp_path)
     geometry = WindowGeometry(2.0, 4)
-    samples = [w for clip in read_split(root, "train") for w in training_windows(clip, geometry, 2.0, 3)]
+    groups = group_windows([w for clip in read_split(root, "train") for w in training_windows(clip, geometry, 2.0, 3)], 2)
     prompt = PromptEncoder(load_tokenizer("builtin"), geometry, 4)
-    plain = WindowDataset(samples, prompt, PixelSpec(64))
-    cached = WindowDataset(samples, prompt, PixelSpec(64), cache_frames=True)
-    decoded = [plain[i] for i in range(len(samples))]
-    first = [cached[i] for i in range(len(samples))]
+    plain = WindowDataset(groups, prompt, PixelSpec(64))
+    cached = WindowDataset(groups, prompt, PixelSpec(64), cache_frames=True)
+    decoded = [plain[i] for i in range(len(groups))]
+    first = [cached[i] for i in range(len(groups))]
     for video in root.glob("train/*.mp4"):
         video.write_bytes(b"")  # nothing left to decode: the second epoch must come from memory
     for index, item in enumerate(decoded):
         again = cached[index]
-        assert torch.equal(again["pixel_values"], item["pixel_values"])  # the same floats as without the cache
-        assert torch.equal(first[index]["input_ids"], item["input_ids"]) and again["labels"] == item["labels"]
-    assert decoded[0]["pixel_values"].shape == (4, 3, 64, 64)
-    assert cached.cache_bytes() == len(samples) * 4 * 64 * 64 * 3 and plain.cache_bytes() == 0
+        assert torch_equal(again["pixel_values"], item["pixel_values"])  # the same floats as without the cache
+        assert torch_equal(first[index]["input_ids"], item["input_ids"]) and torch_equal(again["labels"], item["labels"])
+    frames = sum(item["pixel_values"].shape[0] for item in decoded)
+    assert cached.cache_bytes() == frames * 64 * 64 * 3 and plain.cache_bytes() == 0
     with pytest.raises(VideoError):  # the uncached dataset does decode again
         plain[0]
 
@@ -165,7 +196,7 @@ def test_mirrored_windows_flip_the_frames_and_their_geometry_together(tmp_path):
 
     from monitor.preprocess import PixelSpec
     from train.dataset import PromptEncoder, WindowDataset
-    from train.geometry import mirrored_motion, mirrored_targets
+    from train.geometry import mirrored_motion, mirrored_nearest, mirrored_targets
     from train.synth.generate import geometry_path
     from train.tokenizer import load_tokenizer
 
@@ -175,17 +206,22 @@ def test_mirrored_windows_flip_the_frames_and_their_geometry_together(tmp_path):
     frames = [{"ego_speed": 10.0, "agents": [[200 - i, 60, 300 - i, 120, 9.0 - 0.2 * i, 1.2]]} for i in range(40)]
     geometry_path(root / "train" / "c.mp4").write_text(json.dumps({"size": [320, 180], "frames": frames}))
     geometry = WindowGeometry(2.0, 4)
-    samples = [w for clip in read_split(root, "train") for w in training_windows(clip, geometry, 2.0, 3)]
+    groups = group_windows([w for clip in read_split(root, "train") for w in training_windows(clip, geometry, 2.0, 3)], 2)
     prompt = PromptEncoder(load_tokenizer("builtin"), geometry, 4)
-    plain = WindowDataset(samples, prompt, PixelSpec(64), with_geometry=True)
-    mirrored = WindowDataset(samples, prompt, PixelSpec(64), with_geometry=True, mirror=1.0)
-    for index in range(len(samples)):
+    plain = WindowDataset(groups, prompt, PixelSpec(64), with_geometry=True)
+    mirrored = WindowDataset(groups, prompt, PixelSpec(64), with_geometry=True, mirror=1.0)
+    for index in range(len(groups)):
         item, flipped = plain[index], mirrored[index]
         assert torch.equal(flipped["pixel_values"], item["pixel_values"].flip(-1))
         assert torch.equal(flipped["geometry"], torch.from_numpy(mirrored_targets(item["geometry"].numpy())))
+        assert torch.equal(flipped["nearest"], torch.from_numpy(mirrored_nearest(item["nearest"].numpy())))
         assert torch.equal(flipped["motion"], torch.from_numpy(mirrored_motion(item["motion"].numpy())))
-        assert not torch.equal(flipped["geometry"], item["geometry"])
+        assert not torch.equal(flipped["geometry"], item["geometry"]) and not torch.equal(flipped["nearest"], item["nearest"])
     torch.manual_seed(0)
-    half = WindowDataset(samples * 20, prompt, PixelSpec(64), mirror=0.5)
-    flips = sum(not torch.equal(half[i]["pixel_values"], plain[i % len(samples)]["pixel_values"]) for i in range(60))
+    half = WindowDataset(groups * 30, prompt, PixelSpec(64), mirror=0.5)
+    flips = sum(not torch.equal(half[i]["pixel_values"], plain[i % len(groups)]["pixel_values"]) for i in range(60))
     assert 15 < flips < 45  # about half, drawn at each read
+
+
+def torch_equal(x, y) -> bool:
+    return x.shape == y.shape and bool((x == y).all())

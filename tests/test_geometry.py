@@ -13,8 +13,8 @@ from safetensors import safe_open
 from tests.conftest import TINY_CONFIG
 from tests.test_cli_train import crashwatch
 from train.config import load_config
-from train.geometry import (FAR, GRID, MOTION, ClipGeometry, GeometryError, GeometrySupervised, mirrored_motion,
-                            mirrored_targets)
+from train.geometry import (FAR, GRID, MOTION, NEAREST, ClipGeometry, GeometryError, GeometrySupervised,
+                            mirrored_motion, mirrored_nearest, mirrored_targets)
 from train.model import CrashRiskModel, risk_loss
 from train.tokenizer import load_tokenizer
 
@@ -57,15 +57,17 @@ def test_motion_follows_the_nearest_road_user_ahead_across_the_window(tmp_path):
     assert nobody_ahead == pytest.approx([FAR / 20, 0.0, 2.0, -0.4 / 3, 0.0, 0.0, 8 / 20, 0.0, 0.0])  # clipped
 
 
-def test_motion_over_a_cut_between_scenes_measures_only_the_last_scene(tmp_path):
-    car = [0, 0, 9, 9, 12.0, 0.0]
-    frames = [{"ego_speed": 15.0, "scene": 0, "agents": []},  # the previous scene: open road, faster
-              {"ego_speed": 10.0, "scene": 1, "agents": [[0, 0, 9, 9, 14.0, 0.5]]},
-              {"ego_speed": 10.0, "scene": 1, "agents": [car]}]
-    geometry = ClipGeometry(_geometry_file(tmp_path / "cut.geometry.json", frames))
-    # Change since the scene's first frame in the window (index 1), not across the cut where the car appeared;
-    # the middle of the scene's frames [1, 2] is 2.
-    assert geometry.motion([0, 1, 2]) == pytest.approx([12 / 20, 0.0, -2 / 10, -0.5 / 3, 0.0, 0.0, 0.5, 0.0, 1.0])
+def test_each_frame_says_how_far_the_nearest_road_user_ahead_and_in_the_ego_lane_are(tmp_path):
+    frames = [{"ego_speed": 12.0, "agents": [[0, 0, 9, 9, 8.0, -3.5], [0, 0, 9, 9, 30.0, 0.5], [0, 0, 9, 9, -2.0, 0.0]]},
+              {"ego_speed": 12.0, "agents": [[0, 0, 9, 9, 55.0, 1.0]]},
+              {"ego_speed": 12.0, "agents": []}]
+    geometry = ClipGeometry(_geometry_file(tmp_path / "n.geometry.json", frames))
+    nearest = geometry.nearest([0, 1, 2])
+    assert nearest.shape == (3, NEAREST)
+    # frame 0: a car in the next lane nearest ahead, one 30 m ahead in the ego lane, one behind (never counted)
+    assert nearest[0] == pytest.approx([8 / 20, -3.5 / 5, 1.0, 30 / 20, 1.0])
+    assert nearest[1] == pytest.approx([FAR / 20, 0.2, 1.0, FAR / 20, 1.0])  # beyond FAR: as far as FAR
+    assert nearest[2] == pytest.approx([FAR / 20, 0.0, 0.0, FAR / 20, 0.0])
 
 
 def test_mirrored_targets_are_the_targets_of_the_mirrored_scene(tmp_path):
@@ -86,6 +88,7 @@ def test_mirrored_targets_are_the_targets_of_the_mirrored_scene(tmp_path):
     window = [0, 1, 2]
     assert mirrored_targets(original.targets(window)) == pytest.approx(reflected.targets(window))
     assert mirrored_motion(original.motion(window)) == pytest.approx(reflected.motion(window))
+    assert mirrored_nearest(original.nearest(window)) == pytest.approx(reflected.nearest(window))
     assert not (original.targets(window) == reflected.targets(window)).all()  # the scene is not symmetric
 
 
@@ -106,24 +109,28 @@ def test_the_geometry_loss_reaches_the_vision_encoder_and_nothing_else_changes()
     from train.dataset import PromptEncoder
 
     ids = torch.tensor([PromptEncoder(tokenizer, config.geometry, model.tokens_per_frame)(config.question)] * 2)
+    mask = torch.ones_like(ids)
     pixels = torch.randn(2, config.num_frames, 3, config.image_size, config.image_size)
     labels = torch.tensor([0.0, 1.0])
-    targets = torch.rand(2, config.num_frames, GRID * GRID, 3).round()
+    targets = torch.rand(2 * config.num_frames, GRID * GRID, 3).round()
+    nearest = torch.rand(2 * config.num_frames, NEAREST)
     motion = torch.rand(2, MOTION)
     model.eval()
-    plain = model(pixels, ids, torch.ones_like(ids), labels)
-    out = supervised(pixels, ids, torch.ones_like(ids), labels, targets)
-    assert torch.equal(out.logits, plain.logits)  # the probes read the model's states; they change no prediction
-    assert out.loss > risk_loss(plain.logits, labels)
-    (out.loss - plain.loss).backward()  # the geometry term alone
-    vision_grad = sum(p.grad.abs().sum() for p in model.backbone.vision_model.parameters() if p.grad is not None)
-    assert vision_grad > 0
-    assert all(p.grad is None or not p.grad.any() for p in model.head.parameters())
     text_layers = model.text_model.layers
-    assert all(p.grad is None or not p.grad.any() for p in text_layers.parameters())  # the grid reads the frames only
+    for frame_targets in ({"geometry": targets}, {"nearest": nearest}):  # the per-frame terms, one at a time
+        supervised.zero_grad()
+        plain = model(pixels, ids, mask, labels)
+        out = supervised(pixels, ids, mask, labels, **frame_targets)
+        assert torch.equal(out.logits, plain.logits)  # the probes read the model's states; they change no prediction
+        assert out.loss > risk_loss(plain.logits, labels)
+        (out.loss - plain.loss).backward()  # the geometry term alone
+        vision_grad = sum(p.grad.abs().sum() for p in model.backbone.vision_model.parameters() if p.grad is not None)
+        assert vision_grad > 0
+        assert all(p.grad is None or not p.grad.any() for p in model.head.parameters())
+        assert all(p.grad is None or not p.grad.any() for p in text_layers.parameters())  # they read the frames only
     supervised.zero_grad()
-    with_motion = supervised(pixels, ids, torch.ones_like(ids), labels, targets, motion)
-    without = supervised(pixels, ids, torch.ones_like(ids), labels, targets)
+    with_motion = supervised(pixels, ids, mask, labels, geometry=targets, motion=motion)
+    without = supervised(pixels, ids, mask, labels, geometry=targets)
     assert with_motion.loss > without.loss
     (with_motion.loss - without.loss).backward()  # the motion term teaches the text model to compare frames
     assert sum(p.grad.abs().sum() for p in text_layers.parameters() if p.grad is not None) > 0
@@ -133,7 +140,7 @@ def test_training_with_geometry_on_generated_clips_and_without_it_on_other_data(
     data = tmp_path / "synth"
     crashwatch("synth", "--out", str(data), "--clips", "10", "--seed", "4", "--workers", "1")
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["training"].update(geometry_weight=1.0, windows_per_clip=2)
+    config["training"].update(geometry_weight=1.0, windows_per_clip=4, windows_per_item=2, mirror=0.5)
     (tmp_path / "geo.yaml").write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
     crashwatch("train", "--config", str(tmp_path / "geo.yaml"), "--data", str(data), "--out", str(run), "--max-steps", "2")

@@ -35,6 +35,20 @@ def test_forward_is_exactly_the_two_exported_parts(tiny):
     assert torch.equal(full, parts)
 
 
+def test_windows_sharing_frames_score_as_if_each_brought_its_own(tiny):
+    """A training batch holds each frame once and says which frames make each window: the logits are those of
+    the same windows given frame by frame."""
+    config, _, model, ids = tiny
+    frames = torch.randn(config.num_frames + 2, 3, config.image_size, config.image_size)
+    windows = torch.stack([torch.arange(config.num_frames) + k for k in range(3)])  # consecutive, sharing frames
+    ids = ids.repeat(3, 1)
+    with torch.no_grad():
+        shared = model(frames, ids, torch.ones_like(ids), window_frames=windows).logits
+        own = model(frames[windows], ids, torch.ones_like(ids)).logits
+    torch.testing.assert_close(shared, own, rtol=0, atol=1e-6)
+    assert len(set(shared.tolist())) == 3
+
+
 def test_a_frames_embeddings_depend_on_that_frame_alone(tiny):
     config, _, model, _ = tiny
     pixels = torch.randn(5, 3, config.image_size, config.image_size)

@@ -81,6 +81,9 @@ class TrainingConfig:
     cache_frames: bool = False
     horizon_seconds: float = 2.0
     windows_per_clip: int = 1
+    # Windows of one clip read as one training item (consecutive on the stride grid, see train.windows): the
+    # frames they share are decoded and encoded once. batch_size counts items.
+    windows_per_item: int = 1
     best_metric: str = "eval_loss"
     logging_steps: int = 10
     # > 0: add the per-frame geometry loss of train.geometry (generated data only), for random-init vision
@@ -179,6 +182,8 @@ def _check(obj: Any, source: str, where: str) -> None:
             fail("horizon_seconds", "must be positive")
         if obj.windows_per_clip < 1:
             fail("windows_per_clip", "must be at least 1")
+        if obj.windows_per_item < 1:
+            fail("windows_per_item", "must be at least 1")
         if not isinstance(obj.geometry_weight, (int, float)) or obj.geometry_weight < 0:
             fail("geometry_weight", f"must be a number >= 0, got {obj.geometry_weight!r}")
         if not isinstance(obj.mirror, (int, float)) or not 0.0 <= obj.mirror <= 1.0:

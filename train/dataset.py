@@ -20,7 +20,7 @@ from monitor.prompt import render_prompt
 from monitor.video import read_frames
 from monitor.window import WindowGeometry, pick_frames
 from train.data import Clip
-from train.geometry import ClipGeometry, mirrored_motion, mirrored_targets
+from train.geometry import ClipGeometry, mirrored_motion, mirrored_nearest, mirrored_targets
 from train.synth.generate import geometry_path
 from train.windows import WindowSample
 
@@ -49,33 +49,30 @@ def window_frames(clip: Clip, end: float, geometry: WindowGeometry) -> list[int]
 def model_inputs(clip: Clip, end: float, prompt: PromptEncoder, pixels: PixelSpec) -> dict[str, torch.Tensor]:
     """The model's inputs for the window of ``clip`` ending at ``end``. Takes no label, by design."""
     frames = preprocess_frames(read_frames(clip.video, window_frames(clip, end, prompt.geometry)), pixels)
-    return _inputs(clip, frames, prompt)
-
-
-def _inputs(clip: Clip, pixel_values: np.ndarray, prompt: PromptEncoder) -> dict[str, torch.Tensor]:
-    return {
-        "pixel_values": torch.from_numpy(pixel_values),
-        "input_ids": torch.tensor(prompt(clip.text), dtype=torch.long),
-    }
+    return {"pixel_values": torch.from_numpy(frames), "input_ids": torch.tensor(prompt(clip.text), dtype=torch.long)}
 
 
 class WindowDataset(Dataset):
-    """Window samples as model inputs plus their labels, and with ``with_geometry`` the per-frame geometry
-    and window motion targets of ``train.geometry`` (training-only, never a model input).
+    """Groups of windows of one clip (``train.windows.group_windows``; a group of one for evaluation) as model
+    inputs plus their labels. An item holds each frame its windows use once (``pixel_values`` ``[N, 3, S, S]``)
+    and, per window, which of them it takes (``window_frames`` ``[K, F]``), its prompt and label: a frame shared
+    by windows is decoded and encoded once, as the monitor does. With ``with_geometry`` it also holds the
+    per-frame grid and nearest-road-user targets and the per-window motion targets of ``train.geometry``
+    (training-only, never a model input).
 
-    With ``cache_frames`` each window's frames are decoded and resized once and kept (uint8) for the next
+    With ``cache_frames`` each item's frames are decoded and resized once and kept (uint8) for the next
     epochs: a small model on a 2-core CPU otherwise spends a third of each step decoding video (measured on
     the demo recipe: 0.32 s of decoding per batch beside 0.47 s of compute). The cache lives in the process
     that reads the data, so with workers it needs them persistent (``train.fit`` sets that).
 
-    With ``mirror`` that share of the windows read is mirrored left to right, drawn anew at each read (torch's
+    With ``mirror`` that share of the items read is mirrored left to right, drawn anew at each read (torch's
     generator, which the data loader seeds per worker from the run's seed)."""
 
     def __init__(
-        self, samples: Sequence[WindowSample], prompt: PromptEncoder, pixels: PixelSpec, with_geometry: bool = False,
-        cache_frames: bool = False, mirror: float = 0.0,
+        self, groups: Sequence[Sequence[WindowSample]], prompt: PromptEncoder, pixels: PixelSpec,
+        with_geometry: bool = False, cache_frames: bool = False, mirror: float = 0.0,
     ) -> None:
-        self.samples = list(samples)
+        self.groups = [list(group) for group in groups]
         self.prompt = prompt
         self.pixels = pixels
         self.with_geometry = with_geometry
@@ -84,26 +81,48 @@ class WindowDataset(Dataset):
         self._frames: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.groups)
+
+    @property
+    def samples(self) -> list[WindowSample]:
+        """Every window, in the order of the items and of the labels a prediction over them returns."""
+        return [sample for group in self.groups for sample in group]
 
     def cache_bytes(self) -> int:
-        """What the frame cache holds once every window was read."""
-        frames, size = self.prompt.geometry.num_frames, self.pixels.image_size
-        return len(self.samples) * frames * size * size * 3 if self.cache_frames else 0
+        """What the frame cache holds once every item was read."""
+        if not self.cache_frames:
+            return 0
+        frames = sum(len(self._frame_indices(group)[0]) for group in self.groups)
+        return frames * self.pixels.image_size ** 2 * 3
+
+    def _frame_indices(self, group: list[WindowSample]) -> tuple[list[int], list[list[int]]]:
+        """The clip frames the group's windows use, each once and in order, and per window where its frames
+        lie among them."""
+        per_window = [window_frames(sample.clip, sample.end, self.prompt.geometry) for sample in group]
+        distinct = sorted({i for indices in per_window for i in indices})
+        where = {frame: k for k, frame in enumerate(distinct)}
+        return distinct, [[where[i] for i in indices] for indices in per_window]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        sample = self.samples[index]
-        indices = window_frames(sample.clip, sample.end, self.prompt.geometry)
+        group = self.groups[index]
+        clip = group[0].clip
+        distinct, per_window = self._frame_indices(group)
         mirrored = self.mirror > 0 and torch.rand(()).item() < self.mirror
-        pixels = self._pixels(index, sample.clip, indices)
-        item = _inputs(sample.clip, np.ascontiguousarray(pixels[..., ::-1]) if mirrored else pixels, self.prompt)
-        item["labels"] = torch.tensor(float(sample.label))
+        pixels = self._pixels(index, clip, distinct)
+        item = {
+            "pixel_values": torch.from_numpy(np.ascontiguousarray(pixels[..., ::-1]) if mirrored else pixels),
+            "window_frames": torch.tensor(per_window, dtype=torch.long),
+            "input_ids": torch.tensor(self.prompt(clip.text), dtype=torch.long).repeat(len(group), 1),
+            "labels": torch.tensor([float(sample.label) for sample in group]),
+        }
         if self.with_geometry:
-            clip_geometry = _clip_geometry(geometry_path(sample.clip.video))
-            targets, motion = clip_geometry.targets(indices), clip_geometry.motion(indices)
+            geometry = _clip_geometry(geometry_path(clip.video))
+            targets, nearest = geometry.targets(distinct), geometry.nearest(distinct)
+            motion = np.stack([geometry.motion([distinct[k] for k in frames]) for frames in per_window])
             if mirrored:
-                targets, motion = mirrored_targets(targets), mirrored_motion(motion)
+                targets, nearest, motion = mirrored_targets(targets), mirrored_nearest(nearest), mirrored_motion(motion)
             item["geometry"] = torch.from_numpy(targets)
+            item["nearest"] = torch.from_numpy(nearest)
             item["motion"] = torch.from_numpy(motion)
         return item
 
@@ -122,21 +141,28 @@ def _clip_geometry(path: Path) -> ClipGeometry:
 
 
 class Collator:
-    """Stacks frames and right-pads prompts (the model pools the last real token)."""
+    """Items to one batch: their frames concatenated (``window_frames`` pointing into them), every window's
+    prompt right-padded (the model pools the last real token), labels and targets concatenated."""
 
     def __init__(self, pad_token_id: int) -> None:
         self.pad_token_id = pad_token_id
 
     def __call__(self, batch: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
-        longest = max(item["input_ids"].shape[0] for item in batch)
-        ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), longest), dtype=torch.long)
-        for row, item in enumerate(batch):
-            n = item["input_ids"].shape[0]
-            ids[row, :n] = item["input_ids"]
-            mask[row, :n] = 1
-        out = {"pixel_values": torch.stack([item["pixel_values"] for item in batch]), "input_ids": ids, "attention_mask": mask}
-        for key in ("labels", "geometry", "motion"):
+        prompts = [row for item in batch for row in item["input_ids"]]
+        longest = max(row.shape[0] for row in prompts)
+        ids = torch.full((len(prompts), longest), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), longest), dtype=torch.long)
+        for n, row in enumerate(prompts):
+            ids[n, :row.shape[0]] = row
+            mask[n, :row.shape[0]] = 1
+        offsets = np.cumsum([0] + [item["pixel_values"].shape[0] for item in batch[:-1]])
+        out = {
+            "pixel_values": torch.cat([item["pixel_values"] for item in batch]),
+            "window_frames": torch.cat([item["window_frames"] + int(offset) for item, offset in zip(batch, offsets)]),
+            "input_ids": ids,
+            "attention_mask": mask,
+        }
+        for key in ("labels", "geometry", "nearest", "motion"):
             if key in batch[0]:
-                out[key] = torch.stack([item[key] for item in batch])
+                out[key] = torch.cat([item[key] for item in batch])
         return out

@@ -34,7 +34,7 @@ def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, sk
     clips = read_split(data_dir, split, skip_bad)
     prompt = PromptEncoder(run.tokenizer, run.config.geometry, run.model.tokens_per_frame)
     samples = [clip_end_window(clip) for clip in clips]
-    loader = DataLoader(WindowDataset(samples, prompt, run.config.pixels), batch_size=batch_size,
+    loader = DataLoader(WindowDataset([[sample] for sample in samples], prompt, run.config.pixels), batch_size=batch_size,
                         collate_fn=Collator(run.tokenizer.pad_token_id))
     logits = []
     for batch in tqdm(loader, desc=f"eval {split}", unit="batch"):

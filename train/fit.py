@@ -26,7 +26,7 @@ from train.metrics import binary_metrics, calibrate_threshold, sigmoid
 from train.model import CrashRiskModel
 from train.synth.generate import geometry_path
 from train.tokenizer import load_tokenizer
-from train.windows import clip_end_window, training_windows
+from train.windows import clip_end_window, group_windows, training_windows
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,14 @@ def train(
         for w in training_windows(clip, config.geometry, recipe.horizon_seconds, recipe.windows_per_clip)
     ]
     val_samples = [clip_end_window(clip) for clip in val_clips]
-    log.info("training windows: %d (%d positive); validation clips: %d",
-             len(train_samples), sum(s.label for s in train_samples), len(val_samples))
+    log.info("training windows: %d (%d positive) in items of up to %d; validation clips: %d",
+             len(train_samples), sum(s.label for s in train_samples), recipe.windows_per_item, len(val_samples))
     with_geometry = recipe.geometry_weight > 0
     if with_geometry:
         _check_geometry_files(train_clips)
-    train_set = WindowDataset(train_samples, prompt, config.pixels, with_geometry, recipe.cache_frames, recipe.mirror)
-    val_set = WindowDataset(val_samples, prompt, config.pixels, cache_frames=recipe.cache_frames)
+    train_set = WindowDataset(group_windows(train_samples, recipe.windows_per_item), prompt, config.pixels,
+                              with_geometry, recipe.cache_frames, recipe.mirror)
+    val_set = WindowDataset([[sample] for sample in val_samples], prompt, config.pixels, cache_frames=recipe.cache_frames)
     if recipe.cache_frames:
         log.info("frame cache: %.1f GB once every window was read", (train_set.cache_bytes() + val_set.cache_bytes()) / 1e9)
 
@@ -92,7 +93,7 @@ def train(
         num_train_epochs=epochs if epochs is not None else recipe.epochs,
         max_steps=max_steps if max_steps is not None else -1,
         per_device_train_batch_size=recipe.batch_size,
-        per_device_eval_batch_size=recipe.batch_size,
+        per_device_eval_batch_size=recipe.batch_size * recipe.windows_per_item,  # validation items are one window
         gradient_accumulation_steps=recipe.grad_accum,
         learning_rate=recipe.learning_rate,
         weight_decay=recipe.weight_decay,

@@ -6,7 +6,9 @@ the road users are (trained on that label alone, it stayed at the class prior fo
 windows). The generator knows exactly what it drew, so each clip carries ``NAME.geometry.json`` (ego speed, and for
 every drawn road user its box and distance, per frame) and training adds a small loss that asks each frame's
 image embeddings to say, on a coarse grid over the frame, whether a road user is there, how near it is and how
-far across (not the ego speed: one still frame does not show it, and asking for it only adds noise). A second probe asks the state the head reads (the last token's)
+far across, and, precisely, how far and how far across the nearest road user ahead and the nearest one in the
+ego lane are (not the ego speed: one still frame does not show it, and asking for it only adds noise). A
+second probe asks the state the head reads (the last token's)
 for the window's motion: where the nearest road user ahead is at the last frame and how its distance and
 offset changed since the first and the middle frame, and the ego speed and its change. Those few numbers
 nearly decide the label (gradient boosting on them, exact, reaches 0.99 validation AUROC), and a dense
@@ -32,6 +34,9 @@ GRID = 4  # cells per side of the grid the targets are given on
 CHANNELS = 3  # occupied, nearness exp(-d/10 m), across offset x/5 m (of the nearest user in the cell)
 MOTION = 9  # window motion targets, see ClipGeometry.motion
 MOTION_ACROSS = (1, 3, 5)  # which of them are across offsets (or their change)
+NEAREST = 5  # per frame: nearest road user ahead (distance, offset, present), nearest in the ego lane (distance, present)
+NEAREST_ACROSS = (1,)
+EGO_LANE = 1.75  # m either side of the ego lane's centre
 FAR = 40.0  # m: a road user farther than this (or none) counts as this far
 
 
@@ -57,14 +62,23 @@ class ClipGeometry:
         """``[len(indices), GRID * GRID, CHANNELS]`` float32 targets for the given frame indices."""
         return np.stack([self._frame_targets(self._frame(i)) for i in indices])
 
+    def nearest(self, indices: Sequence[int]) -> np.ndarray:
+        """``[len(indices), NEAREST]`` float32 targets: per frame, the nearest road user ahead (distance / 20 m
+        capped at FAR, offset / 5 m, present) and the nearest in the ego lane (distance, present). The precise
+        per-frame numbers whose change over a window the motion targets ask for."""
+        rows = []
+        for index in indices:
+            frame = self._frame(index)
+            d_ahead, x_ahead, ahead = _nearest_ahead(frame)
+            d_lane, _, in_lane = _nearest_ahead(frame, lane_only=True)
+            rows.append([d_ahead / 20, x_ahead / 5, ahead, d_lane / 20, in_lane])
+        return np.clip(np.array(rows, np.float32).reshape(-1, NEAREST), -2.0, 2.0)
+
     def motion(self, indices: Sequence[int]) -> np.ndarray:
         """``[MOTION]`` float32 targets for the window of frames ``indices``, scaled to about unit range: the
         nearest road user ahead at the last frame (distance, offset), the change of each since the first and
         since the middle frame, the ego speed at the last frame and its change, and whether anyone is ahead;
-        clipped to +-2. A window over a cut between scenes (a drive's or a training clip's) measures change
-        within the last frame's scene only: across the cut nothing moved, the picture changed."""
-        scene = self._frame(indices[-1]).get("scene", 0)
-        indices = [i for i in indices if self._frame(i).get("scene", 0) == scene]
+        clipped to +-2."""
         first, middle, last = (self._frame(indices[k]) for k in (0, len(indices) // 2, -1))
         (d0, x0, _), (dm, xm, _), (d1, x1, present) = (_nearest_ahead(f) for f in (first, middle, last))
         speed0, speed1 = first["ego_speed"], last["ego_speed"]
@@ -100,15 +114,25 @@ def mirrored_targets(targets: np.ndarray) -> np.ndarray:
 
 
 def mirrored_motion(motion: np.ndarray) -> np.ndarray:
-    """Window motion targets (``ClipGeometry.motion``) of the window mirrored: every across offset negated."""
+    """Window motion targets (``ClipGeometry.motion``, ``[..., MOTION]``) of the window mirrored: every across
+    offset negated."""
     out = motion.copy()
-    out[list(MOTION_ACROSS)] *= -1
+    out[..., list(MOTION_ACROSS)] *= -1
     return out
 
 
-def _nearest_ahead(frame: dict) -> tuple[float, float, float]:
-    """(distance capped at FAR, offset, 1) of the nearest road user ahead of the camera, (FAR, 0, 0) if none."""
-    ahead = [(near, across) for *_, near, across in frame["agents"] if near > 0]
+def mirrored_nearest(nearest: np.ndarray) -> np.ndarray:
+    """Per-frame nearest-road-user targets (``ClipGeometry.nearest``) of the frames mirrored."""
+    out = nearest.copy()
+    out[..., list(NEAREST_ACROSS)] *= -1
+    return out
+
+
+def _nearest_ahead(frame: dict, lane_only: bool = False) -> tuple[float, float, float]:
+    """(distance capped at FAR, offset, 1) of the nearest road user ahead of the camera (in the ego lane only,
+    with ``lane_only``), (FAR, 0, 0) if none."""
+    ahead = [(near, across) for *_, near, across in frame["agents"]
+             if near > 0 and (not lane_only or abs(across) < EGO_LANE)]
     if not ahead:
         return FAR, 0.0, 0.0
     near, across = min(ahead)
@@ -136,15 +160,16 @@ def geometry_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 
 class GeometrySupervised(nn.Module):
-    """What ``Trainer`` trains when ``training.geometry_weight`` is set: the risk model plus the two probes,
-    with loss = risk BCE + weight x (grid loss + motion Huber loss), the geometry terms only where a batch
-    brings targets."""
+    """What ``Trainer`` trains when ``training.geometry_weight`` is set: the risk model plus the probes, with
+    loss = risk BCE + weight x (grid loss + nearest-road-user and motion Huber losses), each geometry term only
+    where a batch brings its targets."""
 
     def __init__(self, model: CrashRiskModel, weight: float) -> None:
         super().__init__()
         self.model = model
         hidden = model.text_model.config.hidden_size
         self.probe = GeometryProbe(model.tokens_per_frame, hidden)
+        self.nearest_probe = nn.Linear(model.tokens_per_frame * hidden, NEAREST)
         self.motion_probe = nn.Linear(hidden, MOTION)
         self.weight = weight
 
@@ -154,10 +179,12 @@ class GeometrySupervised(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         labels: torch.Tensor | None = None,
+        window_frames: torch.Tensor | None = None,
         geometry: torch.Tensor | None = None,
+        nearest: torch.Tensor | None = None,
         motion: torch.Tensor | None = None,
     ) -> RiskOutput:
-        pooled, frames = self.model.pooled_and_frames(pixel_values, input_ids, attention_mask)
+        pooled, frames = self.model.pooled_and_frames(pixel_values, input_ids, attention_mask, window_frames)
         logits = self.model.logits(pooled)
         loss = None
         if labels is not None:
@@ -165,6 +192,9 @@ class GeometrySupervised(nn.Module):
             if geometry is not None:
                 predicted = self.probe(frames).view(geometry.shape)
                 loss = loss + self.weight * geometry_loss(predicted, geometry)
+            if nearest is not None:
+                predicted = self.nearest_probe(frames.flatten(1).float())
+                loss = loss + self.weight * nn.functional.smooth_l1_loss(predicted, nearest.view(predicted.shape))
             if motion is not None:
                 motion_error = nn.functional.smooth_l1_loss(self.motion_probe(pooled.float()), motion)
                 loss = loss + self.weight * motion_error

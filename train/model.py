@@ -131,19 +131,27 @@ class CrashRiskModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         labels: torch.Tensor | None = None,
+        window_frames: torch.Tensor | None = None,
     ) -> RiskOutput:
-        """``pixel_values`` ``[B, F, 3, S, S]``; returns logits and, given labels, the BCE-with-logits loss."""
-        pooled, _ = self.pooled_and_frames(pixel_values, input_ids, attention_mask)
+        """Logits and, given labels, the BCE-with-logits loss; inputs as ``pooled_and_frames`` takes them."""
+        pooled, _ = self.pooled_and_frames(pixel_values, input_ids, attention_mask, window_frames)
         logits = self.logits(pooled)
         return RiskOutput(logits=logits, loss=None if labels is None else risk_loss(logits, labels))
 
     def pooled_and_frames(
-        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        window_frames: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The pooled state ``[B, D]`` the head reads and the image embeddings ``[B * F, T, D]`` it was
-        computed from (auxiliary losses read both, see ``train.geometry``)."""
-        frames = self.encode_frames(pixel_values.flatten(0, 1))
-        return self.pool(self.embed_prompt(input_ids, frames), attention_mask), frames
+        """The pooled state ``[B, D]`` the head reads and the image embeddings ``[N, T, D]`` it was computed
+        from (auxiliary losses read both, see ``train.geometry``). ``pixel_values`` is ``[B, F, 3, S, S]``, a
+        window's frames per row; or, with ``window_frames`` ``[B, F]`` saying which of them make each window,
+        the batch's distinct frames ``[N, 3, S, S]``, so that a frame shared by windows is encoded once."""
+        if window_frames is None:
+            batch, per_window = pixel_values.shape[:2]
+            window_frames = torch.arange(batch * per_window, device=pixel_values.device).view(batch, per_window)
+            pixel_values = pixel_values.flatten(0, 1)
+        frames = self.encode_frames(pixel_values)
+        return self.pool(self.embed_prompt(input_ids, frames[window_frames.flatten()]), attention_mask), frames
 
     # -- training strategies --------------------------------------------------------------------------------
 
