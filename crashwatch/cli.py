@@ -133,6 +133,10 @@ def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, sk
     cm = m["confusion_matrix"]["matrix"]
     click.echo(f"{split}: {m['count']} clips, accuracy {m['accuracy']:.3f}, F1 {m['f1']:.3f}, "
                f"AUROC {_fmt(m['auroc'])}, AP {_fmt(m['ap'])}, confusion [[TN FP] [FN TP]] = {cm}")
+    for kind, k in m.get("by_kind", {}).items():
+        click.echo(f"  {kind:<15} {k['clips']:>5} clips (label {k['label']}): mean probability {k['mean_probability']:.3f}, "
+                   f"{k['at_or_above_threshold']:.0%} at or above the threshold, AUROC against the other label "
+                   f"{_fmt(k['auroc_against_other_label'])}")
     click.echo(f"wrote {out_dir / 'predictions.csv'}, {out_dir / 'metrics.json'}, {out_dir / 'pr_curve.png'}")
 
 

@@ -149,6 +149,12 @@ def test_training_with_geometry_on_generated_clips_and_without_it_on_other_data(
     assert names and not [n for n in names if "probe" in n]  # training-only: not in the model that is exported
     history = json.loads(sorted((run / "checkpoints").glob("checkpoint-*/trainer_state.json"))[-1].read_text())
     assert history["global_step"] == 2
+    # eval names how each kind of generated clip fares, from the split's ground truth
+    out = crashwatch("eval", "--checkpoint", str(run), "--data", str(data), "--split", "val", "--out", str(tmp_path / "e"))
+    kinds = {entry["kind"] for entry in json.loads((data / "val_truth.json").read_text()).values()}
+    by_kind = json.loads((tmp_path / "e" / "metrics.json").read_text())["by_kind"]
+    assert set(by_kind) == kinds and sum(k["clips"] for k in by_kind.values()) == 2
+    assert all(f"  {kind}" in out.stdout for kind in kinds)
 
     result = crashwatch("train", "--config", str(tmp_path / "geo.yaml"), "--data", str(tiny_dataset), "--out",
                         str(tmp_path / "r2"), check=False)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from train.checkpoint import load_checkpoint
 from train.data import read_split
 from train.dataset import Collator, PromptEncoder, WindowDataset
-from train.metrics import binary_metrics, sigmoid
+from train.metrics import binary_metrics, by_kind, sigmoid
 from train.windows import clip_end_window
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,9 @@ def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, sk
     probabilities = sigmoid(np.concatenate(logits))
     labels = np.asarray([s.label for s in samples])
     metrics = binary_metrics(probabilities, labels, run.threshold)
+    kinds = _kinds(data_dir, split, clips)
+    if kinds:
+        metrics["by_kind"] = by_kind(probabilities, labels, kinds, run.threshold)
     metrics.update({"split": split, "checkpoint": str(checkpoint_dir), "data": str(data_dir)})
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -56,6 +59,17 @@ def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, sk
     _plot_pr_curve(probabilities, labels, run.threshold, out_dir / "pr_curve.png")
     log.info("wrote %s, %s and %s", out_dir / "predictions.csv", out_dir / "metrics.json", out_dir / "pr_curve.png")
     return metrics
+
+
+def _kinds(data_dir: Path, split: str, clips: list) -> list[str] | None:
+    """Each clip's kind where the split's ground truth (``{split}_truth.json``, as ``crashwatch synth`` writes)
+    names one for every clip; None otherwise."""
+    path = data_dir / f"{split}_truth.json"
+    if not path.is_file():
+        return None
+    truth = json.loads(path.read_text(encoding="utf-8"))
+    kinds = [truth.get(clip.name, {}).get("kind") if isinstance(truth.get(clip.name), dict) else None for clip in clips]
+    return kinds if all(isinstance(kind, str) for kind in kinds) else None
 
 
 def _plot_pr_curve(probabilities: np.ndarray, labels: np.ndarray, threshold: float, path: Path) -> None:

@@ -34,6 +34,26 @@ def binary_metrics(probabilities: np.ndarray, labels: np.ndarray, threshold: flo
     }
 
 
+def by_kind(probabilities: np.ndarray, labels: np.ndarray, kinds: list[str], threshold: float) -> dict[str, Any]:
+    """Per kind of clip (a generated clip's scenario): how many, the mean probability, the share at or above
+    the threshold, and the AUROC of that kind against every clip of the other label (a collision kind's clips
+    against all safe clips, a safe kind's against all collisions): which kinds the model confuses."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels).astype(int)
+    kinds = np.asarray(kinds)
+    out = {}
+    for kind in sorted(set(kinds.tolist())):
+        own = kinds == kind
+        label = int(labels[own][0])
+        others = labels != label
+        pair = own | others
+        auroc = roc_auc_score(labels[pair], probabilities[pair]) if own.any() and others.any() else None
+        out[kind] = {"clips": int(own.sum()), "label": label, "mean_probability": float(probabilities[own].mean()),
+                     "at_or_above_threshold": float((probabilities[own] >= threshold).mean()),
+                     "auroc_against_other_label": None if auroc is None else float(auroc)}
+    return out
+
+
 def calibrate_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """The decision threshold with the best F1 on validation (ties: the highest, fewest false alerts).
 
