@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 # the 1 s a stride and the alert hysteresis may take.
 WARNING_WINDOW = 5.0
 FALSE_ALERT_BUDGET = 2.0  # per hour of normal driving: the demo model's target
-CURVE_THRESHOLDS = [round(0.02 * k, 2) for k in range(1, 50)]
+# Every 0.02, and finer at the top, where the threshold of a strict false-alert budget lies for a model whose
+# risk before a collision saturates (0.99-1.00 for a second or more).
+CURVE_THRESHOLDS = [round(0.02 * k, 2) for k in range(1, 50)] + [0.99, 0.995]
 
 
 def replay_clip(model: RiskModel, video: Path, stride: float | None, alert: dict[str, Any]) -> Monitor:
