@@ -162,7 +162,7 @@ def test_a_group_of_windows_reads_each_shared_frame_once(tmp_path):
     batch = Collator(0)([dataset[0], dataset[1]])
     assert batch["pixel_values"].shape[0] == 8 + dataset[1]["pixel_values"].shape[0]
     assert batch["window_frames"][4:].min() == 8 and batch["labels"].shape == (len(dataset.groups[0]) + len(dataset.groups[1]),)
-    assert dataset.samples == samples
+    assert [w for group in dataset.groups for w in group] == samples
 
 
 def test_the_frame_cache_serves_the_same_inputs_without_decoding_again(tmp_path):

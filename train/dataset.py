@@ -83,11 +83,6 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.groups)
 
-    @property
-    def samples(self) -> list[WindowSample]:
-        """Every window, in the order of the items and of the labels a prediction over them returns."""
-        return [sample for group in self.groups for sample in group]
-
     def cache_bytes(self) -> int:
         """What the frame cache holds once every item was read."""
         if not self.cache_frames:
