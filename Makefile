@@ -13,7 +13,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TRAIN_STAMP := $(VENV)/.installed-train
 MONITOR_STAMP := $(VENV)/.installed-monitor
-DEMO := monitor/demo
+DEMO := crashwatch/assets/demo
 BUILD := build
 
 .PHONY: test demo demo-model demo-eval install clean

@@ -1,3 +1,9 @@
-"""crashwatch: a real-time dashcam crash-risk monitor built on SmolVLM2."""
+"""crashwatch: a real-time dashcam crash-risk monitor built on SmolVLM2.
 
-__version__ = "0.1.0"
+This package is the application layer, on top of the others: the command line (``crashwatch.cli``), the
+evaluation by replay (``crashwatch.evaluation``), the demo and its shipped assets, and the benchmarks.
+"""
+
+from contract import __version__
+
+__all__ = ["__version__"]

@@ -1,12 +1,8 @@
 """The two ONNX graphs, traced from exactly the model parts that training runs.
 
-``torch.onnx.export(dynamo=True)``: the legacy TorchScript exporter emits an invalid graph for SigLIP's
-bucketized position ids (a float index into Gather), the dynamo exporter handles them.
-
-Graphs are traced with eager attention. It is the same arithmetic as SDPA, but the exporter decomposes SDPA
-with a NaN guard (IsNaN and Where over every attention matrix) that onnxruntime runs as separate passes: on
-the 256M architecture it took a fifth of the int8 run time; eager makes the int8 vision graph ~18 % and the
-int8 text graph ~28 % faster (see BENCHMARKS.md).
+The dynamo exporter, as the legacy one emits an invalid graph for SigLIP's bucketized position ids; eager
+attention, as the exporter decomposes SDPA with a NaN guard that onnxruntime runs as separate passes (the
+measurements behind both are in DECISIONS.md). Input and output names are the bundle format's.
 """
 
 from __future__ import annotations
@@ -18,6 +14,7 @@ import onnx
 import torch
 from torch import nn
 
+from contract import bundle as layout
 from train.model import CrashRiskModel
 
 log = logging.getLogger(__name__)
@@ -46,7 +43,7 @@ class HeadGraph(nn.Module):
         self.model = model
 
     def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model.score(inputs_embeds, attention_mask)
+        return self.model.window_logits(inputs_embeds, attention_mask)
 
 
 def _weight_bytes(module: nn.Module) -> int:
@@ -54,7 +51,7 @@ def _weight_bytes(module: nn.Module) -> int:
 
 
 def use_eager_attention(model: CrashRiskModel) -> None:
-    """Switch every attention layer to the plain matmul-softmax-matmul form before tracing (see above)."""
+    """Switch every attention layer to the plain matmul-softmax-matmul form before tracing (see the module)."""
     model.backbone.set_attn_implementation("eager")
 
 
@@ -63,7 +60,7 @@ def export_vision(model: CrashRiskModel, path: Path, image_size: int) -> None:
     graph = VisionGraph(model).eval()
     example = torch.zeros(2, 3, image_size, image_size)
     frames = torch.export.Dim("frames", min=1, max=1024)
-    _export(graph, (example,), path, ["pixel_values"], ["frame_embeds"], {"pixel_values": {0: frames}},
+    _export(graph, (example,), path, [layout.VISION_INPUT], [layout.VISION_OUTPUT], {layout.VISION_INPUT: {0: frames}},
             _weight_bytes(model.backbone.vision_model) + _weight_bytes(model.backbone.connector))
 
 
@@ -74,8 +71,8 @@ def export_head(model: CrashRiskModel, path: Path) -> None:
     example = (torch.zeros(1, 16, hidden), torch.ones(1, 16, dtype=torch.long))
     batch = torch.export.Dim("batch", min=1, max=256)
     seq = torch.export.Dim("sequence", min=2, max=16384)
-    _export(graph, example, path, ["inputs_embeds", "attention_mask"], ["logits"],
-            {"inputs_embeds": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+    _export(graph, example, path, [layout.HEAD_EMBEDS, layout.HEAD_MASK], [layout.HEAD_OUTPUT],
+            {layout.HEAD_EMBEDS: {0: batch, 1: seq}, layout.HEAD_MASK: {0: batch, 1: seq}},
             _weight_bytes(model.text_model) + _weight_bytes(model.head))
 
 
@@ -91,9 +88,8 @@ def _export(graph: nn.Module, example: tuple, path: Path, inputs: list[str], out
 
 
 def _drop_recorded_shapes(path: Path) -> None:
-    """Remove the intermediate shapes the exporter recorded. Some disagree with ONNX's own inference (SigLIP's
-    position buckets come from an arange in steps of 1/6 at 96 px, six values in torch, five by ONNX's
-    arithmetic), and onnxruntime's quantizer then refuses the graph; the runtime never needs them."""
+    """Remove the intermediate shapes the exporter recorded: some disagree with ONNX's own inference (SigLIP's
+    position buckets, DECISIONS.md), and onnxruntime's quantizer then refuses the graph; nothing needs them."""
     model = onnx.load(str(path), load_external_data=False)
     del model.graph.value_info[:]
     onnx.save(model, str(path))

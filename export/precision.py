@@ -1,9 +1,9 @@
 """From the fp32 graphs to the other precisions, with onnxruntime's own tools.
 
-- int8: dynamic quantization (weights int8, activations quantized on the fly): needs no calibration data and
-  measured 2.0x faster for the vision graph and 1.7-1.9x for the text graph on a 2-core CPU.
-- fp16: float16 weights and compute, inputs and outputs kept float32 so callers need not care. For CUDA and
-  TensorRT; on a CPU it runs but is no faster.
+- int8: dynamic quantization (weights int8, activations quantized on the fly), for CPUs: it needs no
+  calibration data.
+- fp16: float16 weights and compute, inputs and outputs kept float32 so callers need not care; for CUDA and
+  TensorRT (on a CPU it runs but is no faster, BENCHMARKS.md).
 """
 
 from __future__ import annotations

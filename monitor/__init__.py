@@ -1,6 +1,6 @@
 """crashwatch runtime: the torch-free half of the project.
 
-Everything here runs with numpy, OpenCV, onnxruntime, pyzmq, click and PyYAML only. The training/serving
-contract (frame sampling, preprocessing, prompt layout) lives here too, so that the trainer imports the very
-code the monitor serves with.
+Everything here runs with numpy, OpenCV, Pillow, onnxruntime, pyzmq, click and PyYAML only, and imports of
+the project nothing but ``contract``: sources, the scorer, alerts, event clips, the messages and their
+ZeroMQ transport, and the loop that ties them together (``monitor.monitor``).
 """

@@ -8,8 +8,10 @@ has stayed at or above ``on`` for ``min_on_seconds``, sends an ``update`` when i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from monitor.messages import Alert, AlertEvent
 
 
 @dataclass(frozen=True)
@@ -37,20 +39,19 @@ class AlertPolicy:
 
 @dataclass
 class AlertTracker:
-    """Feed it ``(t, probability)`` per stride; it returns the alert messages' bodies to publish."""
+    """Feed it ``(t, probability)`` per stride; it returns the alert messages to publish."""
 
     policy: AlertPolicy
     _count: int = 0
     _active: dict[str, Any] | None = None
     _above_since: float | None = None
     _below_since: float | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def active(self) -> bool:
         return self._active is not None
 
-    def update(self, t: float, probability: float) -> list[dict[str, Any]]:
+    def update(self, t: float, probability: float) -> list[Alert]:
         p = self.policy
         if self._active is None:
             if probability < p.on:
@@ -64,14 +65,14 @@ class AlertTracker:
             self._active = {"alert_id": self._count, "start": t, "peak": probability, "peak_at": t,
                             "reported_peak": probability}
             self._below_since = None
-            return [self._body("start", t, probability)]
+            return [self._alert(AlertEvent.START, t, probability)]
         alert = self._active
         events = []
         if probability > alert["peak"]:
             alert["peak"], alert["peak_at"] = probability, t
         if alert["peak"] >= alert["reported_peak"] + p.update_step:
             alert["reported_peak"] = alert["peak"]
-            events.append(self._body("update", t, probability))
+            events.append(self._alert(AlertEvent.UPDATE, t, probability))
         if probability >= p.off:
             self._below_since = None
             return events
@@ -81,20 +82,31 @@ class AlertTracker:
             events.append(self.finish(t, probability, reason="risk subsided"))
         return events
 
-    def finish(self, t: float, probability: float | None = None, reason: str = "stream ended") -> dict[str, Any]:
+    def finish(self, t: float, probability: float | None = None, reason: str = "stream ended") -> Alert:
         """End the active alert (the caller checks ``active``)."""
-        body = self._body("end", t, probability)
-        body["reason"] = reason
-        self.history.append(body)
+        end = self._alert(AlertEvent.END, t, probability, reason)
         self._active = None
         self._above_since = None
-        return body
+        return end
 
-    def _body(self, event: str, t: float, probability: float | None) -> dict[str, Any]:
+    def _alert(self, event: AlertEvent, t: float, probability: float | None, reason: str | None = None) -> Alert:
         alert = self._active or {}
-        body = {"event": event, "alert_id": alert["alert_id"], "start": alert["start"], "t": t,
-                "probability": probability, "peak": alert["peak"], "peak_at": alert["peak_at"],
-                "threshold": self.policy.on}
-        if event == "end":
-            body["duration"] = t - alert["start"]
-        return body
+        return Alert(event=event, alert_id=alert["alert_id"], start=alert["start"], t=t, probability=probability,
+                     peak=alert["peak"], peak_at=alert["peak_at"], threshold=self.policy.on,
+                     duration=t - alert["start"] if event is AlertEvent.END else None, reason=reason)
+
+
+def alert_starts(alerts: Sequence[Alert]) -> list[float]:
+    """The start times of the episodes among ``alerts``."""
+    return [a.start for a in alerts if a.event is AlertEvent.START]
+
+
+def alert_spans(alerts: Sequence[Alert]) -> list[tuple[float, float]]:
+    """(start, end) of each alert episode; one still open ends at infinity."""
+    spans, opened = [], {}
+    for a in alerts:
+        if a.event is AlertEvent.START:
+            opened[a.alert_id] = a.start
+        elif a.event is AlertEvent.END:
+            spans.append((opened.pop(a.alert_id, a.start), a.t))
+    return spans + [(start, float("inf")) for start in opened.values()]

@@ -13,8 +13,9 @@ from typing import Any
 
 import cv2
 
+from contract.video import VideoError, probe_clip
+from monitor.messages import Alert
 from monitor.source import Frame
-from monitor.video import VideoError, probe_clip
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +37,16 @@ class EventRecorder:
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
         self._thread.start()
 
-    def path_for(self, alert_id: int, t: float) -> Path:
+    def path_for(self, alert: Alert) -> Path:
+        """Where the clip of ``alert``'s episode goes (named in its start message)."""
         safe_camera = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.camera)
-        return self.folder / f"{safe_camera}-alert{alert_id:04d}-{t:09.2f}s.mp4"
+        return self.folder / f"{safe_camera}-alert{alert.alert_id:04d}-{alert.t:09.2f}s.mp4"
 
-    def start(self, alert: dict[str, Any], window: list[Frame]) -> Path:
-        """Open an event with the window's frames; returns the clip's path (named in the alert message)."""
-        path = self.path_for(alert["alert_id"], alert["t"])
+    def start(self, alert: Alert, window: list[Frame]) -> None:
+        """Open an event with the window's frames, to be written at ``path_for(alert)``."""
         with self._lock:
-            self._open.append({"path": path, "alert": dict(alert), "frames": list(window),
-                               "until": alert["t"] + self.post_seconds})
-        return path
+            self._open.append({"path": self.path_for(alert), "alert": alert.to_wire(), "frames": list(window),
+                               "until": alert.t + self.post_seconds})
 
     def feed(self, frame: Frame) -> None:
         """Every captured frame passes here; events take what they need and are written when complete."""

@@ -1,7 +1,7 @@
 """Alerts over ZeroMQ: a PUB socket fed by one sender thread.
 
-Every message is two frames, ``[topic, payload]``, the payload versioned JSON carrying ``schema``, a per-topic
-``seq`` (a subscriber of one topic can still detect gaps), ``camera`` and ``sent_at``. ZeroMQ sockets are not
+Every message is two frames, ``[topic, payload]``, laid out by ``monitor.messages`` (a per-topic ``seq`` lets a
+subscriber of one topic still detect gaps). ZeroMQ sockets are not
 thread-safe, so all sends happen in the sender thread; other threads enqueue. The sender also emits the
 ``status`` heartbeat every second, so it keeps its rhythm however slow the model is. PUB never blocks: past
 the send high-water mark a slow subscriber's messages are dropped by ZeroMQ, and the monitor goes on.
@@ -15,21 +15,20 @@ import queue
 import threading
 import time
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 import zmq
 
+from contract.errors import CrashwatchError
+from monitor.messages import Body, Status, Topic, envelope
 from monitor.security import ServerCurve
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-TOPICS = ("risk", "alert", "status")
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
-class PublisherError(Exception):
+class PublisherError(CrashwatchError):
     """The endpoint cannot be bound; the message names it."""
 
 
@@ -41,15 +40,10 @@ def is_loopback(endpoint: str) -> bool:
     return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
-def envelope(topic: str, seq: int, camera: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {"schema": f"crashwatch.{topic}/{SCHEMA_VERSION}", "seq": seq, "camera": camera,
-            "sent_at": time.time(), **body}
-
-
 class Publisher:
     """Binds a PUB socket and sends whatever is enqueued, plus a heartbeat from ``status`` every ``period``."""
 
-    def __init__(self, endpoint: str, camera: str, status: Callable[[], dict[str, Any]] | None = None,
+    def __init__(self, endpoint: str, camera: str, status: Callable[[], Status] | None = None,
                  period: float = 1.0, hwm: int = 1000, context: zmq.Context | None = None,
                  curve: ServerCurve | None = None) -> None:
         self.endpoint = endpoint
@@ -78,36 +72,37 @@ class Publisher:
         if not is_loopback(endpoint) and curve is None:
             log.warning("publishing on %s, reachable beyond this machine, without encryption: anyone who can "
                         "connect reads every alert (see `crashwatch keys` and --curve-secret)", endpoint)
-        self._queue: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = queue.SimpleQueue()
-        self._seq = {topic: 0 for topic in TOPICS}
+        self._queue: queue.SimpleQueue[tuple[Topic, dict[str, Any]] | None] = queue.SimpleQueue()
+        self._seq = {topic: 0 for topic in Topic}
         self._lock = threading.Lock()
         self.sent = 0
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self._thread.start()
 
-    def publish(self, topic: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Stamp and enqueue a message; returns it as it will be sent."""
+    def publish(self, body: Body) -> dict[str, Any]:
+        """Stamp and enqueue a message on its body's topic; returns it as it will be sent."""
+        topic = body.TOPIC
         with self._lock:
             self._seq[topic] += 1
-            message = envelope(topic, self._seq[topic], self.camera, body)
+            message = envelope(topic, self._seq[topic], self.camera, body.to_wire())
         self._queue.put((topic, message))
         return message
 
     def close(self, final_status: bool = True) -> None:
         """Send what is queued (and a last status), then close the socket."""
         if final_status and self._status is not None:
-            self.publish("status", self._status())
+            self.publish(self._status())
         self._queue.put(None)
         self._thread.join(timeout=2.0)
         self._socket.close()
         if self._authenticator is not None:
             self._authenticator.stop()
 
-    def _send(self, topic: str, message: dict[str, Any]) -> None:
+    def _send(self, topic: Topic, message: dict[str, Any]) -> None:
         message["sent_at"] = time.time()
         try:
-            self._socket.send_multipart([topic.encode(), json.dumps(message).encode()], flags=zmq.NOBLOCK)
+            self._socket.send_multipart([topic.value.encode(), json.dumps(message).encode()], flags=zmq.NOBLOCK)
             self.sent += 1
         except zmq.Again:
             self.dropped += 1
@@ -116,7 +111,7 @@ class Publisher:
         next_beat = time.monotonic()
         while True:
             if self._status is not None and time.monotonic() >= next_beat:
-                self.publish("status", self._status())
+                self.publish(self._status())
                 next_beat += self._period
                 if next_beat < time.monotonic():  # we were held up: no burst of catch-up beats
                     next_beat = time.monotonic() + self._period
@@ -135,17 +130,3 @@ class Publisher:
                 break
             if item is not None:
                 self._send(*item)
-
-
-def redact_url(source: str) -> str:
-    """A URL without its credentials, for logs and messages: rtsp://user:pass@host/x -> rtsp://***@host/x."""
-    try:
-        parts = urlsplit(source)
-    except ValueError:
-        return source
-    if parts.username is None and parts.password is None:
-        return source
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return parts._replace(netloc=f"***@{host}").geturl()

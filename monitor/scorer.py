@@ -14,10 +14,10 @@ from typing import Sequence
 
 import numpy as np
 
-from monitor.bundle import RiskModel
-from monitor.preprocess import PixelSpec, preprocess_frame
+from contract.preprocess import PixelSpec, preprocess_frame
+from contract.window import WindowSpec, pick_frames
+from monitor.model import RiskModel
 from monitor.source import Frame
-from monitor.window import WindowGeometry, pick_frames
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,9 @@ class WindowScore:
 class WindowScorer:
     """Scores windows of a frame list with a bundle, caching per-frame embeddings by frame id."""
 
-    def __init__(self, model: RiskModel, geometry: WindowGeometry, pixels: PixelSpec, cache: bool = True) -> None:
+    def __init__(self, model: RiskModel, window: WindowSpec, pixels: PixelSpec, cache: bool = True) -> None:
         self.model = model
-        self.geometry = geometry
+        self.window = window
         self.pixels = pixels
         self.cache_enabled = cache
         self._cache: dict[int, np.ndarray] = {}
@@ -49,7 +49,7 @@ class WindowScorer:
 
     def score(self, frames: Sequence[Frame], end: float) -> WindowScore:
         """Score the window ending at stream time ``end`` from ``frames`` (oldest first)."""
-        chosen = tuple(frames[i] for i in pick_frames([f.t for f in frames], end, self.geometry))
+        chosen = tuple(frames[i] for i in pick_frames([f.t for f in frames], end, self.window))
         if not self.cache_enabled:
             self._cache.clear()
         started = time.perf_counter()
@@ -60,7 +60,7 @@ class WindowScorer:
                 self._cache[frame.id] = self.model.encode_frames(pixels)[0]
                 encoded += 1
         encoded_at = time.perf_counter()
-        probability = self.model.score(np.stack([self._cache[f.id] for f in chosen]))
+        probability = self.model.window_probability(np.stack([self._cache[f.id] for f in chosen]))
         scored_at = time.perf_counter()
         oldest = chosen[0].id
         for stale in [i for i in self._cache if i < oldest]:  # later windows only hold newer frames

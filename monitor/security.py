@@ -16,10 +16,12 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from contract.errors import CrashwatchError
+
 log = logging.getLogger(__name__)
 
 
-class KeyFileError(Exception):
+class KeyFileError(CrashwatchError):
     """A key file that cannot be used; the message names it."""
 
 

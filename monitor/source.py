@@ -21,14 +21,15 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from monitor.publisher import redact_url
+from contract.errors import CrashwatchError
+from monitor.redact import redact_url
 
 log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
 
 
-class SourceError(Exception):
+class SourceError(CrashwatchError):
     """A source that cannot be used at all (bad scheme, missing file, no such webcam); names the source."""
 
 

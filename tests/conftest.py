@@ -104,7 +104,7 @@ def tiny_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
     """``tiny_run`` exported as an fp32 bundle."""
-    from export.bundle import export_bundle
+    from export.exporter import export_bundle
 
     root = tmp_path_factory.mktemp("tiny-bundle")
     export_bundle(tiny_run, root / "bundle", "fp32", write_video(root / "parity.mp4", 30))

@@ -1,23 +1,17 @@
-"""Helpers for monitor tests: a tiny bundle, free ports, a subscriber collecting in a thread."""
+"""Helpers for monitor tests: a subscriber collecting in a thread."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
+
 import zmq
 
 from monitor.subscribe import Subscriber
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Collector(threading.Thread):
-    """Receives everything from an endpoint until stopped; messages in arrival order."""
+    """Receives everything from an endpoint until stopped; ``(topic, wire JSON)`` in arrival order."""
 
     def __init__(self, endpoint: str, topics: tuple[str, ...] = (), curve=None) -> None:
         super().__init__(daemon=True)
@@ -28,9 +22,9 @@ class Collector(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.is_set():
-            item = self.subscriber.receive(timeout=0.1)
-            if item is not None:
-                self.messages.append(item)
+            message = self.subscriber.receive(timeout=0.1)
+            if message is not None:
+                self.messages.append((message.topic, message.wire))
 
     def of(self, topic: str) -> list[dict]:
         return [m for t, m in list(self.messages) if t == topic]

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from monitor.demo import DEMO_BUNDLE, DEMO_DRIVE, demo_event_time
+from crashwatch.bench.process import free_port
+from crashwatch.demo import DEMO_BUNDLE, DEMO_DRIVE, demo_event_time
 from tests.conftest import REPO
-from tests.monitor_helpers import free_port
 
 
 def test_bench_smoke_prints_and_writes_every_measurement(tiny_bundle, tmp_path):

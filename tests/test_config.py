@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from train.config import ConfigError, load_config
 from tests.conftest import REPO, SHARED, need_shared
+from train.config import ConfigError, load_config
 
 
 @pytest.mark.parametrize("name", ["tiny", "demo", "smolvlm2-256m", "smolvlm2-500m"])
 def test_shipped_configs_load(name):
     config = load_config(REPO / "configs" / f"{name}.yaml")
     assert config.question.startswith("Is a vehicle collision likely")
-    assert config.geometry.num_frames >= 1 and config.head.hidden > 0
+    assert config.window.num_frames >= 1 and config.head.hidden > 0
 
 
 def test_500m_architecture_is_the_real_one():

@@ -9,51 +9,50 @@ import cv2
 import numpy as np
 import pytest
 
-from monitor.preprocess import PixelSpec, preprocess_frame
-from monitor.prompt import render_prompt
-from monitor.video import probe_clip, read_frames
-from monitor.window import WindowGeometry, pick_frames
+from contract.preprocess import PixelSpec, preprocess_frame
+from contract.prompt import render_prompt
+from contract.video import probe_clip, read_frames
+from contract.window import WindowSpec, pick_frames
 from tests.conftest import CLIPS, QUESTION, SMOLVLM_TOKENIZER, frame_index, need_shared, write_video
-
 
 # -- frame sampling ------------------------------------------------------------------------------------------
 
 def test_window_takes_newest_frame_at_or_before_each_nominal_time():
-    geometry = WindowGeometry(seconds=2.0, num_frames=5)  # nominal times end-2, end-1.5, ..., end
+    window = WindowSpec(seconds=2.0, num_frames=5)  # nominal times end-2, end-1.5, ..., end
     timestamps = [i / 10 for i in range(50)]  # 10 fps
-    assert pick_frames(timestamps, end=3.0, geometry=geometry) == [10, 15, 20, 25, 30]
+    assert pick_frames(timestamps, end=3.0, window=window) == [10, 15, 20, 25, 30]
     # An end between frames never takes a later frame: the monitor cannot see the future.
-    assert pick_frames(timestamps, end=3.04, geometry=geometry) == [10, 15, 20, 25, 30]
+    assert pick_frames(timestamps, end=3.04, window=window) == [10, 15, 20, 25, 30]
 
 
 def test_window_is_the_same_whatever_the_source_fps():
-    geometry = WindowGeometry(seconds=1.0, num_frames=3)
+    window = WindowSpec(seconds=1.0, num_frames=3)
     for fps in (8.0, 20.0, 25.0, 30.0):
         timestamps = [i / fps for i in range(int(fps * 4))]
-        picked = [timestamps[i] for i in pick_frames(timestamps, end=3.0, geometry=geometry)]
+        picked = [timestamps[i] for i in pick_frames(timestamps, end=3.0, window=window)]
         assert picked == pytest.approx([2.0, 2.5, 3.0], abs=1 / fps)
-        assert all(t <= n + 1e-9 for t, n in zip(picked, geometry.nominal_times(3.0)))
+        assert all(t <= n + 1e-9 for t, n in zip(picked, window.nominal_times(3.0)))
 
 
 def test_window_longer_than_clip_repeats_first_frame():
-    geometry = WindowGeometry(seconds=4.0, num_frames=5)
-    assert pick_frames([0.0, 0.5, 1.0], end=1.0, geometry=geometry) == [0, 0, 0, 0, 2]
+    window = WindowSpec(seconds=4.0, num_frames=5)
+    assert pick_frames([0.0, 0.5, 1.0], end=1.0, window=window) == [0, 0, 0, 0, 2]
 
 
 def test_window_rejects_nonsense():
     with pytest.raises(ValueError):
-        WindowGeometry(0, 4)
+        WindowSpec(0, 4)
     with pytest.raises(ValueError):
-        WindowGeometry(2.0, 0)
+        WindowSpec(2.0, 0)
     with pytest.raises(ValueError):
-        pick_frames([], 1.0, WindowGeometry(1.0, 2))
+        pick_frames([], 1.0, WindowSpec(1.0, 2))
 
 
 def test_read_frames_returns_the_frames_asked_for(tmp_path):
     clip = write_video(tmp_path / "c.mp4", 40, fps=10, moving_box=False)
     info = probe_clip(clip)
     assert (info.num_frames, info.fps) == (40, 10.0)
-    indices = pick_frames(info.timestamps(), end=3.9, geometry=WindowGeometry(2.0, 3))
+    indices = pick_frames(info.timestamps(), end=3.9, window=WindowSpec(2.0, 3))
     frames = read_frames(clip, indices)
     assert indices == [19, 29, 39]
     for index, frame in zip(indices, frames):
@@ -95,7 +94,7 @@ def test_preprocessing_rejects_wrong_frames():
 
 # -- prompt ----------------------------------------------------------------------------------------------------
 
-def _transformers_prompt(geometry: WindowGeometry, question: str, tokens_per_frame: int) -> str:
+def _transformers_prompt(window: WindowSpec, question: str, tokens_per_frame: int) -> str:
     """The prompt as transformers' SmolVLM processor writes it, from its own code: the chat template with a
     video then a question, and ``replace_video_token`` called with the window's frame timestamps."""
     from jinja2 import Template
@@ -103,9 +102,9 @@ def _transformers_prompt(geometry: WindowGeometry, question: str, tokens_per_fra
 
     processor = SimpleNamespace(image_seq_len=tokens_per_frame, image_token="<image>",
                                 fake_image_token="<fake_token_around_image>", global_image_token="<global-img>")
-    metadata = SimpleNamespace(fps=10.0, timestamps=geometry.relative_times(), duration=geometry.seconds)
+    metadata = SimpleNamespace(fps=10.0, timestamps=window.relative_times(), duration=window.seconds)
     video = ps.SmolVLMProcessor.replace_video_token(
-        processor, {"pixel_values": np.zeros((1, geometry.num_frames)), "video_metadata": [metadata]}, 0)
+        processor, {"pixel_values": np.zeros((1, window.num_frames)), "video_metadata": [metadata]}, 0)
     chat = Template(ps.DEFAULT_CHAT_TEMPLATE).render(
         messages=[{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}],
         add_generation_prompt=True,
@@ -118,9 +117,9 @@ def test_prompt_token_ids_match_transformers_with_the_real_tokenizer(seconds, fr
     from train.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(str(need_shared(SMOLVLM_TOKENIZER)))
-    geometry = WindowGeometry(seconds, frames)
-    ours = tokenizer(render_prompt(QUESTION, geometry, 64), add_special_tokens=False)["input_ids"]
-    theirs = tokenizer(_transformers_prompt(geometry, QUESTION, 64), add_special_tokens=False)["input_ids"]
+    window = WindowSpec(seconds, frames)
+    ours = tokenizer(render_prompt(QUESTION, window, 64), add_special_tokens=False)["input_ids"]
+    theirs = tokenizer(_transformers_prompt(window, QUESTION, 64), add_special_tokens=False)["input_ids"]
     assert ours == theirs
     assert ours.count(49190) == 64 * frames  # <image>
     assert ours[-1] != 49279 and 49279 in ours  # ends with the assistant cue, after <end_of_utterance>
@@ -130,7 +129,7 @@ def test_builtin_tokenizer_keeps_special_tokens_whole_and_round_trips():
     from train.tokenizer import builtin_tokenizer
 
     tokenizer = builtin_tokenizer()
-    text = render_prompt("Crash? ünïcode", WindowGeometry(2.0, 3), 4)
+    text = render_prompt("Crash? ünïcode", WindowSpec(2.0, 3), 4)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert ids.count(tokenizer.convert_tokens_to_ids("<image>")) == 12
     assert tokenizer.decode(ids) == text
@@ -139,14 +138,15 @@ def test_builtin_tokenizer_keeps_special_tokens_whole_and_round_trips():
 def test_label_cannot_reach_the_model_input(tiny_dataset):
     """The research code put the answer into an assistant turn at training time; here the input is built
     from the clip and its question only, and two samples that differ only in label are identical inputs."""
-    from train.data import read_split
-    from train.dataset import PromptEncoder, WindowDataset, model_inputs
+    from contract.dataset import read_split
+    from contract.prompt import PromptEncoder
+    from train.dataset import WindowDataset, model_inputs
     from train.tokenizer import builtin_tokenizer
     from train.windows import WindowSample
 
     assert "label" not in inspect.signature(model_inputs).parameters
     clip = read_split(tiny_dataset, "train")[0]
-    prompt = PromptEncoder(builtin_tokenizer(), WindowGeometry(2.0, 4), 4)
+    prompt = PromptEncoder(builtin_tokenizer(), WindowSpec(2.0, 4), 4)
     dataset = WindowDataset([[WindowSample(clip, 2.5, 0)], [WindowSample(clip, 2.5, 1)]], prompt, PixelSpec(64))
     a, b = dataset[0], dataset[1]
     assert torch_equal(a["pixel_values"], b["pixel_values"]) and torch_equal(a["input_ids"], b["input_ids"])

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.window import WindowGeometry
-from train.data import DatasetError, read_split
-from train.windows import clip_end_window, group_windows, training_windows
+from contract.dataset import DatasetError, read_split
+from contract.window import WindowSpec
 from tests.conftest import QUESTION, write_split, write_video
+from train.windows import clip_end_window, group_windows, training_windows
 
 GOOD = {"video": "a.mp4", "text": QUESTION, "label": 1}
 
@@ -120,18 +120,18 @@ def test_training_windows_are_labelled_by_the_event(tmp_path):
     write_split(root, "train", [{"video": "crash.mp4", "text": "q", "label": 1, "event_time": 4.0},
                                 {"video": "calm.mp4", "text": "q", "label": 0}], frames=60, fps=10)
     crash, calm = read_split(root, "train")
-    geometry = WindowGeometry(2.0, 5)  # a frame every 0.5 s: windows every 0.5 s back from the latest end
-    windows = training_windows(crash, geometry, horizon=2.0, per_clip=8)
+    window = WindowSpec(2.0, 5)  # a frame every 0.5 s: windows every 0.5 s back from the latest end
+    windows = training_windows(crash, window, horizon=2.0, per_clip=8)
     assert [w.end for w in windows] == pytest.approx([2.0, 2.5, 3.0, 3.5, 4.0])
     assert [w.label for w in windows] == [1, 1, 1, 1, 1]
-    windows = training_windows(crash, geometry, horizon=1.0, per_clip=8)
+    windows = training_windows(crash, window, horizon=1.0, per_clip=8)
     assert [w.label for w in windows] == [0, 0, 1, 1, 1]
-    assert [w.end for w in training_windows(crash, geometry, 2.0, 3)] == pytest.approx([2.0, 3.0, 4.0])  # spread
-    calm_windows = training_windows(calm, geometry, 2.0, 20)
+    assert [w.end for w in training_windows(crash, window, 2.0, 3)] == pytest.approx([2.0, 3.0, 4.0])  # spread
+    calm_windows = training_windows(calm, window, 2.0, 20)
     assert all(w.label == 0 for w in calm_windows) and calm_windows[-1].end == pytest.approx(5.9)
     assert [w.end for w in calm_windows] == pytest.approx([5.9 - 0.5 * k for k in range(7, -1, -1)])
     assert clip_end_window(crash).end == pytest.approx(5.9) and clip_end_window(crash).label == 1
-    assert training_windows(crash, geometry, 2.0, 1) == [clip_end_window(crash)]
+    assert training_windows(crash, window, 2.0, 1) == [clip_end_window(crash)]
     groups = group_windows(windows + calm_windows, 3)
     assert [len(g) for g in groups] == [3, 2, 3, 3, 2] and all(len({w.clip for w in g}) == 1 for g in groups)
 
@@ -143,14 +143,15 @@ def _dataset_clips(tmp_path, count=2):
 
 
 def test_a_group_of_windows_reads_each_shared_frame_once(tmp_path):
-    from monitor.preprocess import PixelSpec
-    from train.dataset import Collator, PromptEncoder, WindowDataset, model_inputs
+    from contract.preprocess import PixelSpec
+    from contract.prompt import PromptEncoder
+    from train.dataset import Collator, WindowDataset, model_inputs
     from train.tokenizer import load_tokenizer
 
     root = _dataset_clips(tmp_path)
-    geometry = WindowGeometry(2.0, 5)
-    samples = [w for clip in read_split(root, "train") for w in training_windows(clip, geometry, 2.0, 20)]
-    prompt = PromptEncoder(load_tokenizer("builtin"), geometry, 4)
+    window = WindowSpec(2.0, 5)
+    samples = [w for clip in read_split(root, "train") for w in training_windows(clip, window, 2.0, 20)]
+    prompt = PromptEncoder(load_tokenizer("builtin"), window, 4)
     dataset = WindowDataset(group_windows(samples, 4), prompt, PixelSpec(64))
     item = dataset[0]
     assert item["pixel_values"].shape == (4 + 4, 3, 64, 64)  # 4 windows 0.5 s apart: 8 distinct frames
@@ -166,15 +167,16 @@ def test_a_group_of_windows_reads_each_shared_frame_once(tmp_path):
 
 
 def test_the_frame_cache_serves_the_same_inputs_without_decoding_again(tmp_path):
-    from monitor.preprocess import PixelSpec
-    from monitor.video import VideoError
-    from train.dataset import PromptEncoder, WindowDataset
+    from contract.preprocess import PixelSpec
+    from contract.prompt import PromptEncoder
+    from contract.video import VideoError
+    from train.dataset import WindowDataset
     from train.tokenizer import load_tokenizer
 
     root = _dataset_clips(tmp_path)
-    geometry = WindowGeometry(2.0, 4)
-    groups = group_windows([w for clip in read_split(root, "train") for w in training_windows(clip, geometry, 2.0, 3)], 2)
-    prompt = PromptEncoder(load_tokenizer("builtin"), geometry, 4)
+    window = WindowSpec(2.0, 4)
+    groups = group_windows([w for clip in read_split(root, "train") for w in training_windows(clip, window, 2.0, 3)], 2)
+    prompt = PromptEncoder(load_tokenizer("builtin"), window, 4)
     plain = WindowDataset(groups, prompt, PixelSpec(64))
     cached = WindowDataset(groups, prompt, PixelSpec(64), cache_frames=True)
     decoded = [plain[i] for i in range(len(groups))]
@@ -194,10 +196,11 @@ def test_the_frame_cache_serves_the_same_inputs_without_decoding_again(tmp_path)
 def test_mirrored_windows_flip_the_frames_and_their_geometry_together(tmp_path):
     import torch
 
-    from monitor.preprocess import PixelSpec
-    from train.dataset import PromptEncoder, WindowDataset
+    from contract.preprocess import PixelSpec
+    from contract.prompt import PromptEncoder
+    from contract.sidecars import geometry_path
+    from train.dataset import WindowDataset
     from train.geometry import mirrored_motion, mirrored_nearest, mirrored_targets
-    from train.synth.generate import geometry_path
     from train.tokenizer import load_tokenizer
 
     root = tmp_path / "d"
@@ -205,9 +208,9 @@ def test_mirrored_windows_flip_the_frames_and_their_geometry_together(tmp_path):
     # one car right of centre: its box moves left and its distance shrinks frame by frame
     frames = [{"ego_speed": 10.0, "agents": [[200 - i, 60, 300 - i, 120, 9.0 - 0.2 * i, 1.2]]} for i in range(40)]
     geometry_path(root / "train" / "c.mp4").write_text(json.dumps({"size": [320, 180], "frames": frames}))
-    geometry = WindowGeometry(2.0, 4)
-    groups = group_windows([w for clip in read_split(root, "train") for w in training_windows(clip, geometry, 2.0, 3)], 2)
-    prompt = PromptEncoder(load_tokenizer("builtin"), geometry, 4)
+    window = WindowSpec(2.0, 4)
+    groups = group_windows([w for clip in read_split(root, "train") for w in training_windows(clip, window, 2.0, 3)], 2)
+    prompt = PromptEncoder(load_tokenizer("builtin"), window, 4)
     plain = WindowDataset(groups, prompt, PixelSpec(64), with_geometry=True)
     mirrored = WindowDataset(groups, prompt, PixelSpec(64), with_geometry=True, mirror=1.0)
     for index in range(len(groups)):

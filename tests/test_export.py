@@ -14,14 +14,15 @@ import onnx
 import pytest
 import torch
 
-from export.bundle import TOLERANCES, ExportError, export_bundle
-from monitor.bundle import BundleError, RiskModel
-from monitor.preprocess import preprocess_frames
-from monitor.video import probe_clip, read_frames
-from monitor.window import pick_frames
-from train.checkpoint import load_checkpoint
-from train.dataset import PromptEncoder
+from contract.bundle import BundleError
+from contract.preprocess import preprocess_frames
+from contract.prompt import PromptEncoder
+from contract.video import probe_clip, read_frames
+from contract.window import pick_frames
+from export.exporter import TOLERANCES, ExportError, export_bundle
+from monitor.model import RiskModel
 from tests.conftest import FORBID_TORCH, QUESTION, REPO, write_video
+from train.checkpoint import load_checkpoint
 
 
 @pytest.fixture
@@ -52,14 +53,14 @@ def bundles(tiny_run, video, tmp_path_factory) -> dict[str, Path]:
 
 def _window(video: Path, config) -> np.ndarray:
     clip = probe_clip(video)
-    indices = pick_frames(clip.timestamps(), 2.7, config.geometry)
+    indices = pick_frames(clip.timestamps(), 2.7, config.window)
     return preprocess_frames(read_frames(video, indices), config.pixels)
 
 
 def _torch_probability(run: Path, pixels: np.ndarray) -> float:
     checkpoint = load_checkpoint(run)
     model = checkpoint.model
-    ids = torch.tensor([PromptEncoder(checkpoint.tokenizer, checkpoint.config.geometry, model.tokens_per_frame)(QUESTION)])
+    ids = torch.tensor([PromptEncoder(checkpoint.tokenizer, checkpoint.config.window, model.tokens_per_frame)(QUESTION)])
     with torch.no_grad():
         return float(torch.sigmoid(model(torch.from_numpy(pixels)[None], ids, torch.ones_like(ids)).logits[0]))
 
@@ -104,7 +105,7 @@ def test_loader_scores_a_window_like_pytorch(run, bundles, precision, tmp_path):
     config = load_checkpoint(run).config
     pixels = _window(other, config)
     model = RiskModel(bundles[precision])
-    onnx_probability = model.score(model.encode_frames(pixels))
+    onnx_probability = model.window_probability(model.encode_frames(pixels))
     assert onnx_probability == pytest.approx(_torch_probability(run, pixels), abs=TOLERANCES[precision].max_probability_diff)
 
 
@@ -113,15 +114,15 @@ def test_monitor_runs_a_bundle_where_torch_cannot_be_imported(run, bundles, tmp_
     config = load_checkpoint(run).config
     expected = _torch_probability(run, _window(other, config))
     script = FORBID_TORCH + textwrap.dedent(f"""
-        from monitor.bundle import RiskModel
-        from monitor.preprocess import PixelSpec, preprocess_frames
-        from monitor.video import probe_clip, read_frames
-        from monitor.window import WindowGeometry, pick_frames
+        from monitor.model import RiskModel
+        from contract.preprocess import PixelSpec, preprocess_frames
+        from contract.video import probe_clip, read_frames
+        from contract.window import WindowSpec, pick_frames
         model = RiskModel({str(bundles["fp32"])!r})
         m = model.manifest
         clip = probe_clip({str(other)!r})
-        indices = pick_frames(clip.timestamps(), 2.7, WindowGeometry(m.window_seconds, m.num_frames))
-        pixels = preprocess_frames(read_frames(clip.path, indices), PixelSpec(m.image_size, m.image_mean, m.image_std))
+        indices = pick_frames(clip.timestamps(), 2.7, m.window)
+        pixels = preprocess_frames(read_frames(clip.path, indices), m.pixels)
         try:
             import torch
         except ImportError:
@@ -129,7 +130,7 @@ def test_monitor_runs_a_bundle_where_torch_cannot_be_imported(run, bundles, tmp_
         else:
             raise SystemExit("torch was importable")
         assert not any(k.split(".")[0] in ("torch", "transformers") for k in sys.modules)
-        print(model.score(model.encode_frames(pixels)))
+        print(model.window_probability(model.encode_frames(pixels)))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
@@ -175,9 +176,9 @@ def _edit_manifest(bundle: Path, **changes) -> None:
 
 
 def test_export_failing_parity_writes_nothing(run, video, tmp_path, monkeypatch):
-    from export import bundle as export_module
+    from export import parity
 
-    monkeypatch.setitem(export_module.TOLERANCES, "fp32", export_module.Tolerance(1.1, 0.0))
+    monkeypatch.setitem(parity.TOLERANCES, "fp32", parity.Tolerance(1.1, 0.0))
     with pytest.raises(ExportError, match="does not match PyTorch within tolerance"):
         export_bundle(run, tmp_path / "b", "fp32", video)
     assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
@@ -193,9 +194,9 @@ def test_an_8x8_patch_grid_exports_and_quantizes(tmp_path):
     recorded shapes are dropped) and int8 conversion, and matches PyTorch."""
     from export.graphs import export_vision
     from export.precision import to_int8
+    from tests.conftest import TINY_CONFIG
     from train.config import load_config
     from train.model import CrashRiskModel
-    from tests.conftest import TINY_CONFIG
 
     config = load_config(TINY_CONFIG)
     config.backbone.architecture["vision_config"]["image_size"] = 128

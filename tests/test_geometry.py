@@ -10,11 +10,21 @@ import torch
 import yaml
 from safetensors import safe_open
 
+from contract.sidecars import GeometryError
 from tests.conftest import TINY_CONFIG
 from tests.test_cli_train import crashwatch
 from train.config import load_config
-from train.geometry import (FAR, GRID, MOTION, NEAREST, ClipGeometry, GeometryError, GeometrySupervised,
-                            mirrored_motion, mirrored_nearest, mirrored_targets)
+from train.geometry import (
+    FAR,
+    GRID,
+    MOTION,
+    NEAREST,
+    ClipGeometry,
+    GeometrySupervised,
+    mirrored_motion,
+    mirrored_nearest,
+    mirrored_targets,
+)
 from train.model import CrashRiskModel, risk_loss
 from train.tokenizer import load_tokenizer
 
@@ -106,9 +116,9 @@ def test_the_geometry_loss_reaches_the_vision_encoder_and_nothing_else_changes()
     torch.manual_seed(0)
     model = CrashRiskModel.from_backbone_config(config.backbone, config.head, tokenizer.convert_tokens_to_ids("<image>"))
     supervised = GeometrySupervised(model, weight=0.5)
-    from train.dataset import PromptEncoder
+    from contract.prompt import PromptEncoder
 
-    ids = torch.tensor([PromptEncoder(tokenizer, config.geometry, model.tokens_per_frame)(config.question)] * 2)
+    ids = torch.tensor([PromptEncoder(tokenizer, config.window, model.tokens_per_frame)(config.question)] * 2)
     mask = torch.ones_like(ids)
     pixels = torch.randn(2, config.num_frames, 3, config.image_size, config.image_size)
     labels = torch.tensor([0.0, 1.0])

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from monitor.prompt import render_prompt
+from contract.prompt import render_prompt
+from tests.conftest import TINY_CONFIG
 from train.config import LoraConfig, load_config
 from train.model import CrashRiskModel
 from train.tokenizer import builtin_tokenizer
-from tests.conftest import TINY_CONFIG
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def tiny():
     torch.manual_seed(0)
     model = CrashRiskModel.from_backbone_config(config.backbone, config.head, tokenizer.convert_tokens_to_ids("<image>"))
     model.eval()
-    ids = tokenizer(render_prompt(config.question, config.geometry, model.tokens_per_frame),
+    ids = tokenizer(render_prompt(config.question, config.window, model.tokens_per_frame),
                     add_special_tokens=False)["input_ids"]
     return config, tokenizer, model, torch.tensor([ids])
 
@@ -30,7 +30,7 @@ def test_forward_is_exactly_the_two_exported_parts(tiny):
     with torch.no_grad():
         full = model(pixels, ids, torch.ones_like(ids)).logits
         frames = model.encode_frames(pixels[0])
-        parts = model.score(model.embed_prompt(ids, frames), torch.ones_like(ids))
+        parts = model.window_logits(model.embed_prompt(ids, frames), torch.ones_like(ids))
     assert frames.shape == (config.num_frames, model.tokens_per_frame, 64)
     assert torch.equal(full, parts)
 
@@ -65,8 +65,8 @@ def test_right_padding_does_not_change_the_score(tiny):
     mask = torch.cat([torch.ones_like(ids), torch.zeros(1, 7, dtype=torch.long)], dim=1)
     with torch.no_grad():
         frames = model.encode_frames(pixels)
-        plain = model.score(model.embed_prompt(ids, frames), torch.ones_like(ids))
-        with_pad = model.score(model.embed_prompt(padded, frames), mask)
+        plain = model.window_logits(model.embed_prompt(ids, frames), torch.ones_like(ids))
+        with_pad = model.window_logits(model.embed_prompt(padded, frames), mask)
     torch.testing.assert_close(plain, with_pad, rtol=0, atol=1e-5)
 
 

@@ -14,15 +14,17 @@ from pathlib import Path
 import pytest
 import zmq
 
+from contract.bundle import Manifest
+from crashwatch.bench.process import free_port
 from monitor.alerts import AlertPolicy, AlertTracker
-from monitor.bundle import Manifest, RiskModel
-from monitor.publisher import Publisher, PublisherError, redact_url
-from monitor.run import Monitor, MonitorOptions
+from monitor.model import RiskModel
+from monitor.monitor import Monitor, MonitorOptions
+from monitor.publisher import Publisher, PublisherError
+from monitor.redact import redact_url
 from monitor.scorer import WindowScorer
 from monitor.source import Frame, SourceError, parse_source
-from monitor.window import WindowGeometry
 from tests.conftest import CLIPS, FORBID_TORCH, QUESTION, REPO, need_shared, write_video
-from tests.monitor_helpers import Collector, free_port
+from tests.monitor_helpers import Collector
 
 
 @pytest.fixture
@@ -87,17 +89,16 @@ def test_cached_stride_scores_exactly_as_a_full_recomputation(bundle, tmp_path):
             break
         frames.append(Frame(len(frames), len(frames) / 15, 0.0, image))
     m = model.manifest
-    geometry = WindowGeometry(m.window_seconds, m.num_frames)
-    from monitor.preprocess import PixelSpec
+    window = m.window
 
-    pixels = PixelSpec(m.image_size, m.image_mean, m.image_std)
-    cached = WindowScorer(model, geometry, pixels)
-    ends = [2.0 + k * geometry.spacing for k in range(5)]
+    pixels = m.pixels
+    cached = WindowScorer(model, window, pixels)
+    ends = [2.0 + k * window.spacing for k in range(5)]
     results = [cached.score(frames, end) for end in ends]
-    assert [r.encoded for r in results] == [m.num_frames, 1, 1, 1, 1]  # one new frame per stride
+    assert [r.encoded for r in results] == [m.window.num_frames, 1, 1, 1, 1]  # one new frame per stride
     for end, result in zip(ends, results):
-        fresh = WindowScorer(model, geometry, pixels, cache=False).score(frames, end)
-        assert fresh.encoded == m.num_frames
+        fresh = WindowScorer(model, window, pixels, cache=False).score(frames, end)
+        assert fresh.encoded == m.window.num_frames
         assert fresh.probability == result.probability  # exactly: the same computations
         assert [f.id for f in fresh.frames] == [f.id for f in result.frames]
 
@@ -249,7 +250,7 @@ def test_alert_hysteresis_makes_one_episode_one_alert():
     series = [0.1, 0.7, 0.65, 0.8, 0.5, 0.35, 0.7, 0.3, 0.3, 0.3, 0.3, 0.9]
     events = []
     for k, p in enumerate(series):
-        events += [(k * 0.5, e["event"], e["alert_id"]) for e in tracker.update(k * 0.5, p)]
+        events += [(k * 0.5, e.event.value, e.alert_id) for e in tracker.update(k * 0.5, p)]
     # 0.7 at 0.5 s holds through 1.0 s -> start; 0.8 rises by >= 0.1 -> update; dips to 0.35 and 0.5 are
     # hysteresis, not an end; below 0.4 from 3.5 s for 1 s -> end at 4.5 s; 0.9 alone is not yet a new alert.
     assert events == [(1.0, "start", 1), (1.5, "update", 1), (4.5, "end", 1)]
@@ -288,7 +289,7 @@ def test_replay_eval_reports_per_clip_and_overall(bundle, tiny_dataset, tmp_path
 
 
 def test_an_alert_minutes_before_a_drives_collision_is_a_false_alert_not_a_warning():
-    from monitor.replay_eval import score_alerts
+    from crashwatch.evaluation.scoring import score_alerts
 
     # A 4-minute drive ending in a collision at 230 s: alerts at 20 s and 227.5 s.
     drive = score_alerts([20.0, 227.5], duration=235.0, event_time=230.0, label=1, window=5.0)
@@ -303,26 +304,28 @@ def test_an_alert_minutes_before_a_drives_collision_is_a_false_alert_not_a_warni
 
 
 def test_false_alerts_are_counted_by_the_segment_on_screen_where_ground_truth_names_segments(tmp_path):
-    from monitor.replay_eval import false_alert_starts, read_segments, segment_at
+    from contract.sidecars import read_truth, segments_of
+    from crashwatch.evaluation.scoring import false_alert_starts
 
-    assert read_segments(tmp_path, "test") == {}  # no ground truth: nothing to count by
+    assert segments_of(read_truth(tmp_path, "test")) == {}  # no ground truth: nothing to count by
     truth = {"drive_000.mp4": {"segments": ["follow", "handover", "pass_by", "handover", "rear_end"],
                                "segment_starts_s": [0.0, 8.0, 12.0, 20.0, 24.0], "event_time": 30.0},
              "clip.mp4": {"kind": "follow", "clip_end": 5.0}}  # a clip's truth names no segments
     (tmp_path / "test_truth.json").write_text(json.dumps(truth))
-    segments = read_segments(tmp_path, "test")
+    segments = segments_of(read_truth(tmp_path, "test"))
     assert list(segments) == ["drive_000.mp4"]
     # Alerts at 9 s (handover), 12 s (pass_by starts), 19.9 s (still pass_by) are false; 27 s warns of the crash.
     false = false_alert_starts([9.0, 12.0, 19.9, 27.0], event_time=30.0, label=1, window=5.0)
     assert false == [9.0, 12.0, 19.9]
-    assert [segment_at(segments["drive_000.mp4"], t) for t in false] == ["handover", "pass_by", "pass_by"]
-    assert segment_at(segments["drive_000.mp4"], 0.0) == "follow" and segment_at(segments["drive_000.mp4"], 99) == "rear_end"
+    drive = segments["drive_000.mp4"]
+    assert [drive.at(t) for t in false] == ["handover", "pass_by", "pass_by"]
+    assert drive.at(0.0) == "follow" and drive.at(99) == "rear_end"
 
 
 def test_the_operating_curve_replays_the_alert_policy_over_recorded_probabilities():
-    from monitor.replay_eval import operating_curve, within_budget
-    from monitor.video import ClipInfo
-    from train.data import Clip
+    from contract.dataset import Clip
+    from contract.video import ClipInfo
+    from crashwatch.evaluation.curve import Trace, operating_curve, within_budget
 
     def clip(name, label, event_time, seconds):
         return Clip(Path(name), QUESTION, label, event_time, 1, ClipInfo(Path(name), 10.0, int(seconds * 10), 64, 64))
@@ -330,7 +333,7 @@ def test_the_operating_curve_replays_the_alert_policy_over_recorded_probabilitie
     times = [0.5 * k for k in range(121)]  # 60 s at a 0.5 s stride
     normal = [0.5 if 10.0 <= t <= 12.0 else 0.1 for t in times]  # one scare, 2 s long
     crash = [0.8 if t >= 52.0 else 0.1 for t in times]  # rises 3 s before the collision at 55 s
-    traces = [(clip("normal.mp4", 0, None, 60.0), times, normal), (clip("crash.mp4", 1, 55.0, 60.0), times, crash)]
+    traces = [Trace(clip("normal.mp4", 0, None, 60.0), times, normal), Trace(clip("crash.mp4", 1, 55.0, 60.0), times, crash)]
     curve = operating_curve(traces, {}, warning_window=5.0, thresholds=[0.3, 0.6, 0.9])
     assert [p["false_alerts"] for p in curve] == [1, 0, 0]
     assert [p["alerted_before_collision"] for p in curve] == [1, 1, 0]
@@ -372,7 +375,7 @@ def test_the_monitor_command_runs_without_torch(bundle, tmp_path):
     clip = write_video(tmp_path / "c.mp4", 45, fps=15)
     args = ["crashwatch", "monitor", "--bundle", str(bundle), "--source", str(clip), "--replay", "fast",
             "--pub", f"tcp://127.0.0.1:{free_port()}"]
-    script = FORBID_TORCH + f"sys.argv = {args!r}\nfrom crashwatch.cli import main\nmain()\n"
+    script = FORBID_TORCH + f"sys.argv = {args!r}\nimport runpy\nrunpy.run_module('crashwatch', run_name='__main__')\n"
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "stopped: 2 strides (0 skipped)" in result.stdout  # 3 s of video: windows ending at 2.0 and 2.67 s

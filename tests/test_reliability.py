@@ -18,17 +18,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.bundle import BundleError, Manifest
+from contract.bundle import BundleError, Manifest
+from crashwatch.bench.process import free_port
 from monitor.events import EventRecorder
+from monitor.messages import Alert, AlertEvent, Status
+from monitor.model import RiskModel
+from monitor.monitor import Monitor, MonitorOptions
 from monitor.publisher import Publisher
-from monitor.run import Monitor, MonitorOptions
-from monitor.bundle import RiskModel
 from monitor.scorer import WindowScorer
 from monitor.security import ClientCurve, ServerCurve, create_keys
 from monitor.source import Frame, parse_source
-from monitor.window import WindowGeometry
 from tests.conftest import REPO, write_video
-from tests.monitor_helpers import Collector, free_port
+from tests.monitor_helpers import Collector
 
 
 def _start(bundle: Path, source: str, endpoint: str, stop: threading.Event, **options) -> tuple[Monitor, threading.Thread]:
@@ -164,15 +165,15 @@ def test_a_file_truncated_while_replayed_ends_cleanly(tiny_bundle, tmp_path):
 def test_frames_that_change_size_mid_stream(tiny_bundle, tmp_path):
     model = RiskModel(tiny_bundle)
     m = model.manifest
-    from monitor.preprocess import PixelSpec
-
     rng = np.random.default_rng(0)
     sizes = [(240, 320), (480, 640), (100, 100), (720, 1280)]
     frames = [Frame(i, i / 10, time.time(), rng.integers(0, 255, (*sizes[i % 4], 3), dtype=np.uint8)) for i in range(40)]
-    scorer = WindowScorer(model, WindowGeometry(m.window_seconds, m.num_frames), PixelSpec(m.image_size))
+    scorer = WindowScorer(model, m.window, m.pixels)
     assert 0.0 <= scorer.score(frames, 3.0).probability <= 1.0
     recorder = EventRecorder(tmp_path / "events", "cam", post_seconds=0.5, fps=10)
-    path = recorder.start({"alert_id": 1, "t": 2.0}, frames[:21])
+    alert = Alert(AlertEvent.START, alert_id=1, start=2.0, t=2.0, probability=0.9, peak=0.9, peak_at=2.0, threshold=0.5)
+    recorder.start(alert, frames[:21])
+    path = recorder.path_for(alert)
     for frame in frames[21:]:
         recorder.feed(frame)
     recorder.close()
@@ -228,7 +229,10 @@ def test_curve_admits_listed_subscribers_only(tmp_path):
     allowed.mkdir()
     shutil.copy(tmp_path / "clients" / "listed.key", allowed)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    publisher = Publisher(endpoint, "cam", status=lambda: {"hello": "world"}, period=0.2,
+    heartbeat = Status(source={"kind": "file", "name": "c.mp4", "state": "online"}, capture_fps=10.0, frames_captured=0,
+                       frames_dropped=0, strides=0, strides_skipped=0, stride_s=0.5, lag_s=None, model_ms=None,
+                       alert_active=False)
+    publisher = Publisher(endpoint, "cam", status=lambda: heartbeat, period=0.2,
                           curve=ServerCurve(tmp_path / "server" / "monitor.key_secret", allowed))
     server_key = tmp_path / "server" / "monitor.key"
     listed = Collector.__new__(Collector)

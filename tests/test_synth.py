@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from monitor.video import probe_clip
-from train.data import read_split
+from contract.dataset import read_split
+from contract.video import probe_clip
 from train.synth.catalog import COLLISIONS, KINDS, NEAR_MISSES, build
 from train.synth.drive import HANDOVER_CLEARANCE, Drive
 from train.synth.generate import ALARMING, FPS, ORDINARY, _write_clip, generate

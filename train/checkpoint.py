@@ -16,7 +16,8 @@ from typing import Any
 import safetensors.torch
 from transformers import PreTrainedTokenizerBase
 
-from monitor.versioned import read_versioned_json
+from contract.errors import CrashwatchError
+from contract.versioned import read_versioned_json
 from train.config import ConfigError, RunConfig
 from train.model import CrashRiskModel
 from train.tokenizer import load_tokenizer
@@ -30,7 +31,7 @@ META = "crashwatch.json"
 TOKENIZER = "tokenizer"
 
 
-class CheckpointError(Exception):
+class CheckpointError(CrashwatchError):
     """A checkpoint folder that cannot be loaded; the message names the file."""
 
 

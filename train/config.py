@@ -14,14 +14,15 @@ from typing import Any
 
 import yaml
 
-from monitor.preprocess import PixelSpec
-from monitor.window import WindowGeometry
+from contract.errors import CrashwatchError
+from contract.preprocess import PixelSpec
+from contract.prompt import DEFAULT_QUESTION
+from contract.window import WindowSpec
 
-DEFAULT_QUESTION = "Is a vehicle collision likely to happen within 1 to 2 seconds?(0: No, 1: Yes)"
 FREEZABLE = ("vision", "connector", "text")
 
 
-class ConfigError(Exception):
+class ConfigError(CrashwatchError):
     """A configuration file that cannot be used; the message names the file and the key."""
 
 
@@ -108,8 +109,8 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
     @property
-    def geometry(self) -> WindowGeometry:
-        return WindowGeometry(self.window_seconds, self.num_frames)
+    def window(self) -> WindowSpec:
+        return WindowSpec(self.window_seconds, self.num_frames)
 
     @property
     def pixels(self) -> PixelSpec:

@@ -1,7 +1,7 @@
 """Torch side of the data: window samples to model inputs, with the shared contract.
 
-Frames are picked with ``monitor.window.pick_frames``, preprocessed with ``monitor.preprocess`` and the
-prompt rendered with ``monitor.prompt``: the exact code the monitor serves with.
+Frames are picked with ``contract.window.pick_frames``, preprocessed with ``contract.preprocess`` and the
+prompt encoded with ``contract.prompt``: the exact code the exporter and the monitor use.
 """
 
 from __future__ import annotations
@@ -13,42 +13,25 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from transformers import PreTrainedTokenizerBase
 
-from monitor.preprocess import PixelSpec, normalise, preprocess_frames, resize_frame
-from monitor.prompt import render_prompt
-from monitor.video import read_frames
-from monitor.window import WindowGeometry, pick_frames
-from train.data import Clip
+from contract.dataset import Clip
+from contract.preprocess import PixelSpec, normalise, preprocess_frames, resize_frame
+from contract.prompt import PromptEncoder
+from contract.sidecars import geometry_path
+from contract.video import read_frames
+from contract.window import WindowSpec, pick_frames
 from train.geometry import ClipGeometry, mirrored_motion, mirrored_nearest, mirrored_targets
-from train.synth.generate import geometry_path
 from train.windows import WindowSample
 
 
-class PromptEncoder:
-    """Question text -> token ids of the full prompt, cached (a run has one or a few questions)."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, geometry: WindowGeometry, tokens_per_frame: int) -> None:
-        self.tokenizer = tokenizer
-        self.geometry = geometry
-        self.tokens_per_frame = tokens_per_frame
-        self._cache: dict[str, list[int]] = {}
-
-    def __call__(self, question: str) -> list[int]:
-        if question not in self._cache:
-            text = render_prompt(question, self.geometry, self.tokens_per_frame)
-            self._cache[question] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return self._cache[question]
-
-
-def window_frames(clip: Clip, end: float, geometry: WindowGeometry) -> list[int]:
+def window_frames(clip: Clip, end: float, geometry: WindowSpec) -> list[int]:
     """Indices of the frames of ``clip`` in the window ending at ``end``."""
     return pick_frames(clip.info.timestamps(), end, geometry)
 
 
 def model_inputs(clip: Clip, end: float, prompt: PromptEncoder, pixels: PixelSpec) -> dict[str, torch.Tensor]:
     """The model's inputs for the window of ``clip`` ending at ``end``. Takes no label, by design."""
-    frames = preprocess_frames(read_frames(clip.video, window_frames(clip, end, prompt.geometry)), pixels)
+    frames = preprocess_frames(read_frames(clip.video, window_frames(clip, end, prompt.window)), pixels)
     return {"pixel_values": torch.from_numpy(frames), "input_ids": torch.tensor(prompt(clip.text), dtype=torch.long)}
 
 
@@ -61,9 +44,8 @@ class WindowDataset(Dataset):
     (training-only, never a model input).
 
     With ``cache_frames`` each item's frames are decoded and resized once and kept (uint8) for the next
-    epochs: a small model on a 2-core CPU otherwise spends a third of each step decoding video (measured on
-    the demo recipe: 0.32 s of decoding per batch beside 0.47 s of compute). The cache lives in the process
-    that reads the data, so with workers it needs them persistent (``train.fit`` sets that).
+    epochs: for small models, whose steps cost less than decoding video. The cache lives in the process that
+    reads the data, so with workers it needs them persistent (``train.fit`` sets that).
 
     With ``mirror`` that share of the items read is mirrored left to right, drawn anew at each read (torch's
     generator, which the data loader seeds per worker from the run's seed)."""
@@ -93,7 +75,7 @@ class WindowDataset(Dataset):
     def _frame_indices(self, group: list[WindowSample]) -> tuple[list[int], list[list[int]]]:
         """The clip frames the group's windows use, each once and in order, and per window where its frames
         lie among them."""
-        per_window = [window_frames(sample.clip, sample.end, self.prompt.geometry) for sample in group]
+        per_window = [window_frames(sample.clip, sample.end, self.prompt.window) for sample in group]
         distinct = sorted({i for indices in per_window for i in indices})
         where = {frame: k for k, frame in enumerate(distinct)}
         return distinct, [[where[i] for i in indices] for indices in per_window]

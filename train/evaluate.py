@@ -18,10 +18,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from contract.dataset import read_split
+from contract.prompt import PromptEncoder
+from contract.risk import sigmoid
+from contract.sidecars import kinds_of, read_truth
 from train.checkpoint import load_checkpoint
-from train.data import read_split
-from train.dataset import Collator, PromptEncoder, WindowDataset
-from train.metrics import binary_metrics, by_kind, sigmoid
+from train.dataset import Collator, WindowDataset
+from train.metrics import binary_metrics, by_kind
 from train.windows import clip_end_window
 
 log = logging.getLogger(__name__)
@@ -32,7 +35,7 @@ def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, sk
              batch_size: int = 2) -> dict[str, Any]:
     run = load_checkpoint(checkpoint_dir)
     clips = read_split(data_dir, split, skip_bad)
-    prompt = PromptEncoder(run.tokenizer, run.config.geometry, run.model.tokens_per_frame)
+    prompt = PromptEncoder(run.tokenizer, run.config.window, run.model.tokens_per_frame)
     samples = [clip_end_window(clip) for clip in clips]
     loader = DataLoader(WindowDataset([[sample] for sample in samples], prompt, run.config.pixels), batch_size=batch_size,
                         collate_fn=Collator(run.tokenizer.pad_token_id))
@@ -43,7 +46,7 @@ def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, sk
     probabilities = sigmoid(np.concatenate(logits))
     labels = np.asarray([s.label for s in samples])
     metrics = binary_metrics(probabilities, labels, run.threshold)
-    kinds = _kinds(data_dir, split, clips)
+    kinds = kinds_of(read_truth(data_dir, split), [clip.name for clip in clips])
     if kinds:
         metrics["by_kind"] = by_kind(probabilities, labels, kinds, run.threshold)
     metrics.update({"split": split, "checkpoint": str(checkpoint_dir), "data": str(data_dir)})
@@ -59,17 +62,6 @@ def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, sk
     _plot_pr_curve(probabilities, labels, run.threshold, out_dir / "pr_curve.png")
     log.info("wrote %s, %s and %s", out_dir / "predictions.csv", out_dir / "metrics.json", out_dir / "pr_curve.png")
     return metrics
-
-
-def _kinds(data_dir: Path, split: str, clips: list) -> list[str] | None:
-    """Each clip's kind where the split's ground truth (``{split}_truth.json``, as ``crashwatch synth`` writes)
-    names one for every clip; None otherwise."""
-    path = data_dir / f"{split}_truth.json"
-    if not path.is_file():
-        return None
-    truth = json.loads(path.read_text(encoding="utf-8"))
-    kinds = [truth.get(clip.name, {}).get("kind") if isinstance(truth.get(clip.name), dict) else None for clip in clips]
-    return kinds if all(isinstance(kind, str) for kind in kinds) else None
 
 
 def _plot_pr_curve(probabilities: np.ndarray, labels: np.ndarray, threshold: float, path: Path) -> None:

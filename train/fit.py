@@ -17,14 +17,16 @@ import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer, TrainingArguments, set_seed
 
+from contract.dataset import read_split
+from contract.prompt import PromptEncoder
+from contract.risk import sigmoid
+from contract.sidecars import GeometryError, geometry_path
 from train.checkpoint import save_checkpoint
 from train.config import RunConfig
-from train.data import read_split
-from train.dataset import Collator, PromptEncoder, WindowDataset
-from train.geometry import GeometryError, GeometrySupervised
-from train.metrics import binary_metrics, calibrate_threshold, sigmoid
+from train.dataset import Collator, WindowDataset
+from train.geometry import GeometrySupervised
+from train.metrics import binary_metrics, calibrate_threshold
 from train.model import CrashRiskModel
-from train.synth.generate import geometry_path
 from train.tokenizer import load_tokenizer
 from train.windows import clip_end_window, group_windows, training_windows
 
@@ -70,10 +72,10 @@ def train(
         model.backbone.gradient_checkpointing_enable()
     log.info("parameters: %s", model.parameter_counts())
 
-    prompt = PromptEncoder(tokenizer, config.geometry, model.tokens_per_frame)
+    prompt = PromptEncoder(tokenizer, config.window, model.tokens_per_frame)
     train_samples = [
         w for clip in train_clips
-        for w in training_windows(clip, config.geometry, recipe.horizon_seconds, recipe.windows_per_clip)
+        for w in training_windows(clip, config.window, recipe.horizon_seconds, recipe.windows_per_clip)
     ]
     val_samples = [clip_end_window(clip) for clip in val_clips]
     log.info("training windows: %d (%d positive) in items of up to %d; validation clips: %d",

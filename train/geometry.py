@@ -18,7 +18,6 @@ are training-only: nothing of them is exported, and the served model is the same
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from train.data import DatasetError
+from contract.sidecars import FrameGeometry
 from train.model import CrashRiskModel, RiskOutput, risk_loss
 
 GRID = 4  # cells per side of the grid the targets are given on
@@ -40,23 +39,12 @@ EGO_LANE = 1.75  # m either side of the ego lane's centre
 FAR = 40.0  # m: a road user farther than this (or none) counts as this far
 
 
-class GeometryError(DatasetError):
-    """A geometry file that is missing or unreadable; the message names it."""
-
-
 class ClipGeometry:
-    """A clip's ``*.geometry.json``, turned into grid targets frame by frame."""
+    """A clip's ``*.geometry.json`` (``contract.sidecars.FrameGeometry``), turned into targets frame by frame."""
 
     def __init__(self, path: Path) -> None:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            self.width, self.height = (int(v) for v in data["size"])
-            self.frames: list[dict] = data["frames"]
-        except FileNotFoundError:
-            raise GeometryError(f"{path}: no such geometry file (training.geometry_weight needs one beside every "
-                                "training video, as `crashwatch synth` writes; set it to 0 for other data)") from None
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise GeometryError(f"{path}: not a geometry file ({err})") from None
+        geometry = FrameGeometry.read(path)
+        self.width, self.height, self.frames = geometry.width, geometry.height, geometry.frames
 
     def targets(self, indices: Sequence[int]) -> np.ndarray:
         """``[len(indices), GRID * GRID, CHANNELS]`` float32 targets for the given frame indices."""
@@ -185,7 +173,7 @@ class GeometrySupervised(nn.Module):
         motion: torch.Tensor | None = None,
     ) -> RiskOutput:
         pooled, frames = self.model.pooled_and_frames(pixel_values, input_ids, attention_mask, window_frames)
-        logits = self.model.logits(pooled)
+        logits = self.model.classify(pooled)
         loss = None
         if labels is not None:
             loss = risk_loss(logits, labels)

@@ -18,8 +18,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.video import VideoError, probe_clip
-from train.data import SPLITS, DatasetError, Problem
+from contract.dataset import SPLITS, DatasetError, Problem
+from contract.video import VideoError, probe_clip
 
 log = logging.getLogger(__name__)
 
@@ -136,3 +136,22 @@ def check_videos(videos: list[LabelledVideo], problems: list[Problem]) -> list[L
         names.add(video.path.name)
         good.append(video)
     return good
+
+
+def index_dataset(source: Path, out: Path, question: str, fractions: tuple[float, float, float], seed: int,
+                  link: bool = False, skip_bad: bool = False) -> dict[str, int]:
+    """``crashwatch dataset index``: read ``source`` (folders or CSV), check every video, write the layout.
+    Problems stop it, listed with their file and line, unless ``skip_bad`` leaves them out with a warning."""
+    if source.is_dir():
+        videos, problems = from_folders(source), []
+    else:
+        videos, problems = from_csv(source)
+    videos = check_videos(videos, problems)
+    if problems:
+        listing = "\n  ".join(str(p) for p in problems)
+        if not skip_bad:
+            raise DatasetError(f"{source}: {len(problems)} problem(s) (use --skip-bad to leave them out):\n  {listing}")
+        log.warning("leaving out %d video(s):\n  %s", len(problems), listing)
+    if not videos:
+        raise DatasetError(f"{source}: no usable videos")
+    return write_dataset(videos, out, question, fractions, seed, link)

@@ -8,10 +8,6 @@ import numpy as np
 from sklearn.metrics import accuracy_score, average_precision_score, confusion_matrix, f1_score, roc_auc_score
 
 
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
-
-
 def binary_metrics(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
     """Accuracy and F1 of ``probability >= threshold`` (the research evaluation's yes/no), AUROC and AP
     (``None`` when the labels hold one class only and they are undefined), and the confusion matrix."""

@@ -4,7 +4,7 @@ The forward pass is two parts, and the exporter turns exactly these into ONNX gr
 
 1. ``encode_frames``: pixels ``[F, 3, S, S]`` -> per-frame image embeddings ``[F, T, D]`` (vision encoder and
    connector). A frame's embeddings depend on that frame alone, which lets the monitor cache them.
-2. ``score``: prompt embeddings with the image embeddings merged in ``[B, L, D]`` and their attention mask
+2. ``window_logits``: prompt embeddings with the image embeddings merged in ``[B, L, D]`` and their attention mask
    -> one logit per window, from the last real token's hidden state. The language-model head is never run.
 
 ``embed_prompt`` does the merge between the two (token embedding lookup, image rows scattered where the
@@ -118,11 +118,12 @@ class CrashRiskModel(nn.Module):
         last = attention_mask.long().sum(dim=1) - 1
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
-    def score(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def window_logits(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Merged embeddings ``[B, L, D]`` and mask ``[B, L]`` (right-padded) -> logits ``[B]``."""
-        return self.logits(self.pool(inputs_embeds, attention_mask))
+        return self.classify(self.pool(inputs_embeds, attention_mask))
 
-    def logits(self, pooled: torch.Tensor) -> torch.Tensor:
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The head: pooled states ``[B, D]`` -> logits ``[B]``."""
         return self.head(pooled.to(self.head.net[0].weight.dtype))
 
     def forward(
@@ -135,7 +136,7 @@ class CrashRiskModel(nn.Module):
     ) -> RiskOutput:
         """Logits and, given labels, the BCE-with-logits loss; inputs as ``pooled_and_frames`` takes them."""
         pooled, _ = self.pooled_and_frames(pixel_values, input_ids, attention_mask, window_frames)
-        logits = self.logits(pooled)
+        logits = self.classify(pooled)
         return RiskOutput(logits=logits, loss=None if labels is None else risk_loss(logits, labels))
 
     def pooled_and_frames(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from monitor.prompt import SMOLVLM_SPECIAL_TOKENS, render_prompt
-from train.config import DEFAULT_QUESTION, ConfigError
+from contract.prompt import DEFAULT_QUESTION, SMOLVLM_SPECIAL_TOKENS, render_prompt
+from contract.window import WindowSpec
+from train.config import ConfigError
 
 BUILTIN = "builtin"
 BUILTIN_VOCAB = 512  # what configs using the built-in tokenizer give as vocab_size
@@ -23,11 +24,9 @@ def builtin_tokenizer() -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from tokenizers.pre_tokenizers import ByteLevel
 
-    from monitor.window import WindowGeometry
-
     special = SMOLVLM_SPECIAL_TOKENS
     image_block = special.around_image + special.global_image + special.image + special.around_image
-    corpus = [render_prompt(DEFAULT_QUESTION, WindowGeometry(seconds, frames), 1).replace(image_block, " ")
+    corpus = [render_prompt(DEFAULT_QUESTION, WindowSpec(seconds, frames), 1).replace(image_block, " ")
               for frames in range(1, 65) for seconds in (1.0, 2.0, 2.4, 3.5, 10.0, 75.0)]
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

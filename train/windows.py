@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from monitor.window import WindowGeometry
-from train.data import Clip
+from contract.dataset import Clip
+from contract.window import WindowSpec
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def clip_end_window(clip: Clip) -> WindowSample:
     return WindowSample(clip, clip.info.timestamps()[-1], clip.label)
 
 
-def training_windows(clip: Clip, geometry: WindowGeometry, horizon: float, per_clip: int) -> list[WindowSample]:
+def training_windows(clip: Clip, window: WindowSpec, horizon: float, per_clip: int) -> list[WindowSample]:
     """The windows drawn from one clip for training, oldest first: every window on the stride grid from the
     latest end back to the window's length into the clip, or ``per_clip`` of them evenly spread where the grid
     holds more."""
@@ -44,10 +44,10 @@ def training_windows(clip: Clip, geometry: WindowGeometry, horizon: float, per_c
     if per_clip == 1 or (clip.event_time is None and clip.label == 1):
         return [clip_end_window(clip)]
     latest = last if clip.event_time is None else min(last, clip.event_time)
-    earliest = min(geometry.seconds, latest)
-    on_grid = int((latest - earliest) / geometry.spacing + 1e-6) + 1
+    earliest = min(window.seconds, latest)
+    on_grid = int((latest - earliest) / window.spacing + 1e-6) + 1
     steps = range(on_grid) if on_grid <= per_clip else np.linspace(0, on_grid - 1, per_clip).round().astype(int)
-    ends = [latest - int(k) * geometry.spacing for k in reversed(steps)]
+    ends = [latest - int(k) * window.spacing for k in reversed(steps)]
     return [WindowSample(clip, end, window_label(clip, end, horizon)) for end in ends]
 
 

@@ -26,7 +26,8 @@ from typing import Iterable
 import numpy as np
 from tqdm import tqdm
 
-from train.config import DEFAULT_QUESTION
+from contract.prompt import DEFAULT_QUESTION
+from contract.sidecars import geometry_path, truth_path
 from train.synth.catalog import COLLISIONS, NEAR_MISSES, NORMAL, build
 from train.synth.drive import Drive, Segment
 from train.synth.render import agent_boxes, render_frame, write_video
@@ -39,29 +40,19 @@ SIZE = (320, 180)
 SHARES = {"collision": 0.45, "near_miss": 0.40, "normal": 0.15}
 # Drives are ordinary traffic (following, open road, being passed close by) with an alarming near miss as one
 # segment in four: about two a minute, far denser than real driving, yet driving and not a string of scares.
-# (Until 2026-11-25 drives were 5/7 near misses, one every ~10 s.)
 ORDINARY = NORMAL + ("pass_by",)
 ALARMING = tuple(kind for kind in NEAR_MISSES if kind not in ORDINARY)
 DRIVE_NEAR_MISS_SHARE = 0.25
 # How long before its critical moment a clip ends (seconds, drawn uniformly). Validation and test clips are the
-# research clip. Training clips run on as a drive plays them: a model that never saw the last second before a
-# collision dropped to no risk there (0.98 -> 0.002 from 1.0 to 0.4 s before, on an unseen drive), and one that
-# saw collisions up to the impact but near misses only up to their closest approach took the ego car stopped
-# behind a stopped car, after braking in time, for a collision. So collisions run up to the impact and near
-# misses and normal driving to a second past their critical moment.
+# research clip; training clips run on as a drive plays them, collisions up to the impact and near misses and
+# normal driving to a second past their critical moment, so that no moment a monitor sees is new to the model
+# (what each choice fixed is in DECISIONS.md).
 RESEARCH_LEAD = (1.0, 2.0)
 TRAINING_LEAD = {True: (0.0, 2.0), False: (-1.0, 2.0)}  # by whether the scenario collides
 # This share of training clips opens in a drive's handover (train.synth.drive): the last second of the scene
-# before, then road users turning off and onto the road as the next scenario (the clip's own) takes over.
-# Drives spend about a third of their time in handovers, and a model trained on single scenarios only took the
-# next scene's lead car turning into the lane ahead for a cut-in (most false alerts on drives of 2026-11-25).
+# before, then road users turning off and onto the road as the next scenario (the clip's own) takes over, as
+# drives spend about a third of their time in handovers.
 HANDOVER_SHARE = 0.5
-GEOMETRY_SUFFIX = ".geometry.json"  # beside each clip: what every frame shows (read by train.geometry)
-
-
-def geometry_path(video: Path) -> Path:
-    """Where the per-frame geometry of ``video`` lies: beside it, ``NAME.geometry.json``."""
-    return video.with_suffix(GEOMETRY_SUFFIX)
 
 
 def _frame_times(segments: Iterable[Segment], fps: float):
@@ -155,7 +146,7 @@ def write_clips(out: Path, split: str, count: int, rng: np.random.Generator, que
     lines = [json.dumps(entry) for _, entry, _ in made]
     truth = {name: clip_truth for name, _, clip_truth in made}
     (out / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    (out / f"{split}_truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+    truth_path(out, split).write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
     log.info("%s: %d clips (%d collisions)", split, count, sum(entry["label"] for _, entry, _ in made))
 
 
@@ -183,7 +174,7 @@ def write_drives(out: Path, count: int, minutes: float, rng: np.random.Generator
         log.info("drive %s: %.0f s, %d segments%s", name, drive.duration, len(drive.segments),
                  ", ends in a collision" if crash else "")
     (out / "test.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    (out / "test_truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+    truth_path(out, "test").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
 
 
 def generate(out: Path, clips: int, seed: int, drives: int = 0, drive_minutes: float = 3.0,

@@ -4,21 +4,23 @@ state drawn under it, for people to watch what the monitor saw and said."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
 
-from monitor.plot import risk_chart
+from crashwatch.evaluation.plot import risk_chart
+from monitor.alerts import alert_spans
+from monitor.messages import Alert, Risk
 
 
-def annotate_video(source: Path, out: Path, risks: Sequence[dict[str, Any]], alerts: Sequence[dict[str, Any]],
+def annotate_video(source: Path, out: Path, risks: Sequence[Risk], alerts: Sequence[Alert],
                    threshold: float, event_time: float | None = None, width: int = 640) -> Path:
     """Write ``out``: ``source``'s frames scaled to ``width`` with a risk panel below them."""
     capture = cv2.VideoCapture(str(source))
     fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
-    times = [r["t"] for r in risks]
-    probabilities = [r["probability"] for r in risks]
+    times = [r.t for r in risks]
+    probabilities = [r.probability for r in risks]
     spans = alert_spans(alerts)
     duration = max(times[-1] if times else 0.0, capture.get(cv2.CAP_PROP_FRAME_COUNT) / fps)
     writer = None
@@ -50,14 +52,3 @@ def annotate_video(source: Path, out: Path, risks: Sequence[dict[str, Any]], ale
         if writer is not None:
             writer.release()
     return out
-
-
-def alert_spans(alerts: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
-    """(start, end) of each alert episode; one still open ends at infinity."""
-    spans, opened = [], {}
-    for a in alerts:
-        if a["event"] == "start":
-            opened[a["alert_id"]] = a["start"]
-        elif a["event"] == "end":
-            spans.append((opened.pop(a["alert_id"], a["start"]), a["t"]))
-    return spans + [(start, float("inf")) for start in opened.values()]

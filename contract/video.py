@@ -16,10 +16,12 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from contract.errors import CrashwatchError
+
 log = logging.getLogger(__name__)
 
 
-class VideoError(Exception):
+class VideoError(CrashwatchError):
     """A video that cannot be used, with the reason; the message always names the file."""
 
 

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.video import ClipInfo, VideoError, probe_clip
+from contract.errors import CrashwatchError
+from contract.video import ClipInfo, VideoError, probe_clip
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ OPTIONAL = {"event_time": (int, float)}
 MAX_LINE_BYTES = 64 * 1024
 
 
-class DatasetError(Exception):
+class DatasetError(CrashwatchError):
     """The dataset cannot be used as it is; ``problems`` lists every bad line."""
 
     def __init__(self, message: str, problems: list["Problem"] | None = None) -> None:

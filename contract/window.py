@@ -1,4 +1,4 @@
-"""Which frames make up a window: the sampling half of the training/serving contract.
+"""Which frames make up a window: the sampling part of the training/serving contract.
 
 A window is the last ``seconds`` of video ending at time ``end``. It holds ``num_frames`` frames whose nominal
 times are spaced evenly from ``end - seconds`` to ``end``. For each nominal time we take the newest frame
@@ -14,7 +14,7 @@ from typing import Sequence
 
 
 @dataclass(frozen=True)
-class WindowGeometry:
+class WindowSpec:
     """Length of a window in seconds and how many frames it holds."""
 
     seconds: float
@@ -48,7 +48,7 @@ class WindowGeometry:
 _EPSILON = 1e-6
 
 
-def pick_frames(timestamps: Sequence[float], end: float, geometry: WindowGeometry) -> list[int]:
+def pick_frames(timestamps: Sequence[float], end: float, window: WindowSpec) -> list[int]:
     """Indices into ``timestamps`` (sorted, seconds) of the frames that make up the window ending at ``end``.
 
     A nominal time earlier than the first frame takes the first frame (a clip shorter than the window is
@@ -57,7 +57,7 @@ def pick_frames(timestamps: Sequence[float], end: float, geometry: WindowGeometr
     if not timestamps:
         raise ValueError("cannot sample a window from zero frames")
     picked = []
-    for t in geometry.nominal_times(end):
+    for t in window.nominal_times(end):
         i = bisect.bisect_right(timestamps, t + _EPSILON) - 1
         picked.append(max(i, 0))
     return picked

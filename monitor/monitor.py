@@ -10,6 +10,7 @@ never grows.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import math
 import threading
@@ -20,18 +21,23 @@ from typing import Any, Callable
 
 import numpy as np
 
-from monitor.alerts import AlertPolicy, AlertTracker
-from monitor.bundle import RiskModel
+from contract.errors import CrashwatchError
+from contract.window import WindowSpec
+from monitor.alerts import AlertPolicy, AlertTracker, alert_starts
 from monitor.events import EventRecorder
-from monitor.preprocess import PixelSpec
+from monitor.messages import Alert, AlertEvent, Risk, Status
+from monitor.model import RiskModel
 from monitor.publisher import Publisher
 from monitor.scorer import WindowScore, WindowScorer
 from monitor.source import Capture, Frame, FrameBuffer, SourceSpec
-from monitor.window import WindowGeometry
 
 log = logging.getLogger(__name__)
 
 EPS = 1e-6
+
+
+class OptionsError(CrashwatchError):
+    """Monitor options that contradict each other or the bundle (thresholds, overrides, replay of a stream)."""
 
 
 @dataclass
@@ -44,7 +50,7 @@ class MonitorOptions:
     events_dir: Path | None = None
     event_post_seconds: float = 3.0
     alert: dict[str, Any] = field(default_factory=dict)  # AlertPolicy overrides
-    window_seconds: float | None = None  # overrides of the bundle's geometry (warned about)
+    window_seconds: float | None = None  # overrides of the bundle's window (warned about)
     num_frames: int | None = None
     backoff_initial: float = 0.5
     backoff_max: float = 10.0
@@ -67,28 +73,31 @@ class Monitor:
         self.options = options
         self.stop = stop or threading.Event()
         m = model.manifest
-        seconds, frames = m.window_seconds, m.num_frames
+        seconds, frames = m.window.seconds, m.window.num_frames
         if options.window_seconds is not None and options.window_seconds != seconds:
             log.warning("window overridden: %.2f s instead of the bundle's %.2f s; the model was trained on %.2f s",
                         options.window_seconds, seconds, seconds)
             seconds = options.window_seconds
         if options.num_frames is not None and options.num_frames != frames:
-            raise ValueError(f"the bundle's prompt holds {frames} frames; a window of {options.num_frames} frames "
+            raise OptionsError(f"the bundle's prompt holds {frames} frames; a window of {options.num_frames} frames "
                              "needs a bundle exported for it")
-        self.geometry = WindowGeometry(seconds, frames)
-        self.stride = options.stride or self.geometry.spacing
-        if options.stride and abs(self.stride / self.geometry.spacing - round(self.stride / self.geometry.spacing)) > 1e-6:
+        self.window = WindowSpec(seconds, frames)
+        self.stride = options.stride or self.window.spacing
+        if options.stride and abs(self.stride / self.window.spacing - round(self.stride / self.window.spacing)) > 1e-6:
             log.warning("stride %.3f s is not a multiple of the frame spacing %.3f s: windows will share fewer "
-                        "frames and each stride will cost more vision passes", self.stride, self.geometry.spacing)
+                        "frames and each stride will cost more vision passes", self.stride, self.window.spacing)
         if options.replay == "fast" and options.source.live:
-            raise ValueError("--replay fast is for files; a live source runs in real time")
+            raise OptionsError("--replay fast is for files; a live source runs in real time")
         alert = dict(options.alert)
-        self.policy = AlertPolicy.around(alert.pop("on", m.threshold), **alert)
+        try:
+            self.policy = AlertPolicy.around(alert.pop("on", m.threshold), **alert)
+        except ValueError as err:
+            raise OptionsError(str(err)) from None
         self.tracker = AlertTracker(self.policy)
-        self.scorer = WindowScorer(model, self.geometry, PixelSpec(m.image_size, m.image_mean, m.image_std))
+        self.scorer = WindowScorer(model, self.window, m.pixels)
         # The buffer holds full-resolution frames, so only what a window can still need; event clips take
         # their post-roll frames straight from the capture.
-        span = self.geometry.seconds + 2 * self.stride + 0.5
+        span = self.window.seconds + 2 * self.stride + 0.5
         self.buffer = FrameBuffer(span, paced=options.replay == "fast")
         self.events = EventRecorder(options.events_dir, options.camera, options.event_post_seconds) \
             if options.events_dir is not None else None
@@ -97,48 +106,47 @@ class Monitor:
                                on_frame=self.events.feed if self.events else None,
                                backoff_initial=options.backoff_initial, backoff_max=options.backoff_max)
         self.stats = LoopStats()
-        self.risks: list[dict[str, Any]] = []  # every risk message body, for replay evaluation
-        self.alerts: list[dict[str, Any]] = []
+        self.risks: list[Risk] = []  # every risk message, for replay evaluation
+        self.alerts: list[Alert] = []
         self.publisher = publisher_factory(status=self.status)
 
     # -- status ---------------------------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Status:
         c = self.capture.stats
         newest = self.buffer.newest_t()
         latencies = np.asarray(self.stats.model_ms) if self.stats.model_ms else None
-        body = {
-            "source": {
+        publisher = getattr(self, "publisher", None)  # the publisher's first heartbeat may come before it is set
+        return Status(
+            source={
                 "kind": self.options.source.kind, "name": self.options.source.display, "state": c.state,
                 "outages": c.outages, "reconnect_attempts": c.reconnect_attempts, "backoff_s": c.backoff_s,
                 "outage_s": (time.monotonic() - c.outage_started) if c.outage_started else 0.0,
                 "last_error": c.last_error,
             },
-            "capture_fps": round(c.fps, 2),
-            "frames_captured": c.frames,
-            "frames_dropped": c.dropped,
-            "strides": self.stats.strides,
-            "strides_skipped": self.stats.skipped,
-            "stride_s": self.stride,
-            "lag_s": (newest - self.stats.last_end) if newest is not None and self.stats.last_end is not None else None,
-            "model_ms": {f"p{q}": float(np.percentile(latencies, q)) for q in (50, 90, 99)} if latencies is not None else None,
-            "alert_active": self.tracker.active,
-            "publisher": {"sent": self.publisher.sent, "dropped": self.publisher.dropped} if hasattr(self, "publisher") else None,
-        }
-        if self.events is not None:
-            body["events"] = {"written": self.events.written, "failed": self.events.failed,
-                              "last_error": self.events.last_error}
-        return body
+            capture_fps=round(c.fps, 2),
+            frames_captured=c.frames,
+            frames_dropped=c.dropped,
+            strides=self.stats.strides,
+            strides_skipped=self.stats.skipped,
+            stride_s=self.stride,
+            lag_s=(newest - self.stats.last_end) if newest is not None and self.stats.last_end is not None else None,
+            model_ms={f"p{q}": float(np.percentile(latencies, q)) for q in (50, 90, 99)} if latencies is not None else None,
+            alert_active=self.tracker.active,
+            publisher={"sent": publisher.sent, "dropped": publisher.dropped} if publisher is not None else None,
+            events=None if self.events is None else {"written": self.events.written, "failed": self.events.failed,
+                                                     "last_error": self.events.last_error},
+        )
 
     # -- the loop -------------------------------------------------------------------------------------------
 
     def _first_end(self, since: float) -> float:
         """The first grid point at which a full window after ``since`` exists."""
-        return math.ceil((since + self.geometry.seconds - EPS) / self.stride) * self.stride
+        return math.ceil((since + self.window.seconds - EPS) / self.stride) * self.stride
 
     def run(self) -> dict[str, Any]:
         log.info("monitoring %s: window %.2f s x %d frames, stride %.3f s, alert at %.3f (off below %.3f)",
-                 self.options.source.display, self.geometry.seconds, self.geometry.num_frames, self.stride,
+                 self.options.source.display, self.window.seconds, self.window.num_frames, self.stride,
                  self.policy.on, self.policy.off)
         self.capture.start()
         next_end: float | None = None
@@ -190,39 +198,32 @@ class Monitor:
         self.stats.strides += 1
         self.stats.last_end = end
         self.stats.model_ms.append(result.model_ms)
-        body = self._risk_body(result)
-        self.risks.append(body)
-        self.publisher.publish("risk", body)
+        risk = self._risk(result)
+        self.risks.append(risk)
+        self.publisher.publish(risk)
         for event in self.tracker.update(end, result.probability):
             window = [f for f in frames if f.t >= result.frames[0].t - EPS]
             self._alert(event, window)
 
-    def _alert(self, event: dict[str, Any], window: list[Frame]) -> None:
-        if event["event"] == "start" and self.events is not None and window:
-            event["clip"] = str(self.events.start(event, window))
+    def _alert(self, event: Alert, window: list[Frame]) -> None:
+        if event.event is AlertEvent.START and self.events is not None and window:
+            event = dataclasses.replace(event, clip=str(self.events.path_for(event)))
+            self.events.start(event, window)
         self.alerts.append(event)
-        self.publisher.publish("alert", event)
-        log.warning("alert %d %s at %.2f s (probability %s, peak %.3f)", event["alert_id"], event["event"],
-                    event["t"], "n/a" if event["probability"] is None else f"{event['probability']:.3f}", event["peak"])
+        self.publisher.publish(event)
+        log.warning("alert %d %s at %.2f s (probability %s, peak %.3f)", event.alert_id, event.event.value,
+                    event.t, "n/a" if event.probability is None else f"{event.probability:.3f}", event.peak)
 
-    def _risk_body(self, r: WindowScore) -> dict[str, Any]:
+    def _risk(self, r: WindowScore) -> Risk:
         newest = r.frames[-1]
-        return {
-            "t": r.end,
-            "window": {"start": r.end - self.geometry.seconds, "end": r.end},
-            "frame_ids": [f.id for f in r.frames],
-            "frame_times": [round(f.t, 4) for f in r.frames],
-            "probability": r.probability,
-            "threshold": self.policy.on,
-            "alert_active": self.tracker.active,
-            "timings": {"encode_ms": r.encode_ms, "score_ms": r.score_ms, "model_ms": r.model_ms,
-                        "frames_encoded": r.encoded},
-            "captured_at": newest.wall,
-            "latency_ms": (time.time() - newest.wall) * 1000,
-        }
+        return Risk(t=r.end, window_start=r.end - self.window.seconds, frame_ids=[f.id for f in r.frames],
+                    frame_times=[round(f.t, 4) for f in r.frames], probability=r.probability,
+                    threshold=self.policy.on, alert_active=self.tracker.active, encode_ms=r.encode_ms,
+                    score_ms=r.score_ms, frames_encoded=r.encoded, captured_at=newest.wall,
+                    latency_ms=(time.time() - newest.wall) * 1000)
 
     def summary(self) -> dict[str, Any]:
         return {"strides": self.stats.strides, "strides_skipped": self.stats.skipped,
-                "alerts": sum(1 for a in self.alerts if a["event"] == "start"),
+                "alerts": len(alert_starts(self.alerts)),
                 "frames": self.capture.stats.frames, "frames_dropped": self.capture.stats.dropped,
                 "source_state": self.capture.stats.state, "source_error": self.capture.stats.last_error}

@@ -1,0 +1,177 @@
+"""The bundle format: what ``crashwatch export`` writes and the monitor reads, described once.
+
+Layout (``manifest.json`` lists every file with its SHA-256; nothing else may be in the folder)::
+
+    manifest.json         format version, model description, window, pixels, question, threshold,
+                          graph inputs/outputs, file checksums, producing versions, parity figures
+    vision.onnx           pixels [F, 3, S, S] -> per-frame image embeddings [F, T, D]
+    head.onnx             prompt embeddings [B, L, D] + attention mask [B, L] -> logits [B]
+    *.onnx.data           external weights of a large graph, next to the graph that names it
+    prompt_ids.npy        the prompt's token ids [L] (int64); image positions hold the image token id
+    token_ids.npy         the distinct ids the prompt uses, sorted [U]
+    token_embeddings.npy  their rows of the text model's embedding table [U, D] (float32)
+
+``build_manifest`` is what the exporter writes, ``Manifest.read`` what every reader gets: the two sides of
+one format.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contract import __version__
+from contract.errors import CrashwatchError
+from contract.preprocess import PixelSpec
+from contract.versioned import read_versioned_json
+from contract.window import WindowSpec
+
+FORMAT = "crashwatch-bundle"
+VERSION = 1
+MANIFEST = "manifest.json"
+VISION = "vision.onnx"
+HEAD = "head.onnx"
+PROMPT_IDS = "prompt_ids.npy"
+TOKEN_IDS = "token_ids.npy"
+TOKEN_EMBEDDINGS = "token_embeddings.npy"
+PRECISIONS = ("fp32", "fp16", "int8")
+
+# The graphs' input and output names: the exporter traces with them, the runtime feeds and reads them.
+VISION_INPUT = "pixel_values"
+VISION_OUTPUT = "frame_embeds"
+HEAD_EMBEDS = "inputs_embeds"
+HEAD_MASK = "attention_mask"
+HEAD_OUTPUT = "logits"
+
+
+class BundleError(CrashwatchError):
+    """A bundle that cannot be used; the message names the file and what is wrong."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """The manifest's ``files`` entry for every file in ``folder`` but the manifest: size and SHA-256."""
+    return {p.name: {"bytes": p.stat().st_size, "sha256": sha256_of(p)}
+            for p in sorted(folder.iterdir()) if p.name != MANIFEST}
+
+
+def build_manifest(*, precision: str, backbone: str, hidden_size: int, tokens_per_frame: int, image_token_id: int,
+                   parameters: int, head: dict[str, Any], window: WindowSpec, pixels: PixelSpec, question: str,
+                   threshold: float, files: dict[str, dict[str, Any]], source_checkpoint: str,
+                   validation: dict[str, Any], versions: dict[str, str]) -> dict[str, Any]:
+    """The manifest of a bundle as ``manifest.json`` holds it (``versions`` gets crashwatch's own added)."""
+    if precision not in PRECISIONS:
+        raise BundleError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    frames, seq, size = "frames", "sequence", pixels.image_size
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "precision": precision,
+        "model": {"backbone": backbone, "hidden_size": hidden_size, "tokens_per_frame": tokens_per_frame,
+                  "image_token_id": image_token_id, "parameters": parameters, "head": head},
+        "window": {"seconds": window.seconds, "num_frames": window.num_frames},
+        "pixels": {"image_size": size, "mean": list(pixels.mean), "std": list(pixels.std)},
+        "question": question,
+        "threshold": threshold,
+        "graphs": {
+            "vision": {
+                "file": VISION,
+                "inputs": [{"name": VISION_INPUT, "dtype": "float32", "shape": [frames, 3, size, size]}],
+                "outputs": [{"name": VISION_OUTPUT, "dtype": "float32", "shape": [frames, tokens_per_frame, hidden_size]}],
+            },
+            "head": {
+                "file": HEAD,
+                "inputs": [{"name": HEAD_EMBEDS, "dtype": "float32", "shape": ["batch", seq, hidden_size]},
+                           {"name": HEAD_MASK, "dtype": "int64", "shape": ["batch", seq]}],
+                "outputs": [{"name": HEAD_OUTPUT, "dtype": "float32", "shape": ["batch"]}],
+            },
+        },
+        "files": files,
+        "source_checkpoint": source_checkpoint,
+        "validation": validation,
+        "versions": {"crashwatch": __version__, **versions},
+    }
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def set_threshold(folder: Path, threshold: float, calibration: dict[str, Any]) -> None:
+    """Make ``threshold`` a bundle's alert threshold, keeping the one it replaces and how this one was chosen
+    (``crashwatch calibrate``) in the manifest."""
+    raw = Manifest.read(folder).raw
+    raw.setdefault("threshold_from_validation", raw["threshold"])
+    raw["threshold"] = threshold
+    raw["threshold_calibration"] = calibration
+    write_manifest(folder, raw)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parts of ``manifest.json`` the runtime relies on (the rest is description for people)."""
+
+    raw: dict[str, Any]
+    precision: str
+    window: WindowSpec
+    pixels: PixelSpec
+    tokens_per_frame: int
+    hidden_size: int
+    image_token_id: int
+    question: str
+    threshold: float
+    files: dict[str, dict[str, Any]]
+
+    @classmethod
+    def read(cls, folder: Path) -> "Manifest":
+        path = folder / MANIFEST
+        raw = read_versioned_json(path, FORMAT, VERSION, BundleError, "crashwatch export")
+        try:
+            model, window, pixels = raw["model"], raw["window"], raw["pixels"]
+            manifest = cls(
+                raw=raw,
+                precision=str(raw["precision"]),
+                window=WindowSpec(float(window["seconds"]), int(window["num_frames"])),
+                pixels=PixelSpec(int(pixels["image_size"]), tuple(float(v) for v in pixels["mean"]),
+                                 tuple(float(v) for v in pixels["std"])),
+                tokens_per_frame=int(model["tokens_per_frame"]),
+                hidden_size=int(model["hidden_size"]),
+                image_token_id=int(model["image_token_id"]),
+                question=str(raw["question"]),
+                threshold=float(raw["threshold"]),
+                files=dict(raw["files"]),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise BundleError(f"{path}: malformed manifest ({type(err).__name__}: {err})") from None
+        if manifest.precision not in PRECISIONS:
+            raise BundleError(f"{path}: unknown precision {manifest.precision!r}")
+        return manifest
+
+    def verify_files(self, folder: Path) -> None:
+        """Every listed file present with its size and checksum, and nothing unlisted beside them."""
+        for name, entry in self.files.items():
+            path = folder / name
+            if Path(name).name != name:
+                raise BundleError(f"{folder / MANIFEST}: file entry {name!r} is not a plain file name")
+            if not path.is_file():
+                raise BundleError(f"{path}: missing from the bundle")
+            size = path.stat().st_size
+            if size != entry.get("bytes"):
+                raise BundleError(f"{path}: {size} bytes, the manifest says {entry.get('bytes')} (truncated or changed)")
+            if sha256_of(path) != entry.get("sha256"):
+                raise BundleError(f"{path}: checksum differs from the manifest (the file was changed)")
+        extra = sorted(p.name for p in folder.iterdir() if p.name != MANIFEST and p.name not in self.files)
+        if extra:
+            raise BundleError(f"{folder}: file(s) not in the manifest: {', '.join(extra)}")

@@ -1,0 +1,54 @@
+"""The floor: multiply-accumulates per stride over this CPU's measured matmul peak."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from crashwatch.bench.report import median_time
+
+
+def macs_per_stride(manifest: dict[str, Any], config: dict[str, Any]) -> dict[str, float]:
+    """Multiply-accumulates of one stride: the vision tower and connector for one frame, the text model over the
+    whole prompt (matmuls only; norms and softmax are a few percent). Weight matmuls (``vision``, ``text``) are
+    kept apart from the activation-by-activation ones of attention (``attention``): int8 quantisation reaches
+    the former only, so the latter run at the fp32 rate whatever the bundle's precision."""
+    vision, text = config["vision_config"], config["text_config"]
+    patches = (vision["image_size"] // vision["patch_size"]) ** 2
+    d, ff = vision["hidden_size"], vision["intermediate_size"]
+    vision_macs = patches * 3 * vision["patch_size"] ** 2 * d  # patch embedding
+    vision_macs += vision["num_hidden_layers"] * patches * (4 * d * d + 2 * d * ff)
+    attention = vision["num_hidden_layers"] * 2 * patches * patches * d
+    tokens = patches // config["scale_factor"] ** 2
+    vision_macs += tokens * d * config["scale_factor"] ** 2 * text["hidden_size"]  # connector
+    length = manifest["prompt_tokens"]
+    h, f = text["hidden_size"], text["intermediate_size"]
+    kv = h // text["num_attention_heads"] * text["num_key_value_heads"]
+    text_macs = text["num_hidden_layers"] * length * (2 * h * h + 2 * h * kv + 3 * h * f)
+    attention += text["num_hidden_layers"] * length * length * h  # causal: half of QK^T and of AV
+    return {"vision": float(vision_macs), "text": float(text_macs), "attention": float(attention)}
+
+
+def peak_macs_per_s(precision: str, seconds: float = 1.0) -> float:
+    """A matmul probe in onnxruntime (the monitor's engine): fp32 MatMul or int8 MatMulInteger, 1024^3."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    n = 1024
+    if precision == "int8":
+        node = helper.make_node("MatMulInteger", ["a", "b"], ["c"])
+        inputs = [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
+                  helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])]
+        out = helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])
+        feed = {"a": np.random.randint(0, 255, (n, n), dtype=np.uint8), "b": np.random.randint(-127, 127, (n, n), dtype=np.int8)}
+    else:
+        node = helper.make_node("MatMul", ["a", "b"], ["c"])
+        inputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in ("a", "b")]
+        out = helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])
+        feed = {"a": np.random.rand(n, n).astype(np.float32), "b": np.random.rand(n, n).astype(np.float32)}
+    graph = helper.make_graph([node], "probe", inputs, [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    repeats = max(3, int(seconds / 0.05))
+    return n ** 3 / median_time(lambda: session.run(None, feed), repeats)

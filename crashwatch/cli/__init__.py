@@ -1,0 +1,54 @@
+"""The ``crashwatch`` command: one click group, its commands split by part (``training``, ``runtime``,
+``evaluation``), each its options and a few lines calling the library.
+
+Commands import their heavy modules (torch, transformers) only when run, so that ``crashwatch --help`` is
+quick and a monitor-only install (no torch) can run the monitor's commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+import click
+
+from contract import __version__
+from contract.errors import CrashwatchError
+from crashwatch.cli import evaluation, runtime, training
+
+
+class CrashwatchGroup(click.Group):
+    """Turns a user error (``CrashwatchError``) raised anywhere below into one line and exit code 1; with
+    ``-vv`` its traceback is shown first."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except CrashwatchError as err:
+            if (ctx.obj or {}).get("verbose", 0) > 1:
+                traceback.print_exc()
+            raise click.ClickException(str(err)) from None
+
+
+@click.group(cls=CrashwatchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="crashwatch")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug, and the cause of an error).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """crashwatch: a dashcam crash-risk monitor built on SmolVLM2.
+
+    Train a classifier that answers "Is a vehicle collision likely to happen within 1 to 2 seconds?",
+    evaluate it, export it to ONNX, and run the torch-free monitor on a webcam, a stream or a file.
+    """
+    ctx.obj = {"verbose": verbose}
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if verbose < 2:
+        for noisy in ("httpx", "urllib3", "huggingface_hub", "filelock"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+for part in (training, runtime, evaluation):
+    for command in part.COMMANDS:
+        main.add_command(command)

@@ -1,0 +1,130 @@
+"""Commands that measure: ``replay-eval``, ``calibrate`` and ``bench``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from crashwatch.cli.options import (
+    budget_option,
+    existing_dir,
+    skip_bad_option,
+    split_option,
+    stride_option,
+    warning_window_option,
+)
+
+
+@click.command("replay-eval")
+@click.option("--bundle", "bundle_dir", required=True, type=click.Path(path_type=Path), help="Bundle folder.")
+@click.option("--data", "data_dir", required=True, type=existing_dir, help="Dataset folder (research layout).")
+@split_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where replay_eval.csv, replay_eval.json, plots/ and traces/ go.")
+@stride_option
+@click.option("--alert-on", type=float, help="Probability that starts an alert (default: the calibrated threshold).")
+@skip_bad_option
+@warning_window_option
+@budget_option
+def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride: float | None,
+                        alert_on: float | None, skip_bad: bool, warning_window: float, budget: float) -> None:
+    """Replay every clip of a split through the monitor and report alerts, time-to-accident, false alerts,
+    and the operating curve over other alert thresholds."""
+    s = _replay(bundle_dir, data_dir, split, out_dir, stride, alert_on, skip_bad, warning_window, budget)
+    pick = s["within_budget"]
+    click.echo(f"operating curve: {out_dir / 'operating_curve.csv'}; " + (
+        f"best within {budget:g} false alerts/h: threshold {pick['threshold']:.2f}: {_scored(pick)}" if pick
+        else f"no threshold keeps false alerts within {budget:g}/h"))
+
+
+@click.command("calibrate")
+@click.option("--bundle", "bundle_dir", required=True, type=existing_dir, help="Bundle folder whose alert threshold is set.")
+@click.option("--data", "data_dir", required=True, type=existing_dir,
+              help="Dataset folder of drives (research layout) NOT used for testing: e.g. `crashwatch synth "
+                   "--drives` of a seed used for neither training nor testing, or your own recorded driving.")
+@split_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where the replay report and operating curve go.")
+@budget_option
+@stride_option
+@warning_window_option
+def calibrate_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, budget: float,
+                      stride: float | None, warning_window: float) -> None:
+    """Set a bundle's alert threshold for a false-alert budget: replay drives through the monitor, and keep,
+    of the thresholds whose false alerts per hour stay within the budget, the one warning the most crashes
+    in time (the lowest of those: the earliest warnings).
+
+    The validation threshold a run calibrates (best F1 on clip-end windows) says nothing about how often a
+    stream alerts; this does. Calibrate on drives the test never sees, then measure with replay-eval."""
+    from crashwatch.evaluation.calibrate import apply_calibration
+
+    s = _replay(bundle_dir, data_dir, split, out_dir, stride, None, False, warning_window, budget)
+    pick = apply_calibration(bundle_dir, data_dir, split, out_dir, s, budget, warning_window)
+    click.echo(f"{bundle_dir}: alert threshold {pick['threshold']:.2f} (was {s['threshold']:.3f}): {_scored(pick)}")
+
+
+def _replay(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride: float | None, alert_on: float | None,
+            skip_bad: bool, warning_window: float, budget: float) -> dict[str, Any]:
+    """replay-eval's run and its printed summary, shared with calibrate."""
+    from crashwatch.evaluation.replay import replay_eval
+
+    s = replay_eval(bundle_dir, data_dir, split, out_dir, stride, {} if alert_on is None else {"on": alert_on}, skip_bad,
+                    warning_window, budget)
+    click.echo(f"{s['clips']} clips at threshold {s['threshold']:.3f}: crash clips alerted "
+               f"{s['crash_clips_alerted']}/{s['crash_clips']}; {_scored(s)}")
+    if s.get("false_alerts_by_segment"):
+        click.echo("false alerts by what was on screen as they started: "
+                   + ", ".join(f"{kind} {count}" for kind, count in s["false_alerts_by_segment"].items()))
+    click.echo(f"wrote {out_dir / 'replay_eval.csv'}, {out_dir / 'replay_eval.json'}, {out_dir / 'plots'}/ and "
+               f"{out_dir / 'traces'}/")
+    return s
+
+
+def _scored(s: dict[str, Any]) -> str:
+    rate = "" if s["alerted_before_collision_rate"] is None else f" ({s['alerted_before_collision_rate']:.0%})"
+    tta = s["median_time_to_accident_s"]
+    per_hour = s["false_alerts_per_hour"]
+    return (f"warned before the collision {s['alerted_before_collision']}/{s['crash_clips_with_event_time']}{rate}, "
+            f"median time-to-accident {'n/a' if tta is None else f'{tta:.2f} s'}; false alerts {s['false_alerts']} "
+            f"({'n/a' if per_hour is None else f'{per_hour:.1f}'}/h of normal driving)")
+
+
+@click.command("bench")
+@click.option("--smoke", is_flag=True, help="Seconds-long run of every measurement with small inputs (make test).")
+@click.option("--bundle", "bundles", multiple=True, type=(str, click.Path(exists=True, file_okay=False, path_type=Path)),
+              help="NAME BUNDLE to measure per stride (repeatable); e.g. smolvlm2-256m bundles/256m-int8. Naming a "
+                   "config (smolvlm2-256m, smolvlm2-500m) also compares it with the research code's way.")
+@click.option("--demo-bundle", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Bundle for the latency and lag replay (default: the shipped demo bundle).")
+@click.option("--soak", "soak_clip", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Instead: the soak test, the monitor replaying this clip in a loop in real time for --minutes, "
+                   "reporting memory growth, lag, latency and seq gaps (with the bundle of --demo-bundle).")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="With --soak: how long.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Markdown file for the table, with the machine and this command [default: BENCHMARKS.md; "
+                   "with --soak: a JSON report, none by default].")
+def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundle: Path | None,
+                  soak_clip: Path | None, minutes: float, out: Path | None) -> None:
+    """Measure stride cost, speed-ups, latency, lag, memory and the CPU floor; print and write a table."""
+    from crashwatch.demo import demo_bundle as shipped
+
+    demo_bundle = demo_bundle or shipped()
+    if soak_clip is not None:
+        from crashwatch.bench.soak import soak
+
+        report = soak(demo_bundle, soak_clip, minutes, out)
+        click.echo(report)
+        return
+    from crashwatch.bench.run import run
+
+    out = out or Path("BENCHMARKS.md")
+    table = run(smoke, dict(bundles), demo_bundle, out, "crashwatch " + " ".join(sys.argv[1:]))
+    click.echo(table.markdown())
+    click.echo(f"wrote {out}")
+
+
+COMMANDS = (replay_eval_command, calibrate_command, bench_command)

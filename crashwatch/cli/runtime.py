@@ -1,0 +1,135 @@
+"""Commands that run the monitor and read it: ``monitor``, ``subscribe``, ``keys`` and ``demo``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from crashwatch.cli.options import stride_option
+from monitor.messages import TOPIC_NAMES
+from monitor.publisher import DEFAULT_ENDPOINT
+
+pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_default=True,
+                          help="ZeroMQ PUB endpoint to bind.")
+
+
+@click.command("monitor")
+@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path),
+              help="Bundle folder from `crashwatch export` (default: the demo bundle, generated scenes only).")
+@click.option("--source", required=True,
+              help="Webcam index (0), rtsp:// or http(s):// URL, or a video file (replayed as a live stream).")
+@click.option("--replay", type=click.Choice(["realtime", "fast"]), default="realtime", show_default=True,
+              help="For files: at the file's frame rate, or as fast as inference allows without skipping a stride.")
+@click.option("--loop", is_flag=True, help="For files: start again at the end (demos, soak tests).")
+@stride_option
+@pub_option
+@click.option("--camera", default="cam0", show_default=True, help="Camera name carried by every message.")
+@click.option("--events", "events_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Save an event clip (+ JSON sidecar) per alert here.")
+@click.option("--alert-on", type=float, help="Probability that starts an alert (default: the calibrated threshold).")
+@click.option("--alert-off", type=float, help="Probability below which an alert ends (default: 0.1 below --alert-on).")
+@click.option("--alert-min-on", type=float, default=0.0, show_default=True, help="Seconds above --alert-on before an alert starts.")
+@click.option("--alert-min-off", type=float, default=1.0, show_default=True, help="Seconds below --alert-off before it ends.")
+@click.option("--window-seconds", type=float, help="Override the bundle's window length (warned about: not what was trained).")
+@click.option("--threads", type=int, help="onnxruntime threads (default: all cores).")
+@click.option("--curve-secret", type=click.Path(dir_okay=False, path_type=Path),
+              help="Encrypt with CURVE: the monitor's secret key file (from `crashwatch keys`).")
+@click.option("--curve-allow", type=click.Path(file_okay=False, path_type=Path),
+              help="With --curve-secret: folder of the public keys (*.key) of the subscribers admitted.")
+def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stride: float | None, endpoint: str, camera: str,
+                    events_dir: Path | None, alert_on: float | None, alert_off: float | None, alert_min_on: float,
+                    alert_min_off: float, window_seconds: float | None, threads: int | None,
+                    curve_secret: Path | None, curve_allow: Path | None) -> None:
+    """Watch a camera, stream or file and publish risk, alerts and status over ZeroMQ."""
+    from monitor.monitor import MonitorOptions, OptionsError
+    from monitor.security import ServerCurve
+    from monitor.service import run_monitor
+    from monitor.source import parse_source
+
+    if (curve_secret is None) != (curve_allow is None):
+        raise click.UsageError("--curve-secret and --curve-allow go together")
+    curve = ServerCurve(curve_secret, curve_allow) if curve_secret is not None else None
+    spec = parse_source(source)
+    if bundle_dir is None:
+        from crashwatch.demo import NOTICE, demo_bundle
+
+        bundle_dir = demo_bundle()
+        click.echo(NOTICE, err=True)
+    alert = {"min_on_seconds": alert_min_on, "min_off_seconds": alert_min_off}
+    if alert_on is not None:
+        alert["on"] = alert_on
+    if alert_off is not None:
+        alert["off"] = alert_off
+    options = MonitorOptions(source=spec, stride=stride, replay=replay, loop=loop, camera=camera, events_dir=events_dir,
+                             alert=alert, window_seconds=window_seconds)
+    try:
+        summary = run_monitor(bundle_dir, options, endpoint, curve, threads)
+    except OptionsError as err:  # inconsistent options (thresholds, overrides, fast replay of a live source)
+        raise click.UsageError(str(err)) from None
+    click.echo(f"stopped: {summary['strides']} strides ({summary['strides_skipped']} skipped), "
+               f"{summary['alerts']} alert(s), {summary['frames']} frames ({summary['frames_dropped']} dropped), "
+               f"source {summary['source_state']}")
+
+
+@click.command("demo")
+@click.option("--out", "out_dir", default="demo-output", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where the annotated video, the risk chart and event clips go.")
+@pub_option
+@click.option("--fast", is_flag=True, help="Replay as fast as inference allows instead of in real time.")
+def demo_command(out_dir: Path, endpoint: str, fast: bool) -> None:
+    """Run the monitor on the shipped demo drive in real time, printing risk and alerts as they come."""
+    from crashwatch.demo import run_demo
+
+    run_demo(out_dir, endpoint, fast, click.echo)
+
+
+@click.command("subscribe")
+@click.option("--connect", "endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="Monitor's PUB endpoint.")
+@click.option("--topic", "topics", multiple=True, type=click.Choice(TOPIC_NAMES),
+              help="Only these topics (repeatable; default: all).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for programs.")
+@click.option("--count", type=int, help="Exit after this many messages.")
+@click.option("--curve-server-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="The monitor's public key file: connect with CURVE encryption.")
+@click.option("--curve-secret", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --curve-server-key: this subscriber's secret key file.")
+def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, count: int | None,
+                      curve_server_key: Path | None, curve_secret: Path | None) -> None:
+    """Print a monitor's messages, one line each."""
+    from monitor.security import ClientCurve
+    from monitor.subscribe import Subscriber, describe
+
+    if (curve_server_key is None) != (curve_secret is None):
+        raise click.UsageError("--curve-server-key and --curve-secret go together")
+    curve = ClientCurve(curve_server_key, curve_secret) if curve_secret is not None else None
+    subscriber = Subscriber(endpoint, topics, curve=curve)
+    received = 0
+    try:
+        for message in subscriber:
+            click.echo(json.dumps({"topic": message.topic, **message.wire}) if as_json else describe(message))
+            received += 1
+            if count is not None and received >= count:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        subscriber.close()
+        if subscriber.gaps:
+            click.echo(f"missed messages (seq gaps): {subscriber.gaps}", err=True)
+
+
+@click.command("keys")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the key files.")
+@click.option("--name", required=True, help="Whose keys: e.g. the monitor's or a subscriber's name.")
+def keys_command(out_dir: Path, name: str) -> None:
+    """Create a CURVE key pair: NAME.key (public) and NAME.key_secret (private)."""
+    from monitor.security import create_keys
+
+    public, secret = create_keys(out_dir, name)
+    click.echo(f"wrote {public} (public: give it to the other side) and {secret} (secret: keep it here)")
+
+
+COMMANDS = (monitor_command, demo_command, subscribe_command, keys_command)

@@ -1,0 +1,147 @@
+"""Commands for the people who train: ``train``, ``eval``, ``export``, ``synth`` and ``dataset index``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from contract.bundle import PRECISIONS
+from contract.prompt import DEFAULT_QUESTION
+from crashwatch.cli.options import existing_dir, fmt, skip_bad_option, split_option
+
+
+@click.command()
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="Run configuration YAML (see configs/).")
+@click.option("--data", "data_dir", required=True, type=existing_dir,
+              help="Dataset folder: train/, val/ and train.jsonl, val.jsonl.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder: the final checkpoint, and checkpoints/ for resuming.")
+@click.option("--epochs", type=float, help="Override the config's number of epochs.")
+@click.option("--max-steps", type=int, help="Stop after this many optimiser steps (smoke runs); 0 writes the model untrained (sizing, benchmarks).")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
+@click.option("--random-init", is_flag=True, help="Build the config's architecture with random weights (no hub).")
+@click.option("--tokenizer", help="Tokenizer to use instead of the config's (hub id, folder, or 'builtin').")
+@skip_bad_option
+def train(config_path: Path, data_dir: Path, out_dir: Path, epochs: float | None, max_steps: int | None,
+          resume: bool, random_init: bool, tokenizer: str | None, skip_bad: bool) -> None:
+    """Fine-tune the crash-risk classifier on a dataset of clips."""
+    from train.config import load_config
+    from train.fit import train as run_training
+
+    config = load_config(config_path)
+    if random_init:
+        if not config.backbone.architecture:
+            raise click.UsageError(f"{config_path}: --random-init needs an `architecture` block in backbone")
+        config.backbone.random_init = True
+    if tokenizer:
+        config.backbone.tokenizer = tokenizer
+    if resume and not (out_dir / "checkpoints").is_dir():
+        raise click.UsageError(f"--resume: {out_dir / 'checkpoints'} does not exist; nothing to resume")
+    metrics = run_training(config, data_dir, out_dir, epochs=epochs, resume=resume, skip_bad=skip_bad,
+                           max_steps=max_steps)
+    click.echo(f"run written to {out_dir}; validation: accuracy {metrics['accuracy']:.3f}, "
+               f"F1 {metrics['f1']:.3f}, AUROC {fmt(metrics['auroc'])}, threshold {metrics['threshold']:.3f}")
+
+
+@click.command("eval")
+@click.option("--checkpoint", "checkpoint_dir", required=True, type=existing_dir, help="Run folder from `crashwatch train`.")
+@click.option("--data", "data_dir", required=True, type=existing_dir, help="Dataset folder.")
+@split_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where predictions.csv, metrics.json and pr_curve.png go.")
+@skip_bad_option
+def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, skip_bad: bool) -> None:
+    """Score every clip of a split and write predictions, metrics and a PR curve."""
+    from train.evaluate import evaluate as run_eval
+
+    m = run_eval(checkpoint_dir, data_dir, split, out_dir, skip_bad=skip_bad)
+    cm = m["confusion_matrix"]["matrix"]
+    click.echo(f"{split}: {m['count']} clips, accuracy {m['accuracy']:.3f}, F1 {m['f1']:.3f}, "
+               f"AUROC {fmt(m['auroc'])}, AP {fmt(m['ap'])}, confusion [[TN FP] [FN TP]] = {cm}")
+    for kind, k in m.get("by_kind", {}).items():
+        click.echo(f"  {kind:<15} {k['clips']:>5} clips (label {k['label']}): mean probability {k['mean_probability']:.3f}, "
+                   f"{k['at_or_above_threshold']:.0%} at or above the threshold, AUROC against the other label "
+                   f"{fmt(k['auroc_against_other_label'])}")
+    click.echo(f"wrote {out_dir / 'predictions.csv'}, {out_dir / 'metrics.json'}, {out_dir / 'pr_curve.png'}")
+
+
+@click.command("export")
+@click.option("--checkpoint", "checkpoint_dir", required=True, type=existing_dir, help="Run folder from `crashwatch train`.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Bundle folder to write.")
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS),
+              help="fp32: reference; fp16: for CUDA/TensorRT; int8: dynamic quantization for CPUs.")
+@click.option("--video", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A real clip whose last window checks the export against PyTorch (e.g. one from your test split).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def export_command(checkpoint_dir: Path, out_dir: Path, precision: str, video: Path, force: bool) -> None:
+    """Export a checkpoint to an ONNX bundle the torch-free monitor runs."""
+    from export.exporter import export_bundle
+
+    manifest = export_bundle(checkpoint_dir, out_dir, precision, video, force=force)
+    parity = manifest["parity"]
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    click.echo(f"wrote {out_dir} ({precision}, {size / 1e6:.1f} MB); parity on {video.name}: embedding cosine "
+               f"{parity['embedding_cosine']:.6f}, probability |diff| {parity['probability_abs_diff']:.2e}")
+
+
+@click.command("synth")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Dataset folder to write (train/ val/ test/ + JSONL, and drives/ with --drives).")
+@click.option("--clips", default=200, show_default=True, help="Number of clips (split 70/15/15).")
+@click.option("--seed", default=0, show_default=True, help="Seed: the same seed writes the same data.")
+@click.option("--drives", default=0, show_default=True, help="Long continuous drives for replay-eval, in OUT/drives.")
+@click.option("--drive-minutes", default=3.0, show_default=True, help="Length of each drive.")
+@click.option("--demo-drive", is_flag=True, help="Write only the demo's drive (drive.mp4 + drive.json) into OUT.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes rendering clips (default: one per CPU); the files are the same whatever the number.")
+def synth_command(out_dir: Path, clips: int, seed: int, drives: int, drive_minutes: float, demo_drive: bool,
+                  workers: int | None) -> None:
+    """Render labelled dashcam scenarios (collisions, near misses, normal driving) with exact ground truth."""
+    from train.synth.generate import generate, write_demo_drive
+
+    if demo_drive:
+        truth = write_demo_drive(out_dir, seed)
+        click.echo(f"wrote {out_dir / 'drive.mp4'}: {truth['duration_s']:.0f} s, collision at {truth['event_time']:.1f} s")
+        return
+    generate(out_dir, clips, seed, drives, drive_minutes, workers=workers or os.cpu_count() or 1)
+    click.echo(f"wrote {out_dir}" + (f" and {out_dir / 'drives'}" if drives else ""))
+
+
+@click.group()
+def dataset() -> None:
+    """Build and check datasets in the research layout."""
+
+
+@dataset.command("index")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Dataset folder to write: train/ val/ test/ and their .jsonl files.")
+@click.option("--split", "fractions", default="0.7,0.15,0.15", show_default=True,
+              help="Fractions for train,val,test (stratified by label).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the split.")
+@click.option("--question", default=None, help="Question text for every line (default: the research question).")
+@click.option("--link", is_flag=True, help="Hard-link videos instead of copying them.")
+@click.option("--skip-bad", is_flag=True, help="Leave out bad rows and videos with a warning instead of stopping.")
+def dataset_index(source: Path, out_dir: Path, fractions: str, seed: int, question: str | None, link: bool,
+                  skip_bad: bool) -> None:
+    """Write the JSONL files from labelled videos.
+
+    SOURCE is a folder with positive/ and negative/ subfolders, or a CSV with columns video (or file),
+    label and optionally event_time (or event_time_s), paths relative to the CSV.
+    """
+    from train.index import index_dataset
+
+    try:
+        parts = tuple(float(x) for x in fractions.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
+        raise click.BadParameter(f"{fractions!r}: give three non-negative fractions summing to 1", param_hint="--split")
+    counts = index_dataset(source, out_dir, question or DEFAULT_QUESTION, parts, seed, link, skip_bad)
+    click.echo(f"wrote {out_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + " clips")
+
+COMMANDS = (train, evaluate, export_command, synth_command, dataset)

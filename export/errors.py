@@ -1,0 +1,9 @@
+"""The exporter's error."""
+
+from __future__ import annotations
+
+from contract.errors import CrashwatchError
+
+
+class ExportError(CrashwatchError):
+    """The export cannot be completed; the message says why (including parity figures over tolerance)."""

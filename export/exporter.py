@@ -1,0 +1,111 @@
+"""``crashwatch export``: checkpoint -> bundle, checked against PyTorch before it is published.
+
+The bundle is staged in ``OUT.partial`` and renamed to ``OUT`` only after the parity check passed, so a
+failed or interrupted export never leaves something that looks like a bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from contract import bundle as layout
+from contract.prompt import PromptEncoder
+from contract.video import probe_clip
+from export.errors import ExportError
+from export.graphs import export_head, export_vision
+from export.parity import TOLERANCES, check_parity
+from export.precision import CONVERTERS
+from train.checkpoint import Checkpoint, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def export_bundle(checkpoint_dir: Path, out: Path, precision: str, video: Path, force: bool = False) -> dict[str, Any]:
+    """Write the bundle for ``checkpoint_dir`` at ``out`` and return its manifest."""
+    if precision not in TOLERANCES:
+        raise ExportError(f"unknown precision {precision!r}; choose from {', '.join(TOLERANCES)}")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ExportError(f"{out}: exists and is not empty (use --force to replace it)")
+    clip = probe_clip(video)
+    run = load_checkpoint(checkpoint_dir)
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        _write_prompt(run, staging)
+        _write_graphs(run, staging, precision)
+        manifest = _manifest(run, checkpoint_dir, precision, staging)
+        layout.write_manifest(staging, manifest)
+        manifest["parity"] = check_parity(run, staging, clip.path, precision)
+        layout.write_manifest(staging, manifest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    log.info("bundle written to %s", out)
+    return manifest
+
+
+def _write_prompt(run: Checkpoint, folder: Path) -> None:
+    """The prompt's token ids and only the embedding rows they use: the monitor needs no tokenizer and no
+    49k-row table. (The prompt depends on the window and question only, both fixed in the bundle.)"""
+    model = run.model
+    ids = np.asarray(PromptEncoder(run.tokenizer, run.config.window, model.tokens_per_frame)(run.config.question),
+                     np.int64)
+    used = np.unique(ids[ids != model.image_token_id])
+    with torch.no_grad():
+        table = model.text_model.get_input_embeddings().weight[torch.from_numpy(used)].float().numpy()
+    np.save(folder / layout.PROMPT_IDS, ids, allow_pickle=False)
+    np.save(folder / layout.TOKEN_IDS, used, allow_pickle=False)
+    np.save(folder / layout.TOKEN_EMBEDDINGS, table, allow_pickle=False)
+
+
+def _write_graphs(run: Checkpoint, folder: Path, precision: str) -> None:
+    if precision == "fp32":
+        export_vision(run.model, folder / layout.VISION, run.config.image_size)
+        export_head(run.model, folder / layout.HEAD)
+        return
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".fp32-") as scratch:
+        fp32 = Path(scratch)
+        export_vision(run.model, fp32 / layout.VISION, run.config.image_size)
+        export_head(run.model, fp32 / layout.HEAD)
+        for name in (layout.VISION, layout.HEAD):
+            log.info("converting %s to %s", name, precision)
+            CONVERTERS[precision](fp32 / name, folder / name)
+
+
+def _manifest(run: Checkpoint, checkpoint_dir: Path, precision: str, folder: Path) -> dict[str, Any]:
+    import onnx
+    import onnxruntime
+    import transformers
+
+    config, model = run.config, run.model
+    return layout.build_manifest(
+        precision=precision,
+        backbone=config.backbone.pretrained if not config.backbone.random_init else "random-init SmolVLM",
+        hidden_size=model.backbone.config.text_config.hidden_size,
+        tokens_per_frame=model.tokens_per_frame,
+        image_token_id=model.image_token_id,
+        parameters=model.parameter_counts()["total"],
+        head={"hidden": config.head.hidden, "dropout": config.head.dropout},
+        window=config.window,
+        pixels=config.pixels,
+        question=config.question,
+        threshold=run.threshold,
+        files=layout.describe_files(folder),
+        source_checkpoint=str(checkpoint_dir),
+        validation=run.meta.get("validation", {}),
+        versions={"python": platform.python_version(), "torch": torch.__version__,
+                  "transformers": transformers.__version__, "onnx": onnx.__version__,
+                  "onnxruntime": onnxruntime.__version__},
+    )

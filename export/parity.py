@@ -1,0 +1,82 @@
+"""The export's check: the staged bundle against PyTorch fp32 on one window of real frames, per precision."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from contract.preprocess import preprocess_frames
+from contract.prompt import PromptEncoder
+from contract.risk import sigmoid
+from contract.video import probe_clip, read_frames
+from contract.window import pick_frames
+from export.errors import ExportError
+from monitor.model import RiskModel
+from train.checkpoint import Checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Most the exported bundle may differ from PyTorch fp32 on one window of real frames."""
+
+    min_embedding_cosine: float
+    max_probability_diff: float
+
+
+# fp32 should match up to float rounding; fp16 keeps about 3 decimal digits; dynamic int8 has margin for the
+# outliers of real weights (the figures measured with random weights are in the README, "Export").
+TOLERANCES = {
+    "fp32": Tolerance(min_embedding_cosine=0.99999, max_probability_diff=1e-3),
+    "fp16": Tolerance(min_embedding_cosine=0.999, max_probability_diff=0.01),
+    "int8": Tolerance(min_embedding_cosine=0.99, max_probability_diff=0.05),
+}
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+
+
+def check_parity(run: Checkpoint, folder: Path, video: Path, precision: str) -> dict[str, Any]:
+    """Score the last window of ``video`` with PyTorch fp32 and with the staged bundle, through the monitor's
+    own loader; fail when the difference passes the precision's tolerance."""
+    clip = probe_clip(video)
+    indices = pick_frames(clip.timestamps(), clip.timestamps()[-1], run.config.window)
+    pixels = preprocess_frames(read_frames(video, indices), run.config.pixels)
+    model = run.model
+    ids = torch.tensor([PromptEncoder(run.tokenizer, run.config.window, model.tokens_per_frame)(run.config.question)])
+    with torch.no_grad():
+        torch_embeds = model.encode_frames(torch.from_numpy(pixels))
+        torch_logit = float(model.window_logits(model.embed_prompt(ids, torch_embeds), torch.ones_like(ids))[0])
+    bundle = RiskModel(folder)
+    onnx_embeds = bundle.encode_frames(pixels)
+    onnx_logit = bundle.window_logit(onnx_embeds)
+    tolerance = TOLERANCES[precision]
+    figures = {
+        "video": video.name,
+        "frames": indices,
+        "embedding_max_abs_diff": float(np.abs(torch_embeds.numpy() - onnx_embeds).max()),
+        "embedding_cosine": _cosine(torch_embeds.numpy(), onnx_embeds),
+        "torch_logit": torch_logit,
+        "onnx_logit": onnx_logit,
+        "logit_abs_diff": abs(torch_logit - onnx_logit),
+        "probability_abs_diff": float(abs(sigmoid(torch_logit) - sigmoid(onnx_logit))),
+        "tolerance": {"min_embedding_cosine": tolerance.min_embedding_cosine,
+                      "max_probability_diff": tolerance.max_probability_diff},
+    }
+    log.info("parity %s: embedding cosine %.6f (max |diff| %.2e), probability |diff| %.2e",
+             precision, figures["embedding_cosine"], figures["embedding_max_abs_diff"], figures["probability_abs_diff"])
+    if figures["embedding_cosine"] < tolerance.min_embedding_cosine or \
+            figures["probability_abs_diff"] > tolerance.max_probability_diff:
+        raise ExportError(f"{precision} export does not match PyTorch within tolerance: "
+                          f"embedding cosine {figures['embedding_cosine']:.6f} (min {tolerance.min_embedding_cosine}), "
+                          f"probability |diff| {figures['probability_abs_diff']:.2e} (max {tolerance.max_probability_diff}); "
+                          "no bundle written")
+    return figures

@@ -1,0 +1,182 @@
+"""The monitor's messages: topics, schema version, alert event kinds, and one type per topic.
+
+Every producer builds a message through the type of its topic and every reader (subscriber, demo,
+evaluation, benchmarks) reads it back through the same type, so the wire layout is written here only, as
+openpilot's ``fill_model_msg`` is the one place that knows its message. On the wire a message is two ZeroMQ
+frames, ``[topic, JSON]``; the JSON is ``envelope``'s header (``schema``, a per-topic ``seq``, ``camera``,
+``sent_at``) followed by the body's fields. A new field goes into its type's dataclass, ``to_wire`` and
+``from_wire``; a change that breaks readers bumps ``SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any, ClassVar, Union
+
+SCHEMA_VERSION = 1
+
+
+class Topic(str, Enum):
+    RISK = "risk"
+    ALERT = "alert"
+    STATUS = "status"
+
+
+TOPIC_NAMES = tuple(topic.value for topic in Topic)
+
+
+class AlertEvent(str, Enum):
+    """What an ``alert`` message says of its episode."""
+
+    START = "start"
+    UPDATE = "update"  # the peak rose by the policy's update step
+    END = "end"
+
+
+def schema_of(topic: Topic) -> str:
+    return f"crashwatch.{topic.value}/{SCHEMA_VERSION}"
+
+
+def envelope(topic: Topic, seq: int, camera: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The message as sent: the header, then the body's fields."""
+    return {"schema": schema_of(topic), "seq": seq, "camera": camera, "sent_at": time.time(), **body}
+
+
+@dataclass(frozen=True)
+class Risk:
+    """One stride's answer: the window scored, its probability, and what it cost."""
+
+    TOPIC: ClassVar[Topic] = Topic.RISK
+
+    t: float  # stream seconds of the window's end
+    window_start: float
+    frame_ids: list[int]
+    frame_times: list[float]
+    probability: float
+    threshold: float
+    alert_active: bool
+    encode_ms: float
+    score_ms: float
+    frames_encoded: int
+    captured_at: float  # wall clock of the newest frame's capture
+    latency_ms: float  # from that capture to building this message
+
+    @property
+    def model_ms(self) -> float:
+        return self.encode_ms + self.score_ms
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "t": self.t,
+            "window": {"start": self.window_start, "end": self.t},
+            "frame_ids": self.frame_ids,
+            "frame_times": self.frame_times,
+            "probability": self.probability,
+            "threshold": self.threshold,
+            "alert_active": self.alert_active,
+            "timings": {"encode_ms": self.encode_ms, "score_ms": self.score_ms, "model_ms": self.model_ms,
+                        "frames_encoded": self.frames_encoded},
+            "captured_at": self.captured_at,
+            "latency_ms": self.latency_ms,
+        }
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> "Risk":
+        timings = m["timings"]
+        return cls(t=m["t"], window_start=m["window"]["start"], frame_ids=m["frame_ids"],
+                   frame_times=m["frame_times"], probability=m["probability"], threshold=m["threshold"],
+                   alert_active=m["alert_active"], encode_ms=timings["encode_ms"], score_ms=timings["score_ms"],
+                   frames_encoded=timings["frames_encoded"], captured_at=m["captured_at"],
+                   latency_ms=m["latency_ms"])
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One event of an alert episode (``AlertTracker`` makes them); ``clip`` names the event clip of a start
+    when the monitor records events, ``duration`` and ``reason`` come with the end."""
+
+    TOPIC: ClassVar[Topic] = Topic.ALERT
+
+    event: AlertEvent
+    alert_id: int
+    start: float  # stream seconds the episode started at
+    t: float  # stream seconds of this event
+    probability: float | None  # None when the stream ended under an open alert
+    peak: float
+    peak_at: float
+    threshold: float
+    duration: float | None = None
+    reason: str | None = None
+    clip: str | None = None
+
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("duration", "reason", "clip")
+
+    def to_wire(self) -> dict[str, Any]:
+        body = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._OPTIONAL}
+        body["event"] = self.event.value
+        body.update({key: getattr(self, key) for key in self._OPTIONAL if getattr(self, key) is not None})
+        return body
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> "Alert":
+        known = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in m.items() if k in known}, "event": AlertEvent(m["event"])})
+
+
+@dataclass(frozen=True)
+class Status:
+    """The heartbeat: the source's state, capture, strides, lag, model latency, and the sinks' counters."""
+
+    TOPIC: ClassVar[Topic] = Topic.STATUS
+
+    source: dict[str, Any]  # kind, name, state, outages, reconnect_attempts, backoff_s, outage_s, last_error
+    capture_fps: float
+    frames_captured: int
+    frames_dropped: int
+    strides: int
+    strides_skipped: int
+    stride_s: float
+    lag_s: float | None
+    model_ms: dict[str, float] | None  # p50, p90, p99
+    alert_active: bool
+    publisher: dict[str, int] | None = None  # sent, dropped
+    events: dict[str, Any] | None = None  # written, failed, last_error; only with --events
+
+    def to_wire(self) -> dict[str, Any]:
+        body = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.events is None:
+            del body["events"]
+        return body
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> "Status":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in m.items() if k in known})
+
+
+Body = Union[Risk, Alert, Status]
+BODIES: dict[Topic, type] = {Topic.RISK: Risk, Topic.ALERT: Alert, Topic.STATUS: Status}
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message as a subscriber receives it: the header, the wire JSON, and the typed body (None for a
+    topic or schema this crashwatch does not know)."""
+
+    topic: str
+    seq: int
+    camera: str
+    sent_at: float
+    wire: dict[str, Any] = field(repr=False)
+    body: Body | None
+
+    @classmethod
+    def decode(cls, topic: bytes, payload: bytes) -> "Message":
+        name, wire = topic.decode(), json.loads(payload)
+        body = None
+        if name in Topic._value2member_map_ and wire.get("schema") == schema_of(Topic(name)):
+            body = BODIES[Topic(name)].from_wire(wire)
+        return cls(name, wire["seq"], wire.get("camera", "?"), wire.get("sent_at", time.time()), wire, body)

@@ -1,0 +1,28 @@
+"""``crashwatch monitor`` as a library call: open the bundle, bind the publisher, watch until the end or a
+signal, and say how it went."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from monitor.model import RiskModel
+from monitor.monitor import Monitor, MonitorOptions
+from monitor.publisher import Publisher
+from monitor.security import ServerCurve
+from monitor.signals import stop_on_signals
+from monitor.source import SourceError
+
+
+def run_monitor(bundle: Path, options: MonitorOptions, endpoint: str, curve: ServerCurve | None = None,
+                threads: int | None = None) -> dict[str, Any]:
+    """Run one camera's monitor until its file ends or SIGINT/SIGTERM; returns ``Monitor.summary``. A source
+    that could not be used at all raises ``SourceError``."""
+    model = RiskModel(bundle, threads=threads)
+    stop = stop_on_signals()
+    monitor = Monitor(model, options, lambda status: Publisher(endpoint, options.camera, status=status, curve=curve),
+                      stop=stop)
+    summary = monitor.run()
+    if summary["source_state"] == "failed":
+        raise SourceError(summary["source_error"] or f"{options.source.display}: the source failed")
+    return summary
