@@ -159,6 +159,15 @@ class Manifest:
             raise BundleError(f"{path}: unknown precision {manifest.precision!r}")
         return manifest
 
+    @property
+    def content_hash(self) -> str:
+        """A short hash of the bundle's files (graphs and prompt arrays, by their SHA-256): the same model
+        whatever its folder is called, and a new one after any re-export. The threshold is not in it."""
+        digest = hashlib.sha256()
+        for name, entry in sorted(self.files.items()):
+            digest.update(f"{name}:{entry.get('sha256')}\n".encode())
+        return digest.hexdigest()[:12]
+
     def verify_files(self, folder: Path) -> None:
         """Every listed file present with its size and checksum, and nothing unlisted beside them."""
         for name, entry in self.files.items():

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import cv2
 
-from contract.bundle import MANIFEST
+from contract.bundle import MANIFEST, Manifest
 from contract.errors import CrashwatchError
 from crashwatch.evaluation.annotate import annotate_video
 from crashwatch.evaluation.plot import risk_chart
@@ -47,6 +47,13 @@ def demo_bundle() -> Path:
     return DEMO_BUNDLE
 
 
+def is_demo_bundle(folder: Path) -> bool:
+    """Whether ``folder`` holds the demo model (by content, whatever the folder is called)."""
+    if not (folder / MANIFEST).is_file() or not (DEMO_BUNDLE / MANIFEST).is_file():
+        return False
+    return Manifest.read(folder).content_hash == Manifest.read(DEMO_BUNDLE).content_hash
+
+
 def demo_event_time() -> float | None:
     """Seconds into the shipped drive at which its collision happens."""
     return json.loads(DEMO_TRUTH.read_text(encoding="utf-8")).get("event_time")
@@ -59,7 +66,7 @@ def run_demo(out: Path, endpoint: str, fast: bool, say: Callable[[str], None]) -
     say(NOTICE)
     stop = stop_on_signals()
     options = MonitorOptions(source=SourceSpec("file", str(DEMO_DRIVE), DEMO_DRIVE.name), camera="demo",
-                             events_dir=out / "events", replay="fast" if fast else "realtime")
+                             events_dir=out / "events", replay="fast" if fast else "realtime", demo_model=True)
     subscriber = Subscriber(endpoint)
     monitor = Monitor(model, options, lambda status: Publisher(endpoint, "demo", status=status), stop=stop)
     if subscriber.receive(timeout=3) is None:  # the first heartbeat: the subscription is live

@@ -23,11 +23,10 @@ log = logging.getLogger(__name__)
 class EventRecorder:
     """Collects frames for open events and writes each event when its post-roll is complete."""
 
-    def __init__(self, folder: Path, camera: str, post_seconds: float = 3.0, fps: float = 10.0) -> None:
+    def __init__(self, folder: Path, camera: str, post_seconds: float = 3.0) -> None:
         self.folder = folder
         self.camera = camera
         self.post_seconds = post_seconds
-        self.fps = fps
         self.written = 0
         self.failed = 0
         self.last_error: str | None = None
@@ -86,28 +85,47 @@ class EventRecorder:
         path: Path = event["path"]
         frames: list[Frame] = event["frames"]
         path.parent.mkdir(parents=True, exist_ok=True)
+        fps, slots = clip_timing([f.t for f in frames])
         height, width = frames[0].image.shape[:2]
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
         if not writer.isOpened():
             raise OSError("cannot open a video writer there")
         try:
-            for frame in frames:
+            for k, frame in enumerate(frames):
                 image = frame.image
                 if image.shape[:2] != (height, width):
                     image = cv2.resize(image, (width, height))
-                writer.write(image)
+                following = slots[k + 1] if k + 1 < len(frames) else slots[k] + 1
+                for _ in range(following - slots[k]):  # a frame the capture dropped: the one before it held
+                    writer.write(image)
         finally:
             writer.release()
         # OpenCV's writer reports no I/O errors: read the clip back to know it is whole (a full disk cuts it).
+        expected = slots[-1] + 1
         try:
             written = probe_clip(path).num_frames
         except VideoError as err:
             raise OSError(f"the clip cannot be read back ({err}); disk full?") from None
-        if written != len(frames):
-            raise OSError(f"only {written} of {len(frames)} frames were written (disk full?)")
+        if written != expected:
+            raise OSError(f"only {written} of {expected} frames were written (disk full?)")
         sidecar = {
-            "camera": self.camera, "clip": path.name, "alert": event["alert"],
-            "frames": [{"id": f.id, "t": f.t, "captured_at": f.wall} for f in frames],
+            "camera": self.camera, "clip": path.name, "alert": event["alert"], "fps": fps,
+            "frames": [{"id": f.id, "t": f.t, "captured_at": f.wall, "clip_t": slot / fps}
+                       for f, slot in zip(frames, slots)],
         }
         path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
-        log.info("event clip written: %s (%d frames)", path, len(frames))
+        log.info("event clip written: %s (%d frames, %.2f s at %.2f fps)", path, len(frames), expected / fps, fps)
+
+
+def clip_timing(times: list[float]) -> tuple[float, list[int]]:
+    """The frame rate to write a clip of frames taken at stream ``times`` at, and the clip frame each one
+    starts at, so that the clip plays at the stream's own speed: the rate is the stream's (the median spacing,
+    which frames dropped by the capture do not move), and a gap holds the frame before it. Each frame then
+    shows within half a frame of its own time since the first."""
+    gaps = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
+    fps = 1.0 / gaps[len(gaps) // 2] if gaps else 10.0
+    slots, last = [], -1
+    for t in times:
+        last = max(last + 1, round((t - times[0]) * fps))
+        slots.append(last)
+    return fps, slots

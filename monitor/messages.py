@@ -61,6 +61,7 @@ class Risk:
     encode_ms: float
     score_ms: float
     frames_encoded: int
+    partial: bool  # the window reaches back before the stream's first frame (padded with it, as in training)
     captured_at: float  # wall clock of the newest frame's capture
     latency_ms: float  # from that capture to building this message
 
@@ -77,6 +78,7 @@ class Risk:
             "probability": self.probability,
             "threshold": self.threshold,
             "alert_active": self.alert_active,
+            "partial": self.partial,
             "timings": {"encode_ms": self.encode_ms, "score_ms": self.score_ms, "model_ms": self.model_ms,
                         "frames_encoded": self.frames_encoded},
             "captured_at": self.captured_at,
@@ -89,7 +91,7 @@ class Risk:
         return cls(t=m["t"], window_start=m["window"]["start"], frame_ids=m["frame_ids"],
                    frame_times=m["frame_times"], probability=m["probability"], threshold=m["threshold"],
                    alert_active=m["alert_active"], encode_ms=timings["encode_ms"], score_ms=timings["score_ms"],
-                   frames_encoded=timings["frames_encoded"], captured_at=m["captured_at"],
+                   frames_encoded=timings["frames_encoded"], partial=m.get("partial", False), captured_at=m["captured_at"],
                    latency_ms=m["latency_ms"])
 
 
@@ -111,8 +113,9 @@ class Alert:
     duration: float | None = None
     reason: str | None = None
     clip: str | None = None
+    model: dict[str, Any] | None = None  # with the start: the model that raised it (as in ``Status.model``)
 
-    _OPTIONAL: ClassVar[tuple[str, ...]] = ("duration", "reason", "clip")
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("duration", "reason", "clip", "model")
 
     def to_wire(self) -> dict[str, Any]:
         body = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._OPTIONAL}
@@ -142,6 +145,7 @@ class Status:
     lag_s: float | None
     model_ms: dict[str, float] | None  # p50, p90, p99
     alert_active: bool
+    model: dict[str, Any] | None = None  # name, precision, threshold, hash, demo (``RiskModel.identity``)
     publisher: dict[str, int] | None = None  # sent, dropped
     events: dict[str, Any] | None = None  # written, failed, last_error; only with --events
 

@@ -89,6 +89,13 @@ class RiskModel:
         template[text] = table[lookup]
         return template, image_rows
 
+    def identity(self, demo: bool = False) -> dict[str, object]:
+        """What names this model in ``status`` and alert starts: folder name, precision, alert threshold of
+        the bundle, content hash, and whether it is the demo model (generated scenes only)."""
+        m = self.manifest
+        return {"name": self.folder.name, "precision": m.precision, "threshold": m.threshold,
+                "hash": m.content_hash, "demo": demo}
+
     @property
     def prompt_length(self) -> int:
         return int(self._prompt_template.shape[0])

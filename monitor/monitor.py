@@ -52,6 +52,7 @@ class MonitorOptions:
     alert: dict[str, Any] = field(default_factory=dict)  # AlertPolicy overrides
     window_seconds: float | None = None  # overrides of the bundle's window (warned about)
     num_frames: int | None = None
+    demo_model: bool = False  # the bundle is the demo model: said in every status and alert start
     backoff_initial: float = 0.5
     backoff_max: float = 10.0
 
@@ -82,8 +83,10 @@ class Monitor:
             raise OptionsError(f"the bundle's prompt holds {frames} frames; a window of {options.num_frames} frames "
                              "needs a bundle exported for it")
         self.window = WindowSpec(seconds, frames)
-        self.stride = options.stride or self.window.spacing
-        if options.stride and abs(self.stride / self.window.spacing - round(self.stride / self.window.spacing)) > 1e-6:
+        if options.stride is not None and not (math.isfinite(options.stride) and options.stride > 0):
+            raise OptionsError(f"stride must be a positive number of seconds, got {options.stride}")
+        self.stride = options.stride if options.stride is not None else self.window.spacing
+        if options.stride is not None and abs(self.stride / self.window.spacing - round(self.stride / self.window.spacing)) > 1e-6:
             log.warning("stride %.3f s is not a multiple of the frame spacing %.3f s: windows will share fewer "
                         "frames and each stride will cost more vision passes", self.stride, self.window.spacing)
         if options.replay == "fast" and options.source.live:
@@ -94,6 +97,7 @@ class Monitor:
         except ValueError as err:
             raise OptionsError(str(err)) from None
         self.tracker = AlertTracker(self.policy)
+        self.identity = model.identity(options.demo_model)
         self.scorer = WindowScorer(model, self.window, m.pixels)
         # The buffer holds full-resolution frames, so only what a window can still need; event clips take
         # their post-roll frames straight from the capture.
@@ -117,12 +121,13 @@ class Monitor:
         newest = self.buffer.newest_t()
         latencies = np.asarray(self.stats.model_ms) if self.stats.model_ms else None
         publisher = getattr(self, "publisher", None)  # the publisher's first heartbeat may come before it is set
+        outage = c.outage_s()
+        lag = (newest - self.stats.last_end) if newest is not None and self.stats.last_end is not None else None
         return Status(
             source={
                 "kind": self.options.source.kind, "name": self.options.source.display, "state": c.state,
                 "outages": c.outages, "reconnect_attempts": c.reconnect_attempts, "backoff_s": c.backoff_s,
-                "outage_s": (time.monotonic() - c.outage_started) if c.outage_started else 0.0,
-                "last_error": c.last_error,
+                "outage_s": outage, "outages_total_s": c.outages_s + outage, "last_error": c.last_error,
             },
             capture_fps=round(c.fps, 2),
             frames_captured=c.frames,
@@ -130,9 +135,10 @@ class Monitor:
             strides=self.stats.strides,
             strides_skipped=self.stats.skipped,
             stride_s=self.stride,
-            lag_s=(newest - self.stats.last_end) if newest is not None and self.stats.last_end is not None else None,
+            lag_s=None if lag is None else lag + outage,  # nothing is seen while the source is away
             model_ms={f"p{q}": float(np.percentile(latencies, q)) for q in (50, 90, 99)} if latencies is not None else None,
             alert_active=self.tracker.active,
+            model=self.identity,
             publisher={"sent": publisher.sent, "dropped": publisher.dropped} if publisher is not None else None,
             events=None if self.events is None else {"written": self.events.written, "failed": self.events.failed,
                                                      "last_error": self.events.last_error},
@@ -141,8 +147,9 @@ class Monitor:
     # -- the loop -------------------------------------------------------------------------------------------
 
     def _first_end(self, since: float) -> float:
-        """The first grid point at which a full window after ``since`` exists."""
-        return math.ceil((since + self.window.seconds - EPS) / self.stride) * self.stride
+        """The first grid point at or after ``since``: windows are scored from the first frame on, those
+        shorter than the window padded with their first frame as training pads short clips (``partial``)."""
+        return math.ceil((since - EPS) / self.stride) * self.stride
 
     def run(self) -> dict[str, Any]:
         log.info("monitoring %s: window %.2f s x %d frames, stride %.3f s, alert at %.3f (off below %.3f)",
@@ -167,6 +174,8 @@ class Monitor:
                 if not self.buffer.wait_until(next_end, 0.2):
                     if self.buffer.closed:
                         break
+                    continue
+                if self.buffer.since != since:  # the source came back meanwhile: plan from its first frame
                     continue
                 newest = self.buffer.newest_t()
                 latest = math.floor((newest + EPS) / self.stride) * self.stride
@@ -206,9 +215,11 @@ class Monitor:
             self._alert(event, window)
 
     def _alert(self, event: Alert, window: list[Frame]) -> None:
-        if event.event is AlertEvent.START and self.events is not None and window:
-            event = dataclasses.replace(event, clip=str(self.events.path_for(event)))
-            self.events.start(event, window)
+        if event.event is AlertEvent.START:
+            event = dataclasses.replace(event, model=self.identity)
+            if self.events is not None and window:
+                event = dataclasses.replace(event, clip=str(self.events.path_for(event)))
+                self.events.start(event, window)
         self.alerts.append(event)
         self.publisher.publish(event)
         log.warning("alert %d %s at %.2f s (probability %s, peak %.3f)", event.alert_id, event.event.value,
@@ -219,7 +230,7 @@ class Monitor:
         return Risk(t=r.end, window_start=r.end - self.window.seconds, frame_ids=[f.id for f in r.frames],
                     frame_times=[round(f.t, 4) for f in r.frames], probability=r.probability,
                     threshold=self.policy.on, alert_active=self.tracker.active, encode_ms=r.encode_ms,
-                    score_ms=r.score_ms, frames_encoded=r.encoded, captured_at=newest.wall,
+                    score_ms=r.score_ms, frames_encoded=r.encoded, partial=r.partial, captured_at=newest.wall,
                     latency_ms=(time.time() - newest.wall) * 1000)
 
     def summary(self) -> dict[str, Any]:

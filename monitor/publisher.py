@@ -32,6 +32,26 @@ class PublisherError(CrashwatchError):
     """The endpoint cannot be bound; the message names it."""
 
 
+SCHEMES = ("tcp://", "ipc://", "inproc://")
+
+
+def check_endpoint(endpoint: str, connect: bool = False) -> str:
+    """``endpoint`` as ZeroMQ takes it, or PublisherError saying what is wrong with it. With ``connect`` (a
+    subscriber's side) a bare ``host:port`` is taken as ``tcp://host:port``. ZeroMQ itself would bind a
+    port above 65535 modulo 2^16, that is another port, and connect to nothing without a word."""
+    if connect and "://" not in endpoint:
+        endpoint = f"tcp://{endpoint}"
+    if not endpoint.startswith(SCHEMES):
+        raise PublisherError(f"{endpoint}: not a ZeroMQ endpoint; give tcp://HOST:PORT (or ipc://PATH)")
+    if endpoint.startswith("tcp://"):
+        host, _, port = endpoint[len("tcp://"):].rpartition(":")
+        if not host:
+            raise PublisherError(f"{endpoint}: no port; give tcp://HOST:PORT")
+        if not (port.isdigit() and 1 <= int(port) <= 65535) and not (port == "*" and not connect):
+            raise PublisherError(f"{endpoint}: port {port!r} is not a number from 1 to 65535")
+    return endpoint
+
+
 def is_loopback(endpoint: str) -> bool:
     """True for ipc:// and inproc:// and for tcp:// on a loopback address."""
     if not endpoint.startswith("tcp://"):
@@ -46,7 +66,7 @@ class Publisher:
     def __init__(self, endpoint: str, camera: str, status: Callable[[], Status] | None = None,
                  period: float = 1.0, hwm: int = 1000, context: zmq.Context | None = None,
                  curve: ServerCurve | None = None) -> None:
-        self.endpoint = endpoint
+        self.endpoint = endpoint = check_endpoint(endpoint)
         self.camera = camera
         self._status = status
         self._period = period

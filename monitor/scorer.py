@@ -16,6 +16,8 @@ import numpy as np
 
 from contract.preprocess import PixelSpec, preprocess_frame
 from contract.window import WindowSpec, pick_frames
+
+EPSILON = 1e-6  # seconds: float slack when comparing stream times
 from monitor.model import RiskModel
 from monitor.source import Frame
 
@@ -28,6 +30,7 @@ class WindowScore:
     encoded: int  # frames run through the vision graph for this stride
     encode_ms: float
     score_ms: float
+    partial: bool = False  # the window reaches back before the first frame: padded with it, as in training
 
     @property
     def model_ms(self) -> float:
@@ -65,4 +68,6 @@ class WindowScorer:
         oldest = chosen[0].id
         for stale in [i for i in self._cache if i < oldest]:  # later windows only hold newer frames
             del self._cache[stale]
-        return WindowScore(end, chosen, probability, encoded, (encoded_at - started) * 1000, (scored_at - encoded_at) * 1000)
+        partial = end - self.window.seconds < frames[0].t - EPSILON
+        return WindowScore(end, chosen, probability, encoded, (encoded_at - started) * 1000,
+                           (scored_at - encoded_at) * 1000, partial)

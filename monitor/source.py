@@ -27,6 +27,9 @@ from monitor.redact import redact_url
 log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+# Retries of a source that was online come at most this far apart, so that a short outage ends as soon as
+# the source is back; one that never answered backs off to ``backoff_max``.
+BACKOFF_AFTER_ONLINE = 1.0
 
 
 class SourceError(CrashwatchError):
@@ -54,6 +57,8 @@ def parse_source(source: str) -> SourceSpec:
             raise SourceError(f"{redact_url(text)}: unsupported URL scheme; use rtsp://, rtsps://, http:// or https://")
         return SourceSpec("stream", text, redact_url(text))
     path = Path(text)
+    if path.is_dir():
+        raise SourceError(f"{path}: a folder, not a video file (give one file, a webcam index or a stream URL)")
     if not path.is_file():
         raise SourceError(f"{path}: no such video file (nor a webcam index or a stream URL)")
     if path.stat().st_size == 0:
@@ -62,7 +67,9 @@ def parse_source(source: str) -> SourceSpec:
 
 
 def open_capture(spec: SourceSpec, open_timeout_s: float = 5.0) -> cv2.VideoCapture | None:
-    """An opened capture, or None if the source does not answer."""
+    """An opened capture, or None if the source does not answer. OpenCV's own warnings (one per failed
+    attempt) are silenced: the outage is reported once, in the log and in ``status``."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     if spec.kind == "webcam":
         capture = cv2.VideoCapture(int(spec.target))
     elif spec.kind == "stream":
@@ -154,13 +161,14 @@ class FrameBuffer:
 class CaptureStats:
     """What the status heartbeat reports about the source."""
 
-    state: str = "starting"  # starting, online, reconnecting, ended, failed
+    state: str = "starting"  # starting, online, reconnecting, ended (the file or stream), stopped (asked to), failed
     frames: int = 0
     dropped: int = 0
     outages: int = 0
     reconnect_attempts: int = 0
     backoff_s: float = 0.0
     outage_started: float | None = None
+    outages_s: float = 0.0  # seconds offline in outages that have ended
     last_error: str | None = None
     fps: float = 0.0
     _recent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=60))
@@ -170,6 +178,23 @@ class CaptureStats:
         self._recent.append(wall)
         if len(self._recent) >= 2 and self._recent[-1] > self._recent[0]:
             self.fps = (len(self._recent) - 1) / (self._recent[-1] - self._recent[0])
+
+    def outage_s(self) -> float:
+        """Seconds the outage going on has lasted (0 when online)."""
+        return time.monotonic() - self.outage_started if self.outage_started is not None else 0.0
+
+    def went_offline(self) -> None:
+        self.outages += 1
+        self.outage_started = time.monotonic()
+        self.fps = 0.0  # no frame arrives: the rate is nothing, not the last one measured
+        self._recent.clear()
+
+    def came_back(self) -> float:
+        """End the outage; returns how long it lasted."""
+        lasted = self.outage_s()
+        self.outages_s += lasted
+        self.outage_started = None
+        return lasted
 
 
 class Capture(threading.Thread):
@@ -191,6 +216,7 @@ class Capture(threading.Thread):
         self.stats = CaptureStats()
         self.source_fps: float | None = None
         self._next_id = 0
+        self._was_online = False
 
     def run(self) -> None:
         try:
@@ -223,8 +249,7 @@ class Capture(threading.Thread):
             if not self.loop or duration == 0.0:
                 break
             offset += duration
-        if not self.stop_event.is_set():
-            self.stats.state = "ended"
+        self.stats.state = "stopped" if self.stop_event.is_set() else "ended"
 
     def _replay_once(self, offset: float, start: float) -> float:
         """One pass over the file from stream time ``offset``; returns the pass's duration in seconds."""
@@ -248,6 +273,9 @@ class Capture(threading.Thread):
                     elif behind > 1.0 / fps:  # fell behind: skip frames, as a live camera would
                         if not capture.grab():
                             break
+                        if self.stats.dropped == 0:
+                            log.warning("%s: reading and decoding fall behind the frame rate (%.1f fps): frames "
+                                        "are dropped, counted in status as frames_dropped", self.spec.display, fps)
                         self.stats.dropped += 1
                         index += 1
                         continue
@@ -258,14 +286,21 @@ class Capture(threading.Thread):
                 index += 1
         finally:
             capture.release()
-        log.info("%s: end of file after %d frames", self.spec.display, index)
+        if self.stop_event.is_set():
+            log.info("%s: stopped after %d frames", self.spec.display, index)
+        else:
+            log.info("%s: end of file after %d frames", self.spec.display, index)
         return index / fps
 
     def _run_live(self) -> None:
         origin: float | None = None
         backoff = self.backoff_initial
         while not self.stop_event.is_set():
-            capture = open_capture(self.spec, self.open_timeout_s)
+            capture = self._open_interruptibly()
+            if self.stop_event.is_set():
+                if capture is not None:
+                    capture.release()
+                break
             if capture is None:
                 if self.stats.state == "starting" and self.spec.kind == "webcam":
                     raise SourceError(f"{self.spec.display}: no such webcam, or it cannot be opened")
@@ -274,10 +309,9 @@ class Capture(threading.Thread):
             fps = capture.get(cv2.CAP_PROP_FPS)
             self.source_fps = fps if fps and 0 < fps < 1000 else self.source_fps
             if self.stats.state == "reconnecting":
-                log.warning("%s: back online after %.1f s", self.spec.display,
-                            time.monotonic() - (self.stats.outage_started or time.monotonic()))
+                log.warning("%s: back online after %.1f s", self.spec.display, self.stats.came_back())
                 self.buffer.clear()  # a window must not span the outage
-            self.stats.state, self.stats.backoff_s, self.stats.outage_started = "online", 0.0, None
+            self.stats.state, self.stats.backoff_s = "online", 0.0
             backoff = self.backoff_initial
             try:
                 while not self.stop_event.is_set():
@@ -291,16 +325,44 @@ class Capture(threading.Thread):
                 capture.release()
             if not self.stop_event.is_set():
                 backoff = self._outage(f"{self.spec.display} stopped sending frames", backoff)
-        self.stats.state = "ended"
+        self.stats.state = "stopped"
+
+    def _open_interruptibly(self) -> cv2.VideoCapture | None:
+        """``open_capture`` in a helper thread, so that a stop during a blocking open (a camera that accepts the
+        connection and never answers holds it for the open timeout) is obeyed at once. A capture that opens
+        after it was given up is released by the helper."""
+        lock, given_up, opened = threading.Lock(), threading.Event(), []
+
+        def work() -> None:
+            capture = open_capture(self.spec, self.open_timeout_s)
+            with lock:
+                if given_up.is_set():
+                    if capture is not None:
+                        capture.release()
+                else:
+                    opened.append(capture)
+
+        helper = threading.Thread(target=work, name="capture-open", daemon=True)
+        helper.start()
+        while helper.is_alive() and not self.stop_event.wait(0.05):
+            pass
+        with lock:
+            if not opened:
+                given_up.set()
+                return None
+            return opened[0]
 
     def _outage(self, why: str, backoff: float) -> float:
-        """Report, wait ``backoff`` (interruptible) and return the next backoff."""
+        """Report, wait ``backoff`` (interruptible) and return the next backoff: doubling up to
+        ``backoff_max``, but at most ``BACKOFF_AFTER_ONLINE`` for a source that was online."""
         if self.stats.state != "reconnecting":
-            self.stats.outages += 1
-            self.stats.outage_started = time.monotonic()
+            if self.stats.state == "online":
+                self._was_online = True
+            self.stats.went_offline()
             log.warning("%s; reconnecting", why)
         self.stats.state, self.stats.last_error = "reconnecting", why
         self.stats.reconnect_attempts += 1
         self.stats.backoff_s = backoff
         self.stop_event.wait(backoff)
-        return min(backoff * 2, self.backoff_max)
+        ceiling = min(self.backoff_max, BACKOFF_AFTER_ONLINE) if self._was_online else self.backoff_max
+        return min(backoff * 2, ceiling)

@@ -9,6 +9,7 @@ from typing import Iterator
 import zmq
 
 from monitor.messages import Alert, AlertEvent, Message, Risk, Status
+from monitor.publisher import check_endpoint
 from monitor.security import ClientCurve
 
 
@@ -17,13 +18,14 @@ class Subscriber:
 
     def __init__(self, endpoint: str, topics: tuple[str, ...] = (), context: zmq.Context | None = None,
                  curve: ClientCurve | None = None) -> None:
+        self.endpoint = check_endpoint(endpoint, connect=True)
         self._socket = (context or zmq.Context.instance()).socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         if curve is not None:
             curve.apply(self._socket)
         for topic in topics or ("",):
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        self._socket.connect(endpoint)
+        self._socket.connect(self.endpoint)
         self._last_seq: dict[str, int] = {}
         self.gaps: dict[str, int] = {}
 
@@ -55,7 +57,7 @@ def describe(message: Message) -> str:
     body = message.body
     if isinstance(body, Risk):
         bar = "#" * int(round(body.probability * 20))
-        flag = " ALERT" if body.alert_active else ""
+        flag = (" partial" if body.partial else "") + (" ALERT" if body.alert_active else "")
         return (f"{head} risk  t={body.t:8.2f}s p={body.probability:.3f} [{bar:<20}]{flag} "
                 f"model {body.model_ms:.0f} ms, latency {body.latency_ms:.0f} ms")
     if isinstance(body, Alert):
@@ -67,10 +69,12 @@ def describe(message: Message) -> str:
         return text
     if isinstance(body, Status):
         s, lat, lag = body.source, body.model_ms or {}, body.lag_s
+        model = f", model {body.model['name']} {body.model['precision']} #{body.model['hash']}" + (
+            " (demo)" if body.model["demo"] else "") if body.model else ""
         return (f"{head} status {s['name']} {s['state']}"
                 + (f" (retry in {s['backoff_s']:.1f} s, outage {s['outage_s']:.1f} s)" if s["state"] == "reconnecting" else "")
                 + f", {body.capture_fps:.1f} fps, strides {body.strides} (skipped {body.strides_skipped}),"
                 + f" dropped {body.frames_dropped}, lag {'n/a' if lag is None else f'{lag:.2f} s'}"
-                + (f", model p50 {lat['p50']:.0f} ms p99 {lat['p99']:.0f} ms" if lat else ""))
+                + (f", model p50 {lat['p50']:.0f} ms p99 {lat['p99']:.0f} ms" if lat else "") + model)
     return f"{head} {message.topic} {json.dumps(message.wire)}"
 

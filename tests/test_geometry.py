@@ -14,17 +14,8 @@ from contract.sidecars import GeometryError
 from tests.conftest import TINY_CONFIG
 from tests.test_cli_train import crashwatch
 from train.config import load_config
-from train.geometry import (
-    FAR,
-    GRID,
-    MOTION,
-    NEAREST,
-    ClipGeometry,
-    GeometrySupervised,
-    mirrored_motion,
-    mirrored_nearest,
-    mirrored_targets,
-)
+from train.geometry import (FAR, GRID, MOTION, NEAREST, ClipGeometry, GeometrySupervised, mirrored_motion,
+                            mirrored_nearest, mirrored_targets)
 from train.model import CrashRiskModel, risk_loss
 from train.tokenizer import load_tokenizer
 

@@ -170,7 +170,7 @@ def test_frames_that_change_size_mid_stream(tiny_bundle, tmp_path):
     frames = [Frame(i, i / 10, time.time(), rng.integers(0, 255, (*sizes[i % 4], 3), dtype=np.uint8)) for i in range(40)]
     scorer = WindowScorer(model, m.window, m.pixels)
     assert 0.0 <= scorer.score(frames, 3.0).probability <= 1.0
-    recorder = EventRecorder(tmp_path / "events", "cam", post_seconds=0.5, fps=10)
+    recorder = EventRecorder(tmp_path / "events", "cam", post_seconds=0.5)
     alert = Alert(AlertEvent.START, alert_id=1, start=2.0, t=2.0, probability=0.9, peak=0.9, peak_at=2.0, threshold=0.5)
     recorder.start(alert, frames[:21])
     path = recorder.path_for(alert)

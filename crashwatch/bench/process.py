@@ -55,13 +55,14 @@ def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None
             "--pub", endpoint]
     process = subprocess.Popen([sys.executable, "-c", f"import sys; sys.argv = {args!r}\n" + script], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    latencies, lags = [], []
+    latencies, lags, first = [], [], None
     started = time.monotonic()
     while process.poll() is None:
         message = subscriber.receive(timeout=0.2)
         body = None if message is None else message.body
         if isinstance(body, Risk):
             latencies.append((time.time() - body.captured_at) * 1000)
+            first = first or {"t": body.t, "partial": body.partial, "latency_ms": latencies[-1]}
         elif isinstance(body, Status) and body.lag_s is not None:
             lags.append((time.monotonic() - started, body.lag_s))
         if seconds is not None and time.monotonic() - started > seconds:
@@ -72,7 +73,7 @@ def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None
     if stalled is not None:
         stalled.close(0)
     maxrss = next((int(l.split()[1]) for l in err.splitlines() if l.startswith("MAXRSS")), 0)
-    result = {"peak_rss_mb": maxrss / 1024, "messages": len(latencies), "wall_s": wall}
+    result = {"peak_rss_mb": maxrss / 1024, "messages": len(latencies), "wall_s": wall, "first_risk": first}
     if latencies:
         result["latency_ms"] = {"p50": float(np.percentile(latencies, 50)), "p99": float(np.percentile(latencies, 99))}
     if lags:

@@ -19,7 +19,8 @@ from crashwatch.bench.baselines import research_query_time, torch_stride_time
 from crashwatch.bench.floor import macs_per_stride, peak_macs_per_s
 from crashwatch.bench.process import monitor_process, replay_clip
 from crashwatch.bench.report import Table, machine, write_report
-from crashwatch.bench.strides import stride_times
+from crashwatch.bench.rtsp import reconnect_after_outage, rtsp_server_available
+from crashwatch.bench.strides import preprocess_times, stride_times
 
 
 def _architecture(manifest: Manifest) -> dict[str, Any] | None:
@@ -44,6 +45,12 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
     peak = {p: peak_macs_per_s(p, 0.3 if smoke else 2.0) for p in ("fp32", "int8")}
     table.add("matmul probe, onnxruntime, 1024^3", f"fp32 {peak['fp32'] / 1e9:.1f} GMAC/s, int8 {peak['int8'] / 1e9:.1f} GMAC/s",
               "the CPU's measured peak, for the floor below")
+
+    for size in (512, 128):
+        pre = preprocess_times(size, repeats)
+        table.add(f"one 4K frame preprocessed for {size} px", f"{pre['served_ms']:.0f} ms",
+                  f"exact Lanczos from the full frame: {pre['exact_ms']:.0f} ms "
+                  f"({pre['exact_ms'] / pre['served_ms']:.1f}x); the served path pre-shrinks by area")
 
     strides: dict[str, dict[str, float]] = {}
     for name, bundle in bundles.items():
@@ -94,6 +101,16 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
                       "lag = newest frame's time minus the last window scored: a sawtooth between 0 and one stride "
                       "plus the model's time when the monitor keeps up")
         table.add("demo bundle: monitor peak RSS", f"{result['peak_rss_mb']:.0f} MB")
+        if result["first_risk"] is not None:
+            first = result["first_risk"]
+            table.add("demo bundle: first risk message of a fresh stream", f"stream time {first['t']:.2f} s",
+                      f"{'a partial window' if first['partial'] else 'a full window'}, "
+                      f"{first['latency_ms']:.0f} ms after its frame was captured")
+        if not smoke and rtsp_server_available():
+            outage = reconnect_after_outage(demo_bundle, 8.0)
+            table.add("demo bundle: RTSP camera stopped for 8 s", f"first risk {outage['back_after_s']:.1f} s after it "
+                      "came back", f"outage counted {outage['outages_total_s']:.1f} s; strides skipped meanwhile "
+                      f"{outage['strides_skipped']}")
         fast_clip = replay_clip(work, 10) if smoke else clip
         plain = monitor_process(demo_bundle, fast_clip, "fast")["wall_s"]
         stalled = monitor_process(demo_bundle, fast_clip, "fast", stalled_subscriber=True)["wall_s"]

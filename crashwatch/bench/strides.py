@@ -7,13 +7,17 @@ import statistics
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from contract.preprocess import PixelSpec, normalise, preprocess_frame, resize_frame
+from crashwatch.bench.report import median_time
 from monitor.model import RiskModel
 from monitor.scorer import WindowScorer
 from monitor.source import Frame
 
 FPS = 30
+UHD = (3840, 2160)
 
 
 def _frames(count: int, size: tuple[int, int] = (640, 360)) -> list[Frame]:
@@ -21,6 +25,17 @@ def _frames(count: int, size: tuple[int, int] = (640, 360)) -> list[Frame]:
     rng = np.random.default_rng(0)
     return [Frame(i, i / FPS, time.time(), rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
             for i in range(count)]
+
+
+def preprocess_times(size: int, repeats: int) -> dict[str, float]:
+    """Milliseconds to preprocess one 4K frame for a ``size`` px model: the served path (area pre-shrink, then
+    exact Lanczos) and the exact Lanczos from the full frame, measured one after the other."""
+    rng = np.random.default_rng(0)
+    frame = cv2.resize(rng.integers(0, 255, (90, 160, 3), dtype=np.uint8), UHD, interpolation=cv2.INTER_CUBIC)
+    spec = PixelSpec(size)
+    served = median_time(lambda: preprocess_frame(frame, spec), repeats)
+    exact = median_time(lambda: normalise(resize_frame(frame, size, exact=True), spec), repeats)
+    return {"served_ms": served * 1000, "exact_ms": exact * 1000}
 
 
 def stride_times(bundle: Path, repeats: int) -> dict[str, float]:

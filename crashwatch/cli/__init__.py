@@ -17,17 +17,35 @@ from contract.errors import CrashwatchError
 from crashwatch.cli import evaluation, runtime, training
 
 
+# What the `train` extra brings: a command that needs one of these says so instead of a traceback.
+TRAINING_EXTRA = {"torch", "transformers", "accelerate", "peft", "safetensors", "num2words", "sklearn",
+                  "matplotlib", "tqdm", "onnx", "onnxscript", "tokenizers"}
+
+
 class CrashwatchGroup(click.Group):
-    """Turns a user error (``CrashwatchError``) raised anywhere below into one line and exit code 1; with
-    ``-vv`` its traceback is shown first."""
+    """Turns a user error (``CrashwatchError``) raised anywhere below into one line and exit code 1, and so a
+    command run where the training extra is not installed; with ``-vv`` the traceback is shown first."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except CrashwatchError as err:
-            if (ctx.obj or {}).get("verbose", 0) > 1:
-                traceback.print_exc()
+            self._cause(ctx)
             raise click.ClickException(str(err)) from None
+        except ModuleNotFoundError as err:
+            missing = (err.name or "").split(".")[0]
+            if missing not in TRAINING_EXTRA:
+                raise
+            self._cause(ctx)
+            raise click.ClickException(
+                f"`crashwatch {ctx.invoked_subcommand}` needs the training extra, and {missing} is not installed "
+                "here (the runtime-only install has the monitor's commands): pip install 'crashwatch[cpu,train]', "
+                "or in a clone `pip install -c constraints.txt -e '.[cpu,train]'`") from None
+
+    @staticmethod
+    def _cause(ctx: click.Context) -> None:
+        if (ctx.obj or {}).get("verbose", 0) > 1:
+            traceback.print_exc()
 
 
 @click.group(cls=CrashwatchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -8,14 +8,8 @@ from typing import Any
 
 import click
 
-from crashwatch.cli.options import (
-    budget_option,
-    existing_dir,
-    skip_bad_option,
-    split_option,
-    stride_option,
-    warning_window_option,
-)
+from crashwatch.cli.options import (alert_on_option, budget_option, existing_dir, min_normal_hours_option,
+                                    skip_bad_option, split_option, stride_option, warning_window_option)
 
 
 @click.command("replay-eval")
@@ -25,19 +19,26 @@ from crashwatch.cli.options import (
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where replay_eval.csv, replay_eval.json, plots/ and traces/ go.")
 @stride_option
-@click.option("--alert-on", type=float, help="Probability that starts an alert (default: the calibrated threshold).")
+@alert_on_option
 @skip_bad_option
 @warning_window_option
 @budget_option
+@min_normal_hours_option
 def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride: float | None,
-                        alert_on: float | None, skip_bad: bool, warning_window: float, budget: float) -> None:
+                        alert_on: float | None, skip_bad: bool, warning_window: float, budget: float,
+                        min_normal_hours: float) -> None:
     """Replay every clip of a split through the monitor and report alerts, time-to-accident, false alerts,
     and the operating curve over other alert thresholds."""
-    s = _replay(bundle_dir, data_dir, split, out_dir, stride, alert_on, skip_bad, warning_window, budget)
+    s = _replay(bundle_dir, data_dir, split, out_dir, stride, alert_on, skip_bad, warning_window, budget,
+                min_normal_hours)
     pick = s["within_budget"]
-    click.echo(f"operating curve: {out_dir / 'operating_curve.csv'}; " + (
-        f"best within {budget:g} false alerts/h: threshold {pick['threshold']:.2f}: {_scored(pick)}" if pick
-        else f"no threshold keeps false alerts within {budget:g}/h"))
+    if s.get("withheld"):
+        verdict = f"no threshold recommended: {s['withheld']}"
+    elif pick:
+        verdict = f"best within {budget:g} false alerts/h: threshold {pick['threshold']:.2f}: {_scored(pick)}"
+    else:
+        verdict = f"no threshold keeps false alerts within {budget:g}/h"
+    click.echo(f"operating curve: {out_dir / 'operating_curve.csv'}; {verdict}")
 
 
 @click.command("calibrate")
@@ -51,8 +52,9 @@ def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: P
 @budget_option
 @stride_option
 @warning_window_option
+@min_normal_hours_option
 def calibrate_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, budget: float,
-                      stride: float | None, warning_window: float) -> None:
+                      stride: float | None, warning_window: float, min_normal_hours: float) -> None:
     """Set a bundle's alert threshold for a false-alert budget: replay drives through the monitor, and keep,
     of the thresholds whose false alerts per hour stay within the budget, the one warning the most crashes
     in time (the lowest of those: the earliest warnings).
@@ -61,18 +63,18 @@ def calibrate_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Pat
     stream alerts; this does. Calibrate on drives the test never sees, then measure with replay-eval."""
     from crashwatch.evaluation.calibrate import apply_calibration
 
-    s = _replay(bundle_dir, data_dir, split, out_dir, stride, None, False, warning_window, budget)
+    s = _replay(bundle_dir, data_dir, split, out_dir, stride, None, False, warning_window, budget, min_normal_hours)
     pick = apply_calibration(bundle_dir, data_dir, split, out_dir, s, budget, warning_window)
     click.echo(f"{bundle_dir}: alert threshold {pick['threshold']:.2f} (was {s['threshold']:.3f}): {_scored(pick)}")
 
 
 def _replay(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride: float | None, alert_on: float | None,
-            skip_bad: bool, warning_window: float, budget: float) -> dict[str, Any]:
+            skip_bad: bool, warning_window: float, budget: float, min_normal_hours: float) -> dict[str, Any]:
     """replay-eval's run and its printed summary, shared with calibrate."""
     from crashwatch.evaluation.replay import replay_eval
 
     s = replay_eval(bundle_dir, data_dir, split, out_dir, stride, {} if alert_on is None else {"on": alert_on}, skip_bad,
-                    warning_window, budget)
+                    warning_window, budget, min_normal_hours)
     click.echo(f"{s['clips']} clips at threshold {s['threshold']:.3f}: crash clips alerted "
                f"{s['crash_clips_alerted']}/{s['crash_clips']}; {_scored(s)}")
     if s.get("false_alerts_by_segment"):
@@ -89,7 +91,8 @@ def _scored(s: dict[str, Any]) -> str:
     per_hour = s["false_alerts_per_hour"]
     return (f"warned before the collision {s['alerted_before_collision']}/{s['crash_clips_with_event_time']}{rate}, "
             f"median time-to-accident {'n/a' if tta is None else f'{tta:.2f} s'}; false alerts {s['false_alerts']} "
-            f"({'n/a' if per_hour is None else f'{per_hour:.1f}'}/h of normal driving)")
+            f"({'n/a' if per_hour is None else f'{per_hour:.1f}'}/h of normal driving"
+            + (f", {s['normal_hours'] * 60:.1f} min of it)" if "normal_hours" in s else ")"))
 
 
 @click.command("bench")

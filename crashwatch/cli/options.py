@@ -2,25 +2,49 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 
 from contract.dataset import SPLITS
-from crashwatch.evaluation.scoring import FALSE_ALERT_BUDGET, WARNING_WINDOW
+from crashwatch.evaluation.scoring import FALSE_ALERT_BUDGET, MIN_NORMAL_HOURS, WARNING_WINDOW
+
+
+
+class Finite(click.FloatRange):
+    """A float range that also refuses NaN and infinity (``click.FloatRange`` lets NaN through)."""
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number", param, ctx)
+        return number
+
+
+SECONDS = Finite(min=0, min_open=True, max=3600)  # a positive duration of at most an hour
+PROBABILITY = Finite(min=0, max=1)
 
 existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
 split_option = click.option("--split", default="test", show_default=True, type=click.Choice(SPLITS))
 skip_bad_option = click.option("--skip-bad", is_flag=True, help="Drop bad dataset lines with a warning instead of stopping.")
-stride_option = click.option("--stride", type=float,
-                             help="Seconds between risk queries (default: the window's frame spacing).")
+stride_option = click.option("--stride", type=Finite(min=0, min_open=True, max=60),
+                             help="Seconds between risk queries, above 0 and at most 60 (default: the window's frame "
+                                  "spacing).")
+alert_on_option = click.option("--alert-on", type=PROBABILITY,
+                               help="Probability that starts an alert (default: the calibrated threshold).")
 warning_window_option = click.option(
-    "--warning-window", type=click.FloatRange(min=0, min_open=True), default=WARNING_WINDOW, show_default=True,
+    "--warning-window", type=SECONDS, default=WARNING_WINDOW, show_default=True,
     help="Seconds before a collision in which an alert counts as its warning; earlier alerts are false alerts.")
 budget_option = click.option(
-    "--false-alerts-per-hour", "budget", type=click.FloatRange(min=0), default=FALSE_ALERT_BUDGET, show_default=True,
+    "--false-alerts-per-hour", "budget", type=Finite(min=0, max=3600), default=FALSE_ALERT_BUDGET, show_default=True,
     help="False-alert budget: of the alert thresholds with at most this many false alerts per hour of normal "
          "driving, the one warning the most crashes in time (the lowest of those) is picked.")
+
+min_normal_hours_option = click.option(
+    "--min-normal-hours", type=Finite(min=0, max=1e6), default=MIN_NORMAL_HOURS, show_default=True,
+    help="Hours of normal driving (no collision ahead) the replay must hold before a threshold is recommended "
+         "or calibrated from its false-alert rate.")
 
 
 def fmt(value: float | None) -> str:

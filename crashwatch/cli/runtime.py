@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
 
-from crashwatch.cli.options import stride_option
+from crashwatch.cli.options import PROBABILITY, Finite, alert_on_option, stride_option
 from monitor.messages import TOPIC_NAMES
-from monitor.publisher import DEFAULT_ENDPOINT
+from monitor.publisher import DEFAULT_ENDPOINT, PublisherError, check_endpoint
 
-pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_default=True,
+
+def _endpoint(connect: bool):
+    """An option callback: the endpoint checked (``host:port`` taken as tcp:// when connecting)."""
+    def check(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        try:
+            return check_endpoint(value, connect)
+        except PublisherError as err:
+            raise click.BadParameter(str(err), ctx, param) from None
+    return check
+
+
+SILENCE_WARNING_S = 3.0  # three missed heartbeats
+
+pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_default=True, callback=_endpoint(False),
                           help="ZeroMQ PUB endpoint to bind.")
 
 
@@ -28,12 +42,15 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
 @click.option("--camera", default="cam0", show_default=True, help="Camera name carried by every message.")
 @click.option("--events", "events_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Save an event clip (+ JSON sidecar) per alert here.")
-@click.option("--alert-on", type=float, help="Probability that starts an alert (default: the calibrated threshold).")
-@click.option("--alert-off", type=float, help="Probability below which an alert ends (default: 0.1 below --alert-on).")
-@click.option("--alert-min-on", type=float, default=0.0, show_default=True, help="Seconds above --alert-on before an alert starts.")
-@click.option("--alert-min-off", type=float, default=1.0, show_default=True, help="Seconds below --alert-off before it ends.")
-@click.option("--window-seconds", type=float, help="Override the bundle's window length (warned about: not what was trained).")
-@click.option("--threads", type=int, help="onnxruntime threads (default: all cores).")
+@alert_on_option
+@click.option("--alert-off", type=PROBABILITY, help="Probability below which an alert ends (default: 0.1 below --alert-on).")
+@click.option("--alert-min-on", type=Finite(min=0, max=3600), default=0.0, show_default=True,
+              help="Seconds above --alert-on before an alert starts.")
+@click.option("--alert-min-off", type=Finite(min=0, max=3600), default=1.0, show_default=True,
+              help="Seconds below --alert-off before it ends.")
+@click.option("--window-seconds", type=Finite(min=0, min_open=True, max=600),
+              help="Override the bundle's window length (warned about: not what was trained).")
+@click.option("--threads", type=click.IntRange(1, 256), help="onnxruntime threads (default: all cores).")
 @click.option("--curve-secret", type=click.Path(dir_okay=False, path_type=Path),
               help="Encrypt with CURVE: the monitor's secret key file (from `crashwatch keys`).")
 @click.option("--curve-allow", type=click.Path(file_okay=False, path_type=Path),
@@ -52,10 +69,11 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stri
         raise click.UsageError("--curve-secret and --curve-allow go together")
     curve = ServerCurve(curve_secret, curve_allow) if curve_secret is not None else None
     spec = parse_source(source)
-    if bundle_dir is None:
-        from crashwatch.demo import NOTICE, demo_bundle
+    from crashwatch.demo import NOTICE, demo_bundle, is_demo_bundle
 
-        bundle_dir = demo_bundle()
+    bundle_dir = bundle_dir or demo_bundle()
+    demo = is_demo_bundle(bundle_dir)
+    if demo:
         click.echo(NOTICE, err=True)
     alert = {"min_on_seconds": alert_min_on, "min_off_seconds": alert_min_off}
     if alert_on is not None:
@@ -63,7 +81,7 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stri
     if alert_off is not None:
         alert["off"] = alert_off
     options = MonitorOptions(source=spec, stride=stride, replay=replay, loop=loop, camera=camera, events_dir=events_dir,
-                             alert=alert, window_seconds=window_seconds)
+                             alert=alert, window_seconds=window_seconds, demo_model=demo)
     try:
         summary = run_monitor(bundle_dir, options, endpoint, curve, threads)
     except OptionsError as err:  # inconsistent options (thresholds, overrides, fast replay of a live source)
@@ -86,11 +104,12 @@ def demo_command(out_dir: Path, endpoint: str, fast: bool) -> None:
 
 
 @click.command("subscribe")
-@click.option("--connect", "endpoint", default=DEFAULT_ENDPOINT, show_default=True, help="Monitor's PUB endpoint.")
+@click.option("--connect", "endpoint", default=DEFAULT_ENDPOINT, show_default=True, callback=_endpoint(True),
+              help="Monitor's PUB endpoint: tcp://HOST:PORT, or HOST:PORT.")
 @click.option("--topic", "topics", multiple=True, type=click.Choice(TOPIC_NAMES),
               help="Only these topics (repeatable; default: all).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for programs.")
-@click.option("--count", type=int, help="Exit after this many messages.")
+@click.option("--count", type=click.IntRange(min=1), help="Exit after this many messages.")
 @click.option("--curve-server-key", type=click.Path(dir_okay=False, path_type=Path),
               help="The monitor's public key file: connect with CURVE encryption.")
 @click.option("--curve-secret", type=click.Path(dir_okay=False, path_type=Path),
@@ -104,14 +123,26 @@ def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, cou
     if (curve_server_key is None) != (curve_secret is None):
         raise click.UsageError("--curve-server-key and --curve-secret go together")
     curve = ClientCurve(curve_server_key, curve_secret) if curve_secret is not None else None
-    subscriber = Subscriber(endpoint, topics, curve=curve)
-    received = 0
+    # The heartbeat is taken whatever the topics asked for: silence is then told from a quiet monitor.
+    subscriber = Subscriber(endpoint, topics + ("status",) if topics else (), curve=curve)
+    click.echo(f"waiting for messages from {endpoint} (Ctrl-C stops)", err=True)
+    received, heard_at, warned = 0, time.monotonic(), False
     try:
-        for message in subscriber:
+        while count is None or received < count:
+            message = subscriber.receive(timeout=0.5)
+            if message is None:
+                silent = time.monotonic() - heard_at
+                if silent >= SILENCE_WARNING_S and not warned:
+                    click.echo(f"nothing from {endpoint} for {silent:.0f} s (a monitor sends status every second): "
+                               "is one publishing there, reachable, and with the same CURVE keys? Still waiting.",
+                               err=True)
+                    warned = True
+                continue
+            heard_at, warned = time.monotonic(), False
+            if topics and message.topic not in topics:
+                continue
             click.echo(json.dumps({"topic": message.topic, **message.wire}) if as_json else describe(message))
             received += 1
-            if count is not None and received >= count:
-                break
     except KeyboardInterrupt:
         pass
     finally:

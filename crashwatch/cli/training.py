@@ -9,7 +9,7 @@ import click
 
 from contract.bundle import PRECISIONS
 from contract.prompt import DEFAULT_QUESTION
-from crashwatch.cli.options import existing_dir, fmt, skip_bad_option, split_option
+from crashwatch.cli.options import Finite, existing_dir, fmt, skip_bad_option, split_option
 
 
 @click.command()
@@ -19,8 +19,8 @@ from crashwatch.cli.options import existing_dir, fmt, skip_bad_option, split_opt
               help="Dataset folder: train/, val/ and train.jsonl, val.jsonl.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder: the final checkpoint, and checkpoints/ for resuming.")
-@click.option("--epochs", type=float, help="Override the config's number of epochs.")
-@click.option("--max-steps", type=int, help="Stop after this many optimiser steps (smoke runs); 0 writes the model untrained (sizing, benchmarks).")
+@click.option("--epochs", type=Finite(min=0, min_open=True, max=10000), help="Override the config's number of epochs.")
+@click.option("--max-steps", type=click.IntRange(min=0), help="Stop after this many optimiser steps (smoke runs); 0 writes the model untrained (sizing, benchmarks).")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
 @click.option("--random-init", is_flag=True, help="Build the config's architecture with random weights (no hub).")
 @click.option("--tokenizer", help="Tokenizer to use instead of the config's (hub id, folder, or 'builtin').")
@@ -91,10 +91,12 @@ def export_command(checkpoint_dir: Path, out_dir: Path, precision: str, video: P
 @click.command("synth")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Dataset folder to write (train/ val/ test/ + JSONL, and drives/ with --drives).")
-@click.option("--clips", default=200, show_default=True, help="Number of clips (split 70/15/15).")
-@click.option("--seed", default=0, show_default=True, help="Seed: the same seed writes the same data.")
-@click.option("--drives", default=0, show_default=True, help="Long continuous drives for replay-eval, in OUT/drives.")
-@click.option("--drive-minutes", default=3.0, show_default=True, help="Length of each drive.")
+@click.option("--clips", type=click.IntRange(min=0), default=200, show_default=True, help="Number of clips (split 70/15/15).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed: the same seed writes the same data.")
+@click.option("--drives", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Long continuous drives for replay-eval, in OUT/drives.")
+@click.option("--drive-minutes", type=Finite(min=0, min_open=True, max=600), default=3.0, show_default=True,
+              help="Length of each drive.")
 @click.option("--demo-drive", is_flag=True, help="Write only the demo's drive (drive.mp4 + drive.json) into OUT.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes rendering clips (default: one per CPU); the files are the same whatever the number.")
@@ -122,7 +124,7 @@ def dataset() -> None:
               help="Dataset folder to write: train/ val/ test/ and their .jsonl files.")
 @click.option("--split", "fractions", default="0.7,0.15,0.15", show_default=True,
               help="Fractions for train,val,test (stratified by label).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the split.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the split.")
 @click.option("--question", default=None, help="Question text for every line (default: the research question).")
 @click.option("--link", is_flag=True, help="Hard-link videos instead of copying them.")
 @click.option("--skip-bad", is_flag=True, help="Leave out bad rows and videos with a warning instead of stopping.")

@@ -23,6 +23,9 @@ def apply_calibration(bundle: Path, data: Path, split: str, out: Path, summary: 
     """Write the threshold ``replay_eval``'s ``summary`` picked within ``budget`` into the bundle's manifest,
     with how it was chosen; returns the curve point it took."""
     pick = summary["within_budget"]
+    if summary.get("withheld"):
+        raise CalibrationError(f"{data}: {summary['withheld']} (set --min-normal-hours to go below it); the bundle "
+                               "is unchanged")
     if pick is None:
         raise CalibrationError(f"{data}: no threshold up to {CURVE_THRESHOLDS[-1]} keeps false alerts within "
                                f"{budget:g} per hour (see {out / 'operating_curve.csv'}); the bundle is unchanged")

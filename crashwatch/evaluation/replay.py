@@ -21,13 +21,8 @@ from contract.dataset import read_split
 from contract.sidecars import read_truth, segments_of
 from crashwatch.evaluation.curve import Trace, operating_curve, within_budget
 from crashwatch.evaluation.plot import risk_chart
-from crashwatch.evaluation.scoring import (
-    FALSE_ALERT_BUDGET,
-    WARNING_WINDOW,
-    false_alert_starts,
-    score_alerts,
-    summarise,
-)
+from crashwatch.evaluation.scoring import (FALSE_ALERT_BUDGET, MIN_NORMAL_HOURS, WARNING_WINDOW, false_alert_starts,
+                                           score_alerts, summarise)
 from monitor.alerts import alert_spans, alert_starts
 from monitor.model import RiskModel
 from monitor.monitor import Monitor, MonitorOptions
@@ -49,7 +44,11 @@ def replay_clip(model: RiskModel, video: Path, stride: float | None, alert: dict
 
 def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float | None = None,
                 alert: dict[str, Any] | None = None, skip_bad: bool = False,
-                warning_window: float = WARNING_WINDOW, budget: float = FALSE_ALERT_BUDGET) -> dict[str, Any]:
+                warning_window: float = WARNING_WINDOW, budget: float = FALSE_ALERT_BUDGET,
+                min_normal_hours: float = MIN_NORMAL_HOURS) -> dict[str, Any]:
+    """Replay every clip of the split, write the report, and return its summary. ``within_budget`` is the
+    threshold recommended for ``budget``, None when none keeps within it or when the split holds less than
+    ``min_normal_hours`` of normal driving (``withheld`` then says why)."""
     clips = read_split(data, split, skip_bad)
     model = RiskModel(bundle)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,6 +89,10 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
     curve = operating_curve(traces, {k: v for k, v in (alert or {}).items() if k != "on"}, warning_window)
     _write_csv(out / "operating_curve.csv", curve)
     summary["within_budget"] = within_budget(curve, budget)
+    if summary["normal_hours"] < min_normal_hours:
+        summary["within_budget"] = None
+        summary["withheld"] = (f"{summary['normal_hours'] * 60:.1f} min of normal driving, under the "
+                               f"{min_normal_hours * 60:.0f} min a false-alert rate needs to set a threshold by")
     _write_csv(out / "replay_eval.csv", rows)
     (out / "replay_eval.json").write_text(json.dumps({"summary": summary, "clips": rows}, indent=2) + "\n",
                                           encoding="utf-8")

@@ -15,6 +15,9 @@ from typing import Any
 # the 1 s a stride and the alert hysteresis may take.
 WARNING_WINDOW = 5.0
 FALSE_ALERT_BUDGET = 2.0  # per hour of normal driving: the demo model's target
+# Below this much normal driving a false-alert rate rests on too few alerts to set a threshold by: at 2 an hour,
+# an hour holds two of them, and a replay without any says little.
+MIN_NORMAL_HOURS = 1.0
 
 
 def score_alerts(starts: list[float], duration: float, event_time: float | None, label: int,

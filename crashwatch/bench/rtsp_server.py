@@ -1,8 +1,9 @@
-"""A real RTSP server on loopback for tests: GStreamer's RTSP server serving an H.264 MP4 file.
+"""A real RTSP server on loopback for the tests and the benchmarks: GStreamer's RTSP server serving an H.264
+MP4 file, or (SOURCE ``test``) GStreamer's live test pattern encoded to H.264, 640x360 at 30 fps.
 
 Run with Debian's /usr/bin/python3 (which sees the `gi` bindings; a venv's Python does not):
-    /usr/bin/python3 tests/rtsp_server.py CLIP.mp4 PORT
-It serves rtsp://127.0.0.1:PORT/live, prints "ready" once listening, and ends the stream at the end of the file.
+    /usr/bin/python3 crashwatch/bench/rtsp_server.py CLIP.mp4|test PORT
+It serves rtsp://127.0.0.1:PORT/live, prints "ready" once listening, and ends a file's stream at its end.
 """
 
 import sys
@@ -21,7 +22,11 @@ def main() -> None:
     server.set_address("127.0.0.1")
     server.set_service(port)
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(f"( filesrc location={clip} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 )")
+    if clip == "test":
+        factory.set_launch("( videotestsrc is-live=true pattern=ball ! video/x-raw,width=640,height=360,framerate=30/1 "
+                           "! x264enc tune=zerolatency key-int-max=15 ! rtph264pay name=pay0 pt=96 )")
+    else:
+        factory.set_launch(f"( filesrc location={clip} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 )")
     factory.set_shared(True)
     server.get_mount_points().add_factory("/live", factory)
     if server.attach(None) == 0:
