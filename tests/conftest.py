@@ -110,3 +110,17 @@ def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny-bundle")
     export_bundle(tiny_run, root / "bundle", "fp32", write_video(root / "parity.mp4", 30))
     return root / "bundle"
+
+
+@pytest.fixture
+def rtsp_camera():
+    """A real RTSP camera on loopback (GStreamer's RTSP server) streaming a real H.264 dashcam clip; the test
+    may kill and start it again."""
+    from crashwatch.bench.rtsp import RtspServer, rtsp_server_available
+
+    clip = need_shared(CLIPS / "highway_640.mp4")
+    if not rtsp_server_available():
+        pytest.skip("GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0) is not installed")
+    camera = RtspServer(clip).start()
+    yield camera
+    camera.kill()

@@ -16,7 +16,6 @@ import zmq
 
 from contract.bundle import Manifest
 from crashwatch.bench.process import free_port
-from crashwatch.bench.rtsp import RtspServer, rtsp_server_available
 from monitor.alerts import AlertPolicy, AlertTracker
 from monitor.model import RiskModel
 from monitor.monitor import Monitor, MonitorOptions
@@ -141,11 +140,8 @@ def test_slow_and_vanishing_subscribers_do_not_hold_up_the_monitor(bundle, tmp_p
     assert [m["seq"] for m in reader.of("risk")] == list(range(1, result["strides"] + 1))
 
 
-def test_rtsp_outage_is_reported_and_the_monitor_resumes(bundle, tmp_path):
-    clip = need_shared(CLIPS / "highway_640.mp4")
-    if not rtsp_server_available():
-        pytest.skip("GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0) is not installed")
-    camera = RtspServer(clip).start()
+def test_rtsp_outage_is_reported_and_the_monitor_resumes(bundle, rtsp_camera):
+    camera = rtsp_camera
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     stop = threading.Event()
     monitor = Monitor(RiskModel(bundle), MonitorOptions(source=parse_source(camera.url.replace("rtsp://", "rtsp://viewer:s3cret@")),

@@ -192,12 +192,14 @@ def test_signals_stop_the_monitor_cleanly(tiny_bundle, tmp_path, sig):
         assert collector.wait_for(lambda c: c.of("risk"), 30)
         sent = time.monotonic()
         process.send_signal(sig)
-        process.wait(10)
+        out, err = process.communicate(timeout=10)
         stopped_in = time.monotonic() - sent
     finally:
         process.kill()
         collector.stop()
     assert process.returncode == 0 and stopped_in < 1.5
+    # Asked to stop, not at the end of the file: the words say so.
+    assert "source stopped" in out and "source ended" not in out and "end of file" not in err
     # The endpoint is free again: the socket was closed.
     Publisher(endpoint, "again").close(final_status=False)
 

@@ -62,7 +62,7 @@ def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None
         body = None if message is None else message.body
         if isinstance(body, Risk):
             latencies.append((time.time() - body.captured_at) * 1000)
-            first = first or {"t": body.t, "partial": body.partial, "latency_ms": latencies[-1]}
+            first = first or {"seq": message.seq, "t": body.t, "partial": body.partial, "latency_ms": latencies[-1]}
         elif isinstance(body, Status) and body.lag_s is not None:
             lags.append((time.monotonic() - started, body.lag_s))
         if seconds is not None and time.monotonic() - started > seconds:

@@ -103,9 +103,10 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
         table.add("demo bundle: monitor peak RSS", f"{result['peak_rss_mb']:.0f} MB")
         if result["first_risk"] is not None:
             first = result["first_risk"]
-            table.add("demo bundle: first risk message of a fresh stream", f"stream time {first['t']:.2f} s",
-                      f"{'a partial window' if first['partial'] else 'a full window'}, "
-                      f"{first['latency_ms']:.0f} ms after its frame was captured")
+            table.add("demo bundle: first risk message of a fresh stream received",
+                      f"risk #{first['seq']} at stream time {first['t']:.2f} s",
+                      f"{'a partial window' if first['partial'] else 'a full window'}, {first['latency_ms']:.0f} ms after "
+                      "its frame was captured (a message sent before the subscription was live is missed: #1 is at 0 s)")
         if not smoke and rtsp_server_available():
             outage = reconnect_after_outage(demo_bundle, 8.0)
             table.add("demo bundle: RTSP camera stopped for 8 s", f"first risk {outage['back_after_s']:.1f} s after it "
