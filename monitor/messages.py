@@ -97,8 +97,8 @@ class Risk:
 
 @dataclass(frozen=True)
 class Alert:
-    """One event of an alert episode (``AlertTracker`` makes them); ``clip`` names the event clip of a start
-    when the monitor records events, ``duration`` and ``reason`` come with the end."""
+    """One event of an alert episode (``AlertTracker`` makes them); a start names the ``model`` and, when the
+    monitor records events, the event ``clip``; ``duration`` and ``reason`` come with the end."""
 
     TOPIC: ClassVar[Topic] = Topic.ALERT
 
@@ -125,8 +125,7 @@ class Alert:
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> "Alert":
-        known = {f.name for f in fields(cls)}
-        return cls(**{**{k: v for k, v in m.items() if k in known}, "event": AlertEvent(m["event"])})
+        return cls(**{**_own_fields(cls, m), "event": AlertEvent(m["event"])})
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,8 @@ class Status:
 
     TOPIC: ClassVar[Topic] = Topic.STATUS
 
-    source: dict[str, Any]  # kind, name, state, outages, reconnect_attempts, backoff_s, outage_s, last_error
+    source: dict[str, Any]  # kind, name, state, outages, reconnect_attempts, backoff_s, outage_s, outages_total_s,
+    #                         last_error
     capture_fps: float
     frames_captured: int
     frames_dropped: int
@@ -157,8 +157,13 @@ class Status:
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> "Status":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in m.items() if k in known})
+        return cls(**_own_fields(cls, m))
+
+
+def _own_fields(cls: type, wire: dict[str, Any]) -> dict[str, Any]:
+    """The wire fields that are ``cls``'s (the header, and fields of a newer minor version, are left out)."""
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in wire.items() if key in names}
 
 
 Body = Union[Risk, Alert, Status]
