@@ -8,9 +8,9 @@ differs by up to 1.1 on the [-1, 1] scale at sharp edges when downscaling 1280x7
 filter), without needing torch or transformers. ``tests/test_contract.py`` holds this to transformers.
 
 A frame far larger than the model's size (longest edge over ``PRE_SHRINK_ABOVE`` times it, 1080p and 4K for
-512 px) is first shrunk with OpenCV's area filter to ``PRE_SHRINK_TO`` times the size: the exact Lanczos of a
-4K frame takes 170-370 ms here, too slow for a 30 fps stream, and after the area step it is exact Lanczos
-from twice the size, which moves the result little (measured against transformers in the tests). Trainer and
+512 px) is first shrunk with OpenCV's area filter by the whole factor that brings it to at most
+``PRE_SHRINK_TO`` times the size: the exact Lanczos of a 4K frame is too slow for a 30 fps stream (figures in
+BENCHMARKS.md), and the area step moves the result little (held to transformers in the tests). Trainer and
 monitor both call this function, so they stay identical.
 """
 

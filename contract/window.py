@@ -45,7 +45,7 @@ class WindowSpec:
 
 # Float slack when comparing a frame's timestamp with a nominal time, so that a frame stamped 0.1 s at
 # 10 fps is not lost to 0.30000000000000004-style rounding.
-_EPSILON = 1e-6
+EPSILON = 1e-6
 
 
 def pick_frames(timestamps: Sequence[float], end: float, window: WindowSpec) -> list[int]:
@@ -58,6 +58,6 @@ def pick_frames(timestamps: Sequence[float], end: float, window: WindowSpec) -> 
         raise ValueError("cannot sample a window from zero frames")
     picked = []
     for t in window.nominal_times(end):
-        i = bisect.bisect_right(timestamps, t + _EPSILON) - 1
+        i = bisect.bisect_right(timestamps, t + EPSILON) - 1
         picked.append(max(i, 0))
     return picked

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from contract.errors import CrashwatchError
-from contract.window import WindowSpec
+from contract.window import EPSILON, WindowSpec
 from monitor.alerts import AlertPolicy, AlertTracker, alert_starts
 from monitor.events import EventRecorder
 from monitor.messages import Alert, AlertEvent, Risk, Status
@@ -33,7 +33,6 @@ from monitor.source import Capture, Frame, FrameBuffer, SourceSpec
 
 log = logging.getLogger(__name__)
 
-EPS = 1e-6
 
 
 class OptionsError(CrashwatchError):
@@ -149,7 +148,7 @@ class Monitor:
     def _first_end(self, since: float) -> float:
         """The first grid point at or after ``since``: windows are scored from the first frame on, those
         shorter than the window padded with their first frame as training pads short clips (``partial``)."""
-        return math.ceil((since - EPS) / self.stride) * self.stride
+        return math.ceil((since - EPSILON) / self.stride) * self.stride
 
     def run(self) -> dict[str, Any]:
         log.info("monitoring %s: window %.2f s x %d frames, stride %.3f s, alert at %.3f (off below %.3f)",
@@ -166,7 +165,7 @@ class Monitor:
                     self.buffer.wait_until(float("-inf"), 0.2)
                     continue
                 earliest = self._first_end(since)
-                if next_end is None or next_end < earliest - EPS:
+                if next_end is None or next_end < earliest - EPSILON:
                     if next_end is not None:
                         self.scorer.reset()  # frames from before an outage are gone
                     next_end = earliest
@@ -178,8 +177,8 @@ class Monitor:
                 if self.buffer.since != since:  # the source came back meanwhile: plan from its first frame
                     continue
                 newest = self.buffer.newest_t()
-                latest = math.floor((newest + EPS) / self.stride) * self.stride
-                if latest > next_end + EPS and not self.buffer.paced:
+                latest = math.floor((newest + EPSILON) / self.stride) * self.stride
+                if latest > next_end + EPSILON and not self.buffer.paced:
                     self.stats.skipped += int(round((latest - next_end) / self.stride))
                     next_end = latest
                 self._stride(self.buffer.snapshot(), next_end)
@@ -211,7 +210,7 @@ class Monitor:
         self.risks.append(risk)
         self.publisher.publish(risk)
         for event in self.tracker.update(end, result.probability):
-            window = [f for f in frames if f.t >= result.frames[0].t - EPS]
+            window = [f for f in frames if f.t >= result.frames[0].t - EPSILON]
             self._alert(event, window)
 
     def _alert(self, event: Alert, window: list[Frame]) -> None:

@@ -15,9 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from contract.preprocess import PixelSpec, preprocess_frame
-from contract.window import WindowSpec, pick_frames
-
-EPSILON = 1e-6  # seconds: float slack when comparing stream times
+from contract.window import EPSILON, WindowSpec, pick_frames
 from monitor.model import RiskModel
 from monitor.source import Frame
 

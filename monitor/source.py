@@ -27,8 +27,8 @@ from monitor.redact import redact_url
 log = logging.getLogger(__name__)
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
-# Retries of a source that was online come at most this far apart, so that a short outage ends as soon as
-# the source is back; one that never answered backs off to ``backoff_max``.
+# Retries of a source that has streamed come at most this far apart, so that a short outage ends as soon as
+# the source is back; one that never sent a frame backs off to ``backoff_max``.
 BACKOFF_AFTER_ONLINE = 1.0
 
 
@@ -161,7 +161,7 @@ class FrameBuffer:
 class CaptureStats:
     """What the status heartbeat reports about the source."""
 
-    state: str = "starting"  # starting, online, reconnecting, ended (the file or stream), stopped (asked to), failed
+    state: str = "starting"  # starting, online, reconnecting, ended (the file ran out), stopped (asked to), failed
     frames: int = 0
     dropped: int = 0
     outages: int = 0
@@ -216,7 +216,6 @@ class Capture(threading.Thread):
         self.stats = CaptureStats()
         self.source_fps: float | None = None
         self._next_id = 0
-        self._was_online = False
 
     def run(self) -> None:
         try:
@@ -354,15 +353,14 @@ class Capture(threading.Thread):
 
     def _outage(self, why: str, backoff: float) -> float:
         """Report, wait ``backoff`` (interruptible) and return the next backoff: doubling up to
-        ``backoff_max``, but at most ``BACKOFF_AFTER_ONLINE`` for a source that was online."""
+        ``backoff_max``, but at most ``BACKOFF_AFTER_ONLINE`` for a source that has streamed."""
         if self.stats.state != "reconnecting":
-            if self.stats.state == "online":
-                self._was_online = True
             self.stats.went_offline()
             log.warning("%s; reconnecting", why)
         self.stats.state, self.stats.last_error = "reconnecting", why
         self.stats.reconnect_attempts += 1
         self.stats.backoff_s = backoff
         self.stop_event.wait(backoff)
-        ceiling = min(self.backoff_max, BACKOFF_AFTER_ONLINE) if self._was_online else self.backoff_max
+        streamed = self.stats.frames > 0
+        ceiling = min(self.backoff_max, BACKOFF_AFTER_ONLINE) if streamed else self.backoff_max
         return min(backoff * 2, ceiling)

@@ -9,9 +9,8 @@ import numpy as np
 
 from contract.bundle import PROMPT_IDS, Manifest
 from contract.prompt import PromptEncoder
+from crashwatch.bench.process import REPO
 from crashwatch.bench.report import median_time
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def research_query_time(config_name: str, repeats: int, bundle: Path | None = None) -> tuple[float, int]:

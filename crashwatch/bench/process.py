@@ -18,7 +18,7 @@ import zmq
 from monitor.messages import Risk, Status
 from monitor.subscribe import Subscriber
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]  # configs/ and the working folder of the monitor processes
 
 
 def free_port() -> int:

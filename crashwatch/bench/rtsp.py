@@ -9,14 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crashwatch.bench.process import free_endpoint, free_port
+from crashwatch.bench.process import REPO, free_endpoint, free_port
 from monitor.messages import Risk, Status
 from monitor.subscribe import Subscriber
 
 # Debian's Python sees the `gi` bindings GStreamer's RTSP server needs; a venv's does not.
 GST_PYTHON = Path("/usr/bin/python3")
 SERVER = Path(__file__).with_name("rtsp_server.py")
-REPO = Path(__file__).resolve().parents[2]
 
 
 def rtsp_server_available() -> bool:

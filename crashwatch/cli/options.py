@@ -11,7 +11,6 @@ from contract.dataset import SPLITS
 from crashwatch.evaluation.scoring import FALSE_ALERT_BUDGET, MIN_NORMAL_HOURS, WARNING_WINDOW
 
 
-
 class Finite(click.FloatRange):
     """A float range that also refuses NaN and infinity (``click.FloatRange`` lets NaN through)."""
 
@@ -40,7 +39,6 @@ budget_option = click.option(
     "--false-alerts-per-hour", "budget", type=Finite(min=0, max=3600), default=FALSE_ALERT_BUDGET, show_default=True,
     help="False-alert budget: of the alert thresholds with at most this many false alerts per hour of normal "
          "driving, the one warning the most crashes in time (the lowest of those) is picked.")
-
 min_normal_hours_option = click.option(
     "--min-normal-hours", type=Finite(min=0, max=1e6), default=MIN_NORMAL_HOURS, show_default=True,
     help="Hours of normal driving (no collision ahead) the replay must hold before a threshold is recommended "
