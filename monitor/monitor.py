@@ -183,7 +183,6 @@ class Monitor:
                     next_end = latest
                 self._stride(self.buffer.snapshot(), next_end)
                 next_end += self.stride
-            self._finish_file(next_end)
         finally:
             self.stop.set()
             self.buffer.close()
@@ -194,12 +193,6 @@ class Monitor:
                 self.events.close()
             self.publisher.close()
         return self.summary()
-
-    def _finish_file(self, next_end: float | None) -> None:
-        """A file shorter than one window still gets one (padded) window at its last frame, as in training."""
-        frames = self.buffer.snapshot()
-        if self.stats.strides == 0 and frames and not self.stop.is_set() and self.capture.stats.state == "ended":
-            self._stride(frames, frames[-1].t)
 
     def _stride(self, frames: list[Frame], end: float) -> None:
         result = self.scorer.score(frames, end)

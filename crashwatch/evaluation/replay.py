@@ -77,7 +77,7 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
         cv2.imwrite(str(out / "plots" / f"{clip.video.stem}.png"), chart)
         _write_csv(out / "traces" / f"{clip.video.stem}.csv",
                    [{"t": round(t, 3), "probability": round(p, 5)} for t, p in zip(times, probabilities)],
-                   ["t", "probability"])  # a clip shorter than the window has no stride: a header alone
+                   ["t", "probability"])
         log.info("[%d/%d] %s: %d strides, %d alert(s)%s", number, len(clips), clip.name, monitor.stats.strides,
                  len(start_times), "" if tta is None else f", time-to-accident {tta:.2f} s")
         traces.append(Trace(clip, times, probabilities))
