@@ -64,6 +64,8 @@ class Risk:
     partial: bool  # the window reaches back before the stream's first frame (padded with it, as in training)
     captured_at: float  # wall clock of the newest frame's capture
     latency_ms: float  # from that capture to building this message
+    effective_stride_s: float | None = None  # since the previous window (None for the first after a start)
+    stride_reason: str | None = None  # why that is longer than the stride; None when it is not
 
     @property
     def model_ms(self) -> float:
@@ -83,6 +85,8 @@ class Risk:
                         "frames_encoded": self.frames_encoded},
             "captured_at": self.captured_at,
             "latency_ms": self.latency_ms,
+            "effective_stride_s": self.effective_stride_s,
+            "stride_reason": self.stride_reason,
         }
 
     @classmethod
@@ -92,7 +96,8 @@ class Risk:
                    frame_times=m["frame_times"], probability=m["probability"], threshold=m["threshold"],
                    alert_active=m["alert_active"], encode_ms=timings["encode_ms"], score_ms=timings["score_ms"],
                    frames_encoded=timings["frames_encoded"], partial=m.get("partial", False), captured_at=m["captured_at"],
-                   latency_ms=m["latency_ms"])
+                   latency_ms=m["latency_ms"], effective_stride_s=m.get("effective_stride_s"),
+                   stride_reason=m.get("stride_reason"))
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,8 @@ class Status:
     model: dict[str, Any] | None = None  # name, precision, threshold, hash, demo (``RiskModel.identity``)
     publisher: dict[str, int] | None = None  # sent, dropped
     events: dict[str, Any] | None = None  # written, failed, last_error; only with --events
+    effective_stride_s: float | None = None  # between the last two windows scored
+    stride_reason: str | None = None  # why that is longer than ``stride_s``; None when it is not
 
     def to_wire(self) -> dict[str, Any]:
         body = {f.name: getattr(self, f.name) for f in fields(self)}

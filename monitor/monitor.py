@@ -1,10 +1,12 @@
 """The monitor: capture -> sliding window -> risk query every stride -> alerts over ZeroMQ.
 
 Threads: the capture (never waits for the model, except in ``fast`` replay where it waits so that no stride
-is skipped), the publisher (sends and keeps the one-second status heartbeat), the event writer, and the query
-loop here. Window ends lie on a grid of ``stride`` seconds anchored to the stream clock; when the model is
-slower than the stride, the loop jumps to the newest grid point and counts the strides it skipped, so lag
-never grows.
+is skipped), the prefetcher (encodes each coming window's frames as they arrive), the publisher (sends and
+keeps the one-second status heartbeat), the event writer, and the query loop here, which scores the newest
+window the prefetcher completed. Window ends lie on a grid of ``stride`` seconds anchored to the stream clock;
+when the model is slower than the stride, the loop scores every second (third...) window: the effective
+stride, published with its reason in ``risk`` and ``status``, grows by whole strides and windows still share
+frames, so lag never grows and nothing is encoded twice.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from monitor.events import EventRecorder
 from monitor.messages import Alert, AlertEvent, Risk, Status
 from monitor.model import RiskModel
 from monitor.publisher import Publisher
+from monitor.prefetch import WindowPrefetcher, first_window_end
 from monitor.scorer import WindowScore, WindowScorer
 from monitor.source import Capture, Frame, FrameBuffer, SourceSpec
 
@@ -61,6 +64,9 @@ class LoopStats:
     strides: int = 0
     skipped: int = 0
     last_end: float | None = None
+    last_frame_ids: tuple[int, ...] = ()
+    effective_stride_s: float | None = None  # between the last two windows scored
+    stride_reason: str | None = None  # why it is longer than the stride (None when it is not)
     model_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=500))
 
 
@@ -108,6 +114,8 @@ class Monitor:
                                loop=options.loop,
                                on_frame=self.events.feed if self.events else None,
                                backoff_initial=options.backoff_initial, backoff_max=options.backoff_max)
+        self.prefetcher = WindowPrefetcher(self.buffer, self.scorer, self.window, self.stride, self.stop,
+                                           paced=options.replay == "fast")
         self.stats = LoopStats()
         self.risks: list[Risk] = []  # every risk message, for replay evaluation
         self.alerts: list[Alert] = []
@@ -134,6 +142,8 @@ class Monitor:
             strides=self.stats.strides,
             strides_skipped=self.stats.skipped,
             stride_s=self.stride,
+            effective_stride_s=self.stats.effective_stride_s,
+            stride_reason=self.stats.stride_reason,
             lag_s=None if lag is None else lag + outage,  # nothing is seen while the source is away
             model_ms={f"p{q}": float(np.percentile(latencies, q)) for q in (50, 90, 99)} if latencies is not None else None,
             alert_active=self.tracker.active,
@@ -145,16 +155,12 @@ class Monitor:
 
     # -- the loop -------------------------------------------------------------------------------------------
 
-    def _first_end(self, since: float) -> float:
-        """The first grid point at or after ``since``: windows are scored from the first frame on, those
-        shorter than the window padded with their first frame as training pads short clips (``partial``)."""
-        return math.ceil((since - EPSILON) / self.stride) * self.stride
-
     def run(self) -> dict[str, Any]:
         log.info("monitoring %s: window %.2f s x %d frames, stride %.3f s, alert at %.3f (off below %.3f)",
                  self.options.source.display, self.window.seconds, self.window.num_frames, self.stride,
                  self.policy.on, self.policy.off)
         self.capture.start()
+        self.prefetcher.start()
         next_end: float | None = None
         try:
             while not self.stop.is_set():
@@ -164,31 +170,32 @@ class Monitor:
                         break
                     self.buffer.wait_until(float("-inf"), 0.2)
                     continue
-                earliest = self._first_end(since)
+                earliest = first_window_end(since, self.stride)
                 if next_end is None or next_end < earliest - EPSILON:
-                    if next_end is not None:
-                        self.scorer.reset()  # frames from before an outage are gone
+                    if next_end is not None:  # frames from before an outage are gone: start over
+                        self.scorer.reset()
+                        self.stats.last_frame_ids = ()
                     next_end = earliest
                 self.buffer.demand(next_end)
-                if not self.buffer.wait_until(next_end, 0.2):
-                    if self.buffer.closed:
+                end = self.prefetcher.ready_after(next_end, 0.2)
+                if end is None:
+                    if self.prefetcher.finished:
+                        if self.prefetcher.error is not None:
+                            raise self.prefetcher.error
                         break
                     continue
                 if self.buffer.since != since:  # the source came back meanwhile: plan from its first frame
                     continue
-                newest = self.buffer.newest_t()
-                latest = math.floor((newest + EPSILON) / self.stride) * self.stride
-                if latest > next_end + EPSILON and not self.buffer.paced:
-                    self.stats.skipped += int(round((latest - next_end) / self.stride))
-                    next_end = latest
-                self._stride(self.buffer.snapshot(), next_end)
-                next_end += self.stride
+                self.stats.skipped += int(round((end - next_end) / self.stride))
+                self._stride(self.buffer.snapshot(), end)
+                next_end = end + self.stride
         finally:
             self.stop.set()
             self.buffer.close()
             if self.tracker.active:
                 self._alert(self.tracker.finish(self.stats.last_end or 0.0), [])
             self.capture.join(timeout=1.0)
+            self.prefetcher.join(timeout=5.0)
             if self.events is not None:
                 self.events.close()
             self.publisher.close()
@@ -196,6 +203,7 @@ class Monitor:
 
     def _stride(self, frames: list[Frame], end: float) -> None:
         result = self.scorer.score(frames, end)
+        self._pace(result)
         self.stats.strides += 1
         self.stats.last_end = end
         self.stats.model_ms.append(result.model_ms)
@@ -205,6 +213,32 @@ class Monitor:
         for event in self.tracker.update(end, result.probability):
             window = [f for f in frames if f.t >= result.frames[0].t - EPSILON]
             self._alert(event, window)
+
+    def _pace(self, result: WindowScore) -> None:
+        """The effective stride from the last window to this one, and why it is longer than the stride (the
+        measured vision and head times say which part cannot keep up)."""
+        stats = self.stats
+        ids = tuple(f.id for f in result.frames)
+        if stats.last_end is None or not stats.last_frame_ids:  # the first window, or the first after an outage
+            stats.effective_stride_s, stats.stride_reason = None, None
+        else:
+            effective = result.end - stats.last_end
+            stats.effective_stride_s = round(effective, 6)
+            stats.stride_reason = None if effective <= self.stride + EPSILON else self._why_slower(
+                effective, len(set(ids) & set(stats.last_frame_ids)))
+        stats.last_frame_ids = ids
+
+    def _why_slower(self, effective: float, shared: int) -> str:
+        vision = float(np.median(self.scorer.vision_ms)) if self.scorer.vision_ms else 0.0
+        head = float(np.median(self.scorer.head_ms)) if self.scorer.head_ms else 0.0
+        spacing = self.window.spacing
+        if vision > spacing * 1000:
+            return (f"vision takes {vision:.0f} ms a frame, more than the {spacing:.2f} s between a window's frames: "
+                    f"windows {effective:.2f} s apart share {shared} of {self.window.num_frames} frames; a faster "
+                    "runtime (--runtime), int8 or smaller frames would let them overlap")
+        return (f"the head takes {head:.0f} ms a window and vision {vision:.0f} ms a frame, more than the "
+                f"{self.stride:.2f} s stride allows: windows {effective:.2f} s apart, sharing {shared} of "
+                f"{self.window.num_frames} frames")
 
     def _alert(self, event: Alert, window: list[Frame]) -> None:
         if event.event is AlertEvent.START:
@@ -223,7 +257,8 @@ class Monitor:
                     frame_times=[round(f.t, 4) for f in r.frames], probability=r.probability,
                     threshold=self.policy.on, alert_active=self.tracker.active, encode_ms=r.encode_ms,
                     score_ms=r.score_ms, frames_encoded=r.encoded, partial=r.partial, captured_at=newest.wall,
-                    latency_ms=(time.time() - newest.wall) * 1000)
+                    latency_ms=(time.time() - newest.wall) * 1000, effective_stride_s=self.stats.effective_stride_s,
+                    stride_reason=self.stats.stride_reason)
 
     def summary(self) -> dict[str, Any]:
         return {"strides": self.stats.strides, "strides_skipped": self.stats.skipped,

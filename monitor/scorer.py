@@ -1,13 +1,17 @@
-"""One stride's work: pick the window's frames, encode the ones not seen before, score the window.
+"""One window's work: pick its frames, encode the ones not seen before, score the window.
 
 A frame's embeddings depend on that frame alone, so each frame is encoded once and reused by every window that
 contains it; windows are sampled on a grid anchored to the stream clock, so consecutive windows share frames
 and a stride costs one vision pass per new frame plus one head pass. Frames are encoded one at a time (on a
-CPU batching gains nothing) so the cached path and a full recomputation run the very same computations.
+CPU batching gains nothing) so the cached path and a full recomputation run the very same computations. The
+monitor's prefetcher (``monitor.prefetch``) calls ``encode`` from its own thread as frames arrive; ``score``
+then finds them cached and runs only the head.
 """
 
 from __future__ import annotations
 
+import collections
+import threading
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -25,8 +29,8 @@ class WindowScore:
     end: float
     frames: tuple[Frame, ...]
     probability: float
-    encoded: int  # frames run through the vision graph for this stride
-    encode_ms: float
+    encoded: int  # vision passes since the previous window was scored (by the prefetcher or by ``score``)
+    encode_ms: float  # their time, which may have overlapped the previous window's head pass
     score_ms: float
     partial: bool = False  # the window reaches back before the first frame: padded with it, as in training
 
@@ -44,28 +48,50 @@ class WindowScorer:
         self.pixels = pixels
         self.cache_enabled = cache
         self._cache: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()  # the cache and the counters, shared with the prefetcher's thread
+        self._vision = threading.Lock()  # one vision pass at a time, so no frame is encoded twice
+        self._passes = 0  # vision passes not yet reported by ``score``
+        self._encode_s = 0.0
+        self.vision_ms: collections.deque[float] = collections.deque(maxlen=50)  # recent passes, one frame each
+        self.head_ms: collections.deque[float] = collections.deque(maxlen=50)
 
     def reset(self) -> None:
-        self._cache.clear()
+        with self._lock:
+            self._cache.clear()
+
+    def encode(self, frame: Frame) -> bool:
+        """Encode ``frame`` unless it is cached; True if it ran the vision graph."""
+        with self._vision:
+            with self._lock:
+                if frame.id in self._cache:
+                    return False
+            started = time.perf_counter()
+            embeds = self.model.encode_frames(preprocess_frame(frame.image, self.pixels)[None])[0]
+            took = time.perf_counter() - started
+            with self._lock:
+                self._cache[frame.id] = embeds
+                self._passes += 1
+                self._encode_s += took
+                self.vision_ms.append(took * 1000)
+            return True
 
     def score(self, frames: Sequence[Frame], end: float) -> WindowScore:
         """Score the window ending at stream time ``end`` from ``frames`` (oldest first)."""
         chosen = tuple(frames[i] for i in pick_frames([f.t for f in frames], end, self.window))
         if not self.cache_enabled:
-            self._cache.clear()
-        started = time.perf_counter()
-        encoded = 0
+            self.reset()
         for frame in chosen:
-            if frame.id not in self._cache:
-                pixels = preprocess_frame(frame.image, self.pixels)[None]
-                self._cache[frame.id] = self.model.encode_frames(pixels)[0]
-                encoded += 1
-        encoded_at = time.perf_counter()
-        probability = self.model.window_probability(np.stack([self._cache[f.id] for f in chosen]))
-        scored_at = time.perf_counter()
-        oldest = chosen[0].id
-        for stale in [i for i in self._cache if i < oldest]:  # later windows only hold newer frames
-            del self._cache[stale]
+            self.encode(frame)
+        with self._lock:
+            embeds = np.stack([self._cache[f.id] for f in chosen])
+            encoded, encode_s = self._passes, self._encode_s
+            self._passes, self._encode_s = 0, 0.0
+            oldest = chosen[0].id
+            for stale in [i for i in self._cache if i < oldest]:  # later windows only hold newer frames
+                del self._cache[stale]
+        started = time.perf_counter()
+        probability = self.model.window_probability(embeds)
+        score_ms = (time.perf_counter() - started) * 1000
+        self.head_ms.append(score_ms)
         partial = end - self.window.seconds < frames[0].t - EPSILON
-        return WindowScore(end, chosen, probability, encoded, (encoded_at - started) * 1000,
-                           (scored_at - encoded_at) * 1000, partial)
+        return WindowScore(end, chosen, probability, encoded, encode_s * 1000, score_ms, partial)

@@ -1,0 +1,114 @@
+"""Vision passes ahead of the head: the frames a coming window takes are encoded as they arrive.
+
+Windows end on a grid of ``stride`` seconds anchored to the stream clock, so a window's frames sit at nominal
+times known in advance, and the frame for each is fixed the moment a frame at or past that time arrives. This
+thread encodes it then, in parallel with the query loop's head pass over an earlier window, and marks a window
+complete once its last frame is encoded; the loop scores the newest complete window. A head slower than the
+stride so lengthens the effective stride by whole strides, and consecutive windows still share frames, instead
+of every window starting over. Only vision slower than the frame spacing leaves windows with nothing in common.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import threading
+
+from contract.window import EPSILON, WindowSpec
+from monitor.scorer import WindowScorer
+from monitor.source import FrameBuffer
+
+log = logging.getLogger(__name__)
+
+
+def first_window_end(since: float, stride: float) -> float:
+    """The first grid point at or after ``since``: windows are scored from the stream's first frame on, those
+    shorter than the window padded with their first frame as training pads short clips."""
+    return math.ceil((since - EPSILON) / stride) * stride
+
+
+class WindowPrefetcher(threading.Thread):
+    """Encodes the frames of coming windows as they arrive and says which window is complete.
+
+    With ``paced`` (replay as fast as inference allows) every window on the grid is completed in turn; live, the
+    next window is the newest whose last frame has arrived, so a prefetcher that fell behind catches up at once.
+    """
+
+    def __init__(self, buffer: FrameBuffer, scorer: WindowScorer, window: WindowSpec, stride: float,
+                 stop: threading.Event, paced: bool) -> None:
+        super().__init__(name="prefetch", daemon=True)
+        self.buffer = buffer
+        self.scorer = scorer
+        self.window = window
+        self.stride = stride
+        self.stop_event = stop
+        self.paced = paced
+        self._cond = threading.Condition()
+        self._complete: float | None = None  # the newest window end whose frames are all encoded
+        self._finished = False
+        self.error: BaseException | None = None
+
+    def ready_after(self, end: float, timeout: float) -> float | None:
+        """The newest complete window end, once one at or after ``end`` is; None if none is within ``timeout``
+        seconds or the prefetcher has finished (``finished`` tells which)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._finished or (self._complete is not None
+                                                            and self._complete >= end - EPSILON), timeout)
+            if self._complete is not None and self._complete >= end - EPSILON:
+                return self._complete
+            return None
+
+    @property
+    def finished(self) -> bool:
+        with self._cond:
+            return self._finished
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as err:  # the query loop reports it; a vanished prefetcher would stall the monitor
+            log.exception("prefetching frames failed")
+            self.error = err
+        finally:
+            with self._cond:
+                self._finished = True
+                self._cond.notify_all()
+
+    def _run(self) -> None:
+        since: float | None = None
+        done: float | None = None  # the last window this prefetcher completed, since ``since``
+        while not self.stop_event.is_set():
+            current = self.buffer.since
+            if current is None:
+                if self.buffer.closed:
+                    return
+                self.buffer.wait_until(float("-inf"), 0.2)
+                continue
+            if current != since:  # the first frame, or the first after an outage: windows start over
+                since, done = current, None
+                self._set_complete(None)
+            target = first_window_end(since, self.stride) if done is None else done + self.stride
+            frames = self.buffer.snapshot()
+            if not frames or self.buffer.since != since:
+                continue
+            newest = frames[-1].t
+            if not self.paced:
+                target = max(target, math.floor((newest + EPSILON) / self.stride) * self.stride)
+            times = [f.t for f in frames]
+            waiting_for = None
+            for nominal in self.window.nominal_times(target):
+                if nominal > newest + EPSILON:  # its frame has not arrived yet
+                    waiting_for = nominal
+                    break
+                self.scorer.encode(frames[max(bisect.bisect_right(times, nominal + EPSILON) - 1, 0)])
+            if waiting_for is None:
+                done = target
+                self._set_complete(target)
+            elif not self.buffer.wait_until(waiting_for, 0.2) and self.buffer.closed:
+                return  # the file ended before this window did
+
+    def _set_complete(self, end: float | None) -> None:
+        with self._cond:
+            self._complete = end
+            self._cond.notify_all()
