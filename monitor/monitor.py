@@ -219,7 +219,7 @@ class Monitor:
         measured vision and head times say which part cannot keep up)."""
         stats = self.stats
         ids = tuple(f.id for f in result.frames)
-        if stats.last_end is None or not stats.last_frame_ids:  # the first window, or the first after an outage
+        if not stats.last_frame_ids:  # the first window, or the first after an outage
             stats.effective_stride_s, stats.stride_reason = None, None
         else:
             effective = result.end - stats.last_end
