@@ -29,8 +29,8 @@ class WindowScore:
     end: float
     frames: tuple[Frame, ...]
     probability: float
-    encoded: int  # vision passes since the previous window was scored (by the prefetcher or by ``score``)
-    encode_ms: float  # their time, which may have overlapped the previous window's head pass
+    encoded: int  # this window's frames no window scored before held: each took one vision pass
+    encode_ms: float  # those passes' time, which may have overlapped the previous window's head pass
     score_ms: float
     partial: bool = False  # the window reaches back before the first frame: padded with it, as in training
 
@@ -47,17 +47,18 @@ class WindowScorer:
         self.window = window
         self.pixels = pixels
         self.cache_enabled = cache
-        self._cache: dict[int, np.ndarray] = {}
-        self._lock = threading.Lock()  # the cache and the counters, shared with the prefetcher's thread
+        self._cache: dict[int, tuple[np.ndarray, float]] = {}  # frame id -> embeddings, seconds its pass took
+        self._scored: set[int] = set()  # cached frames some scored window held: their pass is reported
+        self._lock = threading.Lock()  # the cache, shared with the prefetcher's thread
         self._vision = threading.Lock()  # one vision pass at a time, so no frame is encoded twice
-        self._passes = 0  # vision passes not yet reported by ``score``
-        self._encode_s = 0.0
+        self.passes = 0  # vision passes since the start, one frame each
         self.vision_ms: collections.deque[float] = collections.deque(maxlen=50)  # recent passes, one frame each
         self.head_ms: collections.deque[float] = collections.deque(maxlen=50)
 
     def reset(self) -> None:
         with self._lock:
             self._cache.clear()
+            self._scored.clear()
 
     def encode(self, frame: Frame) -> bool:
         """Encode ``frame`` unless it is cached; True if it ran the vision graph."""
@@ -69,9 +70,8 @@ class WindowScorer:
             embeds = self.model.encode_frames(preprocess_frame(frame.image, self.pixels)[None])[0]
             took = time.perf_counter() - started
             with self._lock:
-                self._cache[frame.id] = embeds
-                self._passes += 1
-                self._encode_s += took
+                self._cache[frame.id] = (embeds, took)
+                self.passes += 1
                 self.vision_ms.append(took * 1000)
             return True
 
@@ -83,12 +83,14 @@ class WindowScorer:
         for frame in chosen:
             self.encode(frame)
         with self._lock:
-            embeds = np.stack([self._cache[f.id] for f in chosen])
-            encoded, encode_s = self._passes, self._encode_s
-            self._passes, self._encode_s = 0, 0.0
+            embeds = np.stack([self._cache[f.id][0] for f in chosen])
+            new = {f.id for f in chosen} - self._scored
+            encoded, encode_s = len(new), sum(self._cache[i][1] for i in new)
+            self._scored |= new
             oldest = chosen[0].id
             for stale in [i for i in self._cache if i < oldest]:  # later windows only hold newer frames
                 del self._cache[stale]
+                self._scored.discard(stale)
         started = time.perf_counter()
         probability = self.model.window_probability(embeds)
         score_ms = (time.perf_counter() - started) * 1000
