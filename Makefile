@@ -24,7 +24,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(TRAIN_STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt
-	$(BIN)/pip install -c constraints.txt -e ".[cpu,train,test]"
+	$(BIN)/pip install -c constraints.txt -e ".[cpu,openvino,train,test]"
 	touch $@ $(MONITOR_STAMP)
 
 $(MONITOR_STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt

@@ -7,6 +7,8 @@ Layout (``manifest.json`` lists every file with its SHA-256; nothing else may be
     vision.onnx           pixels [F, 3, S, S] -> per-frame image embeddings [F, T, D]
     head.onnx             prompt embeddings [B, L, D] + attention mask [B, L] -> logits [B]
     *.onnx.data           external weights of a large graph, next to the graph that names it
+    vision.openvino.xml   optional (``export --openvino``): the same two graphs as OpenVINO IR with fp16
+    head.openvino.xml     weights (and their ``.bin`` files), run at the CPU's own inference precision
     prompt_ids.npy        the prompt's token ids [L] (int64); image positions hold the image token id
     token_ids.npy         the distinct ids the prompt uses, sorted [U]
     token_embeddings.npy  their rows of the text model's embedding table [U, D] (float32)
@@ -35,6 +37,8 @@ VERSION = 1
 MANIFEST = "manifest.json"
 VISION = "vision.onnx"
 HEAD = "head.onnx"
+OPENVINO_VISION = "vision.openvino.xml"
+OPENVINO_HEAD = "head.openvino.xml"
 PROMPT_IDS = "prompt_ids.npy"
 TOKEN_IDS = "token_ids.npy"
 TOKEN_EMBEDDINGS = "token_embeddings.npy"
@@ -69,8 +73,10 @@ def describe_files(folder: Path) -> dict[str, dict[str, Any]]:
 def build_manifest(*, precision: str, backbone: str, hidden_size: int, tokens_per_frame: int, image_token_id: int,
                    parameters: int, head: dict[str, Any], window: WindowSpec, pixels: PixelSpec, question: str,
                    threshold: float, files: dict[str, dict[str, Any]], source_checkpoint: str,
-                   validation: dict[str, Any], versions: dict[str, str]) -> dict[str, Any]:
-    """The manifest of a bundle as ``manifest.json`` holds it (``versions`` gets crashwatch's own added)."""
+                   validation: dict[str, Any], versions: dict[str, str],
+                   openvino: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest of a bundle as ``manifest.json`` holds it (``versions`` gets crashwatch's own added);
+    ``openvino``, where the bundle has OpenVINO graphs, names them and their parity figures."""
     if precision not in PRECISIONS:
         raise BundleError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     frames, seq, size = "frames", "sequence", pixels.image_size
@@ -98,6 +104,7 @@ def build_manifest(*, precision: str, backbone: str, hidden_size: int, tokens_pe
                 "outputs": [{"name": HEAD_OUTPUT, "dtype": "float32", "shape": ["batch"]}],
             },
         },
+        **({"openvino": openvino} if openvino is not None else {}),
         "files": files,
         "source_checkpoint": source_checkpoint,
         "validation": validation,
@@ -133,6 +140,7 @@ class Manifest:
     question: str
     threshold: float
     files: dict[str, dict[str, Any]]
+    openvino: dict[str, Any] | None = None  # {"vision": file, "head": file, ...} where the bundle has them
 
     @classmethod
     def read(cls, folder: Path) -> "Manifest":
@@ -152,11 +160,15 @@ class Manifest:
                 question=str(raw["question"]),
                 threshold=float(raw["threshold"]),
                 files=dict(raw["files"]),
+                openvino=dict(raw["openvino"]) if raw.get("openvino") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise BundleError(f"{path}: malformed manifest ({type(err).__name__}: {err})") from None
         if manifest.precision not in PRECISIONS:
             raise BundleError(f"{path}: unknown precision {manifest.precision!r}")
+        if manifest.openvino is not None and not all(isinstance(manifest.openvino.get(k), str) and
+                                                     manifest.openvino[k] in manifest.files for k in ("vision", "head")):
+            raise BundleError(f"{path}: `openvino` must name its vision and head graphs among the bundle's files")
         return manifest
 
     @property

@@ -21,17 +21,22 @@ from contract.prompt import PromptEncoder
 from contract.video import probe_clip
 from export.errors import ExportError
 from export.graphs import export_head, export_vision
-from export.parity import TOLERANCES, check_parity
-from export.precision import CONVERTERS
+from export.parity import check_parity
+from export.precision import CONVERTERS, to_openvino
+from monitor.runtime import Runtime, openvino_installed
 from train.checkpoint import Checkpoint, load_checkpoint
 
 log = logging.getLogger(__name__)
 
 
-def export_bundle(checkpoint_dir: Path, out: Path, precision: str, video: Path, force: bool = False) -> dict[str, Any]:
-    """Write the bundle for ``checkpoint_dir`` at ``out`` and return its manifest."""
-    if precision not in TOLERANCES:
-        raise ExportError(f"unknown precision {precision!r}; choose from {', '.join(TOLERANCES)}")
+def export_bundle(checkpoint_dir: Path, out: Path, precision: str, video: Path, force: bool = False,
+                  openvino: bool = False) -> dict[str, Any]:
+    """Write the bundle for ``checkpoint_dir`` at ``out`` and return its manifest; with ``openvino``, OpenVINO
+    graphs beside the ONNX ones, checked against PyTorch as well."""
+    if precision not in layout.PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; choose from {', '.join(layout.PRECISIONS)}")
+    if openvino and not openvino_installed():
+        raise ExportError("--openvino: the openvino package is not installed (pip install 'crashwatch[openvino]')")
     if out.exists() and any(out.iterdir()) and not force:
         raise ExportError(f"{out}: exists and is not empty (use --force to replace it)")
     clip = probe_clip(video)
@@ -41,10 +46,13 @@ def export_bundle(checkpoint_dir: Path, out: Path, precision: str, video: Path, 
     staging.mkdir(parents=True)
     try:
         _write_prompt(run, staging)
-        _write_graphs(run, staging, precision)
-        manifest = _manifest(run, checkpoint_dir, precision, staging)
+        _write_graphs(run, staging, precision, openvino)
+        manifest = _manifest(run, checkpoint_dir, precision, staging, openvino)
         layout.write_manifest(staging, manifest)
-        manifest["parity"] = check_parity(run, staging, clip.path, precision)
+        parity = check_parity(run, staging, clip.path, precision, openvino)
+        manifest["parity"] = parity[Runtime.ONNXRUNTIME]
+        if openvino:
+            manifest["openvino"]["parity"] = parity[Runtime.OPENVINO]
         layout.write_manifest(staging, manifest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -70,26 +78,35 @@ def _write_prompt(run: Checkpoint, folder: Path) -> None:
     np.save(folder / layout.TOKEN_EMBEDDINGS, table, allow_pickle=False)
 
 
-def _write_graphs(run: Checkpoint, folder: Path, precision: str) -> None:
-    if precision == "fp32":
-        export_vision(run.model, folder / layout.VISION, run.config.image_size)
-        export_head(run.model, folder / layout.HEAD)
-        return
+def _write_graphs(run: Checkpoint, folder: Path, precision: str, openvino: bool) -> None:
+    """The fp32 graphs traced once (into the bundle itself for fp32), then converted to what is asked for."""
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".fp32-") as scratch:
-        fp32 = Path(scratch)
+        fp32 = folder if precision == "fp32" else Path(scratch)
         export_vision(run.model, fp32 / layout.VISION, run.config.image_size)
         export_head(run.model, fp32 / layout.HEAD)
-        for name in (layout.VISION, layout.HEAD):
-            log.info("converting %s to %s", name, precision)
-            CONVERTERS[precision](fp32 / name, folder / name)
+        if precision != "fp32":
+            for name in (layout.VISION, layout.HEAD):
+                log.info("converting %s to %s", name, precision)
+                CONVERTERS[precision](fp32 / name, folder / name)
+        if openvino:
+            for name, target in ((layout.VISION, layout.OPENVINO_VISION), (layout.HEAD, layout.OPENVINO_HEAD)):
+                log.info("converting %s to OpenVINO IR", name)
+                to_openvino(fp32 / name, folder / target)
 
 
-def _manifest(run: Checkpoint, checkpoint_dir: Path, precision: str, folder: Path) -> dict[str, Any]:
+def _manifest(run: Checkpoint, checkpoint_dir: Path, precision: str, folder: Path, openvino: bool) -> dict[str, Any]:
     import onnx
     import onnxruntime
     import transformers
 
     config, model = run.config, run.model
+    versions = {"python": platform.python_version(), "torch": torch.__version__,
+                "transformers": transformers.__version__, "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__}
+    if openvino:
+        import openvino as ov
+
+        versions["openvino"] = ov.__version__
     return layout.build_manifest(
         precision=precision,
         backbone=config.backbone.pretrained if not config.backbone.random_init else "random-init SmolVLM",
@@ -105,7 +122,6 @@ def _manifest(run: Checkpoint, checkpoint_dir: Path, precision: str, folder: Pat
         files=layout.describe_files(folder),
         source_checkpoint=str(checkpoint_dir),
         validation=run.meta.get("validation", {}),
-        versions={"python": platform.python_version(), "torch": torch.__version__,
-                  "transformers": transformers.__version__, "onnx": onnx.__version__,
-                  "onnxruntime": onnxruntime.__version__},
+        versions=versions,
+        openvino={"vision": layout.OPENVINO_VISION, "head": layout.OPENVINO_HEAD, "weights": "fp16"} if openvino else None,
     )

@@ -1,4 +1,5 @@
-"""The export's check: the staged bundle against PyTorch fp32 on one window of real frames, per precision."""
+"""The export's check: the staged bundle against PyTorch fp32 on one window of real frames, per precision and
+per runtime that will run it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from contract.video import probe_clip, read_frames
 from contract.window import pick_frames
 from export.errors import ExportError
 from monitor.model import RiskModel
+from monitor.runtime import Runtime
 from train.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ TOLERANCES = {
     "fp16": Tolerance(min_embedding_cosine=0.999, max_probability_diff=0.01),
     "int8": Tolerance(min_embedding_cosine=0.99, max_probability_diff=0.05),
 }
+# OpenVINO's graphs have fp16 weights and run at bf16 on CPUs with bf16 units (8 bits of mantissa): held to the
+# int8 tolerance.
+OPENVINO_TOLERANCE = TOLERANCES["int8"]
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -44,39 +49,48 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
-def check_parity(run: Checkpoint, folder: Path, video: Path, precision: str) -> dict[str, Any]:
+def check_parity(run: Checkpoint, folder: Path, video: Path, precision: str,
+                 openvino: bool = False) -> dict[Runtime, dict[str, Any]]:
     """Score the last window of ``video`` with PyTorch fp32 and with the staged bundle, through the monitor's
-    own loader; fail when the difference passes the precision's tolerance."""
+    own loader, on onnxruntime (and OpenVINO with ``openvino``); fail when a difference passes its tolerance."""
     clip = probe_clip(video)
     indices = pick_frames(clip.timestamps(), clip.timestamps()[-1], run.config.window)
     pixels = preprocess_frames(read_frames(video, indices), run.config.pixels)
     model = run.model
     ids = torch.tensor([PromptEncoder(run.tokenizer, run.config.window, model.tokens_per_frame)(run.config.question)])
     with torch.no_grad():
-        torch_embeds = model.encode_frames(torch.from_numpy(pixels))
-        torch_logit = float(model.window_logits(model.embed_prompt(ids, torch_embeds), torch.ones_like(ids))[0])
-    bundle = RiskModel(folder)
-    onnx_embeds = bundle.encode_frames(pixels)
-    onnx_logit = bundle.window_logit(onnx_embeds)
-    tolerance = TOLERANCES[precision]
-    figures = {
-        "video": video.name,
-        "frames": indices,
-        "embedding_max_abs_diff": float(np.abs(torch_embeds.numpy() - onnx_embeds).max()),
-        "embedding_cosine": _cosine(torch_embeds.numpy(), onnx_embeds),
-        "torch_logit": torch_logit,
-        "onnx_logit": onnx_logit,
-        "logit_abs_diff": abs(torch_logit - onnx_logit),
-        "probability_abs_diff": float(abs(sigmoid(torch_logit) - sigmoid(onnx_logit))),
-        "tolerance": {"min_embedding_cosine": tolerance.min_embedding_cosine,
-                      "max_probability_diff": tolerance.max_probability_diff},
-    }
-    log.info("parity %s: embedding cosine %.6f (max |diff| %.2e), probability |diff| %.2e",
-             precision, figures["embedding_cosine"], figures["embedding_max_abs_diff"], figures["probability_abs_diff"])
-    if figures["embedding_cosine"] < tolerance.min_embedding_cosine or \
-            figures["probability_abs_diff"] > tolerance.max_probability_diff:
-        raise ExportError(f"{precision} export does not match PyTorch within tolerance: "
-                          f"embedding cosine {figures['embedding_cosine']:.6f} (min {tolerance.min_embedding_cosine}), "
-                          f"probability |diff| {figures['probability_abs_diff']:.2e} (max {tolerance.max_probability_diff}); "
-                          "no bundle written")
-    return figures
+        torch_embeds = model.encode_frames(torch.from_numpy(pixels)).numpy()
+        torch_logit = float(model.window_logits(model.embed_prompt(ids, torch.from_numpy(torch_embeds)),
+                                                torch.ones_like(ids))[0])
+    checks = [(Runtime.ONNXRUNTIME, precision, TOLERANCES[precision])]
+    if openvino:
+        checks.append((Runtime.OPENVINO, "OpenVINO", OPENVINO_TOLERANCE))
+    results = {}
+    for runtime, label, tolerance in checks:
+        bundle = RiskModel(folder, runtime=runtime)
+        onnx_embeds = bundle.encode_frames(pixels)
+        onnx_logit = bundle.window_logit(onnx_embeds)
+        figures = {
+            "video": video.name,
+            "frames": indices,
+            "inference_precision": bundle.engine.inference_precision,
+            "embedding_max_abs_diff": float(np.abs(torch_embeds - onnx_embeds).max()),
+            "embedding_cosine": _cosine(torch_embeds, onnx_embeds),
+            "torch_logit": torch_logit,
+            "onnx_logit": onnx_logit,
+            "logit_abs_diff": abs(torch_logit - onnx_logit),
+            "probability_abs_diff": float(abs(sigmoid(torch_logit) - sigmoid(onnx_logit))),
+            "tolerance": {"min_embedding_cosine": tolerance.min_embedding_cosine,
+                          "max_probability_diff": tolerance.max_probability_diff},
+        }
+        log.info("parity %s on %s at %s: embedding cosine %.6f (max |diff| %.2e), probability |diff| %.2e", label,
+                 runtime.value, figures["inference_precision"], figures["embedding_cosine"],
+                 figures["embedding_max_abs_diff"], figures["probability_abs_diff"])
+        if figures["embedding_cosine"] < tolerance.min_embedding_cosine or \
+                figures["probability_abs_diff"] > tolerance.max_probability_diff:
+            raise ExportError(f"{label} export does not match PyTorch within tolerance on {runtime.value}: "
+                              f"embedding cosine {figures['embedding_cosine']:.6f} (min {tolerance.min_embedding_cosine}), "
+                              f"probability |diff| {figures['probability_abs_diff']:.2e} "
+                              f"(max {tolerance.max_probability_diff}); no bundle written")
+        results[runtime] = figures
+    return results

@@ -4,6 +4,9 @@
   calibration data.
 - fp16: float16 weights and compute, inputs and outputs kept float32 so callers need not care; for CUDA and
   TensorRT (on a CPU it runs but is no faster, BENCHMARKS.md).
+- OpenVINO IR (``--openvino``, beside any of them): the fp32 graphs converted by OpenVINO with fp16 weights
+  (half the size; OpenVINO runs them at the CPU's inference precision, bf16 where it has bf16 units), as it
+  runs onnxruntime's int8 graphs slower than its own bf16.
 """
 
 from __future__ import annotations
@@ -37,6 +40,13 @@ def to_fp16(source: Path, target: Path) -> None:
     external = _needs_external(source)
     onnx.save_model(converted, str(target), save_as_external_data=external,
                     location=target.name + ".data" if external else None)
+
+
+def to_openvino(source: Path, target: Path) -> None:
+    """``source`` ONNX -> ``target`` OpenVINO IR (``.xml`` and the ``.bin`` beside it)."""
+    import openvino as ov
+
+    ov.save_model(ov.convert_model(str(source)), str(target), compress_to_fp16=True)
 
 
 CONVERTERS = {"int8": to_int8, "fp16": to_fp16}

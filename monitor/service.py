@@ -15,10 +15,10 @@ from monitor.source import SourceError
 
 
 def run_monitor(bundle: Path, options: MonitorOptions, endpoint: str, curve: ServerCurve | None = None,
-                threads: int | None = None) -> dict[str, Any]:
+                threads: int | None = None, runtime: str = "auto") -> dict[str, Any]:
     """Run one camera's monitor until its file ends or SIGINT/SIGTERM; returns ``Monitor.summary``. A source
     that could not be used at all raises ``SourceError``."""
-    model = RiskModel(bundle, threads=threads)
+    model = RiskModel(bundle, threads=threads, runtime=runtime)
     stop = stop_on_signals()
     monitor = Monitor(model, options, lambda status: Publisher(endpoint, options.camera, status=status, curve=curve),
                       stop=stop)

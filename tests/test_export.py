@@ -14,13 +14,15 @@ import onnx
 import pytest
 import torch
 
-from contract.bundle import BundleError
+from contract.bundle import BundleError, Manifest
 from contract.preprocess import preprocess_frames
 from contract.prompt import PromptEncoder
 from contract.video import probe_clip, read_frames
 from contract.window import pick_frames
-from export.exporter import TOLERANCES, ExportError, export_bundle
+from export.exporter import ExportError, export_bundle
+from export.parity import OPENVINO_TOLERANCE, TOLERANCES
 from monitor.model import RiskModel
+from monitor.runtime import Runtime, has_bf16_matrix_units, openvino_installed, resolve
 from tests.conftest import FORBID_TORCH, QUESTION, REPO, write_video
 from train.checkpoint import load_checkpoint
 
@@ -46,9 +48,13 @@ def bundles(tiny_run, video, tmp_path_factory) -> dict[str, Path]:
     assert "wrote" in result.stdout and "parity on parity.mp4" in result.stdout
     made["fp32"] = root / "fp32"
     for precision in ("fp16", "int8"):
-        export_bundle(tiny_run, root / precision, precision, video)
+        export_bundle(tiny_run, root / precision, precision, video, openvino=precision == "int8" and openvino_installed())
         made[precision] = root / precision
     return made
+
+
+needs_openvino = pytest.mark.skipif(not openvino_installed(), reason="the openvino package is not installed "
+                                    "(make test installs it: crashwatch[openvino])")
 
 
 def _window(video: Path, config) -> np.ndarray:
@@ -211,3 +217,35 @@ def test_an_8x8_patch_grid_exports_and_quantizes(tmp_path):
     with torch.no_grad():
         reference = model.encode_frames(torch.from_numpy(pixels)).numpy()
     assert np.abs(fp32 - reference).max() < 1e-4 and int8.shape == reference.shape
+
+
+@needs_openvino
+def test_openvino_graphs_are_exported_checked_and_run(run, bundles, tmp_path):
+    folder = bundles["int8"]  # exported with openvino=True
+    manifest = json.loads((folder / "manifest.json").read_text())
+    entry = manifest["openvino"]
+    assert {entry["vision"], entry["head"], "vision.openvino.bin", "head.openvino.bin"} <= set(manifest["files"])
+    assert entry["parity"]["embedding_cosine"] >= OPENVINO_TOLERANCE.min_embedding_cosine
+    assert entry["parity"]["probability_abs_diff"] <= OPENVINO_TOLERANCE.max_probability_diff
+    assert "openvino" in manifest["versions"]
+    model = RiskModel(folder, runtime="openvino")
+    identity = model.identity()
+    assert identity["runtime"] == "openvino" and identity["inference_precision"] in ("bf16", "fp32")
+    pixels = _window(write_video(tmp_path / "other.mp4", 30, fps=10, size=(120, 80)), load_checkpoint(run).config)
+    probability = model.window_probability(model.encode_frames(pixels))
+    assert probability == pytest.approx(_torch_probability(run, pixels), abs=OPENVINO_TOLERANCE.max_probability_diff)
+    assert RiskModel(folder, runtime="onnxruntime").identity()["runtime"] == "onnxruntime"
+
+
+@needs_openvino
+def test_auto_takes_openvino_only_for_its_own_graphs_on_a_cpu_with_amx(bundles, caplog):
+    with_graphs = Manifest.read(bundles["int8"])
+    without = Manifest.read(bundles["fp32"])
+    chosen, why = resolve(Runtime.AUTO, without)
+    assert chosen is Runtime.ONNXRUNTIME and "no OpenVINO graphs" in why
+    chosen, why = resolve(Runtime.AUTO, with_graphs)
+    assert chosen is (Runtime.OPENVINO if has_bf16_matrix_units() else Runtime.ONNXRUNTIME), why
+    # Asked for explicitly, OpenVINO runs a bundle's ONNX graphs, saying that the export did not check that path.
+    with caplog.at_level("WARNING"):
+        assert RiskModel(bundles["fp32"], runtime="openvino").engine.runtime is Runtime.OPENVINO
+    assert "did not cover" in caplog.text

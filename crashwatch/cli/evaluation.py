@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from crashwatch.cli.options import (alert_on_option, budget_option, existing_dir, min_normal_hours_option,
-                                    skip_bad_option, split_option, stride_option, warning_window_option)
+                                    runtime_option, skip_bad_option, split_option, stride_option,
+                                    warning_window_option)
 
 
 @click.command("replay-eval")
@@ -24,13 +25,14 @@ from crashwatch.cli.options import (alert_on_option, budget_option, existing_dir
 @warning_window_option
 @budget_option
 @min_normal_hours_option
+@runtime_option
 def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride: float | None,
                         alert_on: float | None, skip_bad: bool, warning_window: float, budget: float,
-                        min_normal_hours: float) -> None:
+                        min_normal_hours: float, runtime: str) -> None:
     """Replay every clip of a split through the monitor and report alerts, time-to-accident, false alerts,
     and the operating curve over other alert thresholds."""
     s = _replay(bundle_dir, data_dir, split, out_dir, stride, alert_on, skip_bad, warning_window, budget,
-                min_normal_hours)
+                min_normal_hours, runtime)
     pick = s["within_budget"]
     if s.get("withheld"):
         verdict = f"no threshold recommended: {s['withheld']}"
@@ -53,8 +55,9 @@ def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: P
 @stride_option
 @warning_window_option
 @min_normal_hours_option
+@runtime_option
 def calibrate_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, budget: float,
-                      stride: float | None, warning_window: float, min_normal_hours: float) -> None:
+                      stride: float | None, warning_window: float, min_normal_hours: float, runtime: str) -> None:
     """Set a bundle's alert threshold for a false-alert budget: replay drives through the monitor, and keep,
     of the thresholds whose false alerts per hour stay within the budget, the one warning the most crashes
     in time (the lowest of those: the earliest warnings).
@@ -63,18 +66,20 @@ def calibrate_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Pat
     stream alerts; this does. Calibrate on drives the test never sees, then measure with replay-eval."""
     from crashwatch.evaluation.calibrate import apply_calibration
 
-    s = _replay(bundle_dir, data_dir, split, out_dir, stride, None, False, warning_window, budget, min_normal_hours)
+    s = _replay(bundle_dir, data_dir, split, out_dir, stride, None, False, warning_window, budget, min_normal_hours,
+                runtime)
     pick = apply_calibration(bundle_dir, data_dir, split, out_dir, s, budget, warning_window)
     click.echo(f"{bundle_dir}: alert threshold {pick['threshold']:.2f} (was {s['threshold']:.3f}): {_scored(pick)}")
 
 
 def _replay(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride: float | None, alert_on: float | None,
-            skip_bad: bool, warning_window: float, budget: float, min_normal_hours: float) -> dict[str, Any]:
+            skip_bad: bool, warning_window: float, budget: float, min_normal_hours: float,
+            runtime: str) -> dict[str, Any]:
     """replay-eval's run and its printed summary, shared with calibrate."""
     from crashwatch.evaluation.replay import replay_eval
 
     s = replay_eval(bundle_dir, data_dir, split, out_dir, stride, {} if alert_on is None else {"on": alert_on}, skip_bad,
-                    warning_window, budget, min_normal_hours)
+                    warning_window, budget, min_normal_hours, runtime)
     click.echo(f"{s['clips']} clips at threshold {s['threshold']:.3f}: crash clips alerted "
                f"{s['crash_clips_alerted']}/{s['crash_clips']}; {_scored(s)}")
     if s.get("false_alerts_by_segment"):

@@ -9,6 +9,7 @@ import click
 
 from contract.dataset import SPLITS
 from crashwatch.evaluation.scoring import FALSE_ALERT_BUDGET, MIN_NORMAL_HOURS, WARNING_WINDOW
+from monitor.runtime import Runtime
 
 
 class Finite(click.FloatRange):
@@ -30,6 +31,10 @@ skip_bad_option = click.option("--skip-bad", is_flag=True, help="Drop bad datase
 stride_option = click.option("--stride", type=Finite(min=0, min_open=True, max=60),
                              help="Seconds between risk queries, above 0 and at most 60 (default: the window's frame "
                                   "spacing).")
+runtime_option = click.option(
+    "--runtime", type=click.Choice([r.value for r in Runtime]), default=Runtime.AUTO.value, show_default=True,
+    help="Inference engine. auto: OpenVINO for a bundle exported with --openvino on a CPU with AMX (where it is "
+         "faster), onnxruntime otherwise and on GPUs; the choice and why are logged, the runtime named in status.")
 alert_on_option = click.option("--alert-on", type=PROBABILITY,
                                help="Probability that starts an alert (default: the calibrated threshold).")
 warning_window_option = click.option(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from crashwatch.cli.options import PROBABILITY, Finite, alert_on_option, stride_option
+from crashwatch.cli.options import PROBABILITY, Finite, alert_on_option, runtime_option, stride_option
 from monitor.messages import TOPIC_NAMES
 from monitor.publisher import DEFAULT_ENDPOINT, PublisherError, check_endpoint
 
@@ -50,14 +50,15 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
               help="Seconds below --alert-off before it ends.")
 @click.option("--window-seconds", type=Finite(min=0, min_open=True, max=600),
               help="Override the bundle's window length (warned about: not what was trained).")
-@click.option("--threads", type=click.IntRange(1, 256), help="onnxruntime threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(1, 256), help="Inference threads per graph (default: all cores).")
+@runtime_option
 @click.option("--curve-secret", type=click.Path(dir_okay=False, path_type=Path),
               help="Encrypt with CURVE: the monitor's secret key file (from `crashwatch keys`).")
 @click.option("--curve-allow", type=click.Path(file_okay=False, path_type=Path),
               help="With --curve-secret: folder of the public keys (*.key) of the subscribers admitted.")
 def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stride: float | None, endpoint: str, camera: str,
                     events_dir: Path | None, alert_on: float | None, alert_off: float | None, alert_min_on: float,
-                    alert_min_off: float, window_seconds: float | None, threads: int | None,
+                    alert_min_off: float, window_seconds: float | None, threads: int | None, runtime: str,
                     curve_secret: Path | None, curve_allow: Path | None) -> None:
     """Watch a camera, stream or file and publish risk, alerts and status over ZeroMQ."""
     from monitor.monitor import MonitorOptions, OptionsError
@@ -83,7 +84,7 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stri
     options = MonitorOptions(source=spec, stride=stride, replay=replay, loop=loop, camera=camera, events_dir=events_dir,
                              alert=alert, window_seconds=window_seconds, demo_model=demo)
     try:
-        summary = run_monitor(bundle_dir, options, endpoint, curve, threads)
+        summary = run_monitor(bundle_dir, options, endpoint, curve, threads, runtime)
     except OptionsError as err:  # inconsistent options (thresholds, overrides, fast replay of a live source)
         raise click.UsageError(str(err)) from None
     click.echo(f"stopped: {summary['strides']} strides ({summary['strides_skipped']} skipped), "

@@ -77,15 +77,21 @@ def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, sk
 @click.option("--video", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A real clip whose last window checks the export against PyTorch (e.g. one from your test split).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-def export_command(checkpoint_dir: Path, out_dir: Path, precision: str, video: Path, force: bool) -> None:
+@click.option("--openvino", is_flag=True,
+              help="Also write OpenVINO graphs (fp16 weights, run at bf16 where the CPU has bf16 units), checked "
+                   "against PyTorch too; `--runtime auto` then uses them on CPUs with AMX (needs crashwatch[openvino]).")
+def export_command(checkpoint_dir: Path, out_dir: Path, precision: str, video: Path, force: bool,
+                   openvino: bool) -> None:
     """Export a checkpoint to an ONNX bundle the torch-free monitor runs."""
     from export.exporter import export_bundle
 
-    manifest = export_bundle(checkpoint_dir, out_dir, precision, video, force=force)
-    parity = manifest["parity"]
+    manifest = export_bundle(checkpoint_dir, out_dir, precision, video, force=force, openvino=openvino)
     size = sum(f["bytes"] for f in manifest["files"].values())
-    click.echo(f"wrote {out_dir} ({precision}, {size / 1e6:.1f} MB); parity on {video.name}: embedding cosine "
-               f"{parity['embedding_cosine']:.6f}, probability |diff| {parity['probability_abs_diff']:.2e}")
+    click.echo(f"wrote {out_dir} ({precision}{' + OpenVINO' if openvino else ''}, {size / 1e6:.1f} MB)")
+    for name, parity in (("onnxruntime", manifest["parity"]), ("OpenVINO", (manifest.get("openvino") or {}).get("parity"))):
+        if parity is not None:
+            click.echo(f"parity on {video.name}, {name} at {parity['inference_precision']}: embedding cosine "
+                       f"{parity['embedding_cosine']:.6f}, probability |diff| {parity['probability_abs_diff']:.2e}")
 
 
 @click.command("synth")

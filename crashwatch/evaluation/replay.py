@@ -45,12 +45,12 @@ def replay_clip(model: RiskModel, video: Path, stride: float | None, alert: dict
 def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float | None = None,
                 alert: dict[str, Any] | None = None, skip_bad: bool = False,
                 warning_window: float = WARNING_WINDOW, budget: float = FALSE_ALERT_BUDGET,
-                min_normal_hours: float = MIN_NORMAL_HOURS) -> dict[str, Any]:
+                min_normal_hours: float = MIN_NORMAL_HOURS, runtime: str = "auto") -> dict[str, Any]:
     """Replay every clip of the split, write the report, and return its summary. ``within_budget`` is the
     threshold recommended for ``budget``, None when none keeps within it or when the split holds less than
     ``min_normal_hours`` of normal driving (``withheld`` then says why)."""
     clips = read_split(data, split, skip_bad)
-    model = RiskModel(bundle)
+    model = RiskModel(bundle, runtime=runtime)
     out.mkdir(parents=True, exist_ok=True)
     for folder in ("plots", "traces"):
         (out / folder).mkdir(exist_ok=True)
@@ -82,7 +82,8 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
                  len(start_times), "" if tta is None else f", time-to-accident {tta:.2f} s")
         traces.append(Trace(clip, times, probabilities))
     summary = summarise(rows, model.manifest.threshold if not alert or "on" not in alert else alert["on"])
-    summary.update({"bundle": str(bundle), "data": str(data), "split": split, "warning_window_s": warning_window})
+    summary.update({"bundle": str(bundle), "data": str(data), "split": split, "warning_window_s": warning_window,
+                    "runtime": model.engine.runtime.value, "inference_precision": model.engine.inference_precision})
     if segments:
         summary["false_alerts_by_segment"] = dict(collections.Counter(
             kind for row in rows for kind in row["false_alerts_in"].split()).most_common())

@@ -1,0 +1,182 @@
+"""The engines that run a bundle's two graphs: onnxruntime everywhere, OpenVINO on CPUs where it is faster.
+
+One interface, ``Graph`` (a feed of named arrays in, the graph's first output out), so the model above it
+never knows which engine runs. OpenVINO runs the fp32 graphs at the CPU's own inference precision (bf16 on
+CPUs with AVX-512 BF16 or AMX) and the onnxruntime-quantized int8 graphs slowly, so a bundle exported with
+``--openvino`` carries OpenVINO graphs of its own (``vision.openvino.xml``/``head.openvino.xml``), checked by
+the export's parity step; ``auto`` picks OpenVINO only for those (README, "Runtimes").
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from contract import bundle as layout
+from contract.bundle import BundleError, Manifest
+
+log = logging.getLogger(__name__)
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+class Runtime(str, enum.Enum):
+    ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
+    AUTO = "auto"
+
+
+class Graph(Protocol):
+    def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """Named inputs -> the graph's first output."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A bundle's two graphs opened on one runtime, and what names it in ``status`` and the bench."""
+
+    runtime: Runtime
+    device: str  # the onnxruntime execution provider, or OpenVINO's device name
+    inference_precision: str  # what the matrix products run at: the bundle's precision, or OpenVINO's (bf16, f32)
+    vision: Graph
+    head: Graph
+
+
+def choose_providers(precision: str, requested: Sequence[str] | None = None) -> list[str]:
+    """TensorRT, then CUDA, then CPU, as far as this onnxruntime offers them; a warning names any fallback."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if requested:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise BundleError(f"execution provider(s) {missing} not available here; available: {available}")
+        return list(requested)
+    chosen = [p for p in GPU_PROVIDERS if p in available]
+    chosen.append("CPUExecutionProvider")
+    if len(chosen) == 1 and precision == "fp16":
+        log.warning("fp16 bundle on CPUExecutionProvider: no CUDA or TensorRT provider here (onnxruntime offers %s); "
+                    "it runs, but fp16 is meant for GPUs and is no faster than fp32 on a CPU", available)
+    return chosen
+
+
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux reports them (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def has_bf16_matrix_units() -> bool:
+    """AMX tiles for bf16: where OpenVINO's bf16 beats onnxruntime's int8 (AVX-512 BF16 alone does not,
+    BENCHMARKS.md)."""
+    return "amx_bf16" in cpu_flags()
+
+
+def resolve(requested: Runtime, manifest: Manifest, providers: Sequence[str] | None = None) -> tuple[Runtime, str]:
+    """The runtime ``requested`` means for this bundle here, and why (logged, and said by the bench)."""
+    if requested is Runtime.ONNXRUNTIME:
+        return requested, "asked for"
+    if requested is Runtime.OPENVINO:
+        if not openvino_installed():
+            raise BundleError("--runtime openvino: the openvino package is not installed "
+                              "(pip install 'crashwatch[openvino]')")
+        return requested, "asked for"
+    import onnxruntime as ort
+
+    if providers and any(p in GPU_PROVIDERS for p in providers) or \
+            not providers and any(p in GPU_PROVIDERS for p in ort.get_available_providers()):
+        return Runtime.ONNXRUNTIME, "a GPU provider is available to onnxruntime"
+    if manifest.openvino is None:
+        return Runtime.ONNXRUNTIME, "the bundle has no OpenVINO graphs (export with --openvino)"
+    if not openvino_installed():
+        return Runtime.ONNXRUNTIME, "the openvino package is not installed"
+    if not has_bf16_matrix_units():
+        return Runtime.ONNXRUNTIME, "this CPU has no AMX bf16 matrix units, without which OpenVINO is no faster"
+    return Runtime.OPENVINO, "OpenVINO graphs in the bundle and AMX bf16 matrix units on this CPU"
+
+
+def open_engine(folder: Path, manifest: Manifest, runtime: Runtime, providers: Sequence[str] | None = None,
+                threads: int | None = None) -> Engine:
+    """Open the bundle's graphs on ``runtime`` (``auto`` resolved first)."""
+    chosen, why = resolve(runtime, manifest, providers)
+    log.info("runtime %s (%s)", chosen.value, why)
+    if chosen is Runtime.OPENVINO:
+        return _open_openvino(folder, manifest, threads)
+    return _open_onnxruntime(folder, manifest, providers, threads)
+
+
+def _open_onnxruntime(folder: Path, manifest: Manifest, providers: Sequence[str] | None,
+                      threads: int | None) -> Engine:
+    import onnxruntime as ort
+
+    chosen = choose_providers(manifest.precision, providers)
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        sessions = [ort.InferenceSession(str(folder / name), options, providers=chosen)
+                    for name in (layout.VISION, layout.HEAD)]
+    except Exception as err:  # onnxruntime raises its own exception types, not importable portably
+        raise BundleError(f"{folder}: onnxruntime cannot load a graph ({err})") from None
+    running = sessions[0].get_providers()[0]
+    if running != chosen[0]:
+        log.warning("%s is installed but could not start (no usable GPU or driver?); running on %s", chosen[0], running)
+    vision, head = (lambda feed, s=s, out=out: s.run([out], feed)[0]
+                    for s, out in zip(sessions, (layout.VISION_OUTPUT, layout.HEAD_OUTPUT)))
+    return Engine(Runtime.ONNXRUNTIME, running, manifest.precision, vision, head)
+
+
+class _OpenVinoGraph:
+    """One compiled OpenVINO model with its own infer request; a lock, as a request serves one call at a time."""
+
+    def __init__(self, compiled) -> None:
+        self._request = compiled.create_infer_request()
+        self._lock = threading.Lock()
+
+    def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        with self._lock:
+            self._request.infer(feed)
+            return np.array(self._request.get_output_tensor(0).data)
+
+
+def _open_openvino(folder: Path, manifest: Manifest, threads: int | None) -> Engine:
+    import openvino as ov
+
+    if manifest.openvino is not None:
+        files = (manifest.openvino["vision"], manifest.openvino["head"])
+    else:
+        files = (layout.VISION, layout.HEAD)
+        log.warning("%s has no OpenVINO graphs: OpenVINO runs its %s ONNX graphs, a path the export's parity check "
+                    "did not cover%s; export with --openvino for graphs of its own", folder, manifest.precision,
+                    " (and int8 ones slower than onnxruntime)" if manifest.precision == "int8" else "")
+    core = ov.Core()
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    try:
+        compiled = [core.compile_model(core.read_model(str(folder / name)), "CPU", config) for name in files]
+    except RuntimeError as err:
+        raise BundleError(f"{folder}: OpenVINO cannot load a graph ({err})") from None
+    precision = compiled[1].get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    return Engine(Runtime.OPENVINO, "CPU", _PRECISION_NAMES.get(precision, precision),
+                  _OpenVinoGraph(compiled[0]), _OpenVinoGraph(compiled[1]))
+
+
+_PRECISION_NAMES = {"bf16": "bf16", "f32": "fp32", "f16": "fp16"}  # OpenVINO's element type names -> ours
