@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from crashwatch.bench.process import free_port
+from monitor.runtime import openvino_installed
 from crashwatch.demo import DEMO_BUNDLE, DEMO_DRIVE, demo_event_time
 from tests.conftest import REPO
 
@@ -23,12 +24,20 @@ def test_bench_smoke_prints_and_writes_every_measurement(tiny_bundle, tmp_path):
     text = out.read_text()
     assert "Machine:" in text and "Reproduce: `crashwatch bench --smoke" in text
     assert "old table" not in text and "Analysis above." in text and "Analysis below." in text  # the analysis stays
-    for measure in ("matmul probe", "tiny fp32: stride, cached", "tiny fp32: stride, naive", "tiny fp32: floor",
-                    "capture -> subscriber latency", "lag over a 5 s replay", "monitor peak RSS"):
+    for measure in ("matmul probe", "tiny fp32, onnxruntime at fp32: stride, cached",
+                    "tiny fp32, onnxruntime at fp32: stride, naive", "tiny: floor", "capture -> subscriber latency",
+                    "lag over a 5 s replay", "monitor peak RSS"):
         assert measure in text, measure
-    cached = float(re.search(r"tiny fp32: stride, cached \(1 new frame\) \| (\d+) ms", text).group(1))
-    naive = float(re.search(r"tiny fp32: stride, naive .*? \| (\d+) ms", text).group(1))
+    cached = float(re.search(r"tiny fp32, onnxruntime at fp32: stride, cached \(1 new frame\) \| (\d+) ms", text).group(1))
+    naive = float(re.search(r"tiny fp32, onnxruntime at fp32: stride, naive .*? \| (\d+) ms", text).group(1))
     assert naive >= cached  # a window re-encoded costs more than one frame
+    runtimes = ["onnxruntime"] + (["openvino"] if openvino_installed() else [])
+    for runtime in runtimes:  # the live replay on each runtime: every window encoded only its new frames
+        row = re.search(rf"tiny, {runtime} at \w+: real-time replay .*? \| effective stride ([\d.]+) s.*?\| (\d+) risk "
+                        r"messages; windows encoding more frames than were new: (\d+)", text)
+        assert row and int(row.group(2)) > 0 and row.group(3) == "0", (runtime, text)
+    if openvino_installed():
+        assert "tiny: OpenVINO vs onnxruntime fp32, cached stride" in text
 
 
 def test_the_shipped_demo_alerts_before_the_collision(tmp_path):

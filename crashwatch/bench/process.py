@@ -34,9 +34,10 @@ def free_endpoint() -> str:
 
 
 def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None = None,
-                    stalled_subscriber: bool = False) -> dict[str, Any]:
+                    stalled_subscriber: bool = False, runtime: str = "onnxruntime") -> dict[str, Any]:
     """Run ``crashwatch monitor`` on ``clip``; a subscriber here takes every risk message (and, if asked, a
     second one connects and never reads). Returns latency (capture -> received) percentiles, lag from status,
+    the effective stride and the windows that encoded more frames than were new, the runtime status named,
     the process's peak resident memory and its wall time."""
     endpoint = free_endpoint()
     subscriber = Subscriber(endpoint)
@@ -52,10 +53,11 @@ def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None
               "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
               "print('MAXRSS', hwm.split()[1], file=sys.stderr)\n")
     args = ["crashwatch", "-q", "monitor", "--bundle", str(bundle), "--source", str(clip), "--replay", replay,
-            "--pub", endpoint]
+            "--pub", endpoint, "--runtime", runtime]
     process = subprocess.Popen([sys.executable, "-c", f"import sys; sys.argv = {args!r}\n" + script], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    latencies, lags, first = [], [], None
+    latencies, lags, strides, first, model = [], [], [], None, None
+    excess, previous = 0, set()
     started = time.monotonic()
     while process.poll() is None:
         message = subscriber.receive(timeout=0.2)
@@ -63,8 +65,14 @@ def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None
         if isinstance(body, Risk):
             latencies.append((time.time() - body.captured_at) * 1000)
             first = first or {"seq": message.seq, "t": body.t, "partial": body.partial, "latency_ms": latencies[-1]}
-        elif isinstance(body, Status) and body.lag_s is not None:
-            lags.append((time.monotonic() - started, body.lag_s))
+            excess += body.frames_encoded > len(set(body.frame_ids) - previous)
+            previous = set(body.frame_ids)
+            if body.effective_stride_s is not None:
+                strides.append(body.effective_stride_s)
+        elif isinstance(body, Status):
+            model = body.model
+            if body.lag_s is not None:
+                lags.append((time.monotonic() - started, body.lag_s))
         if seconds is not None and time.monotonic() - started > seconds:
             process.terminate()
     _, err = process.communicate(timeout=30)
@@ -73,7 +81,9 @@ def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None
     if stalled is not None:
         stalled.close(0)
     maxrss = next((int(l.split()[1]) for l in err.splitlines() if l.startswith("MAXRSS")), 0)
-    result = {"peak_rss_mb": maxrss / 1024, "messages": len(latencies), "wall_s": wall, "first_risk": first}
+    result = {"peak_rss_mb": maxrss / 1024, "messages": len(latencies), "wall_s": wall, "first_risk": first,
+              "model": model, "excess_encodes": excess,
+              "effective_stride_s": statistics.median(strides) if strides else None}
     if latencies:
         result["latency_ms"] = {"p50": float(np.percentile(latencies, 50)), "p99": float(np.percentile(latencies, 99))}
     if lags:

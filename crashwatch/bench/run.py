@@ -16,11 +16,12 @@ from typing import Any
 
 from contract.bundle import Manifest
 from crashwatch.bench.baselines import research_query_time, torch_stride_time
-from crashwatch.bench.floor import macs_per_stride, peak_macs_per_s
+from crashwatch.bench.floor import macs_per_stride, openvino_peak_macs_per_s, peak_macs_per_s
 from crashwatch.bench.process import monitor_process, replay_clip
 from crashwatch.bench.report import Table, machine, write_report
 from crashwatch.bench.rtsp import reconnect_after_outage, rtsp_server_available
 from crashwatch.bench.strides import preprocess_times, stride_times
+from monitor.runtime import Runtime, openvino_installed, resolve
 
 
 def _architecture(manifest: Manifest) -> dict[str, Any] | None:
@@ -42,9 +43,15 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
     work = Path(tempfile.mkdtemp(prefix="crashwatch-bench-"))
 
     # 6 first: the machine's peak, while nothing else of ours runs.
-    peak = {p: peak_macs_per_s(p, 0.3 if smoke else 2.0) for p in ("fp32", "int8")}
-    table.add("matmul probe, onnxruntime, 1024^3", f"fp32 {peak['fp32'] / 1e9:.1f} GMAC/s, int8 {peak['int8'] / 1e9:.1f} GMAC/s",
-              "the CPU's measured peak, for the floor below")
+    probe_s = 0.3 if smoke else 2.0
+    peak = {f"onnxruntime {p}": peak_macs_per_s(p, probe_s) for p in ("fp32", "int8")}
+    if openvino_installed():
+        peak.update({f"OpenVINO {p}": openvino_peak_macs_per_s(p, probe_s) for p in ("f32", "bf16")})
+    fastest = max(peak, key=peak.get)
+    float_rates = {k: v for k, v in peak.items() if "int8" not in k}  # attention multiplies activations: no int8
+    fastest_float = max(float_rates, key=float_rates.get)
+    table.add("matmul probe, 1024^3", ", ".join(f"{k} {v / 1e9:.1f}" for k, v in peak.items()) + " GMAC/s",
+              f"the CPU's measured peak, for the floor below: fastest {fastest}")
 
     for size in (512, 128):
         pre = preprocess_times(size, repeats)
@@ -52,24 +59,49 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
                   f"exact Lanczos from the full frame: {pre['exact_ms']:.0f} ms "
                   f"({pre['exact_ms'] / pre['served_ms']:.1f}x); the served path pre-shrinks by area")
 
-    strides: dict[str, dict[str, float]] = {}
+    strides: dict[str, dict[str, Any]] = {}
+    runtimes = [Runtime.ONNXRUNTIME] + ([Runtime.OPENVINO] if openvino_installed() else [])
     for name, bundle in bundles.items():
-        s = strides[name] = stride_times(bundle, repeats)
         manifest = Manifest.read(bundle)
         precision = manifest.precision
-        table.add(f"{name} {precision}: stride, cached (1 new frame)", f"{s['cached'] * 1000:.0f} ms",
-                  f"encode {s['encode_ms']:.0f} ms + score {s['score_ms']:.0f} ms, {s['prompt_tokens']} prompt tokens")
-        table.add(f"{name} {precision}: stride, naive (all {s['frames']} frames re-encoded)", f"{s['naive'] * 1000:.0f} ms",
-                  f"cached is {s['naive'] / s['cached']:.1f}x faster")
+        per_runtime = {r: stride_times(bundle, repeats, r.value) for r in runtimes}
+        s = strides[name] = per_runtime[Runtime.ONNXRUNTIME]
+        for runtime, r in per_runtime.items():
+            label = f"{name} {precision}, {runtime.value} at {r['inference_precision']}"
+            table.add(f"{label}: stride, cached (1 new frame)", f"{r['cached'] * 1000:.0f} ms",
+                      f"encode {r['encode_ms']:.0f} ms + score {r['score_ms']:.0f} ms, {r['prompt_tokens']} prompt tokens, "
+                      f"{manifest.pixels.image_size} px")
+            table.add(f"{label}: stride, naive (all {r['frames']} frames re-encoded)", f"{r['naive'] * 1000:.0f} ms",
+                      f"cached is {r['naive'] / r['cached']:.1f}x faster")
+        if Runtime.OPENVINO in per_runtime:
+            chosen, why = resolve(Runtime.AUTO, manifest)
+            ratio = s["cached"] / per_runtime[Runtime.OPENVINO]["cached"]
+            table.add(f"{name}: OpenVINO vs onnxruntime {precision}, cached stride", f"{ratio:.2f}x",
+                      f"{'OpenVINO' if ratio > 1 else 'onnxruntime'} faster here; --runtime auto takes {chosen.value} "
+                      f"({why})")
         arch = _architecture(manifest)
         if arch is not None:
             macs = macs_per_stride({"prompt_tokens": s["prompt_tokens"]}, arch)
-            weights_rate = peak["int8" if precision == "int8" else "fp32"]
-            floor = (macs["vision"] + macs["text"]) / weights_rate + macs["attention"] / peak["fp32"]
-            table.add(f"{name} {precision}: floor", f"{floor * 1000:.0f} ms",
+            floor = (macs["vision"] + macs["text"]) / peak[fastest] + macs["attention"] / peak[fastest_float]
+            best = min(r["cached"] for r in per_runtime.values())
+            table.add(f"{name}: floor", f"{floor * 1000:.0f} ms",
                       f"{sum(macs.values()) / 1e9:.1f} GMAC per stride (weights: vision {macs['vision'] / 1e9:.1f}, text "
-                      f"{macs['text'] / 1e9:.1f} at {precision}; attention {macs['attention'] / 1e9:.1f} at fp32); "
-                      f"measured stride = {s['cached'] / floor:.1f}x the floor")
+                      f"{macs['text'] / 1e9:.1f} at {fastest}; attention {macs['attention'] / 1e9:.1f} at "
+                      f"{fastest_float}); fastest measured stride = {best / floor:.1f}x the floor")
+
+    if bundles:  # the real-time replay each bundle faces live: effective stride, latency, frames encoded
+        live = replay_clip(work, 4 if smoke else 20)
+        for name, bundle in bundles.items():
+            for runtime in runtimes:
+                r = monitor_process(bundle, live, "realtime", runtime=runtime.value)
+                model = r["model"] or {}
+                effective = "n/a" if r["effective_stride_s"] is None else f"{r['effective_stride_s']:.2f} s"
+                latency = r.get("latency_ms", {})
+                table.add(f"{name}, {runtime.value} at {model.get('inference_precision', '?')}: real-time replay "
+                          f"({'4' if smoke else '20'} s at 30 fps)",
+                          f"effective stride {effective}, latency p99 {latency.get('p99', float('nan')):.0f} ms",
+                          f"{r['messages']} risk messages; windows encoding more frames than were new: "
+                          f"{r['excess_encodes']}")
 
     if not smoke:
         for config_name in ("smolvlm2-256m", "smolvlm2-500m"):

@@ -38,9 +38,9 @@ def preprocess_times(size: int, repeats: int) -> dict[str, float]:
     return {"served_ms": served * 1000, "exact_ms": exact * 1000}
 
 
-def stride_times(bundle: Path, repeats: int) -> dict[str, float]:
-    """Seconds per stride: cached (one new frame) and naive (whole window re-encoded)."""
-    model = RiskModel(bundle)
+def stride_times(bundle: Path, repeats: int, runtime: str = "onnxruntime") -> dict[str, float | str]:
+    """Seconds per stride on ``runtime``: cached (one new frame) and naive (whole window re-encoded)."""
+    model = RiskModel(bundle, runtime=runtime)
     m = model.manifest
     window = m.window
     frames = _frames(int((window.seconds + window.spacing * (repeats + 3)) * FPS) + 2)
@@ -59,4 +59,5 @@ def stride_times(bundle: Path, repeats: int) -> dict[str, float]:
         naive_times.append(time.perf_counter() - start)
     return {"cached": statistics.median(cached_times), "naive": statistics.median(naive_times),
             "encode_ms": statistics.median(encode), "score_ms": statistics.median(score),
-            "frames": window.num_frames, "prompt_tokens": model.prompt_length}
+            "frames": window.num_frames, "prompt_tokens": model.prompt_length,
+            "inference_precision": model.engine.inference_precision}
