@@ -37,7 +37,7 @@ def _architecture(manifest: Manifest) -> dict[str, Any] | None:
 
 
 def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Path | None,
-        command: str) -> Table:
+        command: str, bundles_only: bool = False) -> Table:
     table = Table()
     repeats = 3 if smoke else 10
     work = Path(tempfile.mkdtemp(prefix="crashwatch-bench-"))
@@ -103,7 +103,7 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
                           f"{r['messages']} risk messages; windows encoding more frames than were new: "
                           f"{r['excess_encodes']}")
 
-    if not smoke:
+    if not smoke and not bundles_only:
         for config_name in ("smolvlm2-256m", "smolvlm2-500m"):
             research, length = research_query_time(config_name, 3, bundles.get(config_name))
             table.add(f"{config_name}: research way (HF full forward, eager fp32, 8 frames)", f"{research * 1000:.0f} ms",
@@ -116,7 +116,7 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
             table.add(f"{config_name}: PyTorch stride (1 frame + score), fp32 / bf16", f"{fp32 * 1000:.0f} / {bf16 * 1000:.0f} ms",
                       "reference for the ONNX figures")
 
-    if demo_bundle is not None:
+    if demo_bundle is not None and not bundles_only:
         replay_seconds = 5 if smoke else 600
         clip = replay_clip(work, replay_seconds)
         result = monitor_process(demo_bundle, clip, "realtime")

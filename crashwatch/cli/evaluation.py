@@ -112,11 +112,14 @@ def _scored(s: dict[str, Any]) -> str:
                    "reporting memory growth, lag, latency and seq gaps (with the bundle of --demo-bundle).")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
               help="With --soak: how long.")
+@click.option("--only-bundles", is_flag=True,
+              help="Measure the --bundle bundles only (matmul probe, strides per runtime, floor, real-time replay), "
+                   "without the research-way baselines and the demo-bundle replays (minutes instead of an hour).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Markdown file for the table, with the machine and this command [default: BENCHMARKS.md; "
                    "with --soak: a JSON report, none by default].")
 def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundle: Path | None,
-                  soak_clip: Path | None, minutes: float, out: Path | None) -> None:
+                  soak_clip: Path | None, minutes: float, only_bundles: bool, out: Path | None) -> None:
     """Measure stride cost, speed-ups, latency, lag, memory and the CPU floor; print and write a table."""
     from crashwatch.demo import demo_bundle as shipped
 
@@ -130,7 +133,7 @@ def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundl
     from crashwatch.bench.run import run
 
     out = out or Path("BENCHMARKS.md")
-    table = run(smoke, dict(bundles), demo_bundle, out, "crashwatch " + " ".join(sys.argv[1:]))
+    table = run(smoke, dict(bundles), demo_bundle, out, "crashwatch " + " ".join(sys.argv[1:]), only_bundles)
     click.echo(table.markdown())
     click.echo(f"wrote {out}")
 
