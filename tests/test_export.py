@@ -200,7 +200,7 @@ def test_an_8x8_patch_grid_exports_and_quantizes(tmp_path):
 
     config = load_config(TINY_CONFIG)
     config.backbone.architecture["vision_config"]["image_size"] = 128
-    model = CrashRiskModel.from_backbone_config(config.backbone, config.head, 257).eval()
+    model = CrashRiskModel.from_backbone_config(config.backbone, config.head, 257, 128).eval()
     export_vision(model, tmp_path / "vision.onnx", 128)
     onnx.shape_inference.infer_shapes(onnx.load(str(tmp_path / "vision.onnx")), strict_mode=True)
     to_int8(tmp_path / "vision.onnx", tmp_path / "vision-int8.onnx")

@@ -63,7 +63,7 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
                   f"cached is {s['naive'] / s['cached']:.1f}x faster")
         arch = _architecture(manifest)
         if arch is not None:
-            macs = macs_per_stride({"prompt_tokens": s["prompt_tokens"]}, arch)
+            macs = macs_per_stride({"prompt_tokens": s["prompt_tokens"], "image_size": manifest.pixels.image_size}, arch)
             weights_rate = peak["int8" if precision == "int8" else "fp32"]
             floor = (macs["vision"] + macs["text"]) / weights_rate + macs["attention"] / peak["fp32"]
             table.add(f"{name} {precision}: floor", f"{floor * 1000:.0f} ms",
