@@ -72,12 +72,12 @@ def _write_prompt(run: Checkpoint, folder: Path) -> None:
 
 def _write_graphs(run: Checkpoint, folder: Path, precision: str) -> None:
     if precision == "fp32":
-        export_vision(run.model, folder / layout.VISION, run.config.image_size)
+        export_vision(run.model, folder / layout.VISION)
         export_head(run.model, folder / layout.HEAD)
         return
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".fp32-") as scratch:
         fp32 = Path(scratch)
-        export_vision(run.model, fp32 / layout.VISION, run.config.image_size)
+        export_vision(run.model, fp32 / layout.VISION)
         export_head(run.model, fp32 / layout.HEAD)
         for name in (layout.VISION, layout.HEAD):
             log.info("converting %s to %s", name, precision)

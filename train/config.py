@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
@@ -167,13 +166,6 @@ def _check(obj: Any, source: str, where: str) -> None:
             fail("question", "must be a non-empty string")
         if obj.backbone.pretrained is None and not obj.backbone.random_init:
             fail("backbone", "name a `pretrained` hub id or folder, or set `random_init: true` with an `architecture`")
-        vision = obj.backbone.architecture.get("vision_config", {})
-        if "image_size" in vision and "patch_size" in vision:
-            side = int(vision["image_size"]) // int(vision["patch_size"])
-            if not exportable_patch_grid(side):
-                fail("backbone.architecture.vision_config", f"a {side}x{side} patch grid: SmolVLM's position buckets "
-                     f"(an arange in steps of 1/{side}) get one boundary too many there, and the exported graph "
-                     "indexes out of range; pick image_size / patch_size such as 4, 8, 16 or 32")
         _check_frame_size(obj, fail)
     elif isinstance(obj, TrainingConfig):
         bad = sorted(set(obj.freeze) - set(FREEZABLE))
@@ -191,12 +183,6 @@ def _check(obj: Any, source: str, where: str) -> None:
             fail("geometry_weight", f"must be a number >= 0, got {obj.geometry_weight!r}")
         if not isinstance(obj.mirror, (int, float)) or not 0.0 <= obj.mirror <= 1.0:
             fail("mirror", f"must be a share between 0 and 1, got {obj.mirror!r}")
-
-
-def exportable_patch_grid(side: int) -> bool:
-    """Whether ``torch.arange(1/side, 1, 1/side)``, SmolVLM's bucket boundaries, has the ``side - 1`` values it
-    means to (arange counts ``ceil((end - start) / step)`` in float64, which 1/6 or 1/7 push one over)."""
-    return math.ceil((1.0 - 1.0 / side) / (1.0 / side)) == side - 1
 
 
 def frame_size_problem(image_size: int, tower_size: Any, patch_size: Any, scale_factor: Any, where: str) -> str | None:
