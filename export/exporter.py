@@ -82,7 +82,7 @@ def _write_graphs(run: Checkpoint, folder: Path, precision: str, openvino: bool)
     """The fp32 graphs traced once (into the bundle itself for fp32), then converted to what is asked for."""
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".fp32-") as scratch:
         fp32 = folder if precision == "fp32" else Path(scratch)
-        export_vision(run.model, fp32 / layout.VISION, run.config.image_size)
+        export_vision(run.model, fp32 / layout.VISION)
         export_head(run.model, fp32 / layout.HEAD)
         if precision != "fp32":
             for name in (layout.VISION, layout.HEAD):

@@ -1,8 +1,10 @@
-"""The two ONNX graphs, traced from exactly the model parts that training runs.
+"""The two ONNX graphs, traced from exactly the model parts that training runs, the vision tower's position
+ids excepted: those are a constant of the graph (see ``VisionGraph``).
 
-The dynamo exporter, as the legacy one emits an invalid graph for SigLIP's bucketized position ids; eager
-attention, as the exporter decomposes SDPA with a NaN guard that onnxruntime runs as separate passes (the
-measurements behind both are in DECISIONS.md). Input and output names are the bundle format's.
+The dynamo exporter, as the legacy one emitted an invalid graph for SigLIP's bucketized position ids when they
+were traced; eager attention, as the exporter decomposes SDPA with a NaN guard that onnxruntime runs as
+separate passes (the measurements behind both are in DECISIONS.md). Input and output names are the bundle
+format's.
 """
 
 from __future__ import annotations
@@ -25,14 +27,44 @@ EXTERNAL_DATA_BYTES = 1 << 30
 
 
 class VisionGraph(nn.Module):
-    """pixel_values [F, 3, S, S] -> frame_embeds [F, T, D]."""
+    """pixel_values [F, 3, S, S] -> frame_embeds [F, T, D], for the model's one frame size S.
+
+    The tower's layers as ``CrashRiskModel.encode_frames`` runs them, but with the patches' position ids as a
+    constant. SmolVLM's embeddings derive them from the patch grid with an arange in steps of 1/side and a
+    bucketize; at some sides (6, 7 and 24 among them) that arange is one value longer in PyTorch than by ONNX's
+    arithmetic, and the traced graph indexed out of range in onnxruntime (`GatherND invalid index`). A bundle's
+    frame size is fixed, so the ids are computed once, here, by the embeddings' own code.
+    """
 
     def __init__(self, model: CrashRiskModel) -> None:
         super().__init__()
         self.model = model
+        self.register_buffer("position_ids", grid_position_ids(model), persistent=False)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_frames(pixel_values)
+        vision = self.model.backbone.vision_model
+        patches = vision.embeddings.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
+        # No attention mask: every patch of a full frame is real, as the tower's own forward finds (it passes
+        # none to the encoder then either).
+        hidden = vision.encoder(inputs_embeds=patches + vision.embeddings.position_embedding(self.position_ids))
+        return self.model.backbone.connector(vision.post_layernorm(hidden.last_hidden_state))
+
+
+def grid_position_ids(model: CrashRiskModel) -> torch.Tensor:
+    """The position ids ``[P]`` SmolVLM's vision embeddings give the patches of a full frame of the model's size,
+    taken from a run of the embeddings themselves (an all-ones patch mask), so they are the ones PyTorch uses."""
+    embeddings = model.backbone.vision_model.embeddings
+    size, side = model.image_size, model.image_size // embeddings.patch_size
+    weight = embeddings.patch_embedding.weight
+    seen: list[torch.Tensor] = []
+    hook = embeddings.position_embedding.register_forward_hook(lambda _module, args, _out: seen.append(args[0]))
+    try:
+        with torch.no_grad():
+            embeddings(torch.zeros(1, 3, size, size, dtype=weight.dtype, device=weight.device),
+                       torch.ones(1, side, side, dtype=torch.bool, device=weight.device))
+    finally:
+        hook.remove()
+    return seen[0][0].clone()
 
 
 class HeadGraph(nn.Module):
@@ -55,10 +87,10 @@ def use_eager_attention(model: CrashRiskModel) -> None:
     model.backbone.set_attn_implementation("eager")
 
 
-def export_vision(model: CrashRiskModel, path: Path, image_size: int) -> None:
+def export_vision(model: CrashRiskModel, path: Path) -> None:
     use_eager_attention(model)
     graph = VisionGraph(model).eval()
-    example = torch.zeros(2, 3, image_size, image_size)
+    example = torch.zeros(2, 3, model.image_size, model.image_size)
     frames = torch.export.Dim("frames", min=1, max=1024)
     _export(graph, (example,), path, [layout.VISION_INPUT], [layout.VISION_OUTPUT], {layout.VISION_INPUT: {0: frames}},
             _weight_bytes(model.backbone.vision_model) + _weight_bytes(model.backbone.connector))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, SHARED, need_shared
-from train.config import ConfigError, load_config
+from train.config import ConfigError, RunConfig, load_config
 
 
 @pytest.mark.parametrize("name", ["tiny", "demo", "smolvlm2-256m", "smolvlm2-500m"])
@@ -32,6 +33,32 @@ def test_500m_architecture_is_the_real_one():
     assert config.image_size == real["vision_config"]["max_image_size"]["longest_edge"]
 
 
+TOWER_128 = "backbone: {random_init: true, architecture: {scale_factor: 2, vision_config: {image_size: 128, patch_size: 16}}}"
+
+
+def test_frames_may_be_smaller_than_the_tower():
+    """A smaller frame keeps the tower's position table (and its pretrained weights): accepted at any multiple
+    of patch_size x scale_factor up to the tower's size."""
+    for size in (32, 64, 96, 128):
+        assert RunConfig.from_dict(yaml.safe_load(f"{TOWER_128}\nimage_size: {size}")).image_size == size
+
+
+def test_a_pretrained_folders_tower_bounds_the_frame_size(tmp_path):
+    """Where `pretrained` is a local folder, its config.json tells the tower's size before anything loads."""
+    folder = tmp_path / "smolvlm"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"scale_factor": 4, "vision_config": {"image_size": 512,
+                                                                                        "patch_size": 16}}))
+    path = tmp_path / "run.yaml"
+    path.write_text(f"backbone: {{pretrained: {folder}}}\nimage_size: 640")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert f"{path}: image_size: 640 px frames are larger than the vision tower's 512 px" in str(caught.value)
+    assert str(folder / "config.json") in str(caught.value)
+    path.write_text(f"backbone: {{pretrained: {folder}}}\nimage_size: 384")
+    assert load_config(path).image_size == 384
+
+
 @pytest.mark.parametrize("text,message", [
     ("window_seconds: -1\nbackbone: {random_init: true}", "window_seconds: must be a positive number"),
     ("num_frames: 2.5\nbackbone: {random_init: true}", "num_frames"),
@@ -41,8 +68,10 @@ def test_500m_architecture_is_the_real_one():
     ("backbone: [1, 2]", "backbone must be a mapping"),
     ("backbone: {random_init: true}\nquestion: ''", "question: must be a non-empty string"),
     ("backbone: {random_init: true\n", "not valid YAML"),
-    ("backbone: {random_init: true, architecture: {vision_config: {image_size: 96, patch_size: 16}}}",
-     "a 6x6 patch grid"),
+    (f"{TOWER_128}\nimage_size: 80", "image_size: 80 px is not a multiple of vision_config.patch_size x scale_factor "
+     "= 16 x 2 in backbone.architecture"),
+    (f"{TOWER_128}\nimage_size: 160", "image_size: 160 px frames are larger than the vision tower's 128 px "
+     "(vision_config.image_size in backbone.architecture)"),
 ])
 def test_config_mistakes_name_file_and_key(tmp_path, text, message):
     path = tmp_path / "bad.yaml"

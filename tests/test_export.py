@@ -206,8 +206,8 @@ def test_an_8x8_patch_grid_exports_and_quantizes(tmp_path):
 
     config = load_config(TINY_CONFIG)
     config.backbone.architecture["vision_config"]["image_size"] = 128
-    model = CrashRiskModel.from_backbone_config(config.backbone, config.head, 257).eval()
-    export_vision(model, tmp_path / "vision.onnx", 128)
+    model = CrashRiskModel.from_backbone_config(config.backbone, config.head, 257, 128).eval()
+    export_vision(model, tmp_path / "vision.onnx")
     onnx.shape_inference.infer_shapes(onnx.load(str(tmp_path / "vision.onnx")), strict_mode=True)
     to_int8(tmp_path / "vision.onnx", tmp_path / "vision-int8.onnx")
     import onnxruntime as ort
@@ -249,3 +249,50 @@ def test_auto_takes_openvino_only_for_its_own_graphs_on_a_cpu_with_amx(bundles, 
     with caplog.at_level("WARNING"):
         assert RiskModel(bundles["fp32"], runtime="openvino").engine.runtime is Runtime.OPENVINO
     assert "did not cover" in caplog.text
+
+
+@pytest.mark.parametrize("tower,frame", [
+    (128, 64),  # frames smaller than the tower: a 4x4 patch grid on buckets of the tower's 8x8 position table
+    (96, 96),   # a 6x6 patch grid, refused before the position ids were exported as a constant
+])
+def test_frames_smaller_than_the_tower_train_and_export(tmp_path, video, tower, frame):
+    """A frame size below the tower's: trained (as built), exported at fp32 with its parity check, and the vision
+    graph equal to PyTorch's ``encode_frames`` on the same pixels; tokens per frame follow the frame size."""
+    import onnxruntime as ort
+
+    from tests.conftest import TINY_CONFIG, write_split
+    from train.config import load_config
+    from train.fit import train
+
+    config = load_config(TINY_CONFIG)
+    config.backbone.architecture["vision_config"]["image_size"] = tower
+    config.image_size = frame
+    for split in ("train", "val"):
+        write_split(tmp_path / "data", split, [{"video": f"{split}{i}.mp4", "text": QUESTION, "label": i % 2}
+                                               for i in range(2)], frames=20)
+    train(config, tmp_path / "data", tmp_path / "run", max_steps=0)
+    manifest = export_bundle(tmp_path / "run", tmp_path / "bundle", "fp32", video)
+
+    tokens = (frame // 16) ** 2 // 2**2
+    model = load_checkpoint(tmp_path / "run").model
+    assert model.tokens_per_frame == tokens and manifest["model"]["tokens_per_frame"] == tokens
+    assert manifest["pixels"]["image_size"] == frame
+    assert manifest["parity"]["embedding_cosine"] >= TOLERANCES["fp32"].min_embedding_cosine
+    pixels = np.random.default_rng(1).uniform(-1, 1, (3, 3, frame, frame)).astype(np.float32)
+    onnx_embeds = ort.InferenceSession(str(tmp_path / "bundle" / "vision.onnx")).run(None, {"pixel_values": pixels})[0]
+    with torch.no_grad():
+        torch_embeds = model.encode_frames(torch.from_numpy(pixels)).numpy()
+    assert onnx_embeds.shape == (3, tokens, 64)
+    assert np.abs(onnx_embeds - torch_embeds).max() < 1e-5
+
+
+def test_a_checkpoint_whose_token_count_disagrees_is_refused(run, tmp_path):
+    from train.checkpoint import CheckpointError
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    meta = json.loads((copy / "crashwatch.json").read_text())
+    meta["tokens_per_frame"] += 1
+    (copy / "crashwatch.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="crashwatch.json: tokens_per_frame is 5, but 64 px frames make 4"):
+        load_checkpoint(copy)

@@ -105,7 +105,8 @@ def test_the_geometry_loss_reaches_the_vision_encoder_and_nothing_else_changes()
     config = load_config(TINY_CONFIG)
     tokenizer = load_tokenizer("builtin")
     torch.manual_seed(0)
-    model = CrashRiskModel.from_backbone_config(config.backbone, config.head, tokenizer.convert_tokens_to_ids("<image>"))
+    model = CrashRiskModel.from_backbone_config(config.backbone, config.head, tokenizer.convert_tokens_to_ids("<image>"),
+                                              config.image_size)
     supervised = GeometrySupervised(model, weight=0.5)
     from contract.prompt import PromptEncoder
 

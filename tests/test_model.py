@@ -7,7 +7,7 @@ import torch
 
 from contract.prompt import render_prompt
 from tests.conftest import TINY_CONFIG
-from train.config import LoraConfig, load_config
+from train.config import BackboneConfig, ConfigError, LoraConfig, load_config
 from train.model import CrashRiskModel
 from train.tokenizer import builtin_tokenizer
 
@@ -17,7 +17,8 @@ def tiny():
     config = load_config(TINY_CONFIG)
     tokenizer = builtin_tokenizer()
     torch.manual_seed(0)
-    model = CrashRiskModel.from_backbone_config(config.backbone, config.head, tokenizer.convert_tokens_to_ids("<image>"))
+    model = CrashRiskModel.from_backbone_config(config.backbone, config.head, tokenizer.convert_tokens_to_ids("<image>"),
+                                              config.image_size)
     model.eval()
     ids = tokenizer(render_prompt(config.question, config.window, model.tokens_per_frame),
                     add_special_tokens=False)["input_ids"]
@@ -85,7 +86,7 @@ def _trainable(model: CrashRiskModel) -> dict[str, bool]:
 
 def test_freezing_strategies():
     config = load_config(TINY_CONFIG)
-    build = lambda: CrashRiskModel.from_backbone_config(config.backbone, config.head, 257)  # noqa: E731
+    build = lambda: CrashRiskModel.from_backbone_config(config.backbone, config.head, 257, config.image_size)  # noqa: E731
     model = build()
     model.apply_freezing(["text"], None)
     assert _trainable(model) == {"vision": True, "connector": True, "text": False, "head": True}
@@ -108,9 +109,27 @@ def test_loads_a_pretrained_checkpoint_folder(tmp_path, tiny):
     source.save_pretrained(tmp_path / "hub-copy")
     config.backbone.pretrained = str(tmp_path / "hub-copy")
     config.backbone.random_init = False
-    loaded = CrashRiskModel.from_backbone_config(config.backbone, config.head, model.image_token_id)
+    loaded = CrashRiskModel.from_backbone_config(config.backbone, config.head, model.image_token_id, config.image_size)
     for name, tensor in source.model.state_dict().items():
         assert torch.equal(loaded.backbone.state_dict()[name], tensor), name
     assert not hasattr(loaded.backbone, "lm_head")
     with pytest.raises(ValueError, match="image token id"):
-        CrashRiskModel.from_backbone_config(config.backbone, config.head, model.image_token_id + 1)
+        CrashRiskModel.from_backbone_config(config.backbone, config.head, model.image_token_id + 1, config.image_size)
+
+
+def test_the_frame_size_is_checked_against_the_tower_the_model_really_has(tmp_path, tiny):
+    """A hub id's tower is only known once it is loaded: the model checks the frame size against it, naming where
+    the tower came from; a smaller frame gives fewer image tokens, from the frame size, not the tower's."""
+    from transformers import SmolVLMForConditionalGeneration
+
+    config, _, model, _ = tiny
+    SmolVLMForConditionalGeneration(model.backbone.config).save_pretrained(tmp_path / "hub-copy")
+    backbone = BackboneConfig(pretrained=str(tmp_path / "hub-copy"))
+    with pytest.raises(ConfigError) as caught:
+        CrashRiskModel.from_backbone_config(backbone, config.head, model.image_token_id, 128)
+    assert (f"image_size: 128 px frames are larger than the vision tower's 64 px (vision_config.image_size in "
+            f"{tmp_path / 'hub-copy'})") in str(caught.value)
+    smaller = CrashRiskModel.from_backbone_config(backbone, config.head, model.image_token_id, 32)
+    assert smaller.tokens_per_frame == 1 and model.tokens_per_frame == model.backbone.image_seq_len == 4
+    with torch.no_grad():
+        assert smaller.encode_frames(torch.zeros(2, 3, 32, 32)).shape == (2, 1, 64)

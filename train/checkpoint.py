@@ -71,9 +71,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     meta = read_versioned_json(meta_path, FORMAT, VERSION, CheckpointError, "crashwatch train")
     try:
         config = RunConfig.from_dict(meta["config"], str(meta_path))
-        model = CrashRiskModel.from_saved_config(meta["backbone_config"], config.head)
+        model = CrashRiskModel.from_saved_config(meta["backbone_config"], config.head, config.image_size)
     except (KeyError, ConfigError, TypeError, ValueError) as err:
         raise CheckpointError(f"{meta_path}: inconsistent description ({err})") from None
+    if meta.get("tokens_per_frame") != model.tokens_per_frame:
+        raise CheckpointError(f"{meta_path}: tokens_per_frame is {meta.get('tokens_per_frame')!r}, but "
+                              f"{config.image_size} px frames make {model.tokens_per_frame} on this architecture")
     model.apply_freezing(config.training.freeze, config.training.lora)
     weights = path / WEIGHTS
     if not weights.is_file():

@@ -7,10 +7,10 @@ need the YAML again, nor the hub.
 from __future__ import annotations
 
 import dataclasses
-import math
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NoReturn
 
 import yaml
 
@@ -147,7 +147,7 @@ def _build(cls: type, data: Any, source: str, where: str) -> Any:
 
 
 def _check(obj: Any, source: str, where: str) -> None:
-    def fail(key: str, why: str) -> None:
+    def fail(key: str, why: str) -> NoReturn:
         raise ConfigError(f"{source}: {where}{key}: {why}")
 
     if isinstance(obj, RunConfig):
@@ -166,13 +166,7 @@ def _check(obj: Any, source: str, where: str) -> None:
             fail("question", "must be a non-empty string")
         if obj.backbone.pretrained is None and not obj.backbone.random_init:
             fail("backbone", "name a `pretrained` hub id or folder, or set `random_init: true` with an `architecture`")
-        vision = obj.backbone.architecture.get("vision_config", {})
-        if "image_size" in vision and "patch_size" in vision:
-            side = int(vision["image_size"]) // int(vision["patch_size"])
-            if not exportable_patch_grid(side):
-                fail("backbone.architecture.vision_config", f"a {side}x{side} patch grid: SmolVLM's position buckets "
-                     f"(an arange in steps of 1/{side}) get one boundary too many there, and the exported graph "
-                     "indexes out of range; pick image_size / patch_size such as 4, 8, 16 or 32")
+        _check_frame_size(obj, fail)
     elif isinstance(obj, TrainingConfig):
         bad = sorted(set(obj.freeze) - set(FREEZABLE))
         if bad:
@@ -191,10 +185,39 @@ def _check(obj: Any, source: str, where: str) -> None:
             fail("mirror", f"must be a share between 0 and 1, got {obj.mirror!r}")
 
 
-def exportable_patch_grid(side: int) -> bool:
-    """Whether ``torch.arange(1/side, 1, 1/side)``, SmolVLM's bucket boundaries, has the ``side - 1`` values it
-    means to (arange counts ``ceil((end - start) / step)`` in float64, which 1/6 or 1/7 push one over)."""
-    return math.ceil((1.0 - 1.0 / side) / (1.0 / side)) == side - 1
+def frame_size_problem(image_size: int, tower_size: Any, patch_size: Any, scale_factor: Any, where: str) -> str | None:
+    """Why frames of ``image_size`` px cannot run on a vision tower, or None; values not known (None) are not
+    judged. Frames may be smaller than the tower: SmolVLM maps a smaller patch grid onto buckets of the tower's
+    position table, so a pretrained tower keeps its weights. ``where`` says where the tower's values come from."""
+    if isinstance(patch_size, int) and isinstance(scale_factor, int) and image_size % (patch_size * scale_factor):
+        return (f"{image_size} px is not a multiple of vision_config.patch_size x scale_factor = {patch_size} x "
+                f"{scale_factor} in {where}: the connector's pixel shuffle folds the patch grid by {scale_factor} "
+                "on each side")
+    if isinstance(tower_size, int) and image_size > tower_size:
+        return (f"{image_size} px frames are larger than the vision tower's {tower_size} px (vision_config.image_size "
+                f"in {where}): its position table has no place for the extra patches")
+    return None
+
+
+def _check_frame_size(config: RunConfig, fail: Callable[[str, str], NoReturn]) -> None:
+    """The frame size against what the file tells of the vision tower: the ``architecture`` block (what a
+    random-init run builds and what the shipped configs say of the hub model), and for a pretrained local
+    folder its ``config.json``. A hub id's tower is checked when the model is built (``train.model``)."""
+    arch = config.backbone.architecture
+    vision = arch.get("vision_config") or {}
+    problem = frame_size_problem(config.image_size, vision.get("image_size"), vision.get("patch_size"),
+                                 arch.get("scale_factor"), "backbone.architecture")
+    folder_config = Path(config.backbone.pretrained or "") / "config.json"
+    if problem is None and not config.backbone.random_init and config.backbone.pretrained and folder_config.is_file():
+        try:
+            real = json.loads(folder_config.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            fail("backbone.pretrained", f"{folder_config}: unreadable ({err})")
+        vision = real.get("vision_config") or {}
+        problem = frame_size_problem(config.image_size, vision.get("image_size"), vision.get("patch_size"),
+                                     real.get("scale_factor"), str(folder_config))
+    if problem:
+        fail("image_size", problem)
 
 
 def load_config(path: str | Path) -> RunConfig:

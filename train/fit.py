@@ -65,7 +65,7 @@ def train(
 
     tokenizer = load_tokenizer(config.backbone.tokenizer or config.backbone.pretrained)
     image_token_id = tokenizer.convert_tokens_to_ids("<image>")
-    model = CrashRiskModel.from_backbone_config(config.backbone, config.head, image_token_id)
+    model = CrashRiskModel.from_backbone_config(config.backbone, config.head, image_token_id, config.image_size)
     model.apply_freezing(recipe.freeze, recipe.lora)
     if recipe.gradient_checkpointing:
         # Trainer only enables it on PreTrainedModels; the backbone is one.

@@ -22,7 +22,7 @@ from torch import nn
 from transformers import AutoModelForImageTextToText, SmolVLMConfig, SmolVLMModel
 from transformers.utils import ModelOutput
 
-from train.config import BackboneConfig, HeadConfig, LoraConfig
+from train.config import BackboneConfig, ConfigError, HeadConfig, LoraConfig, frame_size_problem
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +52,33 @@ class RiskOutput(ModelOutput):
 
 
 class CrashRiskModel(nn.Module):
-    """SmolVLM2 backbone (no language-model head) plus ``RiskHead``."""
+    """SmolVLM2 backbone (no language-model head) plus ``RiskHead``, fed frames of ``image_size`` px: at most the
+    vision tower's own size, a smaller frame keeping the tower's pretrained position table (see
+    ``train.config.frame_size_problem``)."""
 
-    def __init__(self, backbone: SmolVLMModel, head: HeadConfig) -> None:
+    def __init__(self, backbone: SmolVLMModel, head: HeadConfig, image_size: int) -> None:
         super().__init__()
+        vision = backbone.config.vision_config
+        problem = frame_size_problem(image_size, vision.image_size, vision.patch_size, backbone.config.scale_factor,
+                                     backbone.config.name_or_path or "the backbone's architecture")
+        if problem:
+            raise ConfigError(f"image_size: {problem}")
         self.backbone = backbone
+        self.image_size = image_size
         self.head = RiskHead(backbone.config.text_config.hidden_size, head)
         self.image_token_id = int(backbone.config.image_token_id)
 
     # -- construction ---------------------------------------------------------------------------------------
 
     @classmethod
-    def from_backbone_config(cls, backbone: BackboneConfig, head: HeadConfig, image_token_id: int) -> "CrashRiskModel":
-        """Load the pretrained backbone, or build it from ``architecture`` with random weights."""
+    def from_backbone_config(cls, backbone: BackboneConfig, head: HeadConfig, image_token_id: int,
+                             image_size: int) -> "CrashRiskModel":
+        """Load the pretrained backbone, or build it from ``architecture`` with random weights, for frames of
+        ``image_size`` px."""
         if backbone.random_init or backbone.pretrained is None:
             config = smolvlm_config(backbone.architecture, image_token_id, backbone.attn_implementation)
             log.info("building a randomly initialised SmolVLM backbone")
-            return cls(SmolVLMModel(config), head)
+            return cls(SmolVLMModel(config), head, image_size)
         log.info("loading pretrained backbone %s", backbone.pretrained)
         full = AutoModelForImageTextToText.from_pretrained(
             backbone.pretrained, dtype=torch.float32, attn_implementation=backbone.attn_implementation
@@ -79,18 +89,19 @@ class CrashRiskModel(nn.Module):
                 f"{backbone.pretrained}: the model's image token id {model.config.image_token_id} is not the "
                 f"tokenizer's <image> id {image_token_id}; use the checkpoint's own tokenizer"
             )
-        return cls(model, head)
+        return cls(model, head, image_size)
 
     @classmethod
-    def from_saved_config(cls, backbone_config: dict[str, Any], head: HeadConfig) -> "CrashRiskModel":
+    def from_saved_config(cls, backbone_config: dict[str, Any], head: HeadConfig, image_size: int) -> "CrashRiskModel":
         """Rebuild the architecture stored in a checkpoint (weights are loaded afterwards)."""
-        return cls(SmolVLMModel(SmolVLMConfig.from_dict(backbone_config)), head)
+        return cls(SmolVLMModel(SmolVLMConfig.from_dict(backbone_config)), head, image_size)
 
     # -- the two exported parts -----------------------------------------------------------------------------
 
     @property
     def tokens_per_frame(self) -> int:
-        return int(self.backbone.image_seq_len)
+        """Image tokens one frame becomes; the backbone's own ``image_seq_len`` counts a tower-size frame only."""
+        return frame_tokens(self.backbone.config, self.image_size)
 
     @property
     def text_model(self) -> nn.Module:
@@ -183,6 +194,12 @@ class CrashRiskModel(nn.Module):
 
 def risk_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+
+def frame_tokens(config: SmolVLMConfig, image_size: int) -> int:
+    """Image tokens of one ``image_size`` px frame: its patch grid folded by the connector's pixel shuffle."""
+    side = image_size // config.vision_config.patch_size
+    return side * side // config.scale_factor**2
 
 
 def smolvlm_config(architecture: dict[str, Any], image_token_id: int, attn_implementation: str) -> SmolVLMConfig:

@@ -14,14 +14,14 @@ from crashwatch.bench.report import median_time
 
 
 def research_query_time(config_name: str, repeats: int, bundle: Path | None = None) -> tuple[float, int]:
-    """The Hugging Face model's full forward over an 8-frame window at 512 px, eager attention, fp32; with a
-    bundle, on that bundle's exact prompt (the checkpoint's tokenizer), else the built-in tokenizer's.
-    Returns seconds per query and the prompt's length."""
+    """The Hugging Face model's full forward over an 8-frame window at the config's frame size, eager attention,
+    fp32; with a bundle, on that bundle's exact prompt (the checkpoint's tokenizer), else the built-in
+    tokenizer's. Returns seconds per query and the prompt's length."""
     import torch
     from transformers import SmolVLMForConditionalGeneration
 
     from train.config import load_config
-    from train.model import smolvlm_config
+    from train.model import frame_tokens, smolvlm_config
     from train.tokenizer import builtin_tokenizer
 
     config = load_config(REPO / "configs" / f"{config_name}.yaml")
@@ -34,7 +34,7 @@ def research_query_time(config_name: str, repeats: int, bundle: Path | None = No
     vlm = smolvlm_config(config.backbone.architecture, image_token_id, "eager")
     model = SmolVLMForConditionalGeneration(vlm).eval()
     if bundle is None:
-        prompt = PromptEncoder(tokenizer, config.window, int(model.model.image_seq_len))(config.question)
+        prompt = PromptEncoder(tokenizer, config.window, frame_tokens(vlm, config.image_size))(config.question)
     ids = torch.tensor(np.asarray(prompt, dtype=np.int64))[None]
     pixels = torch.randn(1, config.num_frames, 3, config.image_size, config.image_size)
     with torch.no_grad():
@@ -53,7 +53,7 @@ def torch_stride_time(config_name: str, repeats: int, dtype: str, length: int) -
 
     config = load_config(REPO / "configs" / f"{config_name}.yaml")
     config.backbone.random_init = True
-    model = CrashRiskModel.from_backbone_config(config.backbone, config.head, 257).eval()
+    model = CrashRiskModel.from_backbone_config(config.backbone, config.head, 257, config.image_size).eval()
     hidden = model.backbone.config.text_config.hidden_size
     frame = torch.randn(1, 3, config.image_size, config.image_size)
     embeds, mask = torch.randn(1, length, hidden), torch.ones(1, length, dtype=torch.long)

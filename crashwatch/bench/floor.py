@@ -11,12 +11,13 @@ from crashwatch.bench.report import median_time
 
 
 def macs_per_stride(manifest: dict[str, Any], config: dict[str, Any]) -> dict[str, float]:
-    """Multiply-accumulates of one stride: the vision tower and connector for one frame, the text model over the
-    whole prompt (matmuls only; norms and softmax are a few percent). Weight matmuls (``vision``, ``text``) are
-    kept apart from the activation-by-activation ones of attention (``attention``): int8 quantisation reaches
-    the former only, so the latter run at the fp32 rate whatever the bundle's precision."""
+    """Multiply-accumulates of one stride: the vision tower and connector for one frame of the bundle's
+    ``image_size`` (the frame, which may be smaller than the tower's own size), the text model over the whole
+    prompt (matmuls only; norms and softmax are a few percent). Weight matmuls (``vision``, ``text``) are kept
+    apart from the activation-by-activation ones of attention (``attention``): int8 quantisation reaches the
+    former only, so the latter run at the fp32 rate whatever the bundle's precision."""
     vision, text = config["vision_config"], config["text_config"]
-    patches = (vision["image_size"] // vision["patch_size"]) ** 2
+    patches = (manifest["image_size"] // vision["patch_size"]) ** 2
     d, ff = vision["hidden_size"], vision["intermediate_size"]
     vision_macs = patches * 3 * vision["patch_size"] ** 2 * d  # patch embedding
     vision_macs += vision["num_hidden_layers"] * patches * (4 * d * d + 2 * d * ff)

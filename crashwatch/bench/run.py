@@ -81,7 +81,7 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
                       f"({why})")
         arch = _architecture(manifest)
         if arch is not None:
-            macs = macs_per_stride({"prompt_tokens": s["prompt_tokens"]}, arch)
+            macs = macs_per_stride({"prompt_tokens": s["prompt_tokens"], "image_size": manifest.pixels.image_size}, arch)
             floor = (macs["vision"] + macs["text"]) / peak[fastest] + macs["attention"] / peak[fastest_float]
             best = min(r["cached"] for r in per_runtime.values())
             table.add(f"{name}: floor", f"{floor * 1000:.0f} ms",
