@@ -1,6 +1,6 @@
 """A monitor on a bundle too slow for its stride: the stride lengthens, windows keep sharing frames, and no
-frame is encoded twice (issue 22). The bundle is made slow on purpose: a 12-layer text model over a 424-token
-prompt, run on one thread, takes about 0.35 s a window here against a 0.2 s stride."""
+frame is encoded twice (issue 22). The bundle is made slow on purpose: a 12-layer text model over a 648-token
+prompt, run on one thread, takes about twice the 0.2 s stride a window on this project's CPUs."""
 
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ from monitor.source import parse_source
 from tests.conftest import QUESTION, TINY_CONFIG, write_split, write_video
 from tests.monitor_helpers import Collector
 
-SLOW = {"window_seconds": 1.4, "num_frames": 8, "image_size": 192,
+SLOW = {"window_seconds": 1.4, "num_frames": 8, "image_size": 256,
         "text_config": {"hidden_size": 512, "intermediate_size": 1024, "num_hidden_layers": 12,
                         "num_attention_heads": 8},
-        "vision_config": {"image_size": 192}}
+        "vision_config": {"image_size": 256}}
 
 
 @pytest.fixture(scope="module")
 def slow_bundle(tmp_path_factory) -> Path:
-    """The tiny config with a large text model and 8 frames of 36 tokens, random weights, exported to fp32."""
+    """The tiny config with a large text model and 8 frames of 64 tokens, random weights, exported to fp32."""
     from export.exporter import export_bundle
     from train.config import load_config
     from train.fit import train
@@ -76,7 +76,7 @@ def test_an_overloaded_monitor_lengthens_its_stride_and_encodes_only_new_frames(
     full = [r for r in risks if not r["partial"]]
     for a, b in zip(full, full[1:]):  # a window slid by k strides keeps all but k of its 8 frames
         assert len(set(a["frame_ids"]) & set(b["frame_ids"])) == 8 - round(b["effective_stride_s"] / 0.2), (a, b)
-    typical = float(np.median(effective))
+    typical = float(np.mean(effective))
     assert typical > 0.2  # the machine cannot keep the 0.2 s stride with this bundle on one thread
     assert np.percentile([r["latency_ms"] for r in risks], 99) <= 2 * typical * 1000
 
