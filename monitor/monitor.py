@@ -177,8 +177,8 @@ class Monitor:
                         self.stats.last_frame_ids = ()
                     next_end = earliest
                 self.buffer.demand(next_end)
-                end = self.prefetcher.ready_after(next_end, 0.2)
-                if end is None:
+                ready = self.prefetcher.ready_after(next_end, 0.2)
+                if ready is None:
                     if self.prefetcher.finished:
                         if self.prefetcher.error is not None:
                             raise self.prefetcher.error
@@ -186,8 +186,9 @@ class Monitor:
                     continue
                 if self.buffer.since != since:  # the source came back meanwhile: plan from its first frame
                     continue
+                end, taken = ready
                 self.stats.skipped += int(round((end - next_end) / self.stride))
-                self._stride(self.buffer.snapshot(), end)
+                self._stride(taken, end)
                 next_end = end + self.stride
         finally:
             self.stop.set()
@@ -201,8 +202,9 @@ class Monitor:
             self.publisher.close()
         return self.summary()
 
-    def _stride(self, frames: list[Frame], end: float) -> None:
-        result = self.scorer.score(frames, end)
+    def _stride(self, taken: list[Frame], end: float) -> None:
+        """Score the window ending at ``end`` from the frames the prefetcher took for it (oldest first)."""
+        result = self.scorer.score(taken, end)
         self._pace(result)
         self.stats.strides += 1
         self.stats.last_end = end
@@ -211,7 +213,9 @@ class Monitor:
         self.risks.append(risk)
         self.publisher.publish(risk)
         for event in self.tracker.update(end, result.probability):
-            window = [f for f in frames if f.t >= result.frames[0].t - EPSILON]
+            # The event clip starts with every frame of the window still buffered (a slow head may find its
+            # oldest gone).
+            window = [f for f in self.buffer.snapshot() if f.t >= result.frames[0].t - EPSILON]
             self._alert(event, window)
 
     def _pace(self, result: WindowScore) -> None:

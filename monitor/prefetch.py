@@ -17,7 +17,7 @@ import threading
 
 from contract.window import EPSILON, WindowSpec
 from monitor.scorer import WindowScorer
-from monitor.source import FrameBuffer
+from monitor.source import Frame, FrameBuffer
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +45,21 @@ class WindowPrefetcher(threading.Thread):
         self.stop_event = stop
         self.paced = paced
         self._cond = threading.Condition()
-        self._complete: float | None = None  # the newest window end whose frames are all encoded
+        # The newest window whose frames are all encoded: its end and the frames it takes (kept here, as the
+        # buffer may drop them before a slow head gets to the window).
+        self._complete: tuple[float, list[Frame]] | None = None
         self._finished = False
         self.error: BaseException | None = None
 
-    def ready_after(self, end: float, timeout: float) -> float | None:
-        """The newest complete window end, once one at or after ``end`` is; None if none is within ``timeout``
-        seconds or the prefetcher has finished (``finished`` tells which)."""
+    def ready_after(self, end: float, timeout: float) -> tuple[float, list[Frame]] | None:
+        """The newest complete window (its end and frames), once one ending at or after ``end`` is; None if none
+        is within ``timeout`` seconds or the prefetcher has finished (``finished`` tells which)."""
+        def ready() -> bool:
+            return self._complete is not None and self._complete[0] >= end - EPSILON
+
         with self._cond:
-            self._cond.wait_for(lambda: self._finished or (self._complete is not None
-                                                            and self._complete >= end - EPSILON), timeout)
-            if self._complete is not None and self._complete >= end - EPSILON:
-                return self._complete
-            return None
+            self._cond.wait_for(lambda: self._finished or ready(), timeout)
+            return self._complete if ready() else None
 
     @property
     def finished(self) -> bool:
@@ -96,19 +98,20 @@ class WindowPrefetcher(threading.Thread):
             if not self.paced:
                 target = max(target, math.floor((newest + EPSILON) / self.stride) * self.stride)
             times = [f.t for f in frames]
-            waiting_for = None
+            waiting_for, taken = None, []
             for nominal in self.window.nominal_times(target):
                 if nominal > newest + EPSILON:  # its frame has not arrived yet
                     waiting_for = nominal
                     break
-                self.scorer.encode(frames[max(bisect.bisect_right(times, nominal + EPSILON) - 1, 0)])
+                taken.append(frames[max(bisect.bisect_right(times, nominal + EPSILON) - 1, 0)])
+                self.scorer.encode(taken[-1])
             if waiting_for is None:
                 done = target
-                self._set_complete(target)
+                self._set_complete((target, taken))
             elif not self.buffer.wait_until(waiting_for, 0.2) and self.buffer.closed:
                 return  # the file ended before this window did
 
-    def _set_complete(self, end: float | None) -> None:
+    def _set_complete(self, window: tuple[float, list[Frame]] | None) -> None:
         with self._cond:
-            self._complete = end
+            self._complete = window
             self._cond.notify_all()

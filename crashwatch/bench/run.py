@@ -36,6 +36,14 @@ def _architecture(manifest: Manifest) -> dict[str, Any] | None:
             "scale_factor": config["scale_factor"]}
 
 
+def _runtimes_for(manifest: Manifest) -> list[Runtime]:
+    """onnxruntime, and OpenVINO where it has graphs worth running: its own, or float ONNX ones (it runs
+    onnxruntime's int8 graphs slowly, and ``auto`` never takes it there)."""
+    if openvino_installed() and (manifest.openvino is not None or manifest.precision != "int8"):
+        return [Runtime.ONNXRUNTIME, Runtime.OPENVINO]
+    return [Runtime.ONNXRUNTIME]
+
+
 def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Path | None,
         command: str, bundles_only: bool = False) -> Table:
     table = Table()
@@ -60,11 +68,10 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
                   f"({pre['exact_ms'] / pre['served_ms']:.1f}x); the served path pre-shrinks by area")
 
     strides: dict[str, dict[str, Any]] = {}
-    runtimes = [Runtime.ONNXRUNTIME] + ([Runtime.OPENVINO] if openvino_installed() else [])
     for name, bundle in bundles.items():
         manifest = Manifest.read(bundle)
         precision = manifest.precision
-        per_runtime = {r: stride_times(bundle, repeats, r.value) for r in runtimes}
+        per_runtime = {r: stride_times(bundle, repeats, r.value) for r in _runtimes_for(manifest)}
         s = strides[name] = per_runtime[Runtime.ONNXRUNTIME]
         for runtime, r in per_runtime.items():
             label = f"{name} {precision}, {runtime.value} at {r['inference_precision']}"
@@ -92,7 +99,7 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
     if bundles:  # the real-time replay each bundle faces live: effective stride, latency, frames encoded
         live = replay_clip(work, 4 if smoke else 20)
         for name, bundle in bundles.items():
-            for runtime in runtimes:
+            for runtime in _runtimes_for(Manifest.read(bundle)):
                 r = monitor_process(bundle, live, "realtime", runtime=runtime.value)
                 model = r["model"] or {}
                 effective = "n/a" if r["effective_stride_s"] is None else f"{r['effective_stride_s']:.2f} s"
