@@ -100,8 +100,7 @@ def resolve(requested: Runtime, manifest: Manifest, providers: Sequence[str] | N
         return requested, "asked for"
     import onnxruntime as ort
 
-    if providers and any(p in GPU_PROVIDERS for p in providers) or \
-            not providers and any(p in GPU_PROVIDERS for p in ort.get_available_providers()):
+    if any(p in GPU_PROVIDERS for p in providers or ort.get_available_providers()):
         return Runtime.ONNXRUNTIME, "a GPU provider is available to onnxruntime"
     if manifest.openvino is None:
         return Runtime.ONNXRUNTIME, "the bundle has no OpenVINO graphs (export with --openvino)"

@@ -65,8 +65,9 @@ def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None
         if isinstance(body, Risk):
             latencies.append((time.time() - body.captured_at) * 1000)
             first = first or {"seq": message.seq, "t": body.t, "partial": body.partial, "latency_ms": latencies[-1]}
-            excess += body.frames_encoded > len(set(body.frame_ids) - previous)
-            previous = set(body.frame_ids)
+            ids = set(body.frame_ids)
+            excess += body.frames_encoded > len(ids - previous)
+            previous = ids
             if body.effective_stride_s is not None:
                 strides.append(body.effective_stride_s)
         elif isinstance(body, Status):
