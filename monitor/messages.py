@@ -152,14 +152,17 @@ class Status:
     alert_active: bool
     model: dict[str, Any] | None = None  # name, precision, threshold, hash, demo (``RiskModel.identity``)
     publisher: dict[str, int] | None = None  # sent, dropped
-    events: dict[str, Any] | None = None  # written, failed, last_error; only with --events
+    events: dict[str, Any] | None = None  # written, failed, last_error (locked, open, complete... with
+    #                                        --record); only with --events or --record
     effective_stride_s: float | None = None  # between the last two windows scored
     stride_reason: str | None = None  # why that is longer than ``stride_s``; None when it is not
+    recording: dict[str, Any] | None = None  # ``LoopRecorder.stats``; only with --record
 
     def to_wire(self) -> dict[str, Any]:
         body = {f.name: getattr(self, f.name) for f in fields(self)}
-        if self.events is None:
-            del body["events"]
+        for optional in ("events", "recording"):
+            if body[optional] is None:
+                del body[optional]
         return body
 
     @classmethod

@@ -27,10 +27,12 @@ from contract.errors import CrashwatchError
 from contract.window import EPSILON, WindowSpec
 from monitor.alerts import AlertPolicy, AlertTracker, alert_starts
 from monitor.events import EventRecorder
+from monitor.evidence import EventLocker
 from monitor.messages import Alert, AlertEvent, Risk, Status
 from monitor.model import RiskModel
 from monitor.publisher import Publisher
 from monitor.prefetch import WindowPrefetcher, first_window_end
+from monitor.recording import KeepPolicy, LoopRecorder
 from monitor.scorer import WindowScore, WindowScorer
 from monitor.source import Capture, Frame, FrameBuffer, SourceSpec
 
@@ -49,8 +51,12 @@ class MonitorOptions:
     replay: str = "realtime"  # or "fast" (files only)
     loop: bool = False  # files: start again at the end
     camera: str = "cam0"
-    events_dir: Path | None = None
+    events_dir: Path | None = None  # without record_dir: clips held in memory, written after the post-roll
     event_post_seconds: float = 3.0
+    record_dir: Path | None = None  # loop recording; events are then locked from it (default record_dir/events)
+    record_keep: KeepPolicy = field(default_factory=lambda: KeepPolicy(max_bytes=10**9, max_age_s=86400.0))
+    record_codec: str = "auto"
+    record_segment_seconds: float = 2.0
     alert: dict[str, Any] = field(default_factory=dict)  # AlertPolicy overrides
     window_seconds: float | None = None  # overrides of the bundle's window (warned about)
     num_frames: int | None = None
@@ -108,11 +114,17 @@ class Monitor:
         # their post-roll frames straight from the capture.
         span = self.window.seconds + 2 * self.stride + 0.5
         self.buffer = FrameBuffer(span, paced=options.replay == "fast")
-        self.events = EventRecorder(options.events_dir, options.camera, options.event_post_seconds) \
-            if options.events_dir is not None else None
+        self.events, self.recorder, self.locker = None, None, None
+        if options.record_dir is not None:
+            self.recorder = LoopRecorder(options.record_dir, options.camera, options.record_keep, options.record_codec,
+                                         options.record_segment_seconds, lossless=not options.source.live)
+            self.locker = EventLocker(options.events_dir or options.record_dir / "events", options.camera,
+                                      self.recorder, options.event_post_seconds)
+        elif options.events_dir is not None:
+            self.events = EventRecorder(options.events_dir, options.camera, options.event_post_seconds)
+        on_frame = self.recorder.feed if self.recorder else self.events.feed if self.events else None
         self.capture = Capture(options.source, self.buffer, self.stop, realtime=options.replay == "realtime",
-                               loop=options.loop,
-                               on_frame=self.events.feed if self.events else None,
+                               loop=options.loop, on_frame=on_frame,
                                backoff_initial=options.backoff_initial, backoff_max=options.backoff_max)
         self.prefetcher = WindowPrefetcher(self.buffer, self.scorer, self.window, self.stride, self.stop,
                                            paced=options.replay == "fast")
@@ -149,9 +161,16 @@ class Monitor:
             alert_active=self.tracker.active,
             model=self.identity,
             publisher={"sent": publisher.sent, "dropped": publisher.dropped} if publisher is not None else None,
-            events=None if self.events is None else {"written": self.events.written, "failed": self.events.failed,
-                                                     "last_error": self.events.last_error},
+            events=self._events_status(),
+            recording=None if self.recorder is None else self.recorder.stats(),
         )
+
+    def _events_status(self) -> dict[str, Any] | None:
+        if self.locker is not None:
+            return self.locker.stats()
+        if self.events is not None:
+            return {"written": self.events.written, "failed": self.events.failed, "last_error": self.events.last_error}
+        return None
 
     # -- the loop -------------------------------------------------------------------------------------------
 
@@ -194,9 +213,12 @@ class Monitor:
             self.stop.set()
             self.buffer.close()
             if self.tracker.active:
-                self._alert(self.tracker.finish(self.stats.last_end or 0.0), [])
+                self._alert(self.tracker.finish(self.stats.last_end or 0.0), None)
             self.capture.join(timeout=1.0)
             self.prefetcher.join(timeout=5.0)
+            if self.recorder is not None:
+                self.recorder.close()
+                self.locker.close()
             if self.events is not None:
                 self.events.close()
             self.publisher.close()
@@ -213,10 +235,7 @@ class Monitor:
         self.risks.append(risk)
         self.publisher.publish(risk)
         for event in self.tracker.update(end, result.probability):
-            # The event clip starts with every frame of the window still buffered (a slow head may find its
-            # oldest gone).
-            window = [f for f in self.buffer.snapshot() if f.t >= result.frames[0].t - EPSILON]
-            self._alert(event, window)
+            self._alert(event, result)
 
     def _pace(self, result: WindowScore) -> None:
         """The effective stride from the last window to this one, and why it is longer than the stride (the
@@ -244,12 +263,24 @@ class Monitor:
                 f"{self.stride:.2f} s stride allows: windows {effective:.2f} s apart, sharing {shared} of "
                 f"{self.window.num_frames} frames")
 
-    def _alert(self, event: Alert, window: list[Frame]) -> None:
+    def _alert(self, event: Alert, result: WindowScore | None) -> None:
+        """Publish an alert event; a start first opens its evidence (an event folder's sidecar is on disk
+        before the start is published)."""
         if event.event is AlertEvent.START:
             event = dataclasses.replace(event, model=self.identity)
-            if self.events is not None and window:
-                event = dataclasses.replace(event, clip=str(self.events.path_for(event)))
-                self.events.start(event, window)
+            if self.locker is not None and result is not None:
+                path = self.locker.path_for(event)
+                event = dataclasses.replace(event, clip=str(path))
+                self.locker.start(event, path, result.frames[0].t, result.end)
+            elif self.events is not None and result is not None:
+                # The clip starts with every frame of the window still buffered (a slow head may find its
+                # oldest gone).
+                window = [f for f in self.buffer.snapshot() if f.t >= result.frames[0].t - EPSILON]
+                if window:
+                    event = dataclasses.replace(event, clip=str(self.events.path_for(event)))
+                    self.events.start(event, window)
+        elif event.event is AlertEvent.END and self.locker is not None:
+            self.locker.end(event)
         self.alerts.append(event)
         self.publisher.publish(event)
         log.warning("alert %d %s at %.2f s (probability %s, peak %.3f)", event.alert_id, event.event.value,

@@ -11,6 +11,7 @@ import click
 from crashwatch.cli.options import PROBABILITY, Finite, alert_on_option, runtime_option, stride_option
 from monitor.messages import TOPIC_NAMES
 from monitor.publisher import DEFAULT_ENDPOINT, PublisherError, check_endpoint
+from monitor.recording import CODEC_CHOICES, KeepPolicy
 
 
 def _endpoint(connect: bool):
@@ -21,6 +22,13 @@ def _endpoint(connect: bool):
         except PublisherError as err:
             raise click.BadParameter(str(err), ctx, param) from None
     return check
+
+
+def _keep_policy(ctx: click.Context, param: click.Parameter, value: str) -> KeepPolicy:
+    try:
+        return KeepPolicy.parse(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err), ctx, param) from None
 
 
 SILENCE_WARNING_S = 3.0  # three missed heartbeats
@@ -41,7 +49,19 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
 @pub_option
 @click.option("--camera", default="cam0", show_default=True, help="Camera name carried by every message.")
 @click.option("--events", "events_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Save an event clip (+ JSON sidecar) per alert here.")
+              help="Save each alert's evidence here: a clip + JSON sidecar written after the post-roll, or with "
+                   "--record a folder of locked segments (default with --record: RECORD/events).")
+@click.option("--record", "record_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Loop recording: write the stream continuously to RECORD/CAMERA as segments, lock alerts' "
+                   "segments into event folders as they happen (evidence that survives a crash).")
+@click.option("--record-keep", default="1GB,24h", show_default=True, callback=_keep_policy,
+              help="With --record: how much of the ring to keep, a size and/or an age (500MB, 2GB,1h, 7d); the "
+                   "oldest segments go first, locked evidence stays in the events folder.")
+@click.option("--record-codec", type=click.Choice(CODEC_CHOICES), default="auto", show_default=True,
+              help="With --record: auto is H.264 where this OpenCV can encode it, else mp4v (cheap; VLC and mpv "
+                   "play it); vp8 (WebM) plays in browsers and costs about 10x mp4v to encode.")
+@click.option("--record-segment", type=Finite(min=0.2, max=60), default=2.0, show_default=True,
+              help="With --record: seconds per segment (at most this much is lost if the monitor dies).")
 @alert_on_option
 @click.option("--alert-off", type=PROBABILITY, help="Probability below which an alert ends (default: 0.1 below --alert-on).")
 @click.option("--alert-min-on", type=Finite(min=0, max=3600), default=0.0, show_default=True,
@@ -57,7 +77,8 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
 @click.option("--curve-allow", type=click.Path(file_okay=False, path_type=Path),
               help="With --curve-secret: folder of the public keys (*.key) of the subscribers admitted.")
 def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stride: float | None, endpoint: str, camera: str,
-                    events_dir: Path | None, alert_on: float | None, alert_off: float | None, alert_min_on: float,
+                    events_dir: Path | None, record_dir: Path | None, record_keep: KeepPolicy, record_codec: str,
+                    record_segment: float, alert_on: float | None, alert_off: float | None, alert_min_on: float,
                     alert_min_off: float, window_seconds: float | None, threads: int | None, runtime: str,
                     curve_secret: Path | None, curve_allow: Path | None) -> None:
     """Watch a camera, stream or file and publish risk, alerts and status over ZeroMQ."""
@@ -82,7 +103,9 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stri
     if alert_off is not None:
         alert["off"] = alert_off
     options = MonitorOptions(source=spec, stride=stride, replay=replay, loop=loop, camera=camera, events_dir=events_dir,
-                             alert=alert, window_seconds=window_seconds, demo_model=demo)
+                             record_dir=record_dir, record_keep=record_keep, record_codec=record_codec,
+                             record_segment_seconds=record_segment, alert=alert, window_seconds=window_seconds,
+                             demo_model=demo)
     try:
         summary = run_monitor(bundle_dir, options, endpoint, curve, threads, runtime)
     except OptionsError as err:  # inconsistent options (thresholds, overrides, fast replay of a live source)
