@@ -126,6 +126,8 @@ class Monitor:
         self.capture = Capture(options.source, self.buffer, self.stop, realtime=options.replay == "realtime",
                                loop=options.loop, on_frame=on_frame,
                                backoff_initial=options.backoff_initial, backoff_max=options.backoff_max)
+        if self.recorder is not None:
+            self.recorder.nominal_fps = lambda: self.capture.source_fps
         self.prefetcher = WindowPrefetcher(self.buffer, self.scorer, self.window, self.stride, self.stop,
                                            paced=options.replay == "fast")
         self.stats = LoopStats()

@@ -191,7 +191,8 @@ class LoopRecorder:
     """Writes ``camera``'s frames as segments of at most ``segment_seconds`` in ``folder/CAMERA/``."""
 
     def __init__(self, folder: Path, camera: str, keep: KeepPolicy, codec: str = "auto",
-                 segment_seconds: float = 2.0, backlog_seconds: float = 5.0, lossless: bool = False) -> None:
+                 segment_seconds: float = 2.0, backlog_seconds: float = 5.0, lossless: bool = False,
+                 nominal_fps: Callable[[], float | None] | None = None) -> None:
         if not (math.isfinite(segment_seconds) and 0.2 <= segment_seconds <= 60):
             raise RecordingError(f"segment length {segment_seconds} s: give 0.2 to 60 seconds")
         self.dir = folder / safe_name(camera)
@@ -208,6 +209,7 @@ class LoopRecorder:
         self.segment_seconds = segment_seconds
         self.backlog_seconds = backlog_seconds
         self.lossless = lossless
+        self.nominal_fps = nominal_fps  # the source's declared frame rate, where it has one
         now = time.time()
         self.session = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
         self.segments: list[Segment] = []
@@ -330,7 +332,11 @@ class LoopRecorder:
         segment.last_slot, segment.last_image = slot, frame.image
 
     def _start_segment(self, frame: Frame) -> _OpenSegment:
-        fps = round(1.0 / statistics.median(self._gaps), 3) if self._gaps else 10.0
+        nominal = self.nominal_fps() if self.nominal_fps is not None else None
+        if nominal:  # the source's own rate: arrival times of a live stream come in bursts
+            fps = round(nominal, 3)
+        else:
+            fps = round(1.0 / statistics.median(self._gaps), 3) if self._gaps else 10.0
         self._number += 1
         path = self.dir / f"{self.session}-{self._number:06d}{self.suffix}"
         height, width = frame.image.shape[:2]

@@ -190,3 +190,49 @@ def test_record_options_are_checked(tiny_bundle, tmp_path):
     result = CliRunner().invoke(main, ["monitor", "--bundle", str(tiny_bundle), "--source", str(clip),
                                        "--record", str(blocked), "--pub", f"tcp://127.0.0.1:{free_port()}"])
     assert result.exit_code == 2 and "Invalid value for '--record'" in result.output, result.output
+
+
+def test_a_live_rtsp_stream_is_recorded_at_its_own_timing_across_an_outage(tiny_bundle, rtsp_camera, tmp_path):
+    stop = threading.Event()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    monitor = Monitor(RiskModel(tiny_bundle), MonitorOptions(source=parse_source(rtsp_camera.url), camera="front",
+                                                             record_dir=tmp_path / "rec", record_segment_seconds=1.0),
+                      lambda status: Publisher(endpoint, "front", status=status), stop=stop)
+    thread = threading.Thread(target=monitor.run)
+    thread.start()
+    ring = tmp_path / "rec" / "front"
+    try:
+        deadline = time.monotonic() + 30
+        while len(list(ring.glob("*.json"))) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        rtsp_camera.kill()  # an outage: the segment ends with the last frame before it
+        time.sleep(3)
+        rtsp_camera.start()
+        while len(list(ring.glob("*.json"))) < 8 and time.monotonic() < deadline + 30:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    segments = _segments(ring)
+    assert len(segments) >= 4
+    # A live stream's frames are timed by their arrival: right after a connection the server's buffer comes
+    # in a burst, and as it goes away the last frames bunch up; there each frame is shown once. In between,
+    # segments play at the stream's speed.
+    starts = [segments[0]["frames"][0]["t"]] + [b["frames"][0]["t"] for a, b in zip(segments, segments[1:])
+                                                 if b["frames"][0]["t"] - a["frames"][-1]["t"] > 2.0]
+    ends = [a["frames"][-1]["t"] for a, b in zip(segments, segments[1:])
+            if b["frames"][0]["t"] - a["frames"][-1]["t"] > 2.0] + [segments[-1]["frames"][-1]["t"]]
+    steady = 0
+    for segment in segments:
+        times = [f["t"] for f in segment["frames"]]
+        assert segment["fps"] == pytest.approx(30.0, rel=0.01)  # the stream's declared rate, not arrival jitter
+        assert max(b - a for a, b in zip(times, times[1:])) < 1.0  # the outage lies between segments, not in one
+        assert probe_clip(ring / segment["name"]).num_frames >= len(times)  # every frame, once at least
+        if all(times[0] - start >= 1.0 for start in starts if start <= times[0]) and \
+                all(end - times[-1] >= 0.5 for end in ends if end >= times[-1]):
+            steady += 1
+            _assert_plays_at_stream_speed(ring / segment["name"], segment)
+    assert steady >= 1, [(round(s["frames"][0]["t"], 2), round(s["frames"][-1]["t"], 2)) for s in segments]
+    gaps = [b["frames"][0]["t"] - a["frames"][-1]["t"] for a, b in zip(segments, segments[1:])]
+    assert max(gaps) > 2.0  # the outage
+    assert monitor.recorder.stats()["frames_dropped"] == 0
