@@ -389,6 +389,9 @@ class MqttSink:
             self._problem(f"connection lost{detail}")
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        """Marks ``mid`` done; the delivery thread, waiting for it, takes its row out of the outbox. Not here:
+        paho calls this holding its message lock, which an fsync would hold up, and a PUBACK can come before
+        ``publish`` has returned the mid to us."""
         with self._cond:
             self._acked.add(mid)
             self._cond.notify_all()
