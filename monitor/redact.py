@@ -6,14 +6,16 @@ from urllib.parse import urlsplit
 
 
 def redact_url(source: str) -> str:
-    """A URL without its credentials, for logs and messages: rtsp://user:pass@host/x -> rtsp://***@host/x."""
+    """A URL without its credentials, for logs and messages: rtsp://user:pass@host/x -> rtsp://***@host/x.
+
+    The host and port are kept as written, not parsed: a URL with a bad port is redacted too (it is shown in
+    the error that says so), and one ``urlsplit`` refuses loses everything between ``//`` and its last ``@``.
+    """
     try:
         parts = urlsplit(source)
     except ValueError:
+        scheme, sep, rest = source.partition("//")
+        return f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if "@" in rest else source
+    if "@" not in parts.netloc:
         return source
-    if parts.username is None and parts.password is None:
-        return source
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return parts._replace(netloc=f"***@{host}").geturl()
+    return parts._replace(netloc=f"***@{parts.netloc.rpartition('@')[2]}").geturl()
