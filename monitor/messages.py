@@ -157,10 +157,11 @@ class Status:
     effective_stride_s: float | None = None  # between the last two windows scored
     stride_reason: str | None = None  # why that is longer than ``stride_s``; None when it is not
     recording: dict[str, Any] | None = None  # ``LoopRecorder.stats``; only with --record
+    sinks: dict[str, dict[str, Any]] | None = None  # per further transport (``mqtt``): its ``status()``
 
     def to_wire(self) -> dict[str, Any]:
         body = {f.name: getattr(self, f.name) for f in fields(self)}
-        for optional in ("events", "recording"):
+        for optional in ("events", "recording", "sinks"):
             if body[optional] is None:
                 del body[optional]
         return body

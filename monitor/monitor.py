@@ -165,6 +165,7 @@ class Monitor:
             publisher={"sent": publisher.sent, "dropped": publisher.dropped} if publisher is not None else None,
             events=self._events_status(),
             recording=None if self.recorder is None else self.recorder.stats(),
+            sinks={sink.name: sink.status() for sink in publisher.sinks} if publisher and publisher.sinks else None,
         )
 
     def _events_status(self) -> dict[str, Any] | None:

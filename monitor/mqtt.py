@@ -44,6 +44,7 @@ DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 USERNAME_ENV = "CRASHWATCH_MQTT_USERNAME"
 PASSWORD_ENV = "CRASHWATCH_MQTT_PASSWORD"
 CONNECT_TIMEOUT_S = 5.0  # for the TCP connect and the TLS handshake, each
+RECONNECT_MAX_S = 5  # retries double from 1 s to this: an alert waits at most this long after the broker returns
 CREDENTIALS_HINT = (f"check the user name and password (in the URL, the password file, or {USERNAME_ENV} and "
                     f"{PASSWORD_ENV})")
 
@@ -158,8 +159,17 @@ class _Work:
         return bool(self.acked or self.announce or self.offline or self.status is not None or self.peek)
 
 
+def default_outbox(camera: str) -> Path:
+    """Where a camera's outbox lives unless told: the user's state folder, so that a restart from any working
+    directory finds the alerts the last run left."""
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "crashwatch" / f"outbox-{camera}.sqlite"
+
+
 class MqttSink:
     """Publishes one camera's messages to an MQTT broker through the outbox at ``outbox_path``."""
+
+    name = "mqtt"
 
     def __init__(self, target: MqttTarget, camera: str, prefix: str = "crashwatch", *, outbox_path: Path,
                  publish_risk: bool = False, status_period: float = 5.0, keepalive: int = 10,
@@ -198,7 +208,7 @@ class MqttSink:
         if target.tls:
             self._client.tls_set_context(target.tls_context())
         self._client.will_set(self._topic("availability"), "offline", qos=1, retain=True)
-        self._client.reconnect_delay_set(1, 30)
+        self._client.reconnect_delay_set(1, RECONNECT_MAX_S)
         self._client.connect_timeout = CONNECT_TIMEOUT_S
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail

@@ -1,10 +1,12 @@
-"""Alerts over ZeroMQ: a PUB socket fed by one sender thread.
+"""Alerts over ZeroMQ, and to any further sinks (MQTT): a PUB socket fed by one sender thread.
 
 Every message is two frames, ``[topic, payload]``, laid out by ``monitor.messages`` (a per-topic ``seq`` lets a
 subscriber of one topic still detect gaps). ZeroMQ sockets are not
 thread-safe, so all sends happen in the sender thread; other threads enqueue. The sender also emits the
 ``status`` heartbeat every second, so it keeps its rhythm however slow the model is. PUB never blocks: past
-the send high-water mark a slow subscriber's messages are dropped by ZeroMQ, and the monitor goes on.
+the send high-water mark a slow subscriber's messages are dropped by ZeroMQ, and the monitor goes on. Each
+message, stamped, is also handed to every ``Sink``, whose ``send`` must return at once whatever its far end
+does (the MQTT sink puts alerts in its on-disk outbox and delivers them from a thread of its own).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, Sequence
 
 import zmq
 
@@ -33,6 +35,21 @@ class PublisherError(CrashwatchError):
 
 
 SCHEMES = ("tcp://", "ipc://", "inproc://")
+
+
+class Sink(Protocol):
+    """A further transport for the monitor's messages (``monitor.mqtt.MqttSink``)."""
+
+    name: str
+
+    def send(self, topic: Topic, message: dict[str, Any]) -> None:
+        """Take a stamped message; never blocks, never raises for trouble at the far end."""
+
+    def status(self) -> dict[str, Any]:
+        """Its state for the ``status`` message."""
+
+    def close(self) -> None:
+        """Deliver what it can in a bounded time, keep the rest for the next start."""
 
 
 def check_endpoint(endpoint: str, connect: bool = False) -> str:
@@ -65,8 +82,9 @@ class Publisher:
 
     def __init__(self, endpoint: str, camera: str, status: Callable[[], Status] | None = None,
                  period: float = 1.0, hwm: int = 1000, context: zmq.Context | None = None,
-                 curve: ServerCurve | None = None) -> None:
+                 curve: ServerCurve | None = None, sinks: Sequence[Sink] = ()) -> None:
         self.endpoint = endpoint = check_endpoint(endpoint)
+        self.sinks = list(sinks)
         self.camera = camera
         self._status = status
         self._period = period
@@ -87,6 +105,8 @@ class Publisher:
             self._socket.close(0)
             if self._authenticator is not None:
                 self._authenticator.stop()
+            for sink in self.sinks:
+                sink.close()
             hint = " (is another monitor running there?)" if err.errno == zmq.EADDRINUSE else ""
             raise PublisherError(f"{endpoint}: cannot bind the publisher: {err.strerror}{hint}") from None
         if not is_loopback(endpoint) and curve is None:
@@ -118,6 +138,8 @@ class Publisher:
         self._socket.close()
         if self._authenticator is not None:
             self._authenticator.stop()
+        for sink in self.sinks:
+            sink.close()
 
     def _send(self, topic: Topic, message: dict[str, Any]) -> None:
         message["sent_at"] = time.time()
@@ -126,6 +148,11 @@ class Publisher:
             self.sent += 1
         except zmq.Again:
             self.dropped += 1
+        for sink in self.sinks:
+            try:
+                sink.send(topic, message)
+            except Exception:  # a sink's bug must not silence ZeroMQ or the heartbeat
+                log.exception("the %s sink failed to take a %s message", sink.name, topic.value)
 
     def _run(self) -> None:
         next_beat = time.monotonic()

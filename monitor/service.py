@@ -4,24 +4,27 @@ signal, and say how it went."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from monitor.model import RiskModel
 from monitor.monitor import Monitor, MonitorOptions
-from monitor.publisher import Publisher
+from monitor.publisher import Publisher, Sink
 from monitor.security import ServerCurve
 from monitor.signals import stop_on_signals
 from monitor.source import SourceError
 
 
 def run_monitor(bundle: Path, options: MonitorOptions, endpoint: str, curve: ServerCurve | None = None,
-                threads: int | None = None, runtime: str = "auto") -> dict[str, Any]:
-    """Run one camera's monitor until its file ends or SIGINT/SIGTERM; returns ``Monitor.summary``. A source
-    that could not be used at all raises ``SourceError``."""
+                threads: int | None = None, runtime: str = "auto",
+                sinks: Sequence[Callable[[str], Sink]] = ()) -> dict[str, Any]:
+    """Run one camera's monitor until its file ends or SIGINT/SIGTERM; returns ``Monitor.summary``. ``sinks``
+    make the further transports for a camera name (MQTT). A source that could not be used at all raises
+    ``SourceError``."""
     model = RiskModel(bundle, threads=threads, runtime=runtime)
     stop = stop_on_signals()
-    monitor = Monitor(model, options, lambda status: Publisher(endpoint, options.camera, status=status, curve=curve),
-                      stop=stop)
+    monitor = Monitor(model, options, lambda status: Publisher(
+        endpoint, options.camera, status=status, curve=curve, sinks=[make(options.camera) for make in sinks]),
+        stop=stop)
     summary = monitor.run()
     if summary["source_state"] == "failed":
         raise SourceError(summary["source_error"] or f"{options.source.display}: the source failed")

@@ -62,6 +62,19 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
                    "play it); vp8 (WebM) plays in browsers and costs about 10x mp4v to encode.")
 @click.option("--record-segment", type=Finite(min=0.2, max=60), default=2.0, show_default=True,
               help="With --record: seconds per segment (at most this much is lost if the monitor dies).")
+@click.option("--mqtt", "mqtt_url", metavar="URL",
+              help="Also publish to an MQTT broker: mqtt://[USER[:PASS]@]HOST[:PORT] or mqtts://... (TLS). Alerts "
+                   "wait in an on-disk outbox until the broker acknowledges them.")
+@click.option("--mqtt-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With mqtts://: the CA certificate (PEM) to verify the broker against (default: the system's).")
+@click.option("--mqtt-password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The broker password, alone on one line (else the URL's, else $CRASHWATCH_MQTT_PASSWORD; the "
+                   "user from the URL or $CRASHWATCH_MQTT_USERNAME).")
+@click.option("--mqtt-prefix", default="crashwatch", show_default=True,
+              help="Topic prefix: PREFIX/CAMERA/alert, /status, /availability (and /risk).")
+@click.option("--mqtt-risk", is_flag=True, help="Also publish every risk message (QoS 0) to PREFIX/CAMERA/risk.")
+@click.option("--mqtt-outbox", type=click.Path(dir_okay=False, path_type=Path),
+              help="The outbox file (SQLite) [default: $XDG_STATE_HOME or ~/.local/state, crashwatch/outbox-CAMERA.sqlite].")
 @alert_on_option
 @click.option("--alert-off", type=PROBABILITY, help="Probability below which an alert ends (default: 0.1 below --alert-on).")
 @click.option("--alert-min-on", type=Finite(min=0, max=3600), default=0.0, show_default=True,
@@ -78,7 +91,9 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
               help="With --curve-secret: folder of the public keys (*.key) of the subscribers admitted.")
 def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stride: float | None, endpoint: str, camera: str,
                     events_dir: Path | None, record_dir: Path | None, record_keep: KeepPolicy, record_codec: str,
-                    record_segment: float, alert_on: float | None, alert_off: float | None, alert_min_on: float,
+                    record_segment: float, mqtt_url: str | None, mqtt_ca: Path | None,
+                    mqtt_password_file: Path | None, mqtt_prefix: str, mqtt_risk: bool, mqtt_outbox: Path | None,
+                    alert_on: float | None, alert_off: float | None, alert_min_on: float,
                     alert_min_off: float, window_seconds: float | None, threads: int | None, runtime: str,
                     curve_secret: Path | None, curve_allow: Path | None) -> None:
     """Watch a camera, stream or file and publish risk, alerts and status over ZeroMQ."""
@@ -106,8 +121,18 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stri
                              record_dir=record_dir, record_keep=record_keep, record_codec=record_codec,
                              record_segment_seconds=record_segment, alert=alert, window_seconds=window_seconds,
                              demo_model=demo)
+    sinks = []
+    if mqtt_url is not None:
+        from monitor.mqtt import MqttSink, MqttTarget, default_outbox
+
+        target = MqttTarget.parse(mqtt_url, mqtt_password_file, mqtt_ca)
+        sinks.append(lambda name: MqttSink(target, name, mqtt_prefix, outbox_path=mqtt_outbox or default_outbox(name),
+                                           publish_risk=mqtt_risk))
+    elif mqtt_ca or mqtt_password_file or mqtt_risk or mqtt_outbox or mqtt_prefix != "crashwatch":
+        raise click.UsageError("--mqtt-ca, --mqtt-password-file, --mqtt-prefix, --mqtt-risk and --mqtt-outbox "
+                               "need --mqtt URL")
     try:
-        summary = run_monitor(bundle_dir, options, endpoint, curve, threads, runtime)
+        summary = run_monitor(bundle_dir, options, endpoint, curve, threads, runtime, sinks)
     except OptionsError as err:  # inconsistent options (thresholds, overrides, fast replay of a live source)
         raise click.UsageError(str(err)) from None
     click.echo(f"stopped: {summary['strides']} strides ({summary['strides_skipped']} skipped), "
