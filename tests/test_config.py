@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, SHARED, need_shared
-from train.config import ConfigError, RunConfig, load_config
+from contract.config import ConfigError
+from train.config import RunConfig, load_config
 
 
 @pytest.mark.parametrize("name", ["tiny", "demo", "smolvlm2-256m", "smolvlm2-500m"])

@@ -7,7 +7,8 @@ import torch
 
 from contract.prompt import render_prompt
 from tests.conftest import TINY_CONFIG
-from train.config import BackboneConfig, ConfigError, LoraConfig, load_config
+from contract.config import ConfigError
+from train.config import BackboneConfig, LoraConfig, load_config
 from train.model import CrashRiskModel
 from train.tokenizer import builtin_tokenizer
 

@@ -18,7 +18,8 @@ from transformers import PreTrainedTokenizerBase
 
 from contract.errors import CrashwatchError
 from contract.versioned import read_versioned_json
-from train.config import ConfigError, RunConfig
+from contract.config import ConfigError
+from train.config import RunConfig
 from train.model import CrashRiskModel
 from train.tokenizer import load_tokenizer
 

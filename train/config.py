@@ -12,18 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-import yaml
-
-from contract.errors import CrashwatchError
+from contract.config import Fail, build, read_yaml
 from contract.preprocess import PixelSpec
 from contract.prompt import DEFAULT_QUESTION
 from contract.window import WindowSpec
 
 FREEZABLE = ("vision", "connector", "text")
-
-
-class ConfigError(CrashwatchError):
-    """A configuration file that cannot be used; the message names the file and the key."""
 
 
 @dataclass
@@ -121,35 +115,11 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<config>") -> "RunConfig":
-        return _build(cls, data, source, "")
+        return build(cls, data, source, _check)
 
 
-def _build(cls: type, data: Any, source: str, where: str) -> Any:
-    """Instantiate a config dataclass from plain data, naming ``source`` and the key path on any mistake."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {where.rstrip('.') or 'the file'} must be a mapping, got {type(data).__name__}")
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(where + k for k in unknown)}; known: {', '.join(names)}")
-    nested = {"backbone": BackboneConfig, "head": HeadConfig, "training": TrainingConfig, "lora": LoraConfig}
-    values = {}
-    for key, value in data.items():
-        if key in nested and value is not None:
-            value = _build(nested[key], value, source, f"{where}{key}.")
-        values[key] = value
-    try:
-        obj = cls(**values)
-    except TypeError as err:
-        raise ConfigError(f"{source}: {where or 'top level'}: {err}") from None
-    _check(obj, source, where)
-    return obj
-
-
-def _check(obj: Any, source: str, where: str) -> None:
-    def fail(key: str, why: str) -> NoReturn:
-        raise ConfigError(f"{source}: {where}{key}: {why}")
-
+def _check(obj: Any, fail: Fail) -> None:
+    """The values a run config may hold, object by object (``contract.config.build`` calls it)."""
     if isinstance(obj, RunConfig):
         if not isinstance(obj.window_seconds, (int, float)) or obj.window_seconds <= 0:
             fail("window_seconds", f"must be a positive number, got {obj.window_seconds!r}")
@@ -223,12 +193,4 @@ def _check_frame_size(config: RunConfig, fail: Callable[[str, str], NoReturn]) -
 def load_config(path: str | Path) -> RunConfig:
     """Read a run configuration YAML file. Raises ConfigError naming the file on any problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return RunConfig.from_dict(data or {}, str(path))
+    return RunConfig.from_dict(read_yaml(path) or {}, str(path))

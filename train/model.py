@@ -22,7 +22,8 @@ from torch import nn
 from transformers import AutoModelForImageTextToText, SmolVLMConfig, SmolVLMModel
 from transformers.utils import ModelOutput
 
-from train.config import BackboneConfig, ConfigError, HeadConfig, LoraConfig, frame_size_problem
+from contract.config import ConfigError
+from train.config import BackboneConfig, HeadConfig, LoraConfig, frame_size_problem
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 
 from contract.prompt import DEFAULT_QUESTION, SMOLVLM_SPECIAL_TOKENS, render_prompt
 from contract.window import WindowSpec
-from train.config import ConfigError
+from contract.config import ConfigError
 
 BUILTIN = "builtin"
 BUILTIN_VOCAB = 512  # what configs using the built-in tokenizer give as vocab_size

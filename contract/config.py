@@ -1,0 +1,79 @@
+"""YAML configuration files read into dataclasses, one builder for all of them (run configs, camera configs):
+unknown keys and wrong shapes are refused naming the file and the key path (``cameras[1].alert.on``), so a
+typo never silently falls back to a default."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Union
+
+import yaml
+
+from contract.errors import CrashwatchError
+
+
+class ConfigError(CrashwatchError):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+Fail = Callable[[str, str], NoReturn]  # fail(key, why) raises ConfigError naming file, key path and why
+Check = Callable[[Any, Fail], None]  # validates one built object
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path`` (None for an empty file); ConfigError naming the file otherwise."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+
+
+def build(cls: type, data: Any, source: str, check: Check | None = None, where: str = "") -> Any:
+    """Instantiate the dataclass ``cls`` from plain data: fields typed as a dataclass (or an optional one) and
+    lists of dataclasses are built in turn; ``check`` validates each object built, inner ones first."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {where.rstrip('.') or 'the file'} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names), key=str)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(where + str(k) for k in unknown)}; "
+                          f"known: {', '.join(names)}")
+    values = {}
+    for key, value in data.items():
+        inner, many = _nested(hints[key])
+        if inner is not None and value is not None:
+            if many:
+                if not isinstance(value, list):
+                    raise ConfigError(f"{source}: {where}{key} must be a list, got {type(value).__name__}")
+                value = [build(inner, item, source, check, f"{where}{key}[{i}].") for i, item in enumerate(value)]
+            else:
+                value = build(inner, value, source, check, f"{where}{key}.")
+        values[key] = value
+    try:
+        obj = cls(**values)
+    except TypeError as err:
+        raise ConfigError(f"{source}: {where.rstrip('.') or 'top level'}: {err}") from None
+    if check is not None:
+        def fail(key: str, why: str) -> NoReturn:
+            raise ConfigError(f"{source}: {where}{key}: {why}")
+        check(obj, fail)
+    return obj
+
+
+def _nested(hint: Any) -> tuple[type | None, bool]:
+    """The dataclass a field holds (through ``X | None``), and whether it is a list of them."""
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = args[0] if len(args) == 1 else hint
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint) or (None,)
+        return (item, True) if dataclasses.is_dataclass(item) else (None, False)
+    return (hint, False) if dataclasses.is_dataclass(hint) else (None, False)
