@@ -21,7 +21,7 @@ from typing import Any, Callable, Protocol, Sequence
 import zmq
 
 from contract.errors import CrashwatchError
-from monitor.messages import Body, Status, Topic, envelope
+from monitor.messages import Body, Topic, envelope
 from monitor.security import ServerCurve
 
 log = logging.getLogger(__name__)
@@ -77,16 +77,47 @@ def is_loopback(endpoint: str) -> bool:
     return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
-class Publisher:
-    """Binds a PUB socket and sends whatever is enqueued, plus a heartbeat from ``status`` every ``period``."""
+class Channel:
+    """One camera's messages on a publisher: its per-topic ``seq``, its ``status`` heartbeat and its sinks. Many
+    cameras share one socket, each with its own channel."""
 
-    def __init__(self, endpoint: str, camera: str, status: Callable[[], Status] | None = None,
+    def __init__(self, publisher: "Publisher", camera: str, status: Callable[[], Body] | None,
+                 sinks: Sequence[Sink]) -> None:
+        self.publisher = publisher
+        self.camera = camera
+        self.status = status
+        self.sinks = list(sinks)
+        self.sent = 0
+        self.dropped = 0
+        self._seq = {topic: 0 for topic in Topic}
+        self._lock = threading.Lock()
+
+    def publish(self, body: Body) -> dict[str, Any]:
+        """Stamp and enqueue a message on its body's topic; returns it as it will be sent."""
+        topic = body.TOPIC
+        with self._lock:
+            self._seq[topic] += 1
+            message = envelope(topic, self._seq[topic], self.camera, body.to_wire())
+        self.publisher.enqueue(self, topic, message)
+        return message
+
+    def close(self, final_status: bool = True) -> None:
+        """Send what is queued (and a last status), stop the heartbeat, close the sinks."""
+        if final_status and self.status is not None:
+            self.publish(self.status())
+        self.publisher.detach(self)
+        for sink in self.sinks:
+            sink.close()
+
+
+class Publisher:
+    """Binds a PUB socket and sends whatever its channels enqueue, plus each channel's heartbeat every
+    ``period``. Given a ``camera``, it opens that camera's channel itself and ``publish``/``close`` are its."""
+
+    def __init__(self, endpoint: str, camera: str | None = None, status: Callable[[], Body] | None = None,
                  period: float = 1.0, hwm: int = 1000, context: zmq.Context | None = None,
                  curve: ServerCurve | None = None, sinks: Sequence[Sink] = ()) -> None:
         self.endpoint = endpoint = check_endpoint(endpoint)
-        self.sinks = list(sinks)
-        self.camera = camera
-        self._status = status
         self._period = period
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.PUB)
@@ -105,75 +136,115 @@ class Publisher:
             self._socket.close(0)
             if self._authenticator is not None:
                 self._authenticator.stop()
-            for sink in self.sinks:
+            for sink in sinks:
                 sink.close()
             hint = " (is another monitor running there?)" if err.errno == zmq.EADDRINUSE else ""
             raise PublisherError(f"{endpoint}: cannot bind the publisher: {err.strerror}{hint}") from None
         if not is_loopback(endpoint) and curve is None:
             log.warning("publishing on %s, reachable beyond this machine, without encryption: anyone who can "
                         "connect reads every alert (see `crashwatch keys` and --curve-secret)", endpoint)
-        self._queue: queue.SimpleQueue[tuple[Topic, dict[str, Any]] | None] = queue.SimpleQueue()
-        self._seq = {topic: 0 for topic in Topic}
+        self._queue: queue.SimpleQueue[tuple[Channel, Topic, dict[str, Any]] | threading.Event | None] = \
+            queue.SimpleQueue()
+        self._channels: list[Channel] = []
         self._lock = threading.Lock()
-        self.sent = 0
-        self.dropped = 0
+        self.default = self.channel(camera, status, sinks) if camera is not None else None
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self._thread.start()
 
-    def publish(self, body: Body) -> dict[str, Any]:
-        """Stamp and enqueue a message on its body's topic; returns it as it will be sent."""
-        topic = body.TOPIC
+    def channel(self, camera: str, status: Callable[[], Body] | None = None, sinks: Sequence[Sink] = ()) -> Channel:
+        """Open ``camera``'s channel; its heartbeat starts with the next beat."""
+        channel = Channel(self, camera, status, sinks)
         with self._lock:
-            self._seq[topic] += 1
-            message = envelope(topic, self._seq[topic], self.camera, body.to_wire())
-        self._queue.put((topic, message))
-        return message
+            self._channels.append(channel)
+        return channel
+
+    def enqueue(self, channel: Channel, topic: Topic, message: dict[str, Any]) -> None:
+        self._queue.put((channel, topic, message))
+
+    def detach(self, channel: Channel) -> None:
+        """Stop ``channel``'s heartbeat once what it enqueued so far is sent (waits at most 2 s)."""
+        with self._lock:
+            if channel in self._channels:
+                self._channels.remove(channel)
+        if self._thread.is_alive():
+            done = threading.Event()
+            self._queue.put(done)
+            done.wait(timeout=2.0)
+
+    # The single camera's channel, for a publisher opened with ``camera``.
+
+    @property
+    def sinks(self) -> list[Sink]:
+        return self.default.sinks if self.default is not None else []
+
+    @property
+    def sent(self) -> int:
+        return self.default.sent if self.default is not None else 0
+
+    @property
+    def dropped(self) -> int:
+        return self.default.dropped if self.default is not None else 0
+
+    def publish(self, body: Body) -> dict[str, Any]:
+        if self.default is None:
+            raise ValueError("a publisher opened without a camera publishes through its channels")
+        return self.default.publish(body)
 
     def close(self, final_status: bool = True) -> None:
-        """Send what is queued (and a last status), then close the socket."""
-        if final_status and self._status is not None:
-            self.publish(self._status())
+        """Close every channel (each sends what is queued and a last status), then the socket."""
+        with self._lock:
+            channels = list(self._channels)
+        for channel in channels:
+            channel.close(final_status)
         self._queue.put(None)
         self._thread.join(timeout=2.0)
         self._socket.close()
         if self._authenticator is not None:
             self._authenticator.stop()
-        for sink in self.sinks:
-            sink.close()
 
-    def _send(self, topic: Topic, message: dict[str, Any]) -> None:
+    def _send(self, channel: Channel, topic: Topic, message: dict[str, Any]) -> None:
         message["sent_at"] = time.time()
         try:
             self._socket.send_multipart([topic.value.encode(), json.dumps(message).encode()], flags=zmq.NOBLOCK)
-            self.sent += 1
+            channel.sent += 1
         except zmq.Again:
-            self.dropped += 1
-        for sink in self.sinks:
+            channel.dropped += 1
+        for sink in channel.sinks:
             try:
                 sink.send(topic, message)
             except Exception:  # a sink's bug must not silence ZeroMQ or the heartbeat
                 log.exception("the %s sink failed to take a %s message", sink.name, topic.value)
 
+    def _beat(self) -> None:
+        with self._lock:
+            channels = [c for c in self._channels if c.status is not None]
+        for channel in channels:
+            channel.publish(channel.status())
+
     def _run(self) -> None:
         next_beat = time.monotonic()
         while True:
-            if self._status is not None and time.monotonic() >= next_beat:
-                self.publish(self._status())
+            if time.monotonic() >= next_beat:
+                self._beat()
                 next_beat += self._period
                 if next_beat < time.monotonic():  # we were held up: no burst of catch-up beats
                     next_beat = time.monotonic() + self._period
-            timeout = max(next_beat - time.monotonic(), 0.0) if self._status is not None else None
             try:
-                item = self._queue.get(timeout=timeout)
+                item = self._queue.get(timeout=max(next_beat - time.monotonic(), 0.0))
             except queue.Empty:
                 continue
             if item is None:
                 break
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
             self._send(*item)
         while True:  # drain what came in behind the stop marker
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
+            if isinstance(item, threading.Event):
+                item.set()
+            elif item is not None:
                 self._send(*item)
