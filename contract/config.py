@@ -5,6 +5,7 @@ typo never silently falls back to a default."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -23,6 +24,18 @@ Fail = Callable[[str, str], NoReturn]  # fail(key, why) raises ConfigError namin
 Check = Callable[[Any, Fail], None]  # validates one built object
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2's booleans: only true and false. YAML 1.1 (PyYAML's default) also reads on, off, yes and no as
+    booleans, which would turn a key such as an alert's ``on:`` into ``True``."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
 def read_yaml(path: Path) -> Any:
     """The YAML document in ``path`` (None for an empty file); ConfigError naming the file otherwise."""
     try:
@@ -30,7 +43,7 @@ def read_yaml(path: Path) -> Any:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read it ({err.strerror or err})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
 

@@ -23,6 +23,7 @@ class Topic(str, Enum):
     RISK = "risk"
     ALERT = "alert"
     STATUS = "status"
+    PROCESS = "process"  # a monitor of many cameras: the shared model's batches and the process's memory
 
 
 TOPIC_NAMES = tuple(topic.value for topic in Topic)
@@ -171,14 +172,36 @@ class Status:
         return cls(**_own_fields(cls, m))
 
 
+@dataclass(frozen=True)
+class ProcessStatus:
+    """The heartbeat of a monitor of many cameras (``crashwatch monitor --config``), beside each camera's own
+    ``status``: its cameras' states, the shared model's batches, and the process's memory."""
+
+    TOPIC: ClassVar[Topic] = Topic.PROCESS
+
+    cameras: dict[str, dict[str, Any]]  # name -> state, strides, strides_skipped, effective_stride_s
+    batches: dict[str, dict[str, Any]]  # vision, head -> calls, batches, mean_batch, max_batch, ms_per_batch,
+    #                                     queue_depth, batched_rows
+    memory_mb: float | None  # resident set size
+    model: dict[str, Any] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> "ProcessStatus":
+        return cls(**_own_fields(cls, m))
+
+
 def _own_fields(cls: type, wire: dict[str, Any]) -> dict[str, Any]:
     """The wire fields that are ``cls``'s (the header, and fields of a newer minor version, are left out)."""
     names = {f.name for f in fields(cls)}
     return {key: value for key, value in wire.items() if key in names}
 
 
-Body = Union[Risk, Alert, Status]
-BODIES: dict[Topic, type] = {Topic.RISK: Risk, Topic.ALERT: Alert, Topic.STATUS: Status}
+Body = Union[Risk, Alert, Status, ProcessStatus]
+BODIES: dict[Topic, type] = {Topic.RISK: Risk, Topic.ALERT: Alert, Topic.STATUS: Status,
+                             Topic.PROCESS: ProcessStatus}
 
 
 @dataclass(frozen=True)

@@ -178,8 +178,8 @@ class Monitor:
     # -- the loop -------------------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        log.info("monitoring %s: window %.2f s x %d frames, stride %.3f s, alert at %.3f (off below %.3f)",
-                 self.options.source.display, self.window.seconds, self.window.num_frames, self.stride,
+        log.info("monitoring %s as %s: window %.2f s x %d frames, stride %.3f s, alert at %.3f (off below %.3f)",
+                 self.options.source.display, self.options.camera, self.window.seconds, self.window.num_frames, self.stride,
                  self.policy.on, self.policy.off)
         self.capture.start()
         self.prefetcher.start()

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from monitor.cameras import CamerasConfig
+from monitor.fleet import Fleet
 from monitor.model import RiskModel
 from monitor.monitor import Monitor, MonitorOptions
 from monitor.publisher import Publisher, Sink
@@ -29,3 +31,18 @@ def run_monitor(bundle: Path, options: MonitorOptions, endpoint: str, curve: Ser
     if summary["source_state"] == "failed":
         raise SourceError(summary["source_error"] or f"{options.source.display}: the source failed")
     return summary
+
+
+def run_fleet(config: CamerasConfig, demo_model: bool, curve: ServerCurve | None = None,
+              sinks: Sequence[Callable[[str], Sink]] = ()) -> dict[str, dict[str, Any]]:
+    """Run every camera of a cameras file on one model and one publisher until all end or SIGINT/SIGTERM;
+    returns each camera's summary by name."""
+    model = RiskModel(config.bundle, threads=config.threads, runtime=config.runtime)
+    stop = stop_on_signals()
+    publisher = Publisher(config.pub, curve=curve)
+    try:
+        fleet = Fleet(model, config.options(demo_model), publisher,
+                      lambda camera: [make(camera) for make in sinks], stop=stop)
+        return fleet.run()
+    finally:
+        publisher.close()

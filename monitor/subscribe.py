@@ -8,7 +8,7 @@ from typing import Iterator
 
 import zmq
 
-from monitor.messages import Alert, AlertEvent, Message, Risk, Status
+from monitor.messages import Alert, AlertEvent, Message, ProcessStatus, Risk, Status
 from monitor.publisher import check_endpoint
 from monitor.security import ClientCurve
 
@@ -76,5 +76,10 @@ def describe(message: Message) -> str:
                 + f", {body.capture_fps:.1f} fps, strides {body.strides} (skipped {body.strides_skipped}),"
                 + f" dropped {body.frames_dropped}, lag {'n/a' if lag is None else f'{lag:.2f} s'}"
                 + (f", model p50 {lat['p50']:.0f} ms p99 {lat['p99']:.0f} ms" if lat else "") + model)
+    if isinstance(body, ProcessStatus):
+        cameras = ", ".join(f"{name} {c['state']} ({c['strides']} strides)" for name, c in body.cameras.items())
+        batches = ", ".join(f"{name} x{b['mean_batch']}" for name, b in body.batches.items() if b["mean_batch"])
+        memory = "n/a" if body.memory_mb is None else f"{body.memory_mb:.0f} MB"
+        return f"{head} process {cameras}; batches {batches or 'none yet'}; memory {memory}"
     return f"{head} {message.topic} {json.dumps(message.wire)}"
 

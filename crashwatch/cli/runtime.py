@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -40,8 +41,11 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
 @click.command("monitor")
 @click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path),
               help="Bundle folder from `crashwatch export` (default: the demo bundle, generated scenes only).")
-@click.option("--source", required=True,
+@click.option("--source",
               help="Webcam index (0), rtsp:// or http(s):// URL, or a video file (replayed as a live stream).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Instead of --source: a cameras file (YAML, see configs/cameras.example.yaml) listing many "
+                   "cameras served by one model in this process; its settings replace the per-camera options.")
 @click.option("--replay", type=click.Choice(["realtime", "fast"]), default="realtime", show_default=True,
               help="For files: at the file's frame rate, or as fast as inference allows without skipping a stride.")
 @click.option("--loop", is_flag=True, help="For files: start again at the end (demos, soak tests).")
@@ -89,14 +93,15 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
               help="Encrypt with CURVE: the monitor's secret key file (from `crashwatch keys`).")
 @click.option("--curve-allow", type=click.Path(file_okay=False, path_type=Path),
               help="With --curve-secret: folder of the public keys (*.key) of the subscribers admitted.")
-def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stride: float | None, endpoint: str, camera: str,
+def monitor_command(bundle_dir: Path, source: str | None, config_file: Path | None, replay: str, loop: bool, stride: float | None, endpoint: str, camera: str,
                     events_dir: Path | None, record_dir: Path | None, record_keep: KeepPolicy, record_codec: str,
                     record_segment: float, mqtt_url: str | None, mqtt_ca: Path | None,
                     mqtt_password_file: Path | None, mqtt_prefix: str, mqtt_risk: bool, mqtt_outbox: Path | None,
                     alert_on: float | None, alert_off: float | None, alert_min_on: float,
                     alert_min_off: float, window_seconds: float | None, threads: int | None, runtime: str,
                     curve_secret: Path | None, curve_allow: Path | None) -> None:
-    """Watch a camera, stream or file and publish risk, alerts and status over ZeroMQ."""
+    """Watch a camera, stream or file (or the cameras of a --config file) and publish risk, alerts and status
+    over ZeroMQ (and MQTT)."""
     from monitor.monitor import MonitorOptions, OptionsError
     from monitor.security import ServerCurve
     from monitor.service import run_monitor
@@ -105,13 +110,13 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stri
     if (curve_secret is None) != (curve_allow is None):
         raise click.UsageError("--curve-secret and --curve-allow go together")
     curve = ServerCurve(curve_secret, curve_allow) if curve_secret is not None else None
+    if config_file is not None:
+        _run_cameras_file(click.get_current_context(), config_file, curve)
+        return
+    if source is None:
+        raise click.UsageError("give --source (one camera) or --config (a cameras file)")
     spec = parse_source(source)
-    from crashwatch.demo import NOTICE, demo_bundle, is_demo_bundle
-
-    bundle_dir = bundle_dir or demo_bundle()
-    demo = is_demo_bundle(bundle_dir)
-    if demo:
-        click.echo(NOTICE, err=True)
+    bundle_dir, demo = _bundle(bundle_dir)
     alert = {"min_on_seconds": alert_min_on, "min_off_seconds": alert_min_off}
     if alert_on is not None:
         alert["on"] = alert_on
@@ -121,23 +126,80 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stri
                              record_dir=record_dir, record_keep=record_keep, record_codec=record_codec,
                              record_segment_seconds=record_segment, alert=alert, window_seconds=window_seconds,
                              demo_model=demo)
-    sinks = []
     if mqtt_url is not None:
-        from monitor.mqtt import MqttSink, MqttTarget, default_outbox
-
-        target = MqttTarget.parse(mqtt_url, mqtt_password_file, mqtt_ca)
-        sinks.append(lambda name: MqttSink(target, name, mqtt_prefix, outbox_path=mqtt_outbox or default_outbox(name),
-                                           publish_risk=mqtt_risk))
+        sinks = _mqtt_sinks(mqtt_url, mqtt_password_file, mqtt_ca, mqtt_prefix, mqtt_risk,
+                            lambda name: mqtt_outbox or default_outbox(name))
     elif mqtt_ca or mqtt_password_file or mqtt_risk or mqtt_outbox or mqtt_prefix != "crashwatch":
         raise click.UsageError("--mqtt-ca, --mqtt-password-file, --mqtt-prefix, --mqtt-risk and --mqtt-outbox "
                                "need --mqtt URL")
+    else:
+        sinks = []
     try:
         summary = run_monitor(bundle_dir, options, endpoint, curve, threads, runtime, sinks)
     except OptionsError as err:  # inconsistent options (thresholds, overrides, fast replay of a live source)
         raise click.UsageError(str(err)) from None
-    click.echo(f"stopped: {summary['strides']} strides ({summary['strides_skipped']} skipped), "
-               f"{summary['alerts']} alert(s), {summary['frames']} frames ({summary['frames_dropped']} dropped), "
-               f"source {summary['source_state']}")
+    click.echo(f"stopped: {_said(summary)}")
+
+
+def _said(summary: dict) -> str:
+    return (f"{summary['strides']} strides ({summary['strides_skipped']} skipped), {summary['alerts']} alert(s), "
+            f"{summary['frames']} frames ({summary['frames_dropped']} dropped), source {summary['source_state']}")
+
+
+def _bundle(folder: Path | None) -> tuple[Path, bool]:
+    """The bundle to run (the demo's by default) and whether it is the demo model, said on the terminal."""
+    from crashwatch.demo import NOTICE, demo_bundle, is_demo_bundle
+
+    folder = folder or demo_bundle()
+    demo = is_demo_bundle(folder)
+    if demo:
+        click.echo(NOTICE, err=True)
+    return folder, demo
+
+
+def default_outbox(camera: str) -> Path:
+    from monitor.mqtt import default_outbox as default
+
+    return default(camera)
+
+
+def _mqtt_sinks(url: str, password_file: Path | None, ca: Path | None, prefix: str, risk: bool,
+                outbox_for: Callable[[str], Path]) -> list:
+    """The MQTT sink's maker for a camera name (the URL checked now, so a bad one stops the start)."""
+    from monitor.mqtt import MqttSink, MqttTarget
+
+    target = MqttTarget.parse(url, password_file, ca)
+    return [lambda name: MqttSink(target, name, prefix, outbox_path=outbox_for(name), publish_risk=risk)]
+
+
+# Options that a cameras file sets per camera or for all: given beside --config they would be ignored.
+CAMERA_OPTIONS = ("bundle_dir", "source", "replay", "loop", "stride", "endpoint", "camera", "events_dir", "record_dir",
+                  "record_keep", "record_codec", "record_segment", "mqtt_url", "mqtt_ca", "mqtt_password_file",
+                  "mqtt_prefix", "mqtt_risk", "mqtt_outbox", "alert_on", "alert_off", "alert_min_on", "alert_min_off",
+                  "window_seconds", "threads", "runtime")
+
+
+def _run_cameras_file(ctx: click.Context, path: Path, curve) -> None:
+    from monitor.cameras import load_cameras
+    from monitor.service import run_fleet
+
+    flags = {param.name: param.opts[0] for param in ctx.command.params}
+    given = [flags[name] for name in CAMERA_OPTIONS
+             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise click.UsageError(f"{', '.join(given)}: set in the cameras file with --config, not beside it")
+    config = load_cameras(path)
+    bundle_dir, demo = _bundle(Path(config.bundle) if config.bundle else None)
+    config.bundle = str(bundle_dir)
+    sinks = []
+    if config.mqtt is not None:
+        m = config.mqtt
+        sinks = _mqtt_sinks(m.url, Path(m.password_file) if m.password_file else None, Path(m.ca) if m.ca else None,
+                            m.prefix, m.risk,
+                            lambda name: Path(m.outbox_dir) / f"outbox-{name}.sqlite" if m.outbox_dir else default_outbox(name))
+    summaries = run_fleet(config, demo, curve, sinks)
+    for name, summary in summaries.items():
+        click.echo(f"{name} stopped: {_said(summary)}")
 
 
 @click.command("demo")
