@@ -33,6 +33,23 @@ def free_endpoint() -> str:
     return f"tcp://127.0.0.1:{free_port()}"
 
 
+def spawn_monitor(options: list[str]) -> subprocess.Popen:
+    """``crashwatch -q monitor OPTIONS`` as a process that prints its peak resident memory last on stderr."""
+    # VmHWM, not getrusage's ru_maxrss: Linux carries the parent's high-water mark into the child across
+    # fork and exec, and this process may have held gigabytes of PyTorch models by then.
+    script = ("import runpy, sys\ntry:\n    runpy.run_module('crashwatch', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+              "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+              "print('MAXRSS', hwm.split()[1], file=sys.stderr)\n")
+    args = ["crashwatch", "-q", "monitor", *options]
+    return subprocess.Popen([sys.executable, "-c", f"import sys; sys.argv = {args!r}\n" + script], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def peak_rss_mb(stderr: str) -> float:
+    """The peak resident memory a ``spawn_monitor`` process printed."""
+    return next((int(l.split()[1]) for l in stderr.splitlines() if l.startswith("MAXRSS")), 0) / 1024
+
+
 def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None = None,
                     stalled_subscriber: bool = False, runtime: str = "onnxruntime") -> dict[str, Any]:
     """Run ``crashwatch monitor`` on ``clip``; a subscriber here takes every risk message (and, if asked, a
@@ -47,15 +64,8 @@ def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None
         stalled.setsockopt(zmq.RCVHWM, 1)
         stalled.setsockopt(zmq.SUBSCRIBE, b"")
         stalled.connect(endpoint)
-    # VmHWM, not getrusage's ru_maxrss: Linux carries the parent's high-water mark into the child across
-    # fork and exec, and this process may have held gigabytes of PyTorch models by then.
-    script = ("import runpy, sys\ntry:\n    runpy.run_module('crashwatch', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-              "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
-              "print('MAXRSS', hwm.split()[1], file=sys.stderr)\n")
-    args = ["crashwatch", "-q", "monitor", "--bundle", str(bundle), "--source", str(clip), "--replay", replay,
-            "--pub", endpoint, "--runtime", runtime]
-    process = subprocess.Popen([sys.executable, "-c", f"import sys; sys.argv = {args!r}\n" + script], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = spawn_monitor(["--bundle", str(bundle), "--source", str(clip), "--replay", replay, "--pub", endpoint,
+                             "--runtime", runtime])
     latencies, lags, strides, first, model = [], [], [], None, None
     excess, previous = 0, set()
     started = time.monotonic()
@@ -81,8 +91,7 @@ def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None
     subscriber.close()
     if stalled is not None:
         stalled.close(0)
-    maxrss = next((int(l.split()[1]) for l in err.splitlines() if l.startswith("MAXRSS")), 0)
-    result = {"peak_rss_mb": maxrss / 1024, "messages": len(latencies), "wall_s": wall, "first_risk": first,
+    result = {"peak_rss_mb": peak_rss_mb(err), "messages": len(latencies), "wall_s": wall, "first_risk": first,
               "model": model, "excess_encodes": excess,
               "effective_stride_s": statistics.median(strides) if strides else None}
     if latencies:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.bundle import Manifest
+from crashwatch.bench.cameras import add_camera_rows
 from crashwatch.bench.baselines import research_query_time, torch_stride_time
 from crashwatch.bench.floor import macs_per_stride, openvino_peak_macs_per_s, peak_macs_per_s
 from crashwatch.bench.process import monitor_process, replay_clip
@@ -45,7 +46,7 @@ def _runtimes_for(manifest: Manifest) -> list[Runtime]:
 
 
 def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Path | None,
-        command: str, bundles_only: bool = False) -> Table:
+        command: str, bundles_only: bool = False, cameras_bundle: Path | None = None) -> Table:
     table = Table()
     repeats = 3 if smoke else 10
     work = Path(tempfile.mkdtemp(prefix="crashwatch-bench-"))
@@ -159,6 +160,9 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
         short = replay_clip(work, 3 if smoke else 6)
         for name, bundle in bundles.items():
             table.add(f"{name}: monitor peak RSS", f"{monitor_process(bundle, short, 'fast')['peak_rss_mb']:.0f} MB")
+
+    if cameras_bundle is not None or smoke:  # many cameras: one process against as many processes
+        add_camera_rows(table, cameras_bundle or demo_bundle, (2,) if smoke else (1, 2, 4, 8), 5 if smoke else 30, work)
 
     if out is not None:
         write_report(out, f"Machine: {machine()}\n\nReproduce: `{command}`\n\n{table.markdown()}\n")

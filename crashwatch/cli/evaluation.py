@@ -115,11 +115,15 @@ def _scored(s: dict[str, Any]) -> str:
 @click.option("--only-bundles", is_flag=True,
               help="Measure the --bundle bundles only (matmul probe, strides per runtime, floor, real-time replay), "
                    "without the research-way baselines and the demo-bundle replays (minutes instead of an hour).")
+@click.option("--cameras", "cameras_bundle", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Also: 1, 2, 4 and 8 cameras replayed in real time on this bundle, in one `monitor --config` "
+                   "process against as many single-camera processes (strides per second, p99 latency, memory).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Markdown file for the table, with the machine and this command [default: BENCHMARKS.md; "
                    "with --soak: a JSON report, none by default].")
 def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundle: Path | None,
-                  soak_clip: Path | None, minutes: float, only_bundles: bool, out: Path | None) -> None:
+                  soak_clip: Path | None, minutes: float, only_bundles: bool, cameras_bundle: Path | None,
+                  out: Path | None) -> None:
     """Measure stride cost, speed-ups, latency, lag, memory and the CPU floor; print and write a table."""
     from crashwatch.demo import demo_bundle as shipped
 
@@ -133,7 +137,8 @@ def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundl
     from crashwatch.bench.run import run
 
     out = out or Path("BENCHMARKS.md")
-    table = run(smoke, dict(bundles), demo_bundle, out, "crashwatch " + " ".join(sys.argv[1:]), only_bundles)
+    table = run(smoke, dict(bundles), demo_bundle, out, "crashwatch " + " ".join(sys.argv[1:]), only_bundles,
+                cameras_bundle)
     click.echo(table.markdown())
     click.echo(f"wrote {out}")
 
