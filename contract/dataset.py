@@ -48,7 +48,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}" if self.line is not None else f"{self.file}: {self.message}"
+        if self.line is not None:
+            return f"{self.file}:{self.line}: {self.message}"
+        # A video's own error names it (or the frame inside it) already: "x.mp4: x.mp4: ..." says it twice.
+        return self.message if self.message.startswith(f"{self.file}") else f"{self.file}: {self.message}"
 
 
 @dataclass(frozen=True)
