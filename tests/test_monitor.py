@@ -272,6 +272,15 @@ def test_replay_eval_reports_per_clip_and_overall(bundle, tiny_dataset, tmp_path
             trace = list(csv.DictReader(handle))
         assert len(trace) == c["strides"] and float(trace[0]["t"]) == pytest.approx(0.0)
         assert max(float(r["probability"]) for r in trace) == pytest.approx(c["max_probability"], abs=1e-5)
+    # The field's metrics, written beside the report and computed again from the folder alone to the same figures.
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dad_ccd"]["crash_clips"] == 2 and metrics["nexar"]["normal_clips"] == 2
+    assert metrics["project_alerts"]["at_threshold"]["false_alerts"] == summary["false_alerts"]
+    assert "DAD/CCD protocol: AP" in result.stdout and "Nexar score" in result.stdout
+    again = subprocess.run([sys.executable, "-m", "crashwatch", "metrics", str(out), "--out", str(tmp_path / "m")],
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text()) == metrics
 
 
 def test_an_alert_minutes_before_a_drives_collision_is_a_false_alert_not_a_warning():

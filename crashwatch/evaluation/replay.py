@@ -3,8 +3,8 @@
 Per clip: whether an alert fired, the warning and time-to-accident for crash clips with ``event_time``
 (``scoring``), false alerts, a risk-over-time PNG and the probability of every stride (``traces/NAME.csv``,
 to study alerts and compute metrics without replaying again). Overall: detection rate, median time-to-accident,
-false alerts per hour of driving with no collision ahead, and the operating curve over other thresholds
-(``curve``).
+false alerts per hour of driving with no collision ahead, the operating curve over other thresholds (``curve``),
+and the field's metrics beside the project's (``field``: ``metrics.json``, ``metrics.csv``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import cv2
 from contract.dataset import read_split
 from contract.sidecars import read_truth, segments_of
 from crashwatch.evaluation.curve import Trace, operating_curve, within_budget
+from crashwatch.evaluation.field import field_metrics, write_metrics
 from crashwatch.evaluation.plot import risk_chart
 from crashwatch.evaluation.scoring import (FALSE_ALERT_BUDGET, MIN_NORMAL_HOURS, WARNING_WINDOW, false_alert_starts,
                                            score_alerts, summarise)
@@ -48,9 +49,9 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
                 alert: dict[str, Any] | None = None, skip_bad: bool = False,
                 warning_window: float = WARNING_WINDOW, budget: float = FALSE_ALERT_BUDGET,
                 min_normal_hours: float = MIN_NORMAL_HOURS, runtime: str = "auto") -> dict[str, Any]:
-    """Replay every clip of the split, write the report, and return its summary. ``within_budget`` is the
-    threshold recommended for ``budget``, None when none keeps within it or when the split holds less than
-    ``min_normal_hours`` of normal driving (``withheld`` then says why)."""
+    """Replay every clip of the split, write the report, and return its summary, with the field's metrics under
+    ``field``. ``within_budget`` is the threshold recommended for ``budget``, None when none keeps within it or
+    when the split holds less than ``min_normal_hours`` of normal driving (``withheld`` then says why)."""
     clips = read_split(data, split, skip_bad)
     model = RiskModel(bundle, runtime=runtime)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,9 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
                                f"{min_normal_hours * 60:.0f} min a false-alert rate needs to set a threshold by")
     _write_csv(out / "replay_eval.csv", rows)
     (out / REPORT).write_text(json.dumps({"summary": summary, "clips": rows}, indent=2) + "\n", encoding="utf-8")
-    return summary
+    metrics = field_metrics(traces, summary["threshold"], budget, warning_window)
+    write_metrics(out, metrics)
+    return {**summary, "field": metrics}
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
