@@ -162,6 +162,9 @@ def test_field_metrics_beside_the_projects_alerts_and_crashwatch_metrics_reads_t
     (trace_path(replay, "y.mp4")).write_text("t,probability\n44,0.05\n46,lots\n")
     with pytest.raises(TracesError, match=r"y.csv:3: t and probability must be numbers, got '46', 'lots'"):
         read_replay(replay)
+    (replay / "replay_eval.json").write_text(json.dumps({"summary": {"threshold": 0.65}, "clips": clips}))
+    with pytest.raises(TracesError, match=r"replay_eval.json: not a replay-eval report \(KeyError: 'warning_window_s'"):
+        read_replay(replay)
     bad = subprocess.run([sys.executable, "-m", "crashwatch", "metrics", str(tmp_path)], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and f"{tmp_path / 'replay_eval.json'}: no such file" in bad.stderr

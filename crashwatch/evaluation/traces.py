@@ -43,6 +43,7 @@ def read_replay(folder: Path) -> tuple[dict[str, Any], list[Trace]]:
     try:
         report = json.loads(report_path.read_text(encoding="utf-8"))
         summary, clips = report["summary"], report["clips"]
+        float(summary["threshold"]), float(summary["warning_window_s"])  # what the metrics need of the replay
         rows = [(c["file_name"], int(c["label"]), c["event_time"], float(c["duration_s"])) for c in clips]
     except FileNotFoundError:
         raise TracesError(f"{report_path}: no such file (give the folder `crashwatch replay-eval --out` "
