@@ -1,10 +1,14 @@
 """The research dataset format, read strictly.
 
-``DATA/{split}.jsonl`` holds one clip a line, ``{"video": "x.mp4", "text": "<question>", "label": 0|1}`` and an
-optional ``"event_time"`` (seconds from the clip's start to the collision; past the clip's end where the clip
-stops before it, as in the research labels: a collision 1 to 2 s after the clip); the videos lie in
-``DATA/{split}/``. Everything is checked before training starts: every problem names the file and line.
-With ``skip_bad`` the bad lines are dropped, counted and listed in a warning; nothing is skipped silently.
+``DATA/{split}.jsonl`` holds one clip a line, ``{"video": "x.mp4", "text": "<question>", "label": 0|1}`` and
+optionally ``"event_time"`` (seconds from the clip's start to the collision; past the clip's end where the clip
+stops before it, as in the research labels: a collision 1 to 2 s after the clip), ``"alert_time"`` (the second
+from which the collision can be foreseen, as the Nexar set labels it; needs ``event_time`` and is not after it)
+and ``"meta"`` (what the clip's public data set says of it that a user filters on: ego involvement, weather,
+accident type, its file there; an object of plain values, which training ignores); the videos lie in
+``DATA/{split}/``. Other keys are refused, so a misspelt ``event_time`` is not silently dropped. Everything is
+checked before training starts: every problem names the file and line. With ``skip_bad`` the bad lines are
+dropped, counted and listed in a warning; nothing is skipped silently.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract.errors import CrashwatchError
@@ -22,7 +26,7 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 REQUIRED = {"video": str, "text": str, "label": int}
-OPTIONAL = {"event_time": (int, float)}
+OPTIONAL = ("event_time", "alert_time", "meta")
 # A line longer than this is not a clip description; refusing it early keeps a corrupt file from eating memory.
 MAX_LINE_BYTES = 64 * 1024
 
@@ -44,7 +48,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}" if self.line is not None else f"{self.file}: {self.message}"
+        if self.line is not None:
+            return f"{self.file}:{self.line}: {self.message}"
+        # A video's own error names it (or the frame inside it) already: "x.mp4: x.mp4: ..." says it twice.
+        return self.message if self.message.startswith(f"{self.file}") else f"{self.file}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,9 @@ class Clip:
     event_time: float | None
     line: int
     info: ClipInfo
+    alert_time: float | None = None
+    # Left out of equality and the hash: clips key sets and dicts (training windows), and a dict hashes not.
+    meta: dict[str, str | int | float | bool | None] = field(default_factory=dict, compare=False)
 
     @property
     def name(self) -> str:
@@ -82,7 +92,7 @@ def _parse_line(raw: bytes, source: Path, number: int) -> dict | Problem:
         return problem(f"expected a JSON object, got {type(entry).__name__}")
     unknown = sorted(set(entry) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
-        return problem(f"unknown key(s) {unknown}; allowed: video, text, label, event_time")
+        return problem(f"unknown key(s) {unknown}; allowed: {', '.join([*REQUIRED, *OPTIONAL])}")
     for key, kind in REQUIRED.items():
         if key not in entry:
             return problem(f"missing key {key!r}")
@@ -93,11 +103,25 @@ def _parse_line(raw: bytes, source: Path, number: int) -> dict | Problem:
         return problem(f"'label' must be 0 or 1, got {entry['label']}")
     if not entry["text"].strip():
         return problem("'text' is empty")
-    event = entry.get("event_time")
-    if event is not None:
-        if isinstance(event, bool) or not isinstance(event, (int, float)) or not math.isfinite(event) or event < 0:
-            return problem(f"'event_time' must be a non-negative number of seconds, got {event!r:.40}")
+    for key in ("event_time", "alert_time"):
+        seconds = entry.get(key)
+        if seconds is not None and not _is_seconds(seconds):
+            return problem(f"{key!r} must be a non-negative number of seconds, got {seconds!r:.40}")
+    alert, event = entry.get("alert_time"), entry.get("event_time")
+    if alert is not None and (event is None or alert > event):
+        return problem(f"'alert_time' {alert} needs an 'event_time' at or after it, got {event!r}")
+    meta = entry.get("meta")
+    if meta is not None:
+        if not isinstance(meta, dict):
+            return problem(f"'meta' must be a JSON object, got {type(meta).__name__}")
+        nested = sorted(k for k, v in meta.items() if v is not None and not isinstance(v, (str, int, float, bool)))
+        if nested:
+            return problem(f"'meta' values must be strings, numbers, booleans or null; {nested} are not")
     return entry
+
+
+def _is_seconds(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
 
 
 def _resolve_video(folder: Path, name: str) -> Path | str:
@@ -145,8 +169,9 @@ def read_split(data_dir: str | Path, split: str, skip_bad: bool = False) -> list
         except VideoError as err:
             problems.append(Problem(source, number, str(err)))
             continue
-        event = entry.get("event_time")
-        clips.append(Clip(video, entry["text"], entry["label"], None if event is None else float(event), number, info))
+        event, alert = entry.get("event_time"), entry.get("alert_time")
+        clips.append(Clip(video, entry["text"], entry["label"], None if event is None else float(event), number, info,
+                          None if alert is None else float(alert), dict(entry.get("meta") or {})))
     if problems:
         listing = "\n  ".join(str(p) for p in problems)
         if not skip_bad:

@@ -44,23 +44,28 @@ def frame_index(frame: np.ndarray) -> int:
     return sum(bit << b for b, bit in enumerate(bits))
 
 
+def draw_frame(i: int, num_frames: int, size: tuple[int, int] = (96, 64), moving_box: bool = True) -> np.ndarray:
+    """Frame ``i`` of ``num_frames`` of a test video: ``i`` in blocks along its top (``frame_index``) and,
+    optionally, a box sliding across the grey below."""
+    width, height = size
+    frame = np.full((height, width, 3), 128, np.uint8)
+    block = width // BITS
+    for b in range(BITS):
+        frame[: block, b * block:(b + 1) * block] = 255 if (i >> b) & 1 else 0
+    if moving_box:
+        x = int((width - 16) * i / max(num_frames - 1, 1))
+        cv2.rectangle(frame, (x, height // 3), (x + 16, height // 3 + 16), (0, 0, 255), -1)
+    return frame
+
+
 def write_video(path: Path, num_frames: int, fps: float = 10.0, size: tuple[int, int] = (96, 64),
                 moving_box: bool = True) -> Path:
-    """A real MPEG-4 file: frame i carries i in blocks along its top (``frame_index``) and, optionally, a box
-    sliding across the grey below."""
+    """A real MPEG-4 file of ``draw_frame`` frames."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    width, height = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     assert writer.isOpened(), f"OpenCV cannot write {path}"
     for i in range(num_frames):
-        frame = np.full((height, width, 3), 128, np.uint8)
-        block = width // BITS
-        for b in range(BITS):
-            frame[: block, b * block:(b + 1) * block] = 255 if (i >> b) & 1 else 0
-        if moving_box:
-            x = int((width - 16) * i / max(num_frames - 1, 1))
-            cv2.rectangle(frame, (x, height // 3), (x + 16, height // 3 + 16), (0, 0, 255), -1)
-        writer.write(frame)
+        writer.write(draw_frame(i, num_frames, size, moving_box))
     writer.release()
     return path
 

@@ -37,6 +37,11 @@ BAD_LINES = [
     ('{"video": "a.mp4", "label": 1}', "missing key 'text'"),
     ('{"video": "a.mp4", "text": "q", "label": 1, "colour": "red"}', "unknown key"),
     ('{"video": "a.mp4", "text": "q", "label": 1, "event_time": -1}', "event_time"),
+    ('{"video": "a.mp4", "text": "q", "label": 1, "alert_time": 2.0}', "'alert_time' 2.0 needs an 'event_time'"),
+    ('{"video": "a.mp4", "text": "q", "label": 1, "event_time": 3, "alert_time": 4}', "at or after it, got 3"),
+    ('{"video": "a.mp4", "text": "q", "label": 1, "event_time": 3, "alert_time": "1"}', "'alert_time' must be"),
+    ('{"video": "a.mp4", "text": "q", "label": 1, "meta": ["Day"]}', "'meta' must be a JSON object, got list"),
+    ('{"video": "a.mp4", "text": "q", "label": 1, "meta": {"w": {"x": 1}}}', "['w'] are not"),
     ('{"video": "missing.mp4", "text": "q", "label": 1}', "no such video file"),
     ('{"video": "../escape.mp4", "text": "q", "label": 1}', "must be relative and stay inside"),
     ('{"video": "/etc/passwd", "text": "q", "label": 1}', "must be relative and stay inside"),
@@ -51,6 +56,14 @@ def test_bad_line_names_file_line_and_problem(tmp_path, line, message):
     text = str(caught.value)
     assert f"{root / 'train.jsonl'}:2:" in text
     assert message in text
+
+
+def test_alert_time_and_meta_are_read_and_optional(tmp_path):
+    meta = {"weather": "Snowy", "ego_involved": False, "scene": None, "frames": 50}
+    root = _dataset(tmp_path, [json.dumps({**GOOD, "event_time": 3.1, "alert_time": 2, "meta": meta}), json.dumps(GOOD)])
+    timed, plain = read_split(root, "train")
+    assert (timed.event_time, timed.alert_time, timed.meta) == (3.1, 2.0, meta)
+    assert (plain.event_time, plain.alert_time, plain.meta) == (None, None, {})
 
 
 def test_undecodable_and_empty_videos_are_named(tmp_path):

@@ -89,6 +89,10 @@ def test_a_frame_the_capture_dropped_is_held_not_skipped():
     (["replay-eval", "--bundle", "b", "--data", ".", "--out", "o", "--stride", "-1"], "--stride"),
     (["calibrate", "--bundle", ".", "--data", ".", "--out", "o", "--warning-window", "nan"], "--warning-window"),
     (["synth", "--out", "o", "--drive-minutes", "-1"], "--drive-minutes"),
+    (["dataset", "index", ".", "--out", "o", "--split", "0.7,0.7,nan"], "--split"),
+    (["dataset", "import", "dad", ".", "--out", "o", "--split", "0.5,0.5"], "--split"),
+    (["dataset", "import", "dad", ".", "--out", "o", "--val-fraction", "1"], "--val-fraction"),
+    (["metrics", ".", "--clip-seconds", "0"], "--clip-seconds"),
 ])
 def test_bad_numbers_are_a_usage_error_naming_the_option(args, option):
     result = CliRunner().invoke(main, args)

@@ -23,7 +23,7 @@ from monitor.publisher import Publisher, PublisherError
 from monitor.redact import redact_url
 from monitor.scorer import WindowScorer
 from monitor.source import Frame, SourceError, parse_source
-from tests.conftest import CLIPS, FORBID_TORCH, QUESTION, REPO, need_shared, write_video
+from tests.conftest import CLIPS, FORBID_TORCH, REPO, need_shared, write_video
 from tests.monitor_helpers import Collector
 
 
@@ -272,6 +272,15 @@ def test_replay_eval_reports_per_clip_and_overall(bundle, tiny_dataset, tmp_path
             trace = list(csv.DictReader(handle))
         assert len(trace) == c["strides"] and float(trace[0]["t"]) == pytest.approx(0.0)
         assert max(float(r["probability"]) for r in trace) == pytest.approx(c["max_probability"], abs=1e-5)
+    # The field's metrics, written beside the report and computed again from the folder alone to the same figures.
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dad_ccd"]["crash_clips"] == 2 and metrics["nexar"]["normal_clips"] == 2
+    assert metrics["project_alerts"]["at_threshold"]["false_alerts"] == summary["false_alerts"]
+    assert "DAD/CCD protocol: AP" in result.stdout and "Nexar score" in result.stdout
+    again = subprocess.run([sys.executable, "-m", "crashwatch", "metrics", str(out), "--out", str(tmp_path / "m")],
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text()) == metrics
 
 
 def test_an_alert_minutes_before_a_drives_collision_is_a_false_alert_not_a_warning():
@@ -309,17 +318,12 @@ def test_false_alerts_are_counted_by_the_segment_on_screen_where_ground_truth_na
 
 
 def test_the_operating_curve_replays_the_alert_policy_over_recorded_probabilities():
-    from contract.dataset import Clip
-    from contract.video import ClipInfo
     from crashwatch.evaluation.curve import Trace, operating_curve, within_budget
-
-    def clip(name, label, event_time, seconds):
-        return Clip(Path(name), QUESTION, label, event_time, 1, ClipInfo(Path(name), 10.0, int(seconds * 10), 64, 64))
 
     times = [0.5 * k for k in range(121)]  # 60 s at a 0.5 s stride
     normal = [0.5 if 10.0 <= t <= 12.0 else 0.1 for t in times]  # one scare, 2 s long
     crash = [0.8 if t >= 52.0 else 0.1 for t in times]  # rises 3 s before the collision at 55 s
-    traces = [Trace(clip("normal.mp4", 0, None, 60.0), times, normal), Trace(clip("crash.mp4", 1, 55.0, 60.0), times, crash)]
+    traces = [Trace("normal.mp4", 0, None, 60.0, times, normal), Trace("crash.mp4", 1, 55.0, 60.0, times, crash)]
     curve = operating_curve(traces, {}, warning_window=5.0, thresholds=[0.3, 0.6, 0.9])
     assert [p["false_alerts"] for p in curve] == [1, 0, 0]
     assert [p["alerted_before_collision"] for p in curve] == [1, 1, 0]

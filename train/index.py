@@ -3,7 +3,8 @@
 From a folder of labelled videos (``positive/`` and ``negative/`` subfolders) or a CSV (columns ``video`` or
 ``file``, ``label``, optional ``event_time`` or ``event_time_s``; paths relative to the CSV), write the
 research layout: ``OUT/{train,val,test}/`` with the videos and ``OUT/{split}.jsonl``. Splits are stratified
-by label and drawn with a seed. Every video is checked to decode first.
+by label and drawn with a seed. Every video is checked to decode first. The importers of public data sets
+(``train.importers``) write the layout with the same functions.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import math
 import os
 import random
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from contract.dataset import SPLITS, DatasetError, Problem
 from contract.video import VideoError, probe_clip
+from train.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +31,30 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 @dataclass(frozen=True)
 class LabelledVideo:
+    """A video and what its source says of it. ``name`` is its file name in the dataset (default: its own),
+    ``split`` the split its source puts it in (None: the source has none), ``move`` that the file was made for
+    this import (frames encoded into a video) and is moved into place rather than copied."""
+
     path: Path
     label: int
     event_time: float | None = None
+    alert_time: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    name: str = ""
+    split: str | None = None
+    move: bool = False
+
+    @property
+    def file_name(self) -> str:
+        return self.name or self.path.name
+
+    def entry(self, question: str) -> dict[str, Any]:
+        """Its line of ``{split}.jsonl``."""
+        entry: dict[str, Any] = {"video": self.file_name, "text": question, "label": self.label}
+        for key, value in (("event_time", self.event_time), ("alert_time", self.alert_time), ("meta", self.meta)):
+            if value is not None and value != {}:
+                entry[key] = value
+        return entry
 
 
 def from_folders(source: Path) -> list[LabelledVideo]:
@@ -78,7 +102,8 @@ def from_csv(table: Path) -> tuple[list[LabelledVideo], list[Problem]]:
     return found, problems
 
 
-def split_videos(videos: list[LabelledVideo], fractions: tuple[float, float, float], seed: int) -> dict[str, list[LabelledVideo]]:
+def split_videos(videos: list[LabelledVideo], fractions: tuple[float, float, float],
+                 seed: int) -> dict[str, list[LabelledVideo]]:
     """Stratified split: each label's videos shuffled with ``seed`` and cut by ``fractions`` (train, val, test)."""
     rng = random.Random(seed)
     splits: dict[str, list[LabelledVideo]] = {s: [] for s in SPLITS}
@@ -94,38 +119,37 @@ def split_videos(videos: list[LabelledVideo], fractions: tuple[float, float, flo
     return splits
 
 
-def write_dataset(
-    videos: list[LabelledVideo], out: Path, question: str, fractions: tuple[float, float, float],
-    seed: int, link: bool = False,
-) -> dict[str, int]:
-    """Copy (or hard-link) the videos into ``out/{split}/`` and write the JSONL files. Returns counts."""
-    counts = {}
-    for split, members in split_videos(videos, fractions, seed).items():
-        folder = out / split
-        folder.mkdir(parents=True, exist_ok=True)
-        lines = []
-        for video in members:
-            target = folder / video.path.name
-            if target.exists():
-                target.unlink()
-            if link:
-                os.link(video.path, target)
-            else:
-                shutil.copy2(video.path, target)
-            entry = {"video": video.path.name, "text": question, "label": video.label}
-            if video.event_time is not None:
-                entry["event_time"] = video.event_time
-            lines.append(json.dumps(entry))
-        (out / f"{split}.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        counts[split] = len(members)
-    return counts
+def write_dataset(splits: dict[str, list[LabelledVideo]], out: Path, question: str,
+                  link: bool = False) -> dict[str, int]:
+    """Put the videos into ``out/{split}/`` (copied, hard-linked with ``link``, moved when made for this import)
+    and write the JSONL files. Returns the count per split."""
+    for split in SPLITS:
+        (out / split).mkdir(parents=True, exist_ok=True)
+    placed = [(split, video) for split in SPLITS for video in splits.get(split, [])]
+    for split, video in progress(placed, "writing"):
+        _place(video, out / split / video.file_name, link)
+    for split in SPLITS:
+        lines = [json.dumps(video.entry(question)) + "\n" for video in splits.get(split, [])]
+        (out / f"{split}.jsonl").write_text("".join(lines), encoding="utf-8")
+    return {split: len(splits.get(split, [])) for split in SPLITS}
+
+
+def _place(video: LabelledVideo, target: Path, link: bool) -> None:
+    if target.exists():
+        target.unlink()
+    if video.move:
+        shutil.move(video.path, target)
+    elif link:
+        os.link(video.path, target)
+    else:
+        shutil.copy2(video.path, target)
 
 
 def check_videos(videos: list[LabelledVideo], problems: list[Problem]) -> list[LabelledVideo]:
     """Keep the videos that decode; add a Problem for each that does not, or whose name repeats another's."""
     good, names = [], set()
-    for video in videos:
-        if video.path.name in names:
+    for video in progress(videos, "checking videos"):
+        if video.file_name in names:
             problems.append(Problem(video.path, None, "another video has the same file name; names must be unique"))
             continue
         try:
@@ -133,7 +157,7 @@ def check_videos(videos: list[LabelledVideo], problems: list[Problem]) -> list[L
         except VideoError as err:
             problems.append(Problem(video.path, None, str(err)))
             continue
-        names.add(video.path.name)
+        names.add(video.file_name)
         good.append(video)
     return good
 
@@ -154,4 +178,4 @@ def index_dataset(source: Path, out: Path, question: str, fractions: tuple[float
         log.warning("leaving out %d video(s):\n  %s", len(problems), listing)
     if not videos:
         raise DatasetError(f"{source}: no usable videos")
-    return write_dataset(videos, out, question, fractions, seed, link)
+    return write_dataset(split_videos(videos, fractions, seed), out, question, link)

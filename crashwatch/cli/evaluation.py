@@ -1,4 +1,4 @@
-"""Commands that measure: ``replay-eval``, ``calibrate`` and ``bench``."""
+"""Commands that measure: ``replay-eval``, ``metrics``, ``calibrate`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
-from crashwatch.cli.options import (alert_on_option, budget_option, existing_dir, min_normal_hours_option,
+from crashwatch.cli.options import (SECONDS, alert_on_option, budget_option, existing_dir, min_normal_hours_option,
                                     runtime_option, skip_bad_option, split_option, stride_option,
                                     warning_window_option)
+from crashwatch.evaluation.field import METRICS_CSV, METRICS_JSON, summary_lines
 
 
 @click.command("replay-eval")
@@ -18,7 +19,7 @@ from crashwatch.cli.options import (alert_on_option, budget_option, existing_dir
 @click.option("--data", "data_dir", required=True, type=existing_dir, help="Dataset folder (research layout).")
 @split_option
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Where replay_eval.csv, replay_eval.json, plots/ and traces/ go.")
+              help="Where replay_eval.csv, replay_eval.json, metrics.json, metrics.csv, plots/ and traces/ go.")
 @stride_option
 @alert_on_option
 @skip_bad_option
@@ -30,7 +31,8 @@ def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: P
                         alert_on: float | None, skip_bad: bool, warning_window: float, budget: float,
                         min_normal_hours: float, runtime: str) -> None:
     """Replay every clip of a split through the monitor and report alerts, time-to-accident, false alerts,
-    and the operating curve over other alert thresholds."""
+    the operating curve over other alert thresholds, and the field's metrics (DAD/CCD AP, mTTA, TTA@R80; the
+    Nexar score; recall at a false-alarm budget)."""
     s = _replay(bundle_dir, data_dir, split, out_dir, stride, alert_on, skip_bad, warning_window, budget,
                 min_normal_hours, runtime)
     pick = s["within_budget"]
@@ -41,6 +43,34 @@ def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: P
     else:
         verdict = f"no threshold keeps false alerts within {budget:g}/h"
     click.echo(f"operating curve: {out_dir / 'operating_curve.csv'}; {verdict}")
+    for line in summary_lines(s["field"]):
+        click.echo(line)
+    click.echo(f"wrote {out_dir / METRICS_JSON} and {out_dir / METRICS_CSV}")
+
+
+@click.command("metrics")
+@click.argument("traces_dir", metavar="TRACES", type=existing_dir)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where metrics.json and metrics.csv go [default: TRACES].")
+@budget_option
+@click.option("--clip-seconds", type=SECONDS,
+              help="Clip length the DAD/CCD protocol's published times are scaled by (UString multiplies its "
+                   "relative times by it: 5 for DAD and CCD) [default: the median clip length].")
+def metrics_command(traces_dir: Path, out_dir: Path | None, budget: float, clip_seconds: float | None) -> None:
+    """Compute the field's metrics again from a replay-eval folder (its replay_eval.json and traces/), without
+    replaying: the DAD/CCD protocol, the Nexar score, and recall at a false-alarm budget beside the project's
+    own alerts."""
+    from crashwatch.evaluation.field import field_metrics, write_metrics
+    from crashwatch.evaluation.traces import read_replay
+
+    summary, traces = read_replay(traces_dir)
+    metrics = field_metrics(traces, summary["threshold"], budget, summary["warning_window_s"], clip_seconds)
+    out_dir = out_dir or traces_dir
+    write_metrics(out_dir, metrics)
+    click.echo(f"{len(traces)} clips of {traces_dir}")
+    for line in summary_lines(metrics):
+        click.echo(line)
+    click.echo(f"wrote {out_dir / METRICS_JSON} and {out_dir / METRICS_CSV}")
 
 
 @click.command("calibrate")
@@ -143,4 +173,4 @@ def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundl
     click.echo(f"wrote {out}")
 
 
-COMMANDS = (replay_eval_command, calibrate_command, bench_command)
+COMMANDS = (replay_eval_command, metrics_command, calibrate_command, bench_command)

@@ -22,6 +22,23 @@ class Finite(click.FloatRange):
         return number
 
 
+class Fractions(click.ParamType):
+    """Three non-negative fractions summing to 1, ``train,val,test``, as a tuple."""
+
+    name = "train,val,test"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        if isinstance(value, tuple):
+            return value
+        try:
+            parts = tuple(float(x) for x in str(value).split(","))
+        except ValueError:
+            parts = ()
+        if len(parts) != 3 or not all(math.isfinite(p) and p >= 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
+            self.fail(f"{value!r}: give three non-negative fractions summing to 1", param, ctx)
+        return parts
+
+
 SECONDS = Finite(min=0, min_open=True, max=3600)  # a positive duration of at most an hour
 PROBABILITY = Finite(min=0, max=1)
 

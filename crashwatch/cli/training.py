@@ -1,4 +1,5 @@
-"""Commands for the people who train: ``train``, ``eval``, ``export``, ``synth`` and ``dataset index``."""
+"""Commands for the people who train: ``train``, ``eval``, ``export``, ``synth``, ``dataset index`` and
+``dataset import``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import click
 
 from contract.bundle import PRECISIONS
 from contract.prompt import DEFAULT_QUESTION
-from crashwatch.cli.options import Finite, existing_dir, fmt, skip_bad_option, split_option
+from train.importers import KINDS as IMPORT_KINDS, VAL_FRACTION
+from crashwatch.cli.options import Finite, Fractions, existing_dir, fmt, skip_bad_option, split_option
 
 
 @click.command()
@@ -128,13 +130,14 @@ def dataset() -> None:
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Dataset folder to write: train/ val/ test/ and their .jsonl files.")
-@click.option("--split", "fractions", default="0.7,0.15,0.15", show_default=True,
+@click.option("--split", "fractions", type=Fractions(), default="0.7,0.15,0.15", show_default=True,
               help="Fractions for train,val,test (stratified by label).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the split.")
 @click.option("--question", default=None, help="Question text for every line (default: the research question).")
 @click.option("--link", is_flag=True, help="Hard-link videos instead of copying them.")
 @click.option("--skip-bad", is_flag=True, help="Leave out bad rows and videos with a warning instead of stopping.")
-def dataset_index(source: Path, out_dir: Path, fractions: str, seed: int, question: str | None, link: bool,
+def dataset_index(source: Path, out_dir: Path, fractions: tuple[float, float, float], seed: int,
+                  question: str | None, link: bool,
                   skip_bad: bool) -> None:
     """Write the JSONL files from labelled videos.
 
@@ -143,13 +146,39 @@ def dataset_index(source: Path, out_dir: Path, fractions: str, seed: int, questi
     """
     from train.index import index_dataset
 
-    try:
-        parts = tuple(float(x) for x in fractions.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
-        raise click.BadParameter(f"{fractions!r}: give three non-negative fractions summing to 1", param_hint="--split")
-    counts = index_dataset(source, out_dir, question or DEFAULT_QUESTION, parts, seed, link, skip_bad)
+    counts = index_dataset(source, out_dir, question or DEFAULT_QUESTION, fractions, seed, link, skip_bad)
     click.echo(f"wrote {out_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + " clips")
+
+
+@dataset.command("import")
+@click.argument("kind", type=click.Choice(IMPORT_KINDS))
+@click.argument("source", type=existing_dir)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Dataset folder to write: train/ val/ test/ and their .jsonl files, and import_report.json.")
+@click.option("--split", "fractions", type=Fractions(), default=None,
+              help="Re-split every clip by these fractions (stratified by label) [default: the set's own split "
+                   "(DAD training/testing, CCD train.txt/test.txt, DoTA train/val as train/test), validation "
+                   "drawn from its training part; Nexar, which has none, 0.7,0.15,0.15].")
+@click.option("--val-fraction", type=Finite(min=0, max=1, max_open=True), default=VAL_FRACTION, show_default=True,
+              help="With the set's own split: the share of its training clips that become validation.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the split.")
+@click.option("--question", default=None, help="Question text for every line (default: the research question).")
+@click.option("--link", is_flag=True, help="Hard-link videos instead of copying them.")
+def dataset_import(kind: str, source: Path, out_dir: Path, fractions: tuple[float, float, float] | None,
+                   val_fraction: float, seed: int, question: str | None, link: bool) -> None:
+    """Write the research layout from a public data set in its own published layout.
+
+    KIND is nexar (Kaggle: train.csv, train/NNNNN.mp4), dad (videos/{training,testing}/{positive,negative}/),
+    ccd (videos/Crash-1500.txt, videos/Crash-1500/, videos/Normal/) or dota (dataset/annotations/*.json,
+    frames/VIDEO/images/). Every file or line that cannot be used is listed with the reason.
+    """
+    from train.importers import import_dataset
+
+    report = import_dataset(kind, source, out_dir, question or DEFAULT_QUESTION, fractions, val_fraction, seed, link)
+    click.echo(report.summary())
+    if report.problems:
+        click.echo(f"not used ({len(report.problems)}):")
+        for problem in report.problems:
+            click.echo(f"  {problem}")
 
 COMMANDS = (train, evaluate, export_command, synth_command, dataset)

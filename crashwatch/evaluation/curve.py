@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from contract.dataset import Clip
 from crashwatch.evaluation.scoring import WARNING_WINDOW, score_alerts, summarise
 from monitor.alerts import AlertPolicy, AlertTracker, alert_starts
 
@@ -19,9 +18,13 @@ CURVE_COLUMNS = ("threshold", "alerted_before_collision", "crash_clips_with_even
 
 @dataclass(frozen=True)
 class Trace:
-    """A replayed clip, its stride times and their probabilities."""
+    """A replayed clip (its file name, label, collision time and length) and every stride's time and probability:
+    all any metric needs, so the metrics can be computed again from a replay's folder (``traces.read_replay``)."""
 
-    clip: Clip
+    name: str
+    label: int
+    event_time: float | None
+    duration: float
     times: list[float]
     probabilities: list[float]
 
@@ -35,10 +38,9 @@ def operating_curve(traces: list[Trace], alert: dict[str, Any], warning_window: 
         policy = AlertPolicy.around(threshold, **alert)
         rows = []
         for trace in traces:
-            clip = trace.clip
             starts = _alert_starts(policy, trace.times, trace.probabilities)
-            rows.append({"label": clip.label, "event_time": clip.event_time, "alert_fired": int(bool(starts)),
-                         **score_alerts(starts, clip.info.duration, clip.event_time, clip.label, warning_window)})
+            rows.append({"label": trace.label, "event_time": trace.event_time, "alert_fired": int(bool(starts)),
+                         **score_alerts(starts, trace.duration, trace.event_time, trace.label, warning_window)})
         summary = summarise(rows, threshold)
         curve.append({key: summary[key] for key in CURVE_COLUMNS})
     return curve

@@ -2,8 +2,9 @@
 
 Per clip: whether an alert fired, the warning and time-to-accident for crash clips with ``event_time``
 (``scoring``), false alerts, a risk-over-time PNG and the probability of every stride (``traces/NAME.csv``,
-to study alerts without replaying again). Overall: detection rate, median time-to-accident, false alerts per
-hour of driving with no collision ahead, and the operating curve over other thresholds (``curve``).
+to study alerts and compute metrics without replaying again). Overall: detection rate, median time-to-accident,
+false alerts per hour of driving with no collision ahead, the operating curve over other thresholds (``curve``),
+and the field's metrics beside the project's (``field``: ``metrics.json``, ``metrics.csv``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import cv2
 from contract.dataset import read_split
 from contract.sidecars import read_truth, segments_of
 from crashwatch.evaluation.curve import Trace, operating_curve, within_budget
+from crashwatch.evaluation.field import field_metrics, write_metrics
 from crashwatch.evaluation.plot import risk_chart
 from crashwatch.evaluation.scoring import (FALSE_ALERT_BUDGET, MIN_NORMAL_HOURS, WARNING_WINDOW, false_alert_starts,
                                            score_alerts, summarise)
+from crashwatch.evaluation.traces import REPORT, TRACES, trace_path, write_trace, written
 from monitor.alerts import alert_spans, alert_starts
 from monitor.model import RiskModel
 from monitor.monitor import Monitor, MonitorOptions
@@ -46,13 +49,13 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
                 alert: dict[str, Any] | None = None, skip_bad: bool = False,
                 warning_window: float = WARNING_WINDOW, budget: float = FALSE_ALERT_BUDGET,
                 min_normal_hours: float = MIN_NORMAL_HOURS, runtime: str = "auto") -> dict[str, Any]:
-    """Replay every clip of the split, write the report, and return its summary. ``within_budget`` is the
-    threshold recommended for ``budget``, None when none keeps within it or when the split holds less than
-    ``min_normal_hours`` of normal driving (``withheld`` then says why)."""
+    """Replay every clip of the split, write the report, and return its summary, with the field's metrics under
+    ``field``. ``within_budget`` is the threshold recommended for ``budget``, None when none keeps within it or
+    when the split holds less than ``min_normal_hours`` of normal driving (``withheld`` then says why)."""
     clips = read_split(data, split, skip_bad)
     model = RiskModel(bundle, runtime=runtime)
     out.mkdir(parents=True, exist_ok=True)
-    for folder in ("plots", "traces"):
+    for folder in ("plots", TRACES):
         (out / folder).mkdir(exist_ok=True)
     segments = segments_of(read_truth(data, split))
     rows, traces = [], []
@@ -75,12 +78,11 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
         chart = risk_chart(times, probabilities, monitor.policy.on, spans, clip.event_time,
                            f"{clip.name} (label {clip.label})", t_end=clip.info.duration)
         cv2.imwrite(str(out / "plots" / f"{clip.video.stem}.png"), chart)
-        _write_csv(out / "traces" / f"{clip.video.stem}.csv",
-                   [{"t": round(t, 3), "probability": round(p, 5)} for t, p in zip(times, probabilities)],
-                   ["t", "probability"])
+        write_trace(trace_path(out, clip.name), times, probabilities)
         log.info("[%d/%d] %s: %d strides, %d alert(s)%s", number, len(clips), clip.name, monitor.stats.strides,
                  len(start_times), "" if tta is None else f", time-to-accident {tta:.2f} s")
-        traces.append(Trace(clip, times, probabilities))
+        traces.append(Trace(clip.name, clip.label, clip.event_time, clip.info.duration,
+                            *written(times, probabilities)))
     summary = summarise(rows, model.manifest.threshold if not alert or "on" not in alert else alert["on"])
     summary.update({"bundle": str(bundle), "data": str(data), "split": split, "warning_window_s": warning_window,
                     "runtime": model.engine.runtime.value, "inference_precision": model.engine.inference_precision})
@@ -95,13 +97,14 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
         summary["withheld"] = (f"{summary['normal_hours'] * 60:.1f} min of normal driving, under the "
                                f"{min_normal_hours * 60:.0f} min a false-alert rate needs to set a threshold by")
     _write_csv(out / "replay_eval.csv", rows)
-    (out / "replay_eval.json").write_text(json.dumps({"summary": summary, "clips": rows}, indent=2) + "\n",
-                                          encoding="utf-8")
-    return summary
+    (out / REPORT).write_text(json.dumps({"summary": summary, "clips": rows}, indent=2) + "\n", encoding="utf-8")
+    metrics = field_metrics(traces, summary["threshold"], budget, warning_window)
+    write_metrics(out, metrics)
+    return {**summary, "field": metrics}
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields or list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
