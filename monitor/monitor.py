@@ -113,7 +113,10 @@ class Monitor:
         # The buffer holds full-resolution frames, so only what a window can still need; event clips take
         # their post-roll frames straight from the capture.
         span = self.window.seconds + 2 * self.stride + 0.5
-        self.buffer = FrameBuffer(span, paced=options.replay == "fast")
+        on_lattice = abs(self.stride / self.window.spacing - round(self.stride / self.window.spacing)) <= 1e-6
+        keep_all = options.events_dir is not None and options.record_dir is None  # clips from the buffer
+        self.buffer = FrameBuffer(span, paced=options.replay == "fast",
+                                  lattice=self.window.spacing if on_lattice and not keep_all else None)
         self.events, self.recorder, self.locker = None, None, None
         if options.record_dir is not None:
             self.recorder = LoopRecorder(options.record_dir, options.camera, options.record_keep, options.record_codec,

@@ -20,7 +20,9 @@ from monitor.batching import BatchingGraph, batching_engine, rows_independent
 from monitor.cameras import load_cameras
 from monitor.fleet import Fleet
 from monitor.model import RiskModel
+from monitor.monitor import Monitor, MonitorOptions
 from monitor.publisher import Publisher
+from monitor.source import parse_source
 from tests.conftest import REPO, write_video
 from tests.monitor_helpers import Collector
 
@@ -192,3 +194,21 @@ def _risks(collector: Collector) -> dict[str, int]:
     for message in collector.of("risk"):
         counts[message["camera"]] += 1
     return counts
+
+
+def test_the_buffer_keeps_only_frames_a_window_can_pick(tiny_bundle, tmp_path):
+    """Memory per camera: the capture buffer drops frames no window can pick; the windows are the same."""
+    clip = write_video(tmp_path / "c.mp4", 150, fps=30)
+    runs = {}
+    for name, events in (("thinned", None), ("every frame", tmp_path / "events")):
+        endpoint = f"tcp://127.0.0.1:{free_port()}"
+        monitor = Monitor(RiskModel(tiny_bundle), MonitorOptions(source=parse_source(str(clip)), replay="fast",
+                                                                 events_dir=events),
+                          lambda status: Publisher(endpoint, "cam", status=status))
+        held = []
+        push = monitor.buffer.push
+        monitor.buffer.push = lambda frame: (push(frame), held.append(len(monitor.buffer.snapshot())))
+        monitor.run()
+        runs[name] = ([r.frame_ids for r in monitor.risks], max(held))
+    assert runs["thinned"][0] == runs["every frame"][0]  # every window picked the very same frames
+    assert runs["thinned"][1] * 5 < runs["every frame"][1]  # at 30 fps, 2 s windows of 4 frames
