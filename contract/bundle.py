@@ -3,7 +3,8 @@
 Layout (``manifest.json`` lists every file with its SHA-256; nothing else may be in the folder)::
 
     manifest.json         format version, model description, window, pixels, question, threshold,
-                          graph inputs/outputs, file checksums, producing versions, parity figures
+                          graph inputs/outputs, file checksums, producing versions, parity figures; for a
+                          zero-shot bundle (``export --zero-shot``) the pretrained model and its two answers
     vision.onnx           pixels [F, 3, S, S] -> per-frame image embeddings [F, T, D]
     head.onnx             prompt embeddings [B, L, D] + attention mask [B, L] -> logits [B]
     *.onnx.data           external weights of a large graph, next to the graph that names it
@@ -74,9 +75,10 @@ def build_manifest(*, precision: str, backbone: str, hidden_size: int, tokens_pe
                    parameters: int, head: dict[str, Any], window: WindowSpec, pixels: PixelSpec, question: str,
                    threshold: float, files: dict[str, dict[str, Any]], source_checkpoint: str,
                    validation: dict[str, Any], versions: dict[str, str],
-                   openvino: dict[str, Any] | None = None) -> dict[str, Any]:
+                   openvino: dict[str, Any] | None = None, zero_shot: dict[str, Any] | None = None) -> dict[str, Any]:
     """The manifest of a bundle as ``manifest.json`` holds it (``versions`` gets crashwatch's own added);
-    ``openvino``, where the bundle has OpenVINO graphs, names them and their parity figures."""
+    ``openvino``, where the bundle has OpenVINO graphs, names them and their parity figures; ``zero_shot``, where
+    the head is a pretrained model's own answer, names the model and the answers (``model`` and ``answers``)."""
     if precision not in PRECISIONS:
         raise BundleError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     frames, seq, size = "frames", "sequence", pixels.image_size
@@ -105,6 +107,7 @@ def build_manifest(*, precision: str, backbone: str, hidden_size: int, tokens_pe
             },
         },
         **({"openvino": openvino} if openvino is not None else {}),
+        **({"zero_shot": zero_shot} if zero_shot is not None else {}),
         "files": files,
         "source_checkpoint": source_checkpoint,
         "validation": validation,
@@ -141,6 +144,7 @@ class Manifest:
     threshold: float
     files: dict[str, dict[str, Any]]
     openvino: dict[str, Any] | None = None  # {"vision": file, "head": file, ...} where the bundle has them
+    zero_shot: dict[str, Any] | None = None  # {"model": id, "answers": [positive, negative], ...} for a zero-shot head
 
     @classmethod
     def read(cls, folder: Path) -> "Manifest":
@@ -161,6 +165,7 @@ class Manifest:
                 threshold=float(raw["threshold"]),
                 files=dict(raw["files"]),
                 openvino=dict(raw["openvino"]) if raw.get("openvino") is not None else None,
+                zero_shot=dict(raw["zero_shot"]) if raw.get("zero_shot") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise BundleError(f"{path}: malformed manifest ({type(err).__name__}: {err})") from None
@@ -169,6 +174,10 @@ class Manifest:
         if manifest.openvino is not None and not all(isinstance(manifest.openvino.get(k), str) and
                                                      manifest.openvino[k] in manifest.files for k in ("vision", "head")):
             raise BundleError(f"{path}: `openvino` must name its vision and head graphs among the bundle's files")
+        if manifest.zero_shot is not None and not (
+                isinstance(manifest.zero_shot.get("model"), str) and isinstance(manifest.zero_shot.get("answers"), list)
+                and len(manifest.zero_shot["answers"]) == 2):
+            raise BundleError(f"{path}: `zero_shot` must name its `model` and its two `answers`")
         return manifest
 
     @property

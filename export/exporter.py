@@ -1,4 +1,5 @@
-"""``crashwatch export``: checkpoint -> bundle, checked against PyTorch before it is published.
+"""``crashwatch export``: checkpoint (or a pretrained model's zero-shot answer) -> bundle, checked against
+PyTorch before it is published.
 
 The bundle is staged in ``OUT.partial`` and renamed to ``OUT`` only after the parity check passed, so a
 failed or interrupted export never leaves something that looks like a bundle.
@@ -11,13 +12,12 @@ import platform
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from contract import bundle as layout
-from contract.prompt import PromptEncoder
 from contract.video import probe_clip
 from export.errors import ExportError
 from export.graphs import export_head, export_vision
@@ -25,31 +25,52 @@ from export.parity import check_parity
 from export.precision import CONVERTERS, to_openvino
 from monitor.runtime import Runtime, openvino_installed
 from train.checkpoint import Checkpoint, load_checkpoint
+from train.config import load_config
+from train.zeroshot import DEFAULT_ANSWERS, load_zero_shot
 
 log = logging.getLogger(__name__)
 
 
 def export_bundle(checkpoint_dir: Path, out: Path, precision: str, video: Path, force: bool = False,
                   openvino: bool = False) -> dict[str, Any]:
-    """Write the bundle for ``checkpoint_dir`` at ``out`` and return its manifest; with ``openvino``, OpenVINO
-    graphs beside the ONNX ones, checked against PyTorch as well."""
+    """Write the bundle for the trained run at ``checkpoint_dir`` at ``out`` and return its manifest; with
+    ``openvino``, OpenVINO graphs beside the ONNX ones, checked against PyTorch as well."""
+    clip = _check_request(out, precision, video, force, openvino)
+    return _publish(load_checkpoint(checkpoint_dir), str(checkpoint_dir), out, precision, clip, openvino)
+
+
+def export_zero_shot(model: str, config_path: Path, out: Path, precision: str, video: Path,
+                     answers: Sequence[str] = DEFAULT_ANSWERS, force: bool = False,
+                     openvino: bool = False) -> dict[str, Any]:
+    """Write a zero-shot baseline bundle of the pretrained ``model`` (``train.zeroshot``: its own logit of the
+    first answer minus the second's) on the window, frame size and question of the run configuration at
+    ``config_path``, checked like any other export; return its manifest."""
+    clip = _check_request(out, precision, video, force, openvino)
+    return _publish(load_zero_shot(model, load_config(config_path), answers), model, out, precision, clip, openvino)
+
+
+def _check_request(out: Path, precision: str, video: Path, force: bool, openvino: bool) -> Path:
+    """Refuse what cannot be exported before any model is loaded; the parity clip, probed."""
     if precision not in layout.PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; choose from {', '.join(layout.PRECISIONS)}")
     if openvino and not openvino_installed():
         raise ExportError("--openvino: the openvino package is not installed (pip install 'crashwatch[openvino]')")
     if out.exists() and any(out.iterdir()) and not force:
         raise ExportError(f"{out}: exists and is not empty (use --force to replace it)")
-    clip = probe_clip(video)
-    run = load_checkpoint(checkpoint_dir)
+    return probe_clip(video).path
+
+
+def _publish(run: Checkpoint, source: str, out: Path, precision: str, clip: Path, openvino: bool) -> dict[str, Any]:
+    """Stage the bundle of ``run``, check it against PyTorch on ``clip``, and only then move it to ``out``."""
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         _write_prompt(run, staging)
         _write_graphs(run, staging, precision, openvino)
-        manifest = _manifest(run, checkpoint_dir, precision, staging, openvino)
+        manifest = _manifest(run, source, precision, staging, openvino)
         layout.write_manifest(staging, manifest)
-        parity = check_parity(run, staging, clip.path, precision, openvino)
+        parity = check_parity(run, staging, clip, precision, openvino)
         manifest["parity"] = parity[Runtime.ONNXRUNTIME]
         if openvino:
             manifest["openvino"]["parity"] = parity[Runtime.OPENVINO]
@@ -66,10 +87,10 @@ def export_bundle(checkpoint_dir: Path, out: Path, precision: str, video: Path, 
 
 def _write_prompt(run: Checkpoint, folder: Path) -> None:
     """The prompt's token ids and only the embedding rows they use: the monitor needs no tokenizer and no
-    49k-row table. (The prompt depends on the window and question only, both fixed in the bundle.)"""
+    49k-row table. (The prompt depends on the window and question only, and a zero-shot model's answers: all
+    fixed in the bundle.)"""
     model = run.model
-    ids = np.asarray(PromptEncoder(run.tokenizer, run.config.window, model.tokens_per_frame)(run.config.question),
-                     np.int64)
+    ids = np.asarray(run.prompt_ids(), np.int64)
     used = np.unique(ids[ids != model.image_token_id])
     with torch.no_grad():
         table = model.text_model.get_input_embeddings().weight[torch.from_numpy(used)].float().numpy()
@@ -94,7 +115,7 @@ def _write_graphs(run: Checkpoint, folder: Path, precision: str, openvino: bool)
                 to_openvino(fp32 / name, folder / target)
 
 
-def _manifest(run: Checkpoint, checkpoint_dir: Path, precision: str, folder: Path, openvino: bool) -> dict[str, Any]:
+def _manifest(run: Checkpoint, source: str, precision: str, folder: Path, openvino: bool) -> dict[str, Any]:
     import onnx
     import onnxruntime
     import transformers
@@ -114,14 +135,15 @@ def _manifest(run: Checkpoint, checkpoint_dir: Path, precision: str, folder: Pat
         tokens_per_frame=model.tokens_per_frame,
         image_token_id=model.image_token_id,
         parameters=model.parameter_counts()["total"],
-        head={"hidden": config.head.hidden, "dropout": config.head.dropout},
+        head=model.head.describe(),
         window=config.window,
         pixels=config.pixels,
         question=config.question,
         threshold=run.threshold,
         files=layout.describe_files(folder),
-        source_checkpoint=str(checkpoint_dir),
+        source_checkpoint=source,
         validation=run.meta.get("validation", {}),
         versions=versions,
         openvino={"vision": layout.OPENVINO_VISION, "head": layout.OPENVINO_HEAD, "weights": "fp16"} if openvino else None,
+        zero_shot=run.meta.get("zero_shot"),
     )

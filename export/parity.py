@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from contract.preprocess import preprocess_frames
-from contract.prompt import PromptEncoder
 from contract.risk import sigmoid
 from contract.video import probe_clip, read_frames
 from contract.window import pick_frames
@@ -57,7 +56,7 @@ def check_parity(run: Checkpoint, folder: Path, video: Path, precision: str,
     indices = pick_frames(clip.timestamps(), clip.timestamps()[-1], run.config.window)
     pixels = preprocess_frames(read_frames(video, indices), run.config.pixels)
     model = run.model
-    ids = torch.tensor([PromptEncoder(run.tokenizer, run.config.window, model.tokens_per_frame)(run.config.question)])
+    ids = torch.tensor([run.prompt_ids()])
     with torch.no_grad():
         torch_embeds = model.encode_frames(torch.from_numpy(pixels)).numpy()
         torch_logit = float(model.window_logits(model.embed_prompt(ids, torch.from_numpy(torch_embeds)),

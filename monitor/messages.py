@@ -151,7 +151,8 @@ class Status:
     lag_s: float | None
     model_ms: dict[str, float] | None  # p50, p90, p99
     alert_active: bool
-    model: dict[str, Any] | None = None  # name, precision, threshold, hash, demo (``RiskModel.identity``)
+    model: dict[str, Any] | None = None  # name, precision, threshold, hash, demo, runtime, zero_shot
+    #                                       (``RiskModel.identity``)
     publisher: dict[str, int] | None = None  # sent, dropped
     events: dict[str, Any] | None = None  # written, failed, last_error (locked, open, complete... with
     #                                        --record); only with --events or --record

@@ -34,6 +34,9 @@ class RiskModel:
         self.engine = open_engine(self.folder, self.manifest, Runtime(runtime), providers, threads)
         log.info("bundle %s (%s) on %s %s at %s", self.folder, self.manifest.precision, self.engine.runtime.value,
                  self.engine.device, self.engine.inference_precision)
+        if self.manifest.zero_shot is not None:
+            log.info("zero-shot baseline: %s's own answer, %s", self.manifest.zero_shot["model"],
+                     " vs ".join(map(repr, self.manifest.zero_shot["answers"])))
         self._prompt_template, self._image_rows = self._load_prompt()
 
     def _load_prompt(self) -> tuple[np.ndarray, np.ndarray]:
@@ -63,12 +66,14 @@ class RiskModel:
 
     def identity(self, demo: bool = False) -> dict[str, object]:
         """What names this model in ``status`` and alert starts: folder name, precision, alert threshold of
-        the bundle, content hash, whether it is the demo model (generated scenes only), and the runtime with
-        the precision its matrix products run at."""
+        the bundle, content hash, whether it is the demo model (generated scenes only), the runtime with the
+        precision its matrix products run at, and for a zero-shot baseline the pretrained model and its answers
+        (None for a trained model)."""
         m, e = self.manifest, self.engine
+        zero_shot = None if m.zero_shot is None else {"model": m.zero_shot["model"], "answers": m.zero_shot["answers"]}
         return {"name": self.folder.name, "precision": m.precision, "threshold": m.threshold,
                 "hash": m.content_hash, "demo": demo, "runtime": e.runtime.value, "device": e.device,
-                "inference_precision": e.inference_precision}
+                "inference_precision": e.inference_precision, "zero_shot": zero_shot}
 
     @property
     def prompt_length(self) -> int:

@@ -17,6 +17,7 @@ import safetensors.torch
 from transformers import PreTrainedTokenizerBase
 
 from contract.errors import CrashwatchError
+from contract.prompt import PromptEncoder
 from contract.versioned import read_versioned_json
 from contract.config import ConfigError
 from train.config import RunConfig
@@ -38,11 +39,22 @@ class CheckpointError(CrashwatchError):
 
 @dataclass
 class Checkpoint:
+    """A model ready to evaluate or export: a trained run folder's (``load_checkpoint``), or a pretrained
+    model's own answer (``train.zeroshot.load_zero_shot``)."""
+
     model: CrashRiskModel
     tokenizer: PreTrainedTokenizerBase
     config: RunConfig
     threshold: float
     meta: dict[str, Any]
+    # Token ids the model reads after the contract's prompt: a zero-shot model's answers' shared first tokens
+    # (train.zeroshot); none for a trained model.
+    prompt_suffix: tuple[int, ...] = ()
+
+    def prompt_ids(self) -> list[int]:
+        """The token ids of one window's input, ``<image>`` where the frames go: what a bundle stores."""
+        prompt = PromptEncoder(self.tokenizer, self.config.window, self.model.tokens_per_frame)
+        return prompt(self.config.question) + list(self.prompt_suffix)
 
 
 def save_checkpoint(

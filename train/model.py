@@ -5,7 +5,8 @@ The forward pass is two parts, and the exporter turns exactly these into ONNX gr
 1. ``encode_frames``: pixels ``[F, 3, S, S]`` -> per-frame image embeddings ``[F, T, D]`` (vision encoder and
    connector). A frame's embeddings depend on that frame alone, which lets the monitor cache them.
 2. ``window_logits``: prompt embeddings with the image embeddings merged in ``[B, L, D]`` and their attention mask
-   -> one logit per window, from the last real token's hidden state. The language-model head is never run.
+   -> one logit per window, from the last real token's hidden state. The language-model head is never run (a
+   zero-shot model's head is two of its rows, ``train.zeroshot``).
 
 ``embed_prompt`` does the merge between the two (token embedding lookup, image rows scattered where the
 prompt holds ``<image>``); the monitor does the same merge in numpy from the bundle's embedding rows.
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForImageTextToText, SmolVLMConfig, SmolVLMModel
+from transformers import AutoModelForImageTextToText, SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMModel
 from transformers.utils import ModelOutput
 
 from contract.config import ConfigError
@@ -43,6 +44,10 @@ class RiskHead(nn.Module):
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.net(pooled).squeeze(-1)
 
+    def describe(self) -> dict[str, Any]:
+        """The head as a bundle's manifest names it."""
+        return {"hidden": self.net[0].out_features, "dropout": self.net[2].p}
+
 
 @dataclass
 class RiskOutput(ModelOutput):
@@ -53,11 +58,12 @@ class RiskOutput(ModelOutput):
 
 
 class CrashRiskModel(nn.Module):
-    """SmolVLM2 backbone (no language-model head) plus ``RiskHead``, fed frames of ``image_size`` px: at most the
-    vision tower's own size, a smaller frame keeping the tower's pretrained position table (see
+    """SmolVLM2 backbone (no language-model head) plus a head from the last-token state to one logit (``RiskHead``;
+    a zero-shot model's ``train.zeroshot.AnswerHead``), fed frames of ``image_size`` px: at most the vision
+    tower's own size, a smaller frame keeping the tower's pretrained position table (see
     ``train.config.frame_size_problem``)."""
 
-    def __init__(self, backbone: SmolVLMModel, head: HeadConfig, image_size: int) -> None:
+    def __init__(self, backbone: SmolVLMModel, head: nn.Module, image_size: int) -> None:
         super().__init__()
         vision = backbone.config.vision_config
         problem = frame_size_problem(image_size, vision.image_size, vision.patch_size, backbone.config.scale_factor,
@@ -66,7 +72,7 @@ class CrashRiskModel(nn.Module):
             raise ConfigError(f"image_size: {problem}")
         self.backbone = backbone
         self.image_size = image_size
-        self.head = RiskHead(backbone.config.text_config.hidden_size, head)
+        self.head = head
         self.image_token_id = int(backbone.config.image_token_id)
 
     # -- construction ---------------------------------------------------------------------------------------
@@ -79,23 +85,20 @@ class CrashRiskModel(nn.Module):
         if backbone.random_init or backbone.pretrained is None:
             config = smolvlm_config(backbone.architecture, image_token_id, backbone.attn_implementation)
             log.info("building a randomly initialised SmolVLM backbone")
-            return cls(SmolVLMModel(config), head, image_size)
-        log.info("loading pretrained backbone %s", backbone.pretrained)
-        full = AutoModelForImageTextToText.from_pretrained(
-            backbone.pretrained, dtype=torch.float32, attn_implementation=backbone.attn_implementation
-        )
-        model = full.model
-        if int(model.config.image_token_id) != image_token_id:
-            raise ValueError(
-                f"{backbone.pretrained}: the model's image token id {model.config.image_token_id} is not the "
-                f"tokenizer's <image> id {image_token_id}; use the checkpoint's own tokenizer"
-            )
-        return cls(model, head, image_size)
+            return cls.with_risk_head(SmolVLMModel(config), head, image_size)
+        full = load_pretrained(backbone.pretrained, backbone.attn_implementation)
+        check_image_token(full.config, image_token_id, backbone.pretrained)
+        return cls.with_risk_head(full.model, head, image_size)
 
     @classmethod
     def from_saved_config(cls, backbone_config: dict[str, Any], head: HeadConfig, image_size: int) -> "CrashRiskModel":
         """Rebuild the architecture stored in a checkpoint (weights are loaded afterwards)."""
-        return cls(SmolVLMModel(SmolVLMConfig.from_dict(backbone_config)), head, image_size)
+        return cls.with_risk_head(SmolVLMModel(SmolVLMConfig.from_dict(backbone_config)), head, image_size)
+
+    @classmethod
+    def with_risk_head(cls, backbone: SmolVLMModel, head: HeadConfig, image_size: int) -> "CrashRiskModel":
+        """``backbone`` with a new ``RiskHead``: the model training fine-tunes."""
+        return cls(backbone, RiskHead(backbone.config.text_config.hidden_size, head), image_size)
 
     # -- the two exported parts -----------------------------------------------------------------------------
 
@@ -136,7 +139,7 @@ class CrashRiskModel(nn.Module):
 
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         """The head: pooled states ``[B, D]`` -> logits ``[B]``."""
-        return self.head(pooled.to(self.head.net[0].weight.dtype))
+        return self.head(pooled.to(next(self.head.parameters()).dtype))
 
     def forward(
         self,
@@ -195,6 +198,21 @@ class CrashRiskModel(nn.Module):
 
 def risk_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+
+def load_pretrained(name: str, attn_implementation: str) -> SmolVLMForConditionalGeneration:
+    """A hub id or local folder through ``from_pretrained``, in float32, language-model head included: the
+    trained model drops it, a zero-shot one reads two of its rows (``train.zeroshot``)."""
+    log.info("loading pretrained SmolVLM %s", name)
+    return AutoModelForImageTextToText.from_pretrained(name, dtype=torch.float32,
+                                                       attn_implementation=attn_implementation)
+
+
+def check_image_token(config: SmolVLMConfig, image_token_id: int, name: str) -> None:
+    """The model merges frames where the prompt holds its own image token: the tokenizer's must be that one."""
+    if int(config.image_token_id) != image_token_id:
+        raise ValueError(f"{name}: the model's image token id {config.image_token_id} is not the tokenizer's "
+                         f"<image> id {image_token_id}; use the checkpoint's own tokenizer")
 
 
 def frame_tokens(config: SmolVLMConfig, image_size: int) -> int:

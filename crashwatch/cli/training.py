@@ -70,8 +70,21 @@ def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, sk
     click.echo(f"wrote {out_dir / 'predictions.csv'}, {out_dir / 'metrics.json'}, {out_dir / 'pr_curve.png'}")
 
 
+def _answers(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(a.strip() for a in value.split(","))
+
+
 @click.command("export")
-@click.option("--checkpoint", "checkpoint_dir", required=True, type=existing_dir, help="Run folder from `crashwatch train`.")
+@click.option("--checkpoint", "checkpoint_dir", type=existing_dir, help="Run folder from `crashwatch train`.")
+@click.option("--zero-shot", "zero_shot", metavar="MODEL",
+              help="Instead of a checkpoint: a SmolVLM2 hub id or local folder whose own answer to the question is "
+                   "the risk (its logit of the first of --answers minus the second's); no training.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --zero-shot: the run configuration whose window, frame size, pixels and question the "
+                   "bundle uses (e.g. the one a fine-tune of MODEL trains with); its backbone block is not used.")
+@click.option("--answers", callback=_answers,
+              help="With --zero-shot: the positive and the negative answer, each one token of MODEL's tokenizer "
+                   "as the assistant's reply starts [default: Yes,No].")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Bundle folder to write.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(PRECISIONS),
@@ -82,14 +95,31 @@ def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, sk
 @click.option("--openvino", is_flag=True,
               help="Also write OpenVINO graphs (fp16 weights, run at bf16 where the CPU has bf16 units), checked "
                    "against PyTorch too; `--runtime auto` then uses them on CPUs with AMX (needs crashwatch[openvino]).")
-def export_command(checkpoint_dir: Path, out_dir: Path, precision: str, video: Path, force: bool,
+def export_command(checkpoint_dir: Path | None, zero_shot: str | None, config_path: Path | None,
+                   answers: tuple[str, ...] | None, out_dir: Path, precision: str, video: Path, force: bool,
                    openvino: bool) -> None:
-    """Export a checkpoint to an ONNX bundle the torch-free monitor runs."""
-    from export.exporter import export_bundle
+    """Export a checkpoint, or a pretrained model's zero-shot answer, to an ONNX bundle the torch-free monitor
+    runs."""
+    from export.exporter import export_bundle, export_zero_shot
+    from train.zeroshot import DEFAULT_ANSWERS
 
-    manifest = export_bundle(checkpoint_dir, out_dir, precision, video, force=force, openvino=openvino)
+    if (checkpoint_dir is None) == (zero_shot is None):
+        raise click.UsageError("give either --checkpoint RUN or --zero-shot MODEL")
+    if zero_shot is None:
+        if config_path is not None or answers is not None:
+            raise click.UsageError("--config and --answers go with --zero-shot; a checkpoint holds its own configuration")
+        manifest = export_bundle(checkpoint_dir, out_dir, precision, video, force=force, openvino=openvino)
+        what = precision
+    else:
+        if config_path is None:
+            raise click.UsageError("--zero-shot needs --config: the run configuration whose window, frame size and "
+                                   "question the bundle uses (e.g. configs/smolvlm2-500m.yaml)")
+        answers = answers or DEFAULT_ANSWERS
+        manifest = export_zero_shot(zero_shot, config_path, out_dir, precision, video, answers, force=force,
+                                    openvino=openvino)
+        what = f"{precision}, zero-shot {zero_shot} answering {answers[0]}/{answers[1]}"
     size = sum(f["bytes"] for f in manifest["files"].values())
-    click.echo(f"wrote {out_dir} ({precision}{' + OpenVINO' if openvino else ''}, {size / 1e6:.1f} MB)")
+    click.echo(f"wrote {out_dir} ({what}{' + OpenVINO' if openvino else ''}, {size / 1e6:.1f} MB)")
     for name, parity in (("onnxruntime", manifest["parity"]), ("OpenVINO", (manifest.get("openvino") or {}).get("parity"))):
         if parity is not None:
             click.echo(f"parity on {video.name}, {name} at {parity['inference_precision']}: embedding cosine "
