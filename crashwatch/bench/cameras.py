@@ -16,31 +16,37 @@ from crashwatch.bench.report import Table
 from monitor.messages import Message, Risk
 
 
-def _collect(endpoints: list[str], processes: list, seconds: float) -> list[tuple[float, Risk]]:
+def _collect(endpoints: list[str], processes: list, seconds: float) -> list[tuple[float, str, Risk]]:
     """Every risk message of ``processes`` (publishing on ``endpoints``) for ``seconds``, then stop them."""
     socket = zmq.Context.instance().socket(zmq.SUB)
     socket.setsockopt(zmq.SUBSCRIBE, b"risk")
     for endpoint in endpoints:
         socket.connect(endpoint)
-    risks: list[tuple[float, Risk]] = []
+    risks: list[tuple[float, str, Risk]] = []
     started = time.monotonic()
     while time.monotonic() - started < seconds and any(p.poll() is None for p in processes):
         if socket.poll(200):
             topic, payload = socket.recv_multipart()
-            body = Message.decode(topic, payload).body
-            if isinstance(body, Risk):
-                risks.append((time.time(), body))
+            message = Message.decode(topic, payload)
+            if isinstance(message.body, Risk):
+                risks.append((time.time(), message.camera, message.body))
     for process in processes:
         process.terminate()
     socket.close(0)
     return risks
 
 
-def _figures(risks: list[tuple[float, Risk]], memory_mb: float, cameras: int) -> dict[str, Any]:
-    warm = risks[len(risks) // 5:]  # past the model loads and the first windows
+def _figures(risks: list[tuple[float, str, Risk]], memory_mb: float, cameras: int) -> dict[str, Any]:
+    """Strides scored per second and latency from the moment every camera has scored one (past the model
+    loads), to the end."""
+    first: dict[str, float] = {}
+    for at, camera, _ in risks:
+        first.setdefault(camera, at)
+    warm_from = max(first.values()) if len(first) == cameras else None
+    warm = [(at, r) for at, _, r in risks if warm_from is not None and at > warm_from]
     latencies = [(at - r.captured_at) * 1000 for at, r in warm]
-    span = (warm[-1][0] - warm[0][0]) if len(warm) > 1 else 0.0
-    return {"cameras": cameras, "strides_per_s": (len(warm) - 1) / span if span else 0.0,
+    span = risks[-1][0] - warm_from if warm and warm_from is not None else 0.0
+    return {"cameras": cameras, "scoring": len(first), "strides_per_s": len(warm) / span if span else None,
             "latency_p99_ms": float(np.percentile(latencies, 99)) if latencies else None,
             "memory_mb": memory_mb, "messages": len(risks)}
 
@@ -78,10 +84,16 @@ def add_camera_rows(table: Table, bundle: Path, counts: tuple[int, ...], seconds
         apart = separate_processes(bundle, clip, n, seconds)
         single = single or together["memory_mb"]
         table.add(f"{bundle.name}: {n} camera(s), one process vs {n} process(es) (30 fps, {seconds:.0f} s)",
-                  f"strides/s {together['strides_per_s']:.2f} vs {apart['strides_per_s']:.2f}; latency p99 "
+                  f"strides/s {_rate(together)} vs {_rate(apart)}; latency p99 "
                   f"{_ms(together['latency_p99_ms'])} vs {_ms(apart['latency_p99_ms'])}; memory "
                   f"{together['memory_mb']:.0f} vs {apart['memory_mb']:.0f} MB",
                   f"one process holds {together['memory_mb'] / single:.2f}x the memory of one camera")
+
+
+def _rate(figures: dict[str, Any]) -> str:
+    if figures["strides_per_s"] is None:
+        return f"n/a ({figures['scoring']} of {figures['cameras']} cameras scored a window)"
+    return f"{figures['strides_per_s']:.2f}"
 
 
 def _ms(value: float | None) -> str:

@@ -162,7 +162,7 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
             table.add(f"{name}: monitor peak RSS", f"{monitor_process(bundle, short, 'fast')['peak_rss_mb']:.0f} MB")
 
     if cameras_bundle is not None or smoke:  # many cameras: one process against as many processes
-        add_camera_rows(table, cameras_bundle or demo_bundle, (2,) if smoke else (1, 2, 4, 8), 5 if smoke else 30, work)
+        add_camera_rows(table, cameras_bundle or demo_bundle, (2,) if smoke else (1, 2, 4, 8), 5 if smoke else 60, work)
 
     if out is not None:
         write_report(out, f"Machine: {machine()}\n\nReproduce: `{command}`\n\n{table.markdown()}\n")
