@@ -40,6 +40,11 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
 @click.command("monitor")
 @click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path),
               help="Bundle folder from `crashwatch export` (default: the demo bundle, generated scenes only).")
+@click.option("--model", "model_url", metavar="URL",
+              help="Instead of --bundle: the bundle a Triton server serves, triton://HOST:PORT/NAME (gRPC; "
+                   "`crashwatch serve-triton` or the repository of `crashwatch export-triton`).")
+@click.option("--model-timeout", type=Finite(min=0, min_open=True, max=600), default=10.0, show_default=True,
+              help="With --model: seconds each call to the server may take before it counts as failed.")
 @click.option("--source", required=True,
               help="Webcam index (0), rtsp:// or http(s):// URL, or a video file (replayed as a live stream).")
 @click.option("--replay", type=click.Choice(["realtime", "fast"]), default="realtime", show_default=True,
@@ -89,7 +94,7 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
               help="Encrypt with CURVE: the monitor's secret key file (from `crashwatch keys`).")
 @click.option("--curve-allow", type=click.Path(file_okay=False, path_type=Path),
               help="With --curve-secret: folder of the public keys (*.key) of the subscribers admitted.")
-def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stride: float | None, endpoint: str, camera: str,
+def monitor_command(bundle_dir: Path | None, model_url: str | None, model_timeout: float, source: str, replay: str, loop: bool, stride: float | None, endpoint: str, camera: str,
                     events_dir: Path | None, record_dir: Path | None, record_keep: KeepPolicy, record_codec: str,
                     record_segment: float, mqtt_url: str | None, mqtt_ca: Path | None,
                     mqtt_password_file: Path | None, mqtt_prefix: str, mqtt_risk: bool, mqtt_outbox: Path | None,
@@ -97,6 +102,8 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stri
                     alert_min_off: float, window_seconds: float | None, threads: int | None, runtime: str,
                     curve_secret: Path | None, curve_allow: Path | None) -> None:
     """Watch a camera, stream or file and publish risk, alerts and status over ZeroMQ."""
+    from crashwatch.demo import NOTICE, demo_bundle, is_demo_model
+    from monitor.model import RiskModel
     from monitor.monitor import MonitorOptions, OptionsError
     from monitor.security import ServerCurve
     from monitor.service import run_monitor
@@ -104,12 +111,16 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stri
 
     if (curve_secret is None) != (curve_allow is None):
         raise click.UsageError("--curve-secret and --curve-allow go together")
+    if model_url is not None and (bundle_dir is not None or threads is not None or runtime != "auto"):
+        raise click.UsageError("--model runs the bundle a Triton server serves: --bundle, --threads and --runtime "
+                               "are for a local bundle")
     curve = ServerCurve(curve_secret, curve_allow) if curve_secret is not None else None
     spec = parse_source(source)
-    from crashwatch.demo import NOTICE, demo_bundle, is_demo_bundle
-
-    bundle_dir = bundle_dir or demo_bundle()
-    demo = is_demo_bundle(bundle_dir)
+    if model_url is not None:
+        model = RiskModel.from_triton(model_url, model_timeout)
+    else:
+        model = RiskModel(bundle_dir or demo_bundle(), threads=threads, runtime=runtime)
+    demo = is_demo_model(model.manifest)
     if demo:
         click.echo(NOTICE, err=True)
     alert = {"min_on_seconds": alert_min_on, "min_off_seconds": alert_min_off}
@@ -132,7 +143,7 @@ def monitor_command(bundle_dir: Path, source: str, replay: str, loop: bool, stri
         raise click.UsageError("--mqtt-ca, --mqtt-password-file, --mqtt-prefix, --mqtt-risk and --mqtt-outbox "
                                "need --mqtt URL")
     try:
-        summary = run_monitor(bundle_dir, options, endpoint, curve, threads, runtime, sinks)
+        summary = run_monitor(model, options, endpoint, curve, sinks)
     except OptionsError as err:  # inconsistent options (thresholds, overrides, fast replay of a live source)
         raise click.UsageError(str(err)) from None
     click.echo(f"stopped: {summary['strides']} strides ({summary['strides_skipped']} skipped), "
