@@ -278,6 +278,8 @@ def test_a_server_that_is_not_there_at_the_start_is_one_clear_line(served, tmp_p
         assert result.returncode == 1 and f"--model {bad!r}: expected triton://HOST:PORT/NAME" in result.stderr
     result = _crashwatch("monitor", "--model", served.url, "--bundle", str(DEMO_BUNDLE), "--source", clip)
     assert result.returncode == 2 and "--model runs the bundle a Triton server serves" in result.stderr
+    result = _crashwatch("monitor", "--model-timeout", "3", "--source", clip)
+    assert result.returncode == 2 and "--model-timeout needs --model URL" in result.stderr
 
 
 def _hide(package: str) -> str:

@@ -43,8 +43,9 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
 @click.option("--model", "model_url", metavar="URL",
               help="Instead of --bundle: the bundle a Triton server serves, triton://HOST:PORT/NAME (gRPC; "
                    "`crashwatch serve-triton` or the repository of `crashwatch export-triton`).")
-@click.option("--model-timeout", type=Finite(min=0, min_open=True, max=600), default=10.0, show_default=True,
-              help="With --model: seconds each call to the server may take before it counts as failed.")
+@click.option("--model-timeout", type=Finite(min=0, min_open=True, max=600),
+              help="With --model: seconds each call to the server may take before it counts as failed "
+                   "[default: 10].")
 @click.option("--source", required=True,
               help="Webcam index (0), rtsp:// or http(s):// URL, or a video file (replayed as a live stream).")
 @click.option("--replay", type=click.Choice(["realtime", "fast"]), default="realtime", show_default=True,
@@ -94,7 +95,7 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
               help="Encrypt with CURVE: the monitor's secret key file (from `crashwatch keys`).")
 @click.option("--curve-allow", type=click.Path(file_okay=False, path_type=Path),
               help="With --curve-secret: folder of the public keys (*.key) of the subscribers admitted.")
-def monitor_command(bundle_dir: Path | None, model_url: str | None, model_timeout: float, source: str, replay: str, loop: bool, stride: float | None, endpoint: str, camera: str,
+def monitor_command(bundle_dir: Path | None, model_url: str | None, model_timeout: float | None, source: str, replay: str, loop: bool, stride: float | None, endpoint: str, camera: str,
                     events_dir: Path | None, record_dir: Path | None, record_keep: KeepPolicy, record_codec: str,
                     record_segment: float, mqtt_url: str | None, mqtt_ca: Path | None,
                     mqtt_password_file: Path | None, mqtt_prefix: str, mqtt_risk: bool, mqtt_outbox: Path | None,
@@ -114,10 +115,14 @@ def monitor_command(bundle_dir: Path | None, model_url: str | None, model_timeou
     if model_url is not None and (bundle_dir is not None or threads is not None or runtime != "auto"):
         raise click.UsageError("--model runs the bundle a Triton server serves: --bundle, --threads and --runtime "
                                "are for a local bundle")
+    if model_url is None and model_timeout is not None:
+        raise click.UsageError("--model-timeout needs --model URL")
     curve = ServerCurve(curve_secret, curve_allow) if curve_secret is not None else None
     spec = parse_source(source)
     if model_url is not None:
-        model = RiskModel.from_triton(model_url, model_timeout)
+        from monitor.triton.client import DEFAULT_TIMEOUT_S
+
+        model = RiskModel.from_triton(model_url, model_timeout or DEFAULT_TIMEOUT_S)
     else:
         model = RiskModel(bundle_dir or demo_bundle(), threads=threads, runtime=runtime)
     demo = is_demo_model(model.manifest)

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.bundle import Manifest
 from monitor.triton import TritonError
 from monitor.triton.repository import Backend, RepositoryOptions, model_name, write_repository
 
@@ -106,6 +107,7 @@ class TritonServer:
         self.start_timeout = start_timeout
         self.wheel = Wheel.find()
         self.url = f"triton://{ports.host}:{ports.grpc}/{options.name}"
+        self.manifest: Manifest | None = None  # the bundle's, once started
         self._workdir: Path | None = None
         self._process: subprocess.Popen | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=30)  # for the error if it fails
@@ -240,7 +242,9 @@ def serve(bundle: Path, options: RepositoryOptions, ports: Ports, stop: threadin
         log.warning("serving on %s: beyond loopback, anyone who reaches the port can run the model (Triton has "
                     "no authentication here)", ports.host)
     with TritonServer(bundle, options, ports) as server:
-        log.info("serving %s as %s on grpc://%s:%d; monitors take --model %s (Ctrl-C stops)", bundle,
+        batching = ("int8: each request alone" if server.manifest.precision == "int8" else
+                    f"{server.manifest.precision}: dynamic batching up to {options.max_batch}")
+        log.info("serving %s (%s) as %s on grpc://%s:%d; monitors take --model %s (Ctrl-C stops)", bundle, batching,
                  ", ".join(server.models()), ports.host, ports.grpc, server.url)
         while not stop.wait(0.5):
             if server.exit_code is not None:
