@@ -66,7 +66,8 @@ class ServedBundle:
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
-                assert self.process.poll() is None, f"serve-triton exited ({self.process.returncode}):\n{self.log_text()}"
+                exited = self.process.poll()
+                assert exited is None, f"serve-triton exited ({exited}):\n{self.log_text()}"
                 try:
                     if client.is_server_ready(client_timeout=1):
                         return self

@@ -95,7 +95,8 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
               help="Encrypt with CURVE: the monitor's secret key file (from `crashwatch keys`).")
 @click.option("--curve-allow", type=click.Path(file_okay=False, path_type=Path),
               help="With --curve-secret: folder of the public keys (*.key) of the subscribers admitted.")
-def monitor_command(bundle_dir: Path | None, model_url: str | None, model_timeout: float | None, source: str, replay: str, loop: bool, stride: float | None, endpoint: str, camera: str,
+def monitor_command(bundle_dir: Path | None, model_url: str | None, model_timeout: float | None,
+                    source: str, replay: str, loop: bool, stride: float | None, endpoint: str, camera: str,
                     events_dir: Path | None, record_dir: Path | None, record_keep: KeepPolicy, record_codec: str,
                     record_segment: float, mqtt_url: str | None, mqtt_ca: Path | None,
                     mqtt_password_file: Path | None, mqtt_prefix: str, mqtt_risk: bool, mqtt_outbox: Path | None,

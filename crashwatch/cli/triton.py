@@ -16,7 +16,8 @@ PORT = click.IntRange(1, 65535)
 def repository_options(command):
     """The options the exported repository and the served one share: names, batching, instances."""
     for option in reversed((
-        click.option("--bundle", "bundle_dir", required=True, type=existing_dir, help="Bundle folder from `crashwatch export`."),
+        click.option("--bundle", "bundle_dir", required=True, type=existing_dir,
+                     help="Bundle folder from `crashwatch export`."),
         click.option("--name", default="crashwatch", show_default=True,
                      help="Model name: the models are NAME_vision, NAME_head and NAME_bundle; monitors take "
                           "--model triton://HOST:PORT/NAME."),

@@ -5,7 +5,8 @@ manifest and prompt arrays from ``NAME_bundle`` (checked against the manifest's 
 copy of the bundle), and makes the ``Engine`` whose two graphs call ``NAME_vision`` and ``NAME_head``: the
 runtime ``triton``. Every call has a deadline. At the start a server that is away is a ``TritonError`` naming the
 URL; later a failed call is an ``EngineError``, which the monitor reports in ``status`` and survives. gRPC's
-reconnection backoff is capped at a second, so calls succeed again within about a second of the server's return.
+reconnection backoff is capped at a second: its default lets the wait between attempts grow to 2 minutes in a long
+outage, which would keep the monitor blind that long after the server is back.
 """
 
 from __future__ import annotations
