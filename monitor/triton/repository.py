@@ -138,7 +138,7 @@ def _batching(manifest: Manifest, options: RepositoryOptions) -> list[str]:
         return ["# No dynamic_batching: this bundle is int8, quantized dynamically (onnxruntime computes each",
                 "# activation's scale over the whole batch as it runs), so two cameras' requests run as one batch",
                 "# would change each other's results (measured: 0.0075 logit on the 256M head). Each request runs",
-                "# alone; a request's own frames are still one batch, as the monitor sends them."]
+                "# alone (the frames of one request, where it sends several, as its one batch)."]
     return ["# Requests of several cameras are run together: at fp32 and fp16 a frame's embeddings and a window's",
             "# logit do not depend on what else is in the batch (within float rounding).",
             f"dynamic_batching {{ max_queue_delay_microseconds: {options.queue_delay_us} }}"]
