@@ -30,7 +30,7 @@ from typing import Any
 from contract import __version__
 from contract.errors import CrashwatchError
 from contract.preprocess import PixelSpec
-from contract.versioned import read_versioned_json
+from contract.versioned import parse_versioned_json, read_versioned_json
 from contract.window import WindowSpec
 
 FORMAT = "crashwatch-bundle"
@@ -149,7 +149,16 @@ class Manifest:
     @classmethod
     def read(cls, folder: Path) -> "Manifest":
         path = folder / MANIFEST
-        raw = read_versioned_json(path, FORMAT, VERSION, BundleError, "crashwatch export")
+        return cls._parse(read_versioned_json(path, FORMAT, VERSION, BundleError, "crashwatch export"), str(path))
+
+    @classmethod
+    def from_json(cls, text: str | bytes, where: str) -> "Manifest":
+        """A manifest received rather than read from a folder (a Triton server's, ``monitor.triton``); ``where``
+        names where it came from in errors."""
+        return cls._parse(parse_versioned_json(text, where, FORMAT, VERSION, BundleError), where)
+
+    @classmethod
+    def _parse(cls, raw: dict[str, Any], where: str) -> "Manifest":
         try:
             model, window, pixels = raw["model"], raw["window"], raw["pixels"]
             manifest = cls(
@@ -168,16 +177,16 @@ class Manifest:
                 zero_shot=dict(raw["zero_shot"]) if raw.get("zero_shot") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as err:
-            raise BundleError(f"{path}: malformed manifest ({type(err).__name__}: {err})") from None
+            raise BundleError(f"{where}: malformed manifest ({type(err).__name__}: {err})") from None
         if manifest.precision not in PRECISIONS:
-            raise BundleError(f"{path}: unknown precision {manifest.precision!r}")
+            raise BundleError(f"{where}: unknown precision {manifest.precision!r}")
         if manifest.openvino is not None and not all(isinstance(manifest.openvino.get(k), str) and
                                                      manifest.openvino[k] in manifest.files for k in ("vision", "head")):
-            raise BundleError(f"{path}: `openvino` must name its vision and head graphs among the bundle's files")
+            raise BundleError(f"{where}: `openvino` must name its vision and head graphs among the bundle's files")
         if manifest.zero_shot is not None and not (
                 isinstance(manifest.zero_shot.get("model"), str) and isinstance(manifest.zero_shot.get("answers"), list)
                 and len(manifest.zero_shot["answers"]) == 2):
-            raise BundleError(f"{path}: `zero_shot` must name its `model` and its two `answers`")
+            raise BundleError(f"{where}: `zero_shot` must name its `model` and its two `answers`")
         return manifest
 
     @property
@@ -205,3 +214,12 @@ class Manifest:
         extra = sorted(p.name for p in folder.iterdir() if p.name != MANIFEST and p.name not in self.files)
         if extra:
             raise BundleError(f"{folder}: file(s) not in the manifest: {', '.join(extra)}")
+
+    def verify_received(self, name: str, data: bytes, where: str) -> None:
+        """A bundle file received whole from elsewhere (a Triton server) has the size and checksum listed here."""
+        entry = self.files.get(name)
+        if entry is None:
+            raise BundleError(f"{where}: {name} is not one of the bundle's files")
+        if len(data) != entry.get("bytes") or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+            raise BundleError(f"{where}: {name} differs from the manifest ({len(data)} bytes, the manifest says "
+                              f"{entry.get('bytes')}, or another checksum)")

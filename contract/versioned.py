@@ -14,16 +14,27 @@ def read_versioned_json(path: Path, fmt: str, version: int, error: type[Exceptio
     ``made_by`` names the command that writes such folders, for the hint when the file is missing.
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{path}: missing; is {path.parent} a folder written by `{made_by}`?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError) as err:
         raise error(f"{path}: unreadable ({err})") from None
+    return parse_versioned_json(text, str(path), fmt, version, error)
+
+
+def parse_versioned_json(text: str | bytes, where: str, fmt: str, version: int,
+                         error: type[Exception]) -> dict[str, Any]:
+    """``text`` as a JSON object of format ``fmt`` and version ``version``; ``where`` names it in errors (a file,
+    or what it was received from: a bundle's manifest comes from a Triton server too)."""
+    try:
+        data = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f"{where}: unreadable ({err})") from None
     if not isinstance(data, dict) or data.get("format") != fmt:
-        raise error(f"{path}: not a {fmt} description")
+        raise error(f"{where}: not a {fmt} description")
     found = data.get("version")
     if found != version:
         newer = isinstance(found, int) and found > version
-        raise error(f"{path}: format version {found!r}; this crashwatch reads version {version}"
+        raise error(f"{where}: format version {found!r}; this crashwatch reads version {version}"
                     + (" (upgrade crashwatch to use it)" if newer else ""))
     return data

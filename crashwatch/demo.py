@@ -47,11 +47,10 @@ def demo_bundle() -> Path:
     return DEMO_BUNDLE
 
 
-def is_demo_bundle(folder: Path) -> bool:
-    """Whether ``folder`` holds the demo model (by content, whatever the folder is called)."""
-    if not (folder / MANIFEST).is_file() or not (DEMO_BUNDLE / MANIFEST).is_file():
-        return False
-    return Manifest.read(folder).content_hash == Manifest.read(DEMO_BUNDLE).content_hash
+def is_demo_model(manifest: Manifest) -> bool:
+    """Whether ``manifest`` describes the demo model (by content, whatever the folder is called, and whether the
+    bundle is local or a Triton server's)."""
+    return (DEMO_BUNDLE / MANIFEST).is_file() and manifest.content_hash == Manifest.read(DEMO_BUNDLE).content_hash
 
 
 def demo_event_time() -> float | None:

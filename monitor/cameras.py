@@ -18,7 +18,7 @@ from monitor.fleet import PROCESS_CAMERA
 from monitor.monitor import MonitorOptions
 from monitor.publisher import DEFAULT_ENDPOINT, PublisherError, check_endpoint
 from monitor.recording import CODEC_CHOICES, KeepPolicy
-from monitor.runtime import Runtime
+from monitor.runtime import LOCAL_RUNTIMES, Runtime
 from monitor.source import SourceError, parse_source
 
 CAMERA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -64,6 +64,8 @@ class CameraSettings:
 class CamerasConfig:
     cameras: list[CameraSettings]
     bundle: str | None = None  # default: the demo bundle
+    model: str | None = None  # instead of bundle: triton://HOST:PORT/NAME
+    model_timeout: float | None = None  # seconds a call to that server may take
     pub: str = DEFAULT_ENDPOINT
     runtime: str = Runtime.AUTO.value
     threads: int | None = None
@@ -148,8 +150,12 @@ def _check(obj: Any, fail: Fail) -> None:
             check_endpoint(obj.pub)
         except PublisherError as err:
             fail("pub", str(err))
-        if obj.runtime not in [r.value for r in Runtime]:
-            fail("runtime", f"must be one of {', '.join(r.value for r in Runtime)}, got {obj.runtime!r}")
+        if obj.model is not None and (obj.bundle is not None or not str(obj.model).startswith("triton://")):
+            fail("model", "a Triton server's model, triton://HOST:PORT/NAME, instead of `bundle` (not both)")
+        if obj.model_timeout is not None:
+            _number(fail, "model_timeout", obj.model_timeout, 0.001, 600)
+        if obj.runtime not in [r.value for r in LOCAL_RUNTIMES]:
+            fail("runtime", f"must be one of {', '.join(r.value for r in LOCAL_RUNTIMES)}, got {obj.runtime!r}")
         if obj.threads is not None and (isinstance(obj.threads, bool) or not isinstance(obj.threads, int)
                                         or not 1 <= obj.threads <= 256):
             fail("threads", f"must be a whole number from 1 to 256, got {obj.threads!r}")

@@ -21,6 +21,7 @@ from monitor.messages import ProcessStatus
 from monitor.model import RiskModel
 from monitor.monitor import Monitor, MonitorOptions
 from monitor.publisher import Publisher, Sink
+from monitor.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ class Fleet:
                  stop: threading.Event | None = None) -> None:
         self.model = model
         self.stop = stop or threading.Event()
-        model.engine, self.graphs = batching_engine(model.engine)
+        self.graphs: list[BatchingGraph] = []
+        if model.engine.runtime is not Runtime.TRITON:  # a Triton server batches the cameras' calls itself
+            model.engine, self.graphs = batching_engine(model.engine)
         self.publisher = publisher
         self.monitors: list[Monitor] = []
         for options in cameras:
@@ -66,8 +69,7 @@ class Fleet:
             cameras[monitor.options.camera] = {
                 "state": monitor.capture.stats.state, "strides": stats.strides, "strides_skipped": stats.skipped,
                 "effective_stride_s": stats.effective_stride_s}
-        graphs: list[BatchingGraph] = self.graphs
-        return ProcessStatus(cameras=cameras, batches={g.name: g.stats() for g in graphs}, memory_mb=resident_mb(),
+        return ProcessStatus(cameras=cameras, batches={g.name: g.stats() for g in self.graphs}, memory_mb=resident_mb(),
                              model=self.identity)
 
     def run(self) -> dict[str, dict[str, Any]]:

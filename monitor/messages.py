@@ -160,6 +160,8 @@ class Status:
     stride_reason: str | None = None  # why that is longer than ``stride_s``; None when it is not
     recording: dict[str, Any] | None = None  # ``LoopRecorder.stats``; only with --record
     sinks: dict[str, dict[str, Any]] | None = None  # per further transport (``mqtt``): its ``status()``
+    model_calls: dict[str, Any] | None = None  # failed model calls: state (ok, failing), failures, failing_since,
+    #                                            source (the URL and model called), last_error, last_error_at
 
     def to_wire(self) -> dict[str, Any]:
         body = {f.name: getattr(self, f.name) for f in fields(self)}

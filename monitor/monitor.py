@@ -33,6 +33,7 @@ from monitor.model import RiskModel
 from monitor.publisher import Publisher
 from monitor.prefetch import WindowPrefetcher, first_window_end
 from monitor.recording import KeepPolicy, LoopRecorder
+from monitor.runtime import EngineError
 from monitor.scorer import WindowScore, WindowScorer
 from monitor.source import Capture, Frame, FrameBuffer, SourceSpec
 
@@ -73,6 +74,7 @@ class LoopStats:
     last_frame_ids: tuple[int, ...] = ()
     effective_stride_s: float | None = None  # between the last two windows scored
     stride_reason: str | None = None  # why it is longer than the stride (None when it is not)
+    failures_seen: int = 0  # failed model calls counted when the last window was scored
     model_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=500))
 
 
@@ -169,6 +171,7 @@ class Monitor:
             events=self._events_status(),
             recording=None if self.recorder is None else self.recorder.stats(),
             sinks={sink.name: sink.status() for sink in publisher.sinks} if publisher and publisher.sinks else None,
+            model_calls=self.scorer.calls.status(),
         )
 
     def _events_status(self) -> dict[str, Any] | None:
@@ -231,8 +234,13 @@ class Monitor:
         return self.summary()
 
     def _stride(self, taken: list[Frame], end: float) -> None:
-        """Score the window ending at ``end`` from the frames the prefetcher took for it (oldest first)."""
-        result = self.scorer.score(taken, end)
+        """Score the window ending at ``end`` from the frames the prefetcher took for it (oldest first); a model
+        call that fails skips it (the scorer puts the error in ``status``)."""
+        try:
+            result = self.scorer.score(taken, end)
+        except EngineError:
+            self.stats.skipped += 1
+            return
         self._pace(result)
         self.stats.strides += 1
         self.stats.last_end = end
@@ -256,8 +264,13 @@ class Monitor:
             stats.stride_reason = None if effective <= self.stride + EPSILON else self._why_slower(
                 effective, len(set(ids) & set(stats.last_frame_ids)))
         stats.last_frame_ids = ids
+        stats.failures_seen = self.scorer.calls.failures
 
     def _why_slower(self, effective: float, shared: int) -> str:
+        calls = self.scorer.calls
+        if calls.failures > self.stats.failures_seen:
+            return (f"model calls failed meanwhile ({calls.last_error}): the windows they were for were skipped, "
+                    f"this one {effective:.2f} s after the last")
         vision = float(np.median(self.scorer.vision_ms)) if self.scorer.vision_ms else 0.0
         head = float(np.median(self.scorer.head_ms)) if self.scorer.head_ms else 0.0
         spacing = self.window.spacing

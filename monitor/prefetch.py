@@ -6,6 +6,8 @@ thread encodes it then, in parallel with the query loop's head pass over an earl
 complete once its last frame is encoded; the loop scores the newest complete window. A head slower than the
 stride so lengthens the effective stride by whole strides, and consecutive windows still share frames, instead
 of every window starting over. Only vision slower than the frame spacing leaves windows with nothing in common.
+A vision call that fails for a reason that may pass (``EngineError``: a Triton server away) is retried after a
+pause; live, the retry is for the newest window by then, so the windows in between are skipped strides.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import math
 import threading
 
 from contract.window import EPSILON, WindowSpec
+from monitor.runtime import EngineError
 from monitor.scorer import WindowScorer
 from monitor.source import Frame, FrameBuffer
 
 log = logging.getLogger(__name__)
+
+RETRY_S = 0.5  # pause after a failed vision call (the scorer counts it for status)
 
 
 def first_window_end(since: float, stride: float) -> float:
@@ -99,12 +104,16 @@ class WindowPrefetcher(threading.Thread):
                 target = max(target, math.floor((newest + EPSILON) / self.stride) * self.stride)
             times = [f.t for f in frames]
             waiting_for, taken = None, []
-            for nominal in self.window.nominal_times(target):
-                if nominal > newest + EPSILON:  # its frame has not arrived yet
-                    waiting_for = nominal
-                    break
-                taken.append(frames[max(bisect.bisect_right(times, nominal + EPSILON) - 1, 0)])
-                self.scorer.encode(taken[-1])
+            try:
+                for nominal in self.window.nominal_times(target):
+                    if nominal > newest + EPSILON:  # its frame has not arrived yet
+                        waiting_for = nominal
+                        break
+                    taken.append(frames[max(bisect.bisect_right(times, nominal + EPSILON) - 1, 0)])
+                    self.scorer.encode(taken[-1])
+            except EngineError:
+                self.stop_event.wait(RETRY_S)
+                continue
             if waiting_for is None:
                 done = target
                 self._set_complete((target, taken))

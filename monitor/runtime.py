@@ -4,7 +4,8 @@ One interface, ``Graph`` (a feed of named arrays in, the graph's first output ou
 never knows which engine runs. OpenVINO runs the fp32 graphs at the CPU's own inference precision (bf16 on
 CPUs with AVX-512 BF16 or AMX) and the onnxruntime-quantized int8 graphs slowly, so a bundle exported with
 ``--openvino`` carries OpenVINO graphs of its own (``vision.openvino.xml``/``head.openvino.xml``), checked by
-the export's parity step; ``auto`` picks OpenVINO only for those (README, "Runtimes").
+the export's parity step; ``auto`` picks OpenVINO only for those (README, "Runtimes"). A Triton server's graphs
+(``monitor.triton``) come through the same interface.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from contract import bundle as layout
 from contract.bundle import BundleError, Manifest
+from contract.errors import CrashwatchError
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,20 @@ class Runtime(str, enum.Enum):
     ONNXRUNTIME = "onnxruntime"
     OPENVINO = "openvino"
     AUTO = "auto"
+    TRITON = "triton"  # a Triton server's graphs (``monitor --model triton://...``), not a way to run a local bundle
+
+
+LOCAL_RUNTIMES = (Runtime.ONNXRUNTIME, Runtime.OPENVINO, Runtime.AUTO)  # what ``--runtime`` offers for a bundle
+
+
+class EngineError(CrashwatchError):
+    """A graph call that failed for a reason that may pass (a Triton server down, restarting or too slow): the
+    monitor reports it in ``status`` and goes on, skipping what it cannot score. ``source`` names the graph
+    called (URL and model)."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
 
 
 class Graph(Protocol):
@@ -93,6 +109,9 @@ def resolve(requested: Runtime, manifest: Manifest, providers: Sequence[str] | N
     """The runtime ``requested`` means for this bundle here, and why (logged, and said by the bench)."""
     if requested is Runtime.ONNXRUNTIME:
         return requested, "asked for"
+    if requested is Runtime.TRITON:
+        raise BundleError("a local bundle does not run on Triton: serve it (`crashwatch serve-triton`) and give the "
+                          "monitor --model triton://HOST:PORT/NAME")
     if requested is Runtime.OPENVINO:
         if not openvino_installed():
             raise BundleError("--runtime openvino: the openvino package is not installed "

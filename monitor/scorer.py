@@ -5,23 +5,30 @@ contains it; windows are sampled on a grid anchored to the stream clock, so cons
 and a stride costs one vision pass per new frame plus one head pass. Frames are encoded one at a time (on a
 CPU batching gains nothing) so the cached path and a full recomputation run the very same computations. The
 monitor's prefetcher (``monitor.prefetch``) calls ``encode`` from its own thread as frames arrive; ``score``
-then finds them cached and runs only the head.
+then finds them cached and runs only the head. A model call that fails for a reason that may pass (``EngineError``:
+a Triton server away or slow) is counted in ``ModelCalls`` for ``status`` and raised to the caller, which skips
+or retries; the scorer's cache is untouched by it.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
 from contract.preprocess import PixelSpec, preprocess_frame
 from contract.window import EPSILON, WindowSpec, pick_frames
 from monitor.model import RiskModel
+from monitor.runtime import EngineError
 from monitor.source import Frame
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,44 @@ class WindowScore:
         return self.encode_ms + self.score_ms
 
 
+class ModelCalls:
+    """Failed model calls, as ``status.model_calls`` reports them: a remote model may be away for a while, and
+    the monitor goes on meanwhile instead of stopping."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.failures = 0  # failed calls since the start
+        self.failing_since: float | None = None  # wall time of the first failure of the current outage
+        self.source: str | None = None  # what the last failed call called (URL and model)
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+
+    def run(self, call: Callable[..., T], *args: Any) -> T:
+        try:
+            result = call(*args)
+        except EngineError as err:
+            with self._lock:
+                self.failures += 1
+                self.source, self.last_error, self.last_error_at = err.source, str(err), time.time()
+                first = self.failing_since is None
+                if first:
+                    self.failing_since = self.last_error_at
+            if first:
+                log.warning("model call failed (%s); strides are skipped until it answers again", err)
+            raise
+        if self.failing_since is not None:
+            with self._lock:
+                away, self.failing_since = time.time() - self.failing_since, None
+            log.info("model calls succeed again after %.1f s (%d failed calls in all)", away, self.failures)
+        return result
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {"state": "ok" if self.failing_since is None else "failing", "failures": self.failures,
+                    "failing_since": self.failing_since, "source": self.source, "last_error": self.last_error,
+                    "last_error_at": self.last_error_at}
+
+
 class WindowScorer:
     """Scores windows of a frame list with a bundle, caching per-frame embeddings by frame id."""
 
@@ -54,6 +99,7 @@ class WindowScorer:
         self.passes = 0  # vision passes since the start, one frame each
         self.vision_ms: collections.deque[float] = collections.deque(maxlen=50)  # recent passes, one frame each
         self.head_ms: collections.deque[float] = collections.deque(maxlen=50)
+        self.calls = ModelCalls()
 
     def reset(self) -> None:
         with self._lock:
@@ -67,7 +113,7 @@ class WindowScorer:
                 if frame.id in self._cache:
                     return False
             started = time.perf_counter()
-            embeds = self.model.encode_frames(preprocess_frame(frame.image, self.pixels)[None])[0]
+            embeds = self.calls.run(self.model.encode_frames, preprocess_frame(frame.image, self.pixels)[None])[0]
             took = time.perf_counter() - started
             with self._lock:
                 self._cache[frame.id] = (embeds, took)
@@ -76,7 +122,8 @@ class WindowScorer:
             return True
 
     def score(self, frames: Sequence[Frame], end: float) -> WindowScore:
-        """Score the window ending at stream time ``end`` from ``frames`` (oldest first)."""
+        """Score the window ending at stream time ``end`` from ``frames`` (oldest first); ``EngineError`` if a
+        model call fails."""
         chosen = tuple(frames[i] for i in pick_frames([f.t for f in frames], end, self.window))
         if not self.cache_enabled:
             self.reset()
@@ -92,7 +139,7 @@ class WindowScorer:
                 del self._cache[stale]
                 self._scored.discard(stale)
         started = time.perf_counter()
-        probability = self.model.window_probability(embeds)
+        probability = self.calls.run(self.model.window_probability, embeds)
         score_ms = (time.perf_counter() - started) * 1000
         self.head_ms.append(score_ms)
         partial = end - self.window.seconds < frames[0].t - EPSILON

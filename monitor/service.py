@@ -1,9 +1,8 @@
-"""``crashwatch monitor`` as a library call: open the bundle, bind the publisher, watch until the end or a
-signal, and say how it went."""
+"""``crashwatch monitor`` as a library call: bind the publisher, watch with the model opened (a bundle's, or a
+Triton server's) until the end or a signal, and say how it went."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from monitor.cameras import CamerasConfig
@@ -16,13 +15,11 @@ from monitor.signals import stop_on_signals
 from monitor.source import SourceError
 
 
-def run_monitor(bundle: Path, options: MonitorOptions, endpoint: str, curve: ServerCurve | None = None,
-                threads: int | None = None, runtime: str = "auto",
+def run_monitor(model: RiskModel, options: MonitorOptions, endpoint: str, curve: ServerCurve | None = None,
                 sinks: Sequence[Callable[[str], Sink]] = ()) -> dict[str, Any]:
     """Run one camera's monitor until its file ends or SIGINT/SIGTERM; returns ``Monitor.summary``. ``sinks``
     make the further transports for a camera name (MQTT). A source that could not be used at all raises
     ``SourceError``."""
-    model = RiskModel(bundle, threads=threads, runtime=runtime)
     stop = stop_on_signals()
     monitor = Monitor(model, options, lambda status: Publisher(
         endpoint, options.camera, status=status, curve=curve, sinks=[make(options.camera) for make in sinks]),
@@ -33,11 +30,10 @@ def run_monitor(bundle: Path, options: MonitorOptions, endpoint: str, curve: Ser
     return summary
 
 
-def run_fleet(config: CamerasConfig, demo_model: bool, curve: ServerCurve | None = None,
+def run_fleet(model: RiskModel, config: CamerasConfig, demo_model: bool, curve: ServerCurve | None = None,
               sinks: Sequence[Callable[[str], Sink]] = ()) -> dict[str, dict[str, Any]]:
-    """Run every camera of a cameras file on one model and one publisher until all end or SIGINT/SIGTERM;
+    """Run every camera of a cameras file on ``model`` and one publisher until all end or SIGINT/SIGTERM;
     returns each camera's summary by name."""
-    model = RiskModel(config.bundle, threads=config.threads, runtime=config.runtime)
     stop = stop_on_signals()
     publisher = Publisher(config.pub, curve=curve)
     try:

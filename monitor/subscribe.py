@@ -75,7 +75,9 @@ def describe(message: Message) -> str:
                 + (f" (retry in {s['backoff_s']:.1f} s, outage {s['outage_s']:.1f} s)" if s["state"] == "reconnecting" else "")
                 + f", {body.capture_fps:.1f} fps, strides {body.strides} (skipped {body.strides_skipped}),"
                 + f" dropped {body.frames_dropped}, lag {'n/a' if lag is None else f'{lag:.2f} s'}"
-                + (f", model p50 {lat['p50']:.0f} ms p99 {lat['p99']:.0f} ms" if lat else "") + model)
+                + (f", model p50 {lat['p50']:.0f} ms p99 {lat['p99']:.0f} ms" if lat else "") + model
+                + (f", MODEL CALLS FAILING ({body.model_calls['source']})"
+                   if (body.model_calls or {}).get("state") == "failing" else ""))
     if isinstance(body, ProcessStatus):
         cameras = ", ".join(f"{name} {c['state']} ({c['strides']} strides)" for name, c in body.cameras.items())
         batches = ", ".join(f"{name} x{b['mean_batch']}" for name, b in body.batches.items() if b["mean_batch"])

@@ -1,5 +1,5 @@
 """The ``crashwatch`` command: one click group, its commands split by part (``training``, ``runtime``,
-``evaluation``), each its options and a few lines calling the library.
+``evaluation``, ``triton``), each its options and a few lines calling the library.
 
 Commands import their heavy modules (torch, transformers) only when run, so that ``crashwatch --help`` is
 quick and a monitor-only install (no torch) can run the monitor's commands.
@@ -14,7 +14,7 @@ import click
 
 from contract import __version__
 from contract.errors import CrashwatchError
-from crashwatch.cli import evaluation, runtime, training
+from crashwatch.cli import evaluation, runtime, training, triton
 
 
 # What the `train` extra brings: a command that needs one of these says so instead of a traceback.
@@ -67,6 +67,6 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-for part in (training, runtime, evaluation):
+for part in (training, runtime, evaluation, triton):
     for command in part.COMMANDS:
         main.add_command(command)

@@ -9,7 +9,7 @@ import click
 
 from contract.dataset import SPLITS
 from crashwatch.evaluation.scoring import FALSE_ALERT_BUDGET, MIN_NORMAL_HOURS, WARNING_WINDOW
-from monitor.runtime import Runtime
+from monitor.runtime import LOCAL_RUNTIMES, Runtime
 
 
 class Finite(click.FloatRange):
@@ -49,7 +49,7 @@ stride_option = click.option("--stride", type=Finite(min=0, min_open=True, max=6
                              help="Seconds between risk queries, above 0 and at most 60 (default: the window's frame "
                                   "spacing).")
 runtime_option = click.option(
-    "--runtime", type=click.Choice([r.value for r in Runtime]), default=Runtime.AUTO.value, show_default=True,
+    "--runtime", type=click.Choice([r.value for r in LOCAL_RUNTIMES]), default=Runtime.AUTO.value, show_default=True,
     help="Inference engine. auto: OpenVINO for a bundle exported with --openvino on a CPU with AMX (where it is "
          "faster), onnxruntime otherwise and on GPUs; the choice and why are logged, the runtime named in status.")
 alert_on_option = click.option("--alert-on", type=PROBABILITY,

@@ -41,6 +41,12 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
 @click.command("monitor")
 @click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path),
               help="Bundle folder from `crashwatch export` (default: the demo bundle, generated scenes only).")
+@click.option("--model", "model_url", metavar="URL",
+              help="Instead of --bundle: the bundle a Triton server serves, triton://HOST:PORT/NAME (gRPC; "
+                   "`crashwatch serve-triton` or the repository of `crashwatch export-triton`).")
+@click.option("--model-timeout", type=Finite(min=0, min_open=True, max=600),
+              help="With --model: seconds each call to the server may take before it counts as failed "
+                   "[default: 10].")
 @click.option("--source",
               help="Webcam index (0), rtsp:// or http(s):// URL, or a video file (replayed as a live stream).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -93,7 +99,9 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
               help="Encrypt with CURVE: the monitor's secret key file (from `crashwatch keys`).")
 @click.option("--curve-allow", type=click.Path(file_okay=False, path_type=Path),
               help="With --curve-secret: folder of the public keys (*.key) of the subscribers admitted.")
-def monitor_command(bundle_dir: Path, source: str | None, config_file: Path | None, replay: str, loop: bool, stride: float | None, endpoint: str, camera: str,
+def monitor_command(bundle_dir: Path | None, model_url: str | None, model_timeout: float | None,
+                    source: str | None, config_file: Path | None, replay: str, loop: bool, stride: float | None,
+                    endpoint: str, camera: str,
                     events_dir: Path | None, record_dir: Path | None, record_keep: KeepPolicy, record_codec: str,
                     record_segment: float, mqtt_url: str | None, mqtt_ca: Path | None,
                     mqtt_password_file: Path | None, mqtt_prefix: str, mqtt_risk: bool, mqtt_outbox: Path | None,
@@ -109,6 +117,11 @@ def monitor_command(bundle_dir: Path, source: str | None, config_file: Path | No
 
     if (curve_secret is None) != (curve_allow is None):
         raise click.UsageError("--curve-secret and --curve-allow go together")
+    if model_url is not None and (bundle_dir is not None or threads is not None or runtime != "auto"):
+        raise click.UsageError("--model runs the bundle a Triton server serves: --bundle, --threads and --runtime "
+                               "are for a local bundle")
+    if model_url is None and model_timeout is not None:
+        raise click.UsageError("--model-timeout needs --model URL")
     curve = ServerCurve(curve_secret, curve_allow) if curve_secret is not None else None
     if config_file is not None:
         _run_cameras_file(click.get_current_context(), config_file, curve)
@@ -116,7 +129,7 @@ def monitor_command(bundle_dir: Path, source: str | None, config_file: Path | No
     if source is None:
         raise click.UsageError("give --source (one camera) or --config (a cameras file)")
     spec = parse_source(source)
-    bundle_dir, demo = _bundle(bundle_dir)
+    model, demo = _open_model(bundle_dir, model_url, model_timeout, threads, runtime)
     alert = {"min_on_seconds": alert_min_on, "min_off_seconds": alert_min_off}
     if alert_on is not None:
         alert["on"] = alert_on
@@ -135,7 +148,7 @@ def monitor_command(bundle_dir: Path, source: str | None, config_file: Path | No
     else:
         sinks = []
     try:
-        summary = run_monitor(bundle_dir, options, endpoint, curve, threads, runtime, sinks)
+        summary = run_monitor(model, options, endpoint, curve, sinks)
     except OptionsError as err:  # inconsistent options (thresholds, overrides, fast replay of a live source)
         raise click.UsageError(str(err)) from None
     click.echo(f"stopped: {_said(summary)}")
@@ -146,15 +159,23 @@ def _said(summary: dict) -> str:
             f"{summary['frames']} frames ({summary['frames_dropped']} dropped), source {summary['source_state']}")
 
 
-def _bundle(folder: Path | None) -> tuple[Path, bool]:
-    """The bundle to run (the demo's by default) and whether it is the demo model, said on the terminal."""
-    from crashwatch.demo import NOTICE, demo_bundle, is_demo_bundle
+def _open_model(bundle_dir: Path | None, model_url: str | None, model_timeout: float | None, threads: int | None,
+                runtime: str):
+    """The model to run (a local bundle, the demo's by default, or a Triton server's) and whether it is the demo
+    model, which is said on the terminal."""
+    from crashwatch.demo import NOTICE, demo_bundle, is_demo_model
+    from monitor.model import RiskModel
 
-    folder = folder or demo_bundle()
-    demo = is_demo_bundle(folder)
+    if model_url is not None:
+        from monitor.triton.client import DEFAULT_TIMEOUT_S
+
+        model = RiskModel.from_triton(model_url, model_timeout or DEFAULT_TIMEOUT_S)
+    else:
+        model = RiskModel(bundle_dir or demo_bundle(), threads=threads, runtime=runtime)
+    demo = is_demo_model(model.manifest)
     if demo:
         click.echo(NOTICE, err=True)
-    return folder, demo
+    return model, demo
 
 
 def default_outbox(camera: str) -> Path:
@@ -173,7 +194,7 @@ def _mqtt_sinks(url: str, password_file: Path | None, ca: Path | None, prefix: s
 
 
 # Options that a cameras file sets per camera or for all: given beside --config they would be ignored.
-CAMERA_OPTIONS = ("bundle_dir", "source", "replay", "loop", "stride", "endpoint", "camera", "events_dir", "record_dir",
+CAMERA_OPTIONS = ("bundle_dir", "model_url", "model_timeout", "source", "replay", "loop", "stride", "endpoint", "camera", "events_dir", "record_dir",
                   "record_keep", "record_codec", "record_segment", "mqtt_url", "mqtt_ca", "mqtt_password_file",
                   "mqtt_prefix", "mqtt_risk", "mqtt_outbox", "alert_on", "alert_off", "alert_min_on", "alert_min_off",
                   "window_seconds", "threads", "runtime")
@@ -189,15 +210,15 @@ def _run_cameras_file(ctx: click.Context, path: Path, curve) -> None:
     if given:
         raise click.UsageError(f"{', '.join(given)}: set in the cameras file with --config, not beside it")
     config = load_cameras(path)
-    bundle_dir, demo = _bundle(Path(config.bundle) if config.bundle else None)
-    config.bundle = str(bundle_dir)
+    model, demo = _open_model(Path(config.bundle) if config.bundle else None, config.model, config.model_timeout,
+                              config.threads, config.runtime)
     sinks = []
     if config.mqtt is not None:
         m = config.mqtt
         sinks = _mqtt_sinks(m.url, Path(m.password_file) if m.password_file else None, Path(m.ca) if m.ca else None,
                             m.prefix, m.risk,
                             lambda name: Path(m.outbox_dir) / f"outbox-{name}.sqlite" if m.outbox_dir else default_outbox(name))
-    summaries = run_fleet(config, demo, curve, sinks)
+    summaries = run_fleet(model, config, demo, curve, sinks)
     for name, summary in summaries.items():
         click.echo(f"{name} stopped: {_said(summary)}")
 
