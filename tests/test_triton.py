@@ -323,3 +323,16 @@ def test_failed_model_calls_skip_their_strides_and_are_reported(tiny_bundle, tmp
     assert status["source"] == "triton://127.0.0.1:1/cw_head" and "connection refused" in status["last_error"]
     after = monitor.risks[2]  # the first window scored after the three that failed
     assert "model calls failed" in after.stride_reason and after.effective_stride_s == pytest.approx(4 * monitor.stride)
+
+
+def test_a_cameras_file_runs_every_camera_on_a_triton_model(served, tiny_bundle, tmp_path):
+    clips = [write_video(tmp_path / f"{name}.mp4", 60, fps=10) for name in ("front", "yard")]
+    local = _monitor(RiskModel(tiny_bundle), str(clips[0]), replay="fast")
+    local.run()
+    config = tmp_path / "cameras.yaml"
+    config.write_text(f"model: {served.url}\npub: tcp://127.0.0.1:{free_port()}\ncameras:\n"
+                      + "".join(f"  - {{name: {c.stem}, source: {c}, replay: fast}}\n" for c in clips))
+    result = _crashwatch("monitor", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    for name in ("front", "yard"):  # the same clip content: both get the local bundle's strides
+        assert f"{name} stopped: {len(local.risks)} strides (0 skipped)" in result.stdout, result.stdout
