@@ -1,4 +1,4 @@
-# make test        create .venv/, install crashwatch with training and test extras at the tested versions
+# make test        create .venv/, install crashwatch with training, dashboard and test extras at the tested versions
 #                  (constraints.txt), run the tests. On this project's CPU machines pip takes torch 2.13.0
 #                  from the CPU wheel on disk; on a GPU machine with internet the same command brings the
 #                  CUDA build of the same version.
@@ -24,7 +24,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(TRAIN_STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt
-	$(BIN)/pip install -c constraints.txt -e ".[cpu,openvino,train,test]"
+	$(BIN)/pip install -c constraints.txt -e ".[cpu,openvino,train,dashboard,test]"
 	touch $@ $(MONITOR_STAMP)
 
 $(MONITOR_STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt
