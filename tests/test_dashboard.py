@@ -28,6 +28,7 @@ from contract.video import probe_clip
 from crashwatch.bench.process import free_port
 from crashwatch.cli import main
 from crashwatch.dashboard.clips import BROWSER_COPY, ClipError, EventClip
+from crashwatch.dashboard.server import PAGE_BACKLOG, DashboardSettings, Hub
 from crashwatch.dashboard.state import AFTER_ALERT_S, BEFORE_ALERT_S, SILENT_AFTER_S, DashboardState
 from crashwatch.demo import DEMO_BUNDLE
 from monitor.messages import Alert, AlertEvent, Message, Risk, Topic, envelope
@@ -418,6 +419,54 @@ def test_the_state_keeps_a_minute_of_risk_the_risk_around_each_alert_and_says_si
     camera, _ = state.apply("tcp://b:2", _risk(1, 0.5, 0.3))  # the same name at another endpoint
     assert camera == "front@tcp://b:2"
     assert state.snapshot()["endpoints"]["tcp://b:2"]["cameras"] == ["front@tcp://b:2"]
+
+
+class Browser:
+    """A page's websocket as the server sees it; a stalled one never finishes a send until ``gate`` opens."""
+
+    def __init__(self, stalled: bool) -> None:
+        self.received: list[dict] = []
+        self.gate, self.gone = asyncio.Event(), asyncio.Event()
+        if not stalled:
+            self.gate.set()
+
+    async def accept(self) -> None:
+        pass
+
+    async def send_text(self, text: str) -> None:
+        await self.gate.wait()
+        self.received.append(json.loads(text))
+
+    async def receive(self) -> dict:
+        await self.gone.wait()
+        return {"type": "websocket.disconnect"}
+
+
+def test_a_stalled_page_holds_up_no_other_and_gets_a_snapshot_when_it_drains():
+    async def scenario() -> None:
+        hub = Hub(DashboardSettings(["tcp://a:1"], [None]))
+        stalled, healthy = Browser(stalled=True), Browser(stalled=False)
+        pages = [asyncio.create_task(hub.websocket(browser)) for browser in (stalled, healthy)]
+        await asyncio.sleep(0.05)
+        count = PAGE_BACKLOG + 100
+        for seq in range(1, count + 1):
+            hub._deliver("tcp://a:1", _risk(seq, seq * 0.5, 0.1))
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        assert [m["message"]["seq"] for m in healthy.received[1:]] == list(range(1, count + 1))
+        assert stalled.received == [] and all(len(page.pending) <= PAGE_BACKLOG for page in hub.pages)
+        stalled.gate.set()  # it drains: the state it missed comes whole, not hundreds of stale messages
+        await asyncio.sleep(0.05)
+        assert [m["type"] for m in stalled.received] == ["state", "state"]
+        assert stalled.received[1]["state"]["cameras"]["front"]["risk"]["seq"] == count
+        stalled.gone.set()  # a closed page is forgotten
+        await asyncio.sleep(0.05)
+        assert len(hub.pages) == 1
+        healthy.gone.set()
+        await asyncio.gather(*pages)
+        assert not hub.pages
+
+    asyncio.run(scenario())
 
 
 def test_event_clips_are_served_from_the_events_folder_only_and_transcoded_once(tmp_path):

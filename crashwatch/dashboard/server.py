@@ -183,7 +183,7 @@ class Hub:
                     page.behind = False
                     page.pending.clear()
                     await websocket.send_text(self._snapshot())
-                while page.pending:
+                while page.pending and not page.behind:
                     await websocket.send_text(page.pending.popleft())
 
     async def _until_closed(self, websocket: WebSocket) -> None:
