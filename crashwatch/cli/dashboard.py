@@ -22,13 +22,13 @@ def _http(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, 
 
 
 @click.command("dashboard")
-@click.option("--connect", "endpoints", multiple=True, default=(DEFAULT_ENDPOINT,), show_default=True,
+@click.option("--connect", "endpoints", multiple=True, default=(DEFAULT_ENDPOINT,), show_default=True, metavar="ENDPOINT",
               callback=endpoint_callback(True),
               help="A monitor's PUB endpoint, tcp://HOST:PORT or HOST:PORT (repeatable: several monitors side by side).")
 @click.option("--events", "events_dir", type=click.Path(file_okay=False, path_type=Path),
               help="The monitors' events folder (their --events, or RECORD/events with --record): alerts' clips "
                    "are played from it, a browser copy (WebM) made beside each on first view.")
-@click.option("--http", "http", default=DEFAULT_HTTP, show_default=True, callback=_http,
+@click.option("--http", "http", default=DEFAULT_HTTP, show_default=True, callback=_http, metavar="HOST:PORT",
               help="Address to serve the page on. Loopback by default; any other address needs --token-file.")
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A file whose first line is the bearer token every request must carry (the page: open "

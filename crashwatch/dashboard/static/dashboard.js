@@ -104,7 +104,8 @@ function render(cam, topic) {
   if (cam.status && (!topic || topic === "status")) {
     const s = cam.status, m = s.model || {}, latency = s.model_ms;
     $(el, ".fps").textContent = `${fixed(s.capture_fps, 1)} fps, ${s.frames_captured} frames (${s.frames_dropped} dropped)`;
-    $(el, ".lag").textContent = fixed(s.lag_s, 2, " s") + (cam.risk ? `, capture to risk ${fixed(cam.risk.latency_ms, 0, " ms")}` : "");
+    const latest = cam.risk ? `, capture to risk ${fixed(cam.risk.latency_ms, 0, " ms")}` : "";
+    $(el, ".lag").textContent = fixed(s.lag_s, 2, " s") + latest;
     $(el, ".latency").textContent = latency ? `p50 ${fixed(latency.p50, 0)} ms, p99 ${fixed(latency.p99, 0)} ms` : "–";
     $(el, ".bundle").textContent = m.name ? `${m.name} ${m.precision} #${m.hash}${m.demo ? " (demo model)" : ""}` : "–";
     $(el, ".runtime").textContent = m.runtime ? `${m.runtime} on ${m.device} at ${m.inference_precision}` : "–";
@@ -158,7 +159,8 @@ function showAlert(record) {
 function showClip(box, clip) {
   if (clip && clip.state === "ready") {
     if (!$(box, "video")) {
-      const video = Object.assign(document.createElement("video"), {src: clip.video, controls: true, muted: true, preload: "metadata"});
+      const video = Object.assign(document.createElement("video"),
+        {src: clip.video, controls: true, muted: true, preload: "metadata"});
       const sidecar = Object.assign(document.createElement("a"), {href: clip.sidecar, textContent: "sidecar (JSON)"});
       box.replaceChildren(video, sidecar);
     }
