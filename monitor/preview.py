@@ -2,10 +2,10 @@
 ``preview`` topic, at most twice a second.
 
 It hangs on the capture's per-frame hooks and encodes the frame at hand: shrinking to 320 px and a JPEG at
-quality 70 take under 2 ms (a 720p frame), and the wall-clock rate limit keeps that to twice a second however fast a
-file is replayed, so the capture does not feel it and the model never sees it. A preview is a few kilobytes of
-JSON, against the PUB socket's high-water mark like every message: a dashboard that stalls loses previews, never
-holds up the monitor.
+quality 70 take under 2 ms (a 720p frame), and the wall-clock rate limit keeps that to twice a second however
+fast a file is replayed, so the capture does not feel it and the model never sees it. A preview is a few
+kilobytes of JSON, against the PUB socket's high-water mark like every message: a dashboard that stalls loses
+previews, never holds up the monitor.
 """
 
 from __future__ import annotations
