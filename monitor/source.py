@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -221,13 +221,13 @@ class Capture(threading.Thread):
     """Reads ``spec`` into ``buffer`` until stopped, the file ends, or (live) the source fails for good."""
 
     def __init__(self, spec: SourceSpec, buffer: FrameBuffer, stop: threading.Event,
-                 on_frame: Callable[[Frame], None] | None = None, realtime: bool = True, loop: bool = False,
+                 on_frame: Sequence[Callable[[Frame], None]] = (), realtime: bool = True, loop: bool = False,
                  backoff_initial: float = 0.5, backoff_max: float = 10.0, open_timeout_s: float = 5.0) -> None:
         super().__init__(name="capture", daemon=True)
         self.spec = spec
         self.buffer = buffer
         self.stop_event = stop
-        self.on_frame = on_frame
+        self.on_frame = list(on_frame)  # each called with every frame, in order (recording, events, preview)
         self.realtime = realtime
         self.loop = loop
         self.backoff_initial = backoff_initial
@@ -256,8 +256,8 @@ class Capture(threading.Thread):
         self._next_id += 1
         self.stats.tick(frame.wall)
         self.buffer.push(frame)
-        if self.on_frame is not None:
-            self.on_frame(frame)
+        for hook in self.on_frame:
+            hook(frame)
 
     def _run_file(self) -> None:
         """Replay the file (again and again with ``loop``; stream time keeps running across passes)."""

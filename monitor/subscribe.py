@@ -8,7 +8,7 @@ from typing import Iterator
 
 import zmq
 
-from monitor.messages import Alert, AlertEvent, Message, ProcessStatus, Risk, Status
+from monitor.messages import Alert, AlertEvent, Message, Preview, ProcessStatus, Risk, Status
 from monitor.publisher import check_endpoint
 from monitor.security import ClientCurve
 
@@ -83,5 +83,7 @@ def describe(message: Message) -> str:
         batches = ", ".join(f"{name} x{b['mean_batch']}" for name, b in body.batches.items() if b["mean_batch"])
         memory = "n/a" if body.memory_mb is None else f"{body.memory_mb:.0f} MB"
         return f"{head} process {cameras}; batches {batches or 'none yet'}; memory {memory}"
+    if isinstance(body, Preview):
+        return f"{head} preview t={body.t:.2f}s frame {body.frame_id} {body.width}x{body.height} ({len(body.jpeg) * 3 // 4000} kB)"
     return f"{head} {message.topic} {json.dumps(message.wire)}"
 

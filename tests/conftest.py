@@ -14,16 +14,22 @@ SHARED = REPO.parent / "shared"
 CLIPS = SHARED / "clips"
 SMOLVLM_TOKENIZER = SHARED / "smolvlm" / "SmolVLM-256M-Instruct"
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"
-# Prepended to a `python -c` script: torch, transformers and onnx then look not installed, as on a host with
-# the runtime-only install.
-FORBID_TORCH = """
+
+
+def forbid(*packages: str) -> str:
+    """Prepended to a `python -c` script: ``packages`` then look not installed."""
+    return f"""
 import importlib.abc, sys
 class _Forbid(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in ("torch", "transformers", "onnx"):
-            raise ModuleNotFoundError(f"No module named {name!r} (forbidden in this test)", name=name)
+        if name.split(".")[0] in {packages!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (forbidden in this test)", name=name)
 sys.meta_path.insert(0, _Forbid())
 """
+
+
+# As on a host with the runtime-only install.
+FORBID_TORCH = forbid("torch", "transformers", "onnx")
 QUESTION = "Is a vehicle collision likely to happen within 1 to 2 seconds?(0: No, 1: Yes)"
 
 

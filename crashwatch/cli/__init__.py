@@ -1,5 +1,5 @@
 """The ``crashwatch`` command: one click group, its commands split by part (``training``, ``runtime``,
-``evaluation``, ``triton``), each its options and a few lines calling the library.
+``evaluation``, ``triton``, ``dashboard``), each its options and a few lines calling the library.
 
 Commands import their heavy modules (torch, transformers) only when run, so that ``crashwatch --help`` is
 quick and a monitor-only install (no torch) can run the monitor's commands.
@@ -14,17 +14,19 @@ import click
 
 from contract import __version__
 from contract.errors import CrashwatchError
-from crashwatch.cli import evaluation, runtime, training, triton
+from crashwatch.cli import dashboard, evaluation, runtime, training, triton
 
 
-# What the `train` extra brings: a command that needs one of these says so instead of a traceback.
-TRAINING_EXTRA = {"torch", "transformers", "accelerate", "peft", "safetensors", "num2words", "sklearn",
-                  "matplotlib", "tqdm", "onnx", "onnxscript", "tokenizers"}
+# What the `train` and `dashboard` extras bring: a command that needs one of these says so instead of a
+# traceback. Module -> (the extra, what it is called).
+EXTRAS = {**dict.fromkeys(("torch", "transformers", "accelerate", "peft", "safetensors", "num2words", "sklearn",
+                           "matplotlib", "tqdm", "onnx", "onnxscript", "tokenizers"), ("train", "training")),
+          **dict.fromkeys(("starlette", "uvicorn", "websockets"), ("dashboard", "dashboard"))}
 
 
 class CrashwatchGroup(click.Group):
     """Turns a user error (``CrashwatchError``) raised anywhere below into one line and exit code 1, and so a
-    command run where the training extra is not installed; with ``-vv`` the traceback is shown first."""
+    command run where the extra it needs is not installed; with ``-vv`` the traceback is shown first."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -34,13 +36,14 @@ class CrashwatchGroup(click.Group):
             raise click.ClickException(str(err)) from None
         except ModuleNotFoundError as err:
             missing = (err.name or "").split(".")[0]
-            if missing not in TRAINING_EXTRA:
+            if missing not in EXTRAS:
                 raise
             self._cause(ctx)
+            extra, called = EXTRAS[missing]
             raise click.ClickException(
-                f"`crashwatch {ctx.invoked_subcommand}` needs the training extra, and {missing} is not installed "
-                "here (the runtime-only install has the monitor's commands): pip install 'crashwatch[cpu,train]', "
-                "or in a clone `pip install -c constraints.txt -e '.[cpu,train]'`") from None
+                f"`crashwatch {ctx.invoked_subcommand}` needs the {called} extra, and {missing} is not installed "
+                f"here (the runtime-only install has the monitor's commands): pip install 'crashwatch[cpu,{extra}]', "
+                f"or in a clone `pip install -c constraints.txt -e '.[cpu,{extra}]'`") from None
 
     @staticmethod
     def _cause(ctx: click.Context) -> None:
@@ -67,6 +70,6 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-for part in (training, runtime, evaluation, triton):
+for part in (training, runtime, evaluation, triton, dashboard):
     for command in part.COMMANDS:
         main.add_command(command)

@@ -9,6 +9,7 @@ import click
 
 from contract.dataset import SPLITS
 from crashwatch.evaluation.scoring import FALSE_ALERT_BUDGET, MIN_NORMAL_HOURS, WARNING_WINDOW
+from monitor.publisher import PublisherError, check_endpoint
 from monitor.runtime import LOCAL_RUNTIMES, Runtime
 
 
@@ -37,6 +38,19 @@ class Fractions(click.ParamType):
         if len(parts) != 3 or not all(math.isfinite(p) and p >= 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
             self.fail(f"{value!r}: give three non-negative fractions summing to 1", param, ctx)
         return parts
+
+
+def endpoint_callback(connect: bool):
+    """An option callback: the endpoint checked, or each of a repeated option's (``host:port`` taken as
+    tcp:// when connecting)."""
+    def check(ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        try:
+            if isinstance(value, tuple):
+                return tuple(check_endpoint(v, connect) for v in value)
+            return check_endpoint(value, connect)
+        except PublisherError as err:
+            raise click.BadParameter(str(err), ctx, param) from None
+    return check
 
 
 SECONDS = Finite(min=0, min_open=True, max=3600)  # a positive duration of at most an hour

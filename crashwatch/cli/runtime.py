@@ -9,20 +9,11 @@ from typing import Callable
 
 import click
 
-from crashwatch.cli.options import PROBABILITY, Finite, alert_on_option, runtime_option, stride_option
+from crashwatch.cli.options import (PROBABILITY, Finite, alert_on_option, endpoint_callback, runtime_option,
+                                    stride_option)
 from monitor.messages import TOPIC_NAMES
-from monitor.publisher import DEFAULT_ENDPOINT, PublisherError, check_endpoint
+from monitor.publisher import DEFAULT_ENDPOINT
 from monitor.recording import CODEC_CHOICES, KeepPolicy
-
-
-def _endpoint(connect: bool):
-    """An option callback: the endpoint checked (``host:port`` taken as tcp:// when connecting)."""
-    def check(ctx: click.Context, param: click.Parameter, value: str) -> str:
-        try:
-            return check_endpoint(value, connect)
-        except PublisherError as err:
-            raise click.BadParameter(str(err), ctx, param) from None
-    return check
 
 
 def _keep_policy(ctx: click.Context, param: click.Parameter, value: str) -> KeepPolicy:
@@ -34,7 +25,7 @@ def _keep_policy(ctx: click.Context, param: click.Parameter, value: str) -> Keep
 
 SILENCE_WARNING_S = 3.0  # three missed heartbeats
 
-pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_default=True, callback=_endpoint(False),
+pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_default=True, callback=endpoint_callback(False),
                           help="ZeroMQ PUB endpoint to bind.")
 
 
@@ -58,6 +49,9 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
 @stride_option
 @pub_option
 @click.option("--camera", default="cam0", show_default=True, help="Camera name carried by every message.")
+@click.option("--preview", is_flag=True,
+              help="Also publish a small JPEG of the newest frame (320 px wide) at most twice a second on the "
+                   "preview topic, for `crashwatch dashboard`.")
 @click.option("--events", "events_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Save each alert's evidence here: a clip + JSON sidecar written after the post-roll, or with "
                    "--record a folder of locked segments (default with --record: RECORD/events).")
@@ -101,7 +95,7 @@ pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_de
               help="With --curve-secret: folder of the public keys (*.key) of the subscribers admitted.")
 def monitor_command(bundle_dir: Path | None, model_url: str | None, model_timeout: float | None,
                     source: str | None, config_file: Path | None, replay: str, loop: bool, stride: float | None,
-                    endpoint: str, camera: str,
+                    endpoint: str, camera: str, preview: bool,
                     events_dir: Path | None, record_dir: Path | None, record_keep: KeepPolicy, record_codec: str,
                     record_segment: float, mqtt_url: str | None, mqtt_ca: Path | None,
                     mqtt_password_file: Path | None, mqtt_prefix: str, mqtt_risk: bool, mqtt_outbox: Path | None,
@@ -138,7 +132,7 @@ def monitor_command(bundle_dir: Path | None, model_url: str | None, model_timeou
     options = MonitorOptions(source=spec, stride=stride, replay=replay, loop=loop, camera=camera, events_dir=events_dir,
                              record_dir=record_dir, record_keep=record_keep, record_codec=record_codec,
                              record_segment_seconds=record_segment, alert=alert, window_seconds=window_seconds,
-                             demo_model=demo)
+                             demo_model=demo, preview=preview)
     if mqtt_url is not None:
         sinks = _mqtt_sinks(mqtt_url, mqtt_password_file, mqtt_ca, mqtt_prefix, mqtt_risk,
                             lambda name: mqtt_outbox or default_outbox(name))
@@ -194,7 +188,8 @@ def _mqtt_sinks(url: str, password_file: Path | None, ca: Path | None, prefix: s
 
 
 # Options that a cameras file sets per camera or for all: given beside --config they would be ignored.
-CAMERA_OPTIONS = ("bundle_dir", "model_url", "model_timeout", "source", "replay", "loop", "stride", "endpoint", "camera", "events_dir", "record_dir",
+CAMERA_OPTIONS = ("bundle_dir", "model_url", "model_timeout", "source", "replay", "loop", "stride", "endpoint", "camera",
+                  "preview", "events_dir", "record_dir",
                   "record_keep", "record_codec", "record_segment", "mqtt_url", "mqtt_ca", "mqtt_password_file",
                   "mqtt_prefix", "mqtt_risk", "mqtt_outbox", "alert_on", "alert_off", "alert_min_on", "alert_min_off",
                   "window_seconds", "threads", "runtime")
@@ -236,7 +231,7 @@ def demo_command(out_dir: Path, endpoint: str, fast: bool) -> None:
 
 
 @click.command("subscribe")
-@click.option("--connect", "endpoint", default=DEFAULT_ENDPOINT, show_default=True, callback=_endpoint(True),
+@click.option("--connect", "endpoint", default=DEFAULT_ENDPOINT, show_default=True, callback=endpoint_callback(True),
               help="Monitor's PUB endpoint: tcp://HOST:PORT, or HOST:PORT.")
 @click.option("--topic", "topics", multiple=True, type=click.Choice(TOPIC_NAMES),
               help="Only these topics (repeatable; default: all).")

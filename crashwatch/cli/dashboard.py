@@ -1,0 +1,64 @@
+"""``crashwatch dashboard``: the monitors' messages live in a browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from crashwatch.cli.options import endpoint_callback
+from monitor.publisher import DEFAULT_ENDPOINT
+
+DEFAULT_HTTP = "127.0.0.1:8080"
+
+
+def _http(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8080`` for IPv6) as (host, port)."""
+    host, _, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise click.BadParameter(f"{value!r}: give HOST:PORT, the port a number from 1 to 65535", ctx, param)
+    return host, int(port)
+
+
+@click.command("dashboard")
+@click.option("--connect", "endpoints", multiple=True, default=(DEFAULT_ENDPOINT,), show_default=True, metavar="ENDPOINT",
+              callback=endpoint_callback(True),
+              help="A monitor's PUB endpoint, tcp://HOST:PORT or HOST:PORT (repeatable: several monitors side by side).")
+@click.option("--events", "events_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The monitors' events folder (their --events, or RECORD/events with --record): alerts' clips "
+                   "are played from it, a browser copy (WebM) made beside each on first view.")
+@click.option("--http", "http", default=DEFAULT_HTTP, show_default=True, callback=_http, metavar="HOST:PORT",
+              help="Address to serve the page on. Loopback by default; any other address needs --token-file.")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A file whose first line is the bearer token every request must carry (the page: open "
+                   "/?token=TOKEN once).")
+@click.option("--curve-server-key", "curve_server_keys", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The monitor's public key file: connect with CURVE (once for all --connect, or once per --connect "
+                   "in the same order).")
+@click.option("--curve-secret", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --curve-server-key: this dashboard's secret key file.")
+def dashboard_command(endpoints: tuple[str, ...], events_dir: Path | None, http: tuple[str, int],
+                      token_file: Path | None, curve_server_keys: tuple[Path, ...], curve_secret: Path | None) -> None:
+    """Serve a live page of the monitors' cameras, risk and alerts, with a JSON API (/api/state) and the live
+    messages (/ws)."""
+    from crashwatch.dashboard.access import read_token
+    from crashwatch.dashboard.server import Dashboard, DashboardSettings
+    from monitor.security import ClientCurve
+
+    if bool(curve_server_keys) != (curve_secret is not None):
+        raise click.UsageError("--curve-server-key and --curve-secret go together")
+    if len(curve_server_keys) not in (0, 1, len(endpoints)):
+        raise click.UsageError(f"{len(curve_server_keys)} --curve-server-key for {len(endpoints)} --connect: give "
+                               "one for all, or one per --connect")
+    keys = list(curve_server_keys) * (len(endpoints) if len(curve_server_keys) == 1 else 1)
+    curves = [ClientCurve(key, curve_secret) for key in keys] or [None] * len(endpoints)
+    host, port = http
+    dashboard = Dashboard(DashboardSettings(endpoints, curves, events_dir, host, port,
+                                            read_token(token_file) if token_file else None))
+    opening = f"{dashboard.url}?token=TOKEN (TOKEN: the first line of {token_file})" if token_file else dashboard.url
+    click.echo(f"dashboard of {', '.join(endpoints)}: open {opening} (Ctrl-C stops)", err=True)
+    dashboard.serve()
+
+
+COMMANDS = (dashboard_command,)

@@ -1,0 +1,134 @@
+"""Event clips for the browser: an alert's evidence, found in the events folder by the name its start message
+gave, and a WebM (VP8) copy of it that a browser plays.
+
+The monitor writes evidence with OpenCV's ``mp4v`` (MPEG-4 part 2), which no browser decodes, and the pip
+OpenCV has no H.264 encoder; VP8 in WebM it has, and Chromium and Firefox play that. So the first request of an
+event transcodes it (a clip, or an event folder's segments one after the other) to ``NAME.webm`` beside the
+clip, or ``clip.webm`` in the folder: a viewing copy at most 480 px wide, written to a temporary name and
+renamed, so a half-written copy is never served. The evidence itself is left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from contract.errors import CrashwatchError
+from monitor.recording import quiet_stderr
+
+log = logging.getLogger(__name__)
+
+EVENT_SIDECAR = "event.json"  # an event folder's (monitor.evidence.SIDECAR)
+BROWSER_COPY = "clip.webm"  # in an event folder
+MAX_WIDTH = 480  # VP8 costs some 25 ms a frame at this size on one core, twice that at 640
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+
+
+class ClipError(CrashwatchError):
+    """An event the events folder does not hold (or not yet whole); the message names it."""
+
+
+@dataclass(frozen=True)
+class EventClip:
+    """One alert's evidence in the events folder: a clip with its ``.json`` sidecar, or an event folder."""
+
+    path: Path
+
+    @classmethod
+    def find(cls, events_dir: Path, name: str) -> "EventClip":
+        """The event called ``name`` (the last part of an alert start's ``clip``), only ever inside
+        ``events_dir``."""
+        if not NAME.fullmatch(name) or ".." in name:
+            raise ClipError(f"{name!r}: not the name of an event clip or folder")
+        path = events_dir / name
+        if not path.exists():
+            raise ClipError(f"{name}: not in {events_dir}")
+        return cls(path)
+
+    @property
+    def sidecar(self) -> Path:
+        return self.path / EVENT_SIDECAR if self.path.is_dir() else self.path.with_suffix(".json")
+
+    @property
+    def browser_copy(self) -> Path:
+        return self.path / BROWSER_COPY if self.path.is_dir() else self.path.with_suffix(".webm")
+
+    def complete(self) -> bool:
+        """Whether the monitor has finished it: a clip's sidecar is written once the clip is whole; an event
+        folder's says ``recording`` until its post-roll is locked (or a restart recovered it)."""
+        try:
+            if not self.path.is_dir():
+                return self.sidecar.is_file()
+            return json.loads(self.sidecar.read_text(encoding="utf-8")).get("state") != "recording"
+        except (OSError, ValueError):
+            return False
+
+    def videos(self) -> list[Path]:
+        """The video files it holds, in stream order."""
+        if not self.path.is_dir():
+            return [self.path]
+        event = json.loads(self.sidecar.read_text(encoding="utf-8"))
+        return [self.path / segment["name"] for segment in event["segments"]]
+
+    def ensure_browser_copy(self) -> Path:
+        """The WebM copy, made now if there is none yet (seconds for a long event: call it from a worker
+        thread)."""
+        if not self.complete():
+            raise ClipError(f"{self.path.name}: the monitor is still writing it")
+        target = self.browser_copy
+        if not target.is_file():
+            transcode(self.videos(), target)
+        return target
+
+
+def transcode(sources: list[Path], target: Path) -> None:
+    """Write ``sources`` one after the other as one VP8 WebM at the first one's frame rate; a source of
+    another rate is resampled by holding or skipping frames, so every part plays for as long as it did."""
+    partial = target.with_name(f".{target.stem}.partial.webm")
+    writer: cv2.VideoWriter | None = None
+    fps = size = None
+    written, offset = 0, 0.0
+    try:
+        for source in sources:
+            capture = cv2.VideoCapture(str(source))
+            if not capture.isOpened():
+                raise ClipError(f"{source}: OpenCV cannot open it")
+            source_fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
+            index = 0
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    break
+                if writer is None:
+                    fps = source_fps
+                    height, width = image.shape[:2]
+                    scale = min(1.0, MAX_WIDTH / width)
+                    size = (round(width * scale / 2) * 2, round(height * scale / 2) * 2)
+                    with quiet_stderr():  # FFmpeg says, on stderr, that it maps the tag VP80 to its own
+                        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"VP80"), fps, size)
+                    if not writer.isOpened():
+                        raise ClipError(f"{partial}: OpenCV cannot write VP8 WebM there")
+                if (image.shape[1], image.shape[0]) != size:
+                    image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+                index += 1
+                while written / fps < offset + index / source_fps - 1e-6:
+                    writer.write(image)
+                    written += 1
+            capture.release()
+            offset += index / source_fps
+        if writer is None:
+            raise ClipError(f"{target.name}: its videos hold no frame")
+        writer.release()
+        writer = None
+        os.replace(partial, target)
+    finally:
+        if writer is not None:
+            writer.release()
+        partial.unlink(missing_ok=True)
+    log.info("browser copy written: %s (%d frames at %.2f fps, %dx%d)", target, written, fps, *size)

@@ -1,0 +1,267 @@
+"""The dashboard's web server: Starlette on uvicorn, fed by one ZeroMQ subscriber thread per monitor endpoint.
+
+The subscribers only read, and hand each message to the event loop, which updates the state and queues the
+message for every open page. A page that cannot keep up (a stalled or backgrounded browser) has its queue
+dropped and gets a fresh snapshot when it drains, and a closed one is forgotten: nothing waits for a browser,
+so nothing reaches back to the subscribers, and a monitor never waits for a subscriber anyway (ZeroMQ drops
+past its high-water mark). Clips are transcoded in one worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Sequence
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from contract.errors import CrashwatchError
+from crashwatch.dashboard.access import Access
+from crashwatch.dashboard.clips import ClipError, EventClip
+from crashwatch.dashboard.state import DashboardState
+from monitor.messages import Message
+from monitor.publisher import is_loopback
+from monitor.security import ClientCurve, load_pair, load_public
+from monitor.subscribe import Subscriber
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+TICK_S = 0.25
+PAGE_BACKLOG = 500  # messages a page may fall behind by before it is sent a snapshot instead
+
+
+class DashboardError(CrashwatchError):
+    """The dashboard cannot serve where it was asked to; the message names the option."""
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    endpoints: Sequence[str]
+    curves: Sequence[ClientCurve | None]  # one per endpoint
+    events_dir: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(f"tcp://{self.host}:{self.port}")
+
+
+@dataclass(eq=False)  # each page is itself, in a set
+class Page:
+    """One open websocket: what it still has to be sent."""
+
+    pending: collections.deque[str] = field(default_factory=collections.deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    behind: bool = False
+
+    def push(self, text: str) -> None:
+        if len(self.pending) >= PAGE_BACKLOG:
+            self.pending.clear()
+            self.behind = True
+        else:
+            self.pending.append(text)
+        self.wake.set()
+
+
+class Hub:
+    """The state, the pages, the subscribers and the transcoder of one dashboard."""
+
+    def __init__(self, settings: DashboardSettings) -> None:
+        self.settings = settings
+        self.state = DashboardState(settings.endpoints, settings.events_dir)
+        self.pages: set[Page] = set()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._transcoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcode")
+        self._transcoding: dict[str, asyncio.Future] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifetime -------------------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self._loop = asyncio.get_running_loop()
+        for endpoint, curve in zip(self.settings.endpoints, self.settings.curves):
+            thread = threading.Thread(target=self._listen, args=(endpoint, curve), name=f"subscribe-{endpoint}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        ticker = asyncio.create_task(self._tick())
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            self._stop.set()
+            for thread in self._threads:
+                thread.join(timeout=2)
+            self._transcoder.shutdown(wait=False, cancel_futures=True)
+
+    def _listen(self, endpoint: str, curve: ClientCurve | None) -> None:
+        """One endpoint's subscriber (its own thread): every message goes to the event loop."""
+        subscriber = Subscriber(endpoint, curve=curve)
+        try:
+            while not self._stop.is_set():
+                try:
+                    message = subscriber.receive(timeout=0.2)
+                except (ValueError, KeyError, UnicodeDecodeError) as err:  # not a monitor's message
+                    log.warning("%s: a message that is not a monitor's was skipped (%s)", endpoint, err)
+                    continue
+                if message is not None:
+                    self._loop.call_soon_threadsafe(self._deliver, endpoint, message)
+        finally:
+            subscriber.close()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            for event in self.state.tick():
+                self._send(event)
+
+    # -- the event loop -------------------------------------------------------------------------------------
+
+    def _deliver(self, endpoint: str, message: Message) -> None:
+        camera, events = self.state.apply(endpoint, message)
+        self._send({"type": "message", "endpoint": endpoint, "camera": camera, "topic": message.topic,
+                    "message": message.wire})
+        for event in events:
+            self._send(event)
+
+    def _send(self, event: dict[str, Any]) -> None:
+        text = json.dumps(event)
+        for page in self.pages:
+            page.push(text)
+
+    def _snapshot(self) -> str:
+        return json.dumps({"type": "state", "state": self.state.snapshot()})
+
+    # -- routes ---------------------------------------------------------------------------------------------
+
+    async def index(self, request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def api_state(self, request: Request) -> Response:
+        return JSONResponse(self.state.snapshot())
+
+    async def websocket(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        page = Page()
+        self.pages.add(page)
+        page.pending.append(self._snapshot())
+        page.wake.set()
+        forward = asyncio.create_task(self._forward(websocket, page))
+        listen = asyncio.create_task(self._until_closed(websocket))
+        try:
+            await asyncio.wait({forward, listen}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.pages.discard(page)
+            forward.cancel()
+            listen.cancel()
+
+    async def _forward(self, websocket: WebSocket, page: Page) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            while True:
+                await page.wake.wait()
+                page.wake.clear()
+                if page.behind:
+                    page.behind = False
+                    page.pending.clear()
+                    await websocket.send_text(self._snapshot())
+                while page.pending and not page.behind:
+                    await websocket.send_text(page.pending.popleft())
+
+    async def _until_closed(self, websocket: WebSocket) -> None:
+        """A page sends nothing; reading notices it close."""
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass
+
+    async def event_video(self, request: Request) -> Response:
+        clip = self._clip(request)
+        if not clip.browser_copy.is_file():
+            name = clip.path.name
+            if name not in self._transcoding:
+                self._transcoding[name] = asyncio.get_running_loop().run_in_executor(
+                    self._transcoder, clip.ensure_browser_copy)
+                self._transcoding[name].add_done_callback(lambda _: self._transcoding.pop(name, None))
+            await asyncio.shield(self._transcoding[name])
+        return FileResponse(clip.browser_copy, media_type="video/webm")
+
+    async def event_sidecar(self, request: Request) -> Response:
+        return FileResponse(self._clip(request).sidecar, media_type="application/json")
+
+    def _clip(self, request: Request) -> EventClip:
+        if self.settings.events_dir is None:
+            raise ClipError("this dashboard serves no clips: start it with --events DIR")
+        return EventClip.find(self.settings.events_dir, request.path_params["name"])
+
+
+async def _clip_error(request: Request, err: Exception) -> Response:
+    return PlainTextResponse(str(err), status_code=404)
+
+
+def create_app(settings: DashboardSettings) -> Access:
+    """The whole dashboard as one ASGI app, behind its access check."""
+    hub = Hub(settings)
+    app = Starlette(routes=[
+        Route("/", hub.index),
+        Route("/api/state", hub.api_state),
+        WebSocketRoute("/ws", hub.websocket),
+        Route("/events/{name}/video", hub.event_video),
+        Route("/events/{name}/sidecar", hub.event_sidecar),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ], lifespan=hub.lifespan, exception_handlers={ClipError: _clip_error})
+    return Access(app, settings.token, settings.loopback)
+
+
+class Dashboard:
+    """The server bound to its address (a clear error now, rather than from inside uvicorn); ``serve`` runs it
+    until SIGINT or SIGTERM."""
+
+    def __init__(self, settings: DashboardSettings) -> None:
+        if not settings.loopback:
+            if settings.token is None:
+                raise DashboardError(f"--http {settings.host}:{settings.port} is reachable beyond this machine: "
+                                     "give --token-file FILE, whose token every request must then carry")
+            log.warning("serving the dashboard on %s:%d, reachable beyond this machine: requests need the token, "
+                        "but the traffic is not encrypted (put a TLS proxy in front)", settings.host, settings.port)
+        for curve in settings.curves:  # a bad key file is said now, not from a subscriber's thread
+            if curve is not None:
+                load_pair(curve.secret_file)
+                load_public(curve.server_public_file)
+        self.settings = settings
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.socket.bind((settings.host, settings.port))
+        except OSError as err:
+            self.socket.close()
+            raise DashboardError(f"--http {settings.host}:{settings.port}: cannot serve there "
+                                 f"({err.strerror or err})") from None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
+        return f"http://{host}:{self.settings.port}/"
+
+    def serve(self) -> None:
+        config = uvicorn.Config(create_app(self.settings), log_level="warning", ws="websockets-sansio",
+                                timeout_graceful_shutdown=2)
+        uvicorn.Server(config).run(sockets=[self.socket])
