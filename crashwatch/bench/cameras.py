@@ -1,5 +1,6 @@
 """Many cameras: N cameras in one process on one model (``monitor --config``) against N separate monitor
-processes on the same replayed clip: strides scored per second, capture-to-subscriber latency, memory."""
+processes on the same replayed clip: strides scored per second, capture-to-subscriber latency, memory. Both
+run on the runtime ``auto`` picks here, as a user's monitor would."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def one_process(bundle: Path, clip: Path, cameras: int, seconds: float, work: Pa
     """``cameras`` cameras replaying ``clip`` in real time in one ``monitor --config`` process."""
     endpoint = free_endpoint()
     config = work / f"cameras-{cameras}.yaml"
-    config.write_text(json.dumps({"bundle": str(bundle), "pub": endpoint, "runtime": "onnxruntime",
+    config.write_text(json.dumps({"bundle": str(bundle), "pub": endpoint, "runtime": "auto",
                                   "cameras": [{"name": f"cam{i}", "source": str(clip), "loop": True}
                                               for i in range(cameras)]}))  # JSON is YAML
     process = spawn_monitor(["--config", str(config)])
@@ -68,7 +69,7 @@ def separate_processes(bundle: Path, clip: Path, cameras: int, seconds: float) -
     """``cameras`` single-camera monitor processes replaying ``clip`` in real time; memory is their sum."""
     endpoints = [free_endpoint() for _ in range(cameras)]
     processes = [spawn_monitor(["--bundle", str(bundle), "--source", str(clip), "--loop", "--pub", endpoint,
-                                "--runtime", "onnxruntime", "--camera", f"cam{i}"])
+                                "--runtime", "auto", "--camera", f"cam{i}"])
                  for i, endpoint in enumerate(endpoints)]
     risks = _collect(endpoints, processes, seconds)
     memory = sum(peak_rss_mb(p.communicate(timeout=60)[1]) for p in processes)
