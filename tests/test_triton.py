@@ -29,7 +29,7 @@ from monitor.publisher import Publisher
 from monitor.runtime import EngineError
 from monitor.source import parse_source
 from monitor.subscribe import describe
-from tests.conftest import FORBID_TORCH, REPO, write_video
+from tests.conftest import REPO, forbid, write_video
 from tests.monitor_helpers import Collector
 from tests.triton_server import ServedBundle, need_triton
 
@@ -288,17 +288,13 @@ def test_a_server_that_is_not_there_at_the_start_is_one_clear_line(served, tmp_p
     assert result.returncode == 2 and "--model-timeout needs --model URL" in result.stderr
 
 
-def _hide(package: str) -> str:
-    return FORBID_TORCH.replace('("torch", "transformers", "onnx")', f'("{package}",)')
-
-
 def test_missing_packages_are_named_with_what_to_install(tmp_path):
     result = _crashwatch("serve-triton", "--bundle", str(DEMO_BUNDLE), "--port", str(free_port()),
-                         prelude=_hide("pytriton"))
+                         prelude=forbid("pytriton"))
     assert result.returncode == 1 and "nvidia-pytriton wheel" in result.stderr
     assert "pip install 'crashwatch[triton]'" in result.stderr and "Traceback" not in result.stderr
     result = _crashwatch("monitor", "--model", f"triton://127.0.0.1:{free_port()}/cw", "--source",
-                         str(write_video(tmp_path / "c.mp4", 20)), prelude=_hide("tritonclient"))
+                         str(write_video(tmp_path / "c.mp4", 20)), prelude=forbid("tritonclient"))
     assert result.returncode == 1 and "tritonclient package is not installed" in result.stderr
 
 
