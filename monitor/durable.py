@@ -9,16 +9,9 @@ from pathlib import Path
 from typing import Any
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename, link or unlink in ``folder`` durable (the entry lives in the folder, not the file)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Make a file's content, or a folder's entries (a rename, link or unlink lives in the folder, not the
+    file), durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -34,7 +27,7 @@ def write_json(path: Path, data: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(temp, path)
-    fsync_dir(path.parent)
+    fsync(path.parent)
 
 
 def append_line(path: Path, data: Any) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.window import EPSILON
-from monitor.durable import fsync_dir, write_json
+from monitor.durable import fsync, write_json
 from monitor.messages import Alert
 from monitor.recording import LoopRecorder, Segment, safe_name
 
@@ -167,9 +167,8 @@ class EventLocker:
                     os.link(source, target)
                 except OSError:  # another file system, or links not allowed: copy
                     shutil.copyfile(source, target)
-                    with open(target, "rb+") as f:
-                        os.fsync(f.fileno())
-                fsync_dir(path)
+                    fsync(target)
+                fsync(path)
             event.segments.append(asdict(segment))
         except OSError as err:
             message = f"{target}: cannot lock the segment ({err.strerror or err})"

@@ -33,7 +33,7 @@ import numpy as np
 
 from contract.errors import CrashwatchError
 from contract.video import VideoError, probe_clip
-from monitor.durable import append_line, fsync_file, read_lines, write_json
+from monitor.durable import append_line, fsync, read_lines, write_json
 from monitor.source import Frame
 
 log = logging.getLogger(__name__)
@@ -354,7 +354,7 @@ class LoopRecorder:
             segment.path.unlink(missing_ok=True)
             return
         try:
-            fsync_file(segment.path)
+            fsync(segment.path)
             # OpenCV's writer reports no I/O error: read the file back to know it is whole (a full disk cuts it).
             expected = segment.last_slot + 1
             try:
@@ -401,7 +401,7 @@ class LoopRecorder:
     def _write_index(self) -> None:
         temp = self.dir / f".{INDEX}.tmp"
         temp.write_text("".join(json.dumps(s.summary()) + "\n" for s in self.segments), encoding="utf-8")
-        fsync_file(temp)
+        fsync(temp)
         os.replace(temp, self.dir / INDEX)
         self._index_deleted = 0
 
