@@ -15,6 +15,7 @@ import cv2
 
 from contract.video import VideoError, probe_clip
 from monitor.messages import Alert
+from monitor.recording import safe_name
 from monitor.source import Frame
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,7 @@ class EventRecorder:
 
     def path_for(self, alert: Alert) -> Path:
         """Where the clip of ``alert``'s episode goes (named in its start message)."""
-        safe_camera = "".join(c if c.isalnum() or c in "-_" else "_" for c in self.camera)
-        return self.folder / f"{safe_camera}-alert{alert.alert_id:04d}-{alert.t:09.2f}s.mp4"
+        return self.folder / f"{safe_name(self.camera)}-alert{alert.alert_id:04d}-{alert.t:09.2f}s.mp4"
 
     def start(self, alert: Alert, window: list[Frame]) -> None:
         """Open an event with the window's frames, to be written at ``path_for(alert)``."""

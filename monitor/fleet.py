@@ -28,10 +28,10 @@ log = logging.getLogger(__name__)
 PROCESS_CAMERA = "process"  # the name the process-level heartbeat carries
 
 
-def resident_mb() -> float | None:
-    """This process's resident memory (Linux)."""
+def resident_mb(pid: int | str = "self") -> float | None:
+    """A process's resident memory (Linux; this process by default), None where it cannot be read."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     except OSError:

@@ -223,7 +223,6 @@ class LoopRecorder:
         self._pending: list[Frame] = []  # the first frames, held until the stream's rate is known
         self._gaps: list[float] = []  # the latest spacings between frames, for the segments' frame rate
         self._last_t: float | None = None
-        self.segments_started = False
         self._index_deleted = 0
         self._queue: queue.Queue[Frame | Callable[[], None] | None] = queue.Queue()
         self._recover()
@@ -302,7 +301,7 @@ class LoopRecorder:
             self._gaps.append(frame.t - self._last_t)
             del self._gaps[:-60]
         self._last_t = frame.t
-        if self._open is None and not self.segments_started and len(self._gaps) < FPS_PROBE_FRAMES - 1:
+        if self._number == 0 and len(self._gaps) < FPS_PROBE_FRAMES - 1:  # no segment yet
             self._pending.append(frame)
             return
         self._flush_pending()
@@ -323,7 +322,6 @@ class LoopRecorder:
                 segment = None
         if segment is None:
             segment = self._open = self._start_segment(frame)
-            self.segments_started = True
             slot = 0
         for _ in range(slot - segment.last_slot - 1):  # frames the capture dropped: the one before held
             segment.writer.write(segment.last_image)

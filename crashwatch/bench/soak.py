@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from crashwatch.bench.process import free_endpoint
+from monitor.fleet import resident_mb
 from monitor.messages import Risk, Status
 from monitor.subscribe import Subscriber
 
@@ -20,10 +21,8 @@ SAMPLE_EVERY_S = 10.0
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    memory = resident_mb(pid)
+    return float("nan") if memory is None else memory
 
 
 def soak(bundle: Path, clip: Path, minutes: float, out: Path | None = None) -> str:
