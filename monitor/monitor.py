@@ -101,7 +101,9 @@ class Monitor:
         if options.stride is not None and not (math.isfinite(options.stride) and options.stride > 0):
             raise OptionsError(f"stride must be a positive number of seconds, got {options.stride}")
         self.stride = options.stride if options.stride is not None else self.window.spacing
-        if options.stride is not None and abs(self.stride / self.window.spacing - round(self.stride / self.window.spacing)) > 1e-6:
+        # Window ends on the stride grid put every nominal frame time on multiples of the spacing.
+        on_lattice = abs(self.stride / self.window.spacing - round(self.stride / self.window.spacing)) <= 1e-6
+        if not on_lattice:
             log.warning("stride %.3f s is not a multiple of the frame spacing %.3f s: windows will share fewer "
                         "frames and each stride will cost more vision passes", self.stride, self.window.spacing)
         if options.replay == "fast" and options.source.live:
@@ -117,7 +119,6 @@ class Monitor:
         # The buffer holds full-resolution frames, so only what a window can still need; event clips take
         # their post-roll frames straight from the capture.
         span = self.window.seconds + 2 * self.stride + 0.5
-        on_lattice = abs(self.stride / self.window.spacing - round(self.stride / self.window.spacing)) <= 1e-6
         keep_all = options.events_dir is not None and options.record_dir is None  # clips from the buffer
         self.buffer = FrameBuffer(span, paced=options.replay == "fast",
                                   lattice=self.window.spacing if on_lattice and not keep_all else None)

@@ -135,7 +135,7 @@ def monitor_command(bundle_dir: Path | None, model_url: str | None, model_timeou
                              demo_model=demo, preview=preview)
     if mqtt_url is not None:
         sinks = _mqtt_sinks(mqtt_url, mqtt_password_file, mqtt_ca, mqtt_prefix, mqtt_risk,
-                            lambda name: mqtt_outbox or default_outbox(name))
+                            lambda name: mqtt_outbox)
     elif mqtt_ca or mqtt_password_file or mqtt_risk or mqtt_outbox or mqtt_prefix != "crashwatch":
         raise click.UsageError("--mqtt-ca, --mqtt-password-file, --mqtt-prefix, --mqtt-risk and --mqtt-outbox "
                                "need --mqtt URL")
@@ -172,19 +172,15 @@ def _open_model(bundle_dir: Path | None, model_url: str | None, model_timeout: f
     return model, demo
 
 
-def default_outbox(camera: str) -> Path:
-    from monitor.mqtt import default_outbox as default
-
-    return default(camera)
-
-
 def _mqtt_sinks(url: str, password_file: Path | None, ca: Path | None, prefix: str, risk: bool,
-                outbox_for: Callable[[str], Path]) -> list:
-    """The MQTT sink's maker for a camera name (the URL checked now, so a bad one stops the start)."""
-    from monitor.mqtt import MqttSink, MqttTarget
+                outbox_for: Callable[[str], Path | None]) -> list:
+    """The MQTT sink's maker for a camera name (the URL checked now, so a bad one stops the start); a camera
+    whose ``outbox_for`` is None gets the default outbox."""
+    from monitor.mqtt import MqttSink, MqttTarget, default_outbox
 
     target = MqttTarget.parse(url, password_file, ca)
-    return [lambda name: MqttSink(target, name, prefix, outbox_path=outbox_for(name), publish_risk=risk)]
+    return [lambda name: MqttSink(target, name, prefix, outbox_path=outbox_for(name) or default_outbox(name),
+                                 publish_risk=risk)]
 
 
 # Options that a cameras file sets per camera or for all: given beside --config they would be ignored.
@@ -212,7 +208,7 @@ def _run_cameras_file(ctx: click.Context, path: Path, curve) -> None:
         m = config.mqtt
         sinks = _mqtt_sinks(m.url, Path(m.password_file) if m.password_file else None, Path(m.ca) if m.ca else None,
                             m.prefix, m.risk,
-                            lambda name: Path(m.outbox_dir) / f"outbox-{name}.sqlite" if m.outbox_dir else default_outbox(name))
+                            lambda name: Path(m.outbox_dir) / f"outbox-{name}.sqlite" if m.outbox_dir else None)
     summaries = run_fleet(model, config, demo, curve, sinks)
     for name, summary in summaries.items():
         click.echo(f"{name} stopped: {_said(summary)}")
