@@ -235,16 +235,16 @@ class Publisher:
                 continue
             if item is None:
                 break
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            self._send(*item)
+            self._handle(item)
         while True:  # drain what came in behind the stop marker
             try:
-                item = self._queue.get_nowait()
+                self._handle(self._queue.get_nowait())
             except queue.Empty:
                 break
-            if isinstance(item, threading.Event):
-                item.set()
-            elif item is not None:
-                self._send(*item)
+
+    def _handle(self, item: tuple[Channel, Topic, dict[str, Any]] | threading.Event | None) -> None:
+        """Send a message, or tell a detaching channel that what it enqueued before is sent."""
+        if isinstance(item, threading.Event):
+            item.set()
+        elif item is not None:
+            self._send(*item)
