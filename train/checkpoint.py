@@ -7,6 +7,7 @@ threshold and the validation figures.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import safetensors.torch
 from transformers import PreTrainedTokenizerBase
 
 from contract.errors import CrashwatchError
-from contract.prompt import PromptEncoder
+from contract.prompt import EncodedPrompt, PromptEncoder
 from contract.versioned import read_versioned_json
 from contract.config import ConfigError
 from train.config import RunConfig
@@ -51,10 +52,17 @@ class Checkpoint:
     # (train.zeroshot); none for a trained model.
     prompt_suffix: tuple[int, ...] = ()
 
+    def prompt(self) -> EncodedPrompt:
+        """One window's input as token ids, ``<image>`` where the frames go (what a bundle stores), in the run's
+        layout."""
+        prompt = PromptEncoder(self.tokenizer, self.config.window, self.model.tokens_per_frame, self.config.layout)
+        encoded = prompt.encode(self.config.question)
+        if not self.prompt_suffix:
+            return encoded
+        return dataclasses.replace(encoded, ids=encoded.ids + list(self.prompt_suffix))
+
     def prompt_ids(self) -> list[int]:
-        """The token ids of one window's input, ``<image>`` where the frames go: what a bundle stores."""
-        prompt = PromptEncoder(self.tokenizer, self.config.window, self.model.tokens_per_frame)
-        return prompt(self.config.question) + list(self.prompt_suffix)
+        return self.prompt().ids
 
 
 def save_checkpoint(

@@ -14,7 +14,7 @@ from typing import Any, Callable, NoReturn
 
 from contract.config import Fail, build, read_yaml
 from contract.preprocess import PixelSpec
-from contract.prompt import DEFAULT_QUESTION
+from contract.prompt import DEFAULT_QUESTION, PromptLayout
 from contract.window import WindowSpec
 
 FREEZABLE = ("vision", "connector", "text")
@@ -53,6 +53,14 @@ class LoraConfig:
     alpha: int = 16
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+@dataclass
+class PromptConfig:
+    """How a window's prompt is laid out (``contract.prompt``): ``smolvlm``, the pretrained model's own chat
+    layout, or ``streaming``, whose frames the monitor computes once each (README, "Prompt layouts")."""
+
+    layout: str = PromptLayout.SMOLVLM.value
 
 
 @dataclass
@@ -99,12 +107,17 @@ class RunConfig:
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     question: str = DEFAULT_QUESTION
+    prompt: PromptConfig = field(default_factory=PromptConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
     @property
     def window(self) -> WindowSpec:
         return WindowSpec(self.window_seconds, self.num_frames)
+
+    @property
+    def layout(self) -> PromptLayout:
+        return PromptLayout(self.prompt.layout)
 
     @property
     def pixels(self) -> PixelSpec:
@@ -137,6 +150,10 @@ def _check(obj: Any, fail: Fail) -> None:
         if obj.backbone.pretrained is None and not obj.backbone.random_init:
             fail("backbone", "name a `pretrained` hub id or folder, or set `random_init: true` with an `architecture`")
         _check_frame_size(obj, fail)
+    elif isinstance(obj, PromptConfig):
+        if obj.layout not in {layout.value for layout in PromptLayout}:
+            fail("layout", f"unknown prompt layout {obj.layout!r}; choose from "
+                 f"{', '.join(layout.value for layout in PromptLayout)}")
     elif isinstance(obj, TrainingConfig):
         bad = sorted(set(obj.freeze) - set(FREEZABLE))
         if bad:

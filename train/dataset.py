@@ -32,7 +32,11 @@ def window_frames(clip: Clip, end: float, geometry: WindowSpec) -> list[int]:
 def model_inputs(clip: Clip, end: float, prompt: PromptEncoder, pixels: PixelSpec) -> dict[str, torch.Tensor]:
     """The model's inputs for the window of ``clip`` ending at ``end``. Takes no label, by design."""
     frames = preprocess_frames(read_frames(clip.video, window_frames(clip, end, prompt.window)), pixels)
-    return {"pixel_values": torch.from_numpy(frames), "input_ids": torch.tensor(prompt(clip.text), dtype=torch.long)}
+    encoded = prompt.encode(clip.text)
+    inputs = {"pixel_values": torch.from_numpy(frames), "input_ids": torch.tensor(encoded.ids, dtype=torch.long)}
+    if encoded.segments is not None:
+        inputs["segments"] = torch.tensor(encoded.segments, dtype=torch.long)
+    return inputs
 
 
 class WindowDataset(Dataset):
@@ -86,12 +90,15 @@ class WindowDataset(Dataset):
         distinct, per_window = self._frame_indices(group)
         mirrored = self.mirror > 0 and torch.rand(()).item() < self.mirror
         pixels = self._pixels(index, clip, distinct)
+        encoded = self.prompt.encode(clip.text)
         item = {
             "pixel_values": torch.from_numpy(np.ascontiguousarray(pixels[..., ::-1]) if mirrored else pixels),
             "window_frames": torch.tensor(per_window, dtype=torch.long),
-            "input_ids": torch.tensor(self.prompt(clip.text), dtype=torch.long).repeat(len(group), 1),
+            "input_ids": torch.tensor(encoded.ids, dtype=torch.long).repeat(len(group), 1),
             "labels": torch.tensor([float(sample.label) for sample in group]),
         }
+        if encoded.segments is not None:
+            item["segments"] = torch.tensor(encoded.segments, dtype=torch.long).repeat(len(group), 1)
         if self.with_geometry:
             geometry = _clip_geometry(geometry_path(clip.video))
             targets, nearest = geometry.targets(distinct), geometry.nearest(distinct)
@@ -119,7 +126,8 @@ def _clip_geometry(path: Path) -> ClipGeometry:
 
 class Collator:
     """Items to one batch: their frames concatenated (``window_frames`` pointing into them), every window's
-    prompt right-padded (the model pools the last real token), labels and targets concatenated."""
+    prompt right-padded (the model pools the last real token; a streaming prompt's segment ids padded with -1),
+    labels and targets concatenated."""
 
     def __init__(self, pad_token_id: int) -> None:
         self.pad_token_id = pad_token_id
@@ -139,6 +147,11 @@ class Collator:
             "input_ids": ids,
             "attention_mask": mask,
         }
+        if "segments" in batch[0]:
+            segments = torch.full((len(prompts), longest), -1, dtype=torch.long)
+            for n, row in enumerate(row for item in batch for row in item["segments"]):
+                segments[n, :row.shape[0]] = row
+            out["segments"] = segments
         for key in ("labels", "geometry", "nearest", "motion"):
             if key in batch[0]:
                 out[key] = torch.cat([item[key] for item in batch])

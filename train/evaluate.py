@@ -35,7 +35,7 @@ def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, sk
              batch_size: int = 2) -> dict[str, Any]:
     run = load_checkpoint(checkpoint_dir)
     clips = read_split(data_dir, split, skip_bad)
-    prompt = PromptEncoder(run.tokenizer, run.config.window, run.model.tokens_per_frame)
+    prompt = PromptEncoder(run.tokenizer, run.config.window, run.model.tokens_per_frame, run.config.layout)
     samples = [clip_end_window(clip) for clip in clips]
     loader = DataLoader(WindowDataset([[sample] for sample in samples], prompt, run.config.pixels), batch_size=batch_size,
                         collate_fn=Collator(run.tokenizer.pad_token_id))

@@ -72,7 +72,7 @@ def train(
         model.backbone.gradient_checkpointing_enable()
     log.info("parameters: %s", model.parameter_counts())
 
-    prompt = PromptEncoder(tokenizer, config.window, model.tokens_per_frame)
+    prompt = PromptEncoder(tokenizer, config.window, model.tokens_per_frame, config.layout)
     train_samples = [
         w for clip in train_clips
         for w in training_windows(clip, config.window, recipe.horizon_seconds, recipe.windows_per_clip)

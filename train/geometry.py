@@ -171,8 +171,9 @@ class GeometrySupervised(nn.Module):
         geometry: torch.Tensor | None = None,
         nearest: torch.Tensor | None = None,
         motion: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
     ) -> RiskOutput:
-        pooled, frames = self.model.pooled_and_frames(pixel_values, input_ids, attention_mask, window_frames)
+        pooled, frames = self.model.pooled_and_frames(pixel_values, input_ids, attention_mask, window_frames, segments)
         logits = self.model.classify(pooled)
         loss = None
         if labels is not None:

@@ -24,6 +24,7 @@ from transformers import AutoModelForImageTextToText, SmolVLMConfig, SmolVLMForC
 from transformers.utils import ModelOutput
 
 from contract.config import ConfigError
+from contract.prompt import attention_allowed
 from train.config import BackboneConfig, HeadConfig, LoraConfig, frame_size_problem
 
 log = logging.getLogger(__name__)
@@ -126,16 +127,22 @@ class CrashRiskModel(nn.Module):
             raise ValueError(f"prompt holds {int(mask.sum())} image tokens but {image_rows.shape[0]} image rows came")
         return embeds.masked_scatter(mask.unsqueeze(-1), image_rows)
 
-    def pool(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def pool(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+             segments: torch.Tensor | None = None) -> torch.Tensor:
         """Merged embeddings ``[B, L, D]`` and mask ``[B, L]`` (right-padded) -> the last real token's hidden
-        state ``[B, D]``, what the head reads."""
-        hidden = self.text_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        state ``[B, D]``, what the head reads. With ``segments`` ``[B, L]`` (a streaming prompt's segment ids,
+        ``contract.prompt``) the text model attends by the streaming layout's rule, given to it as a 4-D mask
+        (the positions stay 0..L-1, its default)."""
+        mask = attention_mask if segments is None else streaming_mask(segments, inputs_embeds.dtype)
+        hidden = self.text_model(inputs_embeds=inputs_embeds, attention_mask=mask, use_cache=False).last_hidden_state
         last = attention_mask.long().sum(dim=1) - 1
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
-    def window_logits(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Merged embeddings ``[B, L, D]`` and mask ``[B, L]`` (right-padded) -> logits ``[B]``."""
-        return self.classify(self.pool(inputs_embeds, attention_mask))
+    def window_logits(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+                      segments: torch.Tensor | None = None) -> torch.Tensor:
+        """Merged embeddings ``[B, L, D]`` and mask ``[B, L]`` (right-padded) -> logits ``[B]``; ``segments`` as
+        ``pool`` takes them."""
+        return self.classify(self.pool(inputs_embeds, attention_mask, segments))
 
     def classify(self, pooled: torch.Tensor) -> torch.Tensor:
         """The head: pooled states ``[B, D]`` -> logits ``[B]``."""
@@ -148,26 +155,29 @@ class CrashRiskModel(nn.Module):
         attention_mask: torch.Tensor,
         labels: torch.Tensor | None = None,
         window_frames: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
     ) -> RiskOutput:
         """Logits and, given labels, the BCE-with-logits loss; inputs as ``pooled_and_frames`` takes them."""
-        pooled, _ = self.pooled_and_frames(pixel_values, input_ids, attention_mask, window_frames)
+        pooled, _ = self.pooled_and_frames(pixel_values, input_ids, attention_mask, window_frames, segments)
         logits = self.classify(pooled)
         return RiskOutput(logits=logits, loss=None if labels is None else risk_loss(logits, labels))
 
     def pooled_and_frames(
         self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-        window_frames: torch.Tensor | None = None,
+        window_frames: torch.Tensor | None = None, segments: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The pooled state ``[B, D]`` the head reads and the image embeddings ``[N, T, D]`` it was computed
         from (auxiliary losses read both, see ``train.geometry``). ``pixel_values`` is ``[B, F, 3, S, S]``, a
         window's frames per row; or, with ``window_frames`` ``[B, F]`` saying which of them make each window,
-        the batch's distinct frames ``[N, 3, S, S]``, so that a frame shared by windows is encoded once."""
+        the batch's distinct frames ``[N, 3, S, S]``, so that a frame shared by windows is encoded once.
+        ``segments`` ``[B, L]``: a streaming prompt's segment ids (``pool``)."""
         if window_frames is None:
             batch, per_window = pixel_values.shape[:2]
             window_frames = torch.arange(batch * per_window, device=pixel_values.device).view(batch, per_window)
             pixel_values = pixel_values.flatten(0, 1)
         frames = self.encode_frames(pixel_values)
-        return self.pool(self.embed_prompt(input_ids, frames[window_frames.flatten()]), attention_mask), frames
+        embeds = self.embed_prompt(input_ids, frames[window_frames.flatten()])
+        return self.pool(embeds, attention_mask, segments), frames
 
     # -- training strategies --------------------------------------------------------------------------------
 
@@ -194,6 +204,15 @@ class CrashRiskModel(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return {"total": total, "trainable": trainable}
+
+
+def streaming_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Segment ids ``[B, L]`` -> the additive 4-D mask ``[B, 1, L, L]`` of the streaming layout's rule
+    (``contract.prompt.attention_allowed``, the one the exported graphs are built to): 0 where a query may
+    attend a key, the dtype's minimum elsewhere. Additive, as eager attention adds the mask it is given."""
+    allowed = torch.from_numpy(attention_allowed(segments.cpu().numpy())).to(segments.device)
+    return torch.zeros(allowed.shape, dtype=dtype, device=segments.device).masked_fill(
+        ~allowed, torch.finfo(dtype).min)[:, None]
 
 
 def risk_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from contract.errors import CrashwatchError
-from contract.prompt import SMOLVLM_SPECIAL_TOKENS, render_prompt
+from contract.prompt import SMOLVLM_SPECIAL_TOKENS, PromptLayout, render_prompt
 from train.checkpoint import Checkpoint
 from train.config import BackboneConfig, RunConfig
 from train.model import CrashRiskModel, check_image_token, frame_tokens, load_pretrained
@@ -112,6 +112,9 @@ def load_zero_shot(model: str, config: RunConfig, answers: Sequence[str] = DEFAU
     window, frame size, pixels and question of ``config``; its backbone block is not used: the model is
     ``model``, its tokenizer ``model``'s own, the one its language-model head's rows belong to."""
     check_answers(answers)
+    if config.layout is not PromptLayout.SMOLVLM:
+        raise ZeroShotError(f"--zero-shot: the run configuration's prompt layout is {config.layout.value!r}; a "
+                            "pretrained model answers only in the layout it was trained on (prompt.layout: smolvlm)")
     try:
         full = load_pretrained(model, config.backbone.attn_implementation)
     except (OSError, ValueError) as err:
