@@ -2,17 +2,24 @@
 
 Layout (``manifest.json`` lists every file with its SHA-256; nothing else may be in the folder)::
 
-    manifest.json         format version, model description, window, pixels, question, threshold,
-                          graph inputs/outputs, file checksums, producing versions, parity figures; for a
-                          zero-shot bundle (``export --zero-shot``) the pretrained model and its two answers
+    manifest.json         format version, prompt layout, model description, window, pixels, question,
+                          threshold, graph inputs/outputs, file checksums, producing versions, parity figures;
+                          for a zero-shot bundle (``export --zero-shot``) the pretrained model and its answers
     vision.onnx           pixels [F, 3, S, S] -> per-frame image embeddings [F, T, D]
-    head.onnx             prompt embeddings [B, L, D] + attention mask [B, L] -> logits [B]
+    head.onnx             smolvlm layout: prompt embeddings [B, L, D] + attention mask [B, L] -> logits [B]
+    block.onnx            streaming layout: a segment's embeddings [N, L, D] -> its keys and values at every
+                          layer, the "state" [N, 2, layers, kv_heads, L, head_dim] (``train.streaming``)
+    readout.onnx          streaming layout: readout embeddings [N, R, D] + the context's state (prefix, then
+                          the window's blocks) [N, 2, layers, kv_heads, S, head_dim] -> logits [N]
     *.onnx.data           external weights of a large graph, next to the graph that names it
-    vision.openvino.xml   optional (``export --openvino``): the same two graphs as OpenVINO IR with fp16
-    head.openvino.xml     weights (and their ``.bin`` files), run at the CPU's own inference precision
+    *.openvino.xml        optional (``export --openvino``): the same graphs as OpenVINO IR with fp16 weights
+                          (and their ``.bin`` files), run at the CPU's own inference precision
     prompt_ids.npy        the prompt's token ids [L] (int64); image positions hold the image token id
     token_ids.npy         the distinct ids the prompt uses, sorted [U]
     token_embeddings.npy  their rows of the text model's embedding table [U, D] (float32)
+
+Version 2 names the prompt layout (``prompt``: ``smolvlm``, or ``streaming`` with its segments' lengths);
+version 1, which had none, is read as the ``smolvlm`` layout.
 
 ``build_manifest`` is what the exporter writes, ``Manifest.read`` what every reader gets: the two sides of
 one format.
@@ -30,16 +37,18 @@ from typing import Any
 from contract import __version__
 from contract.errors import CrashwatchError
 from contract.preprocess import PixelSpec
+from contract.prompt import PromptLayout
 from contract.versioned import parse_versioned_json, read_versioned_json
 from contract.window import WindowSpec
 
 FORMAT = "crashwatch-bundle"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # the versions this crashwatch reads
 MANIFEST = "manifest.json"
 VISION = "vision.onnx"
 HEAD = "head.onnx"
-OPENVINO_VISION = "vision.openvino.xml"
-OPENVINO_HEAD = "head.openvino.xml"
+BLOCK = "block.onnx"
+READOUT = "readout.onnx"
 PROMPT_IDS = "prompt_ids.npy"
 TOKEN_IDS = "token_ids.npy"
 TOKEN_EMBEDDINGS = "token_embeddings.npy"
@@ -51,6 +60,32 @@ VISION_OUTPUT = "frame_embeds"
 HEAD_EMBEDS = "inputs_embeds"
 HEAD_MASK = "attention_mask"
 HEAD_OUTPUT = "logits"
+BLOCK_EMBEDS = "inputs_embeds"
+BLOCK_OUTPUT = "state"
+READOUT_EMBEDS = "inputs_embeds"
+READOUT_CONTEXT = "context"
+READOUT_OUTPUT = "logits"
+
+# Each layout's graphs, by name: their ONNX files and the output the runtime reads.
+GRAPHS = {PromptLayout.SMOLVLM: ("vision", "head"), PromptLayout.STREAMING: ("vision", "block", "readout")}
+GRAPH_FILES = {"vision": VISION, "head": HEAD, "block": BLOCK, "readout": READOUT}
+GRAPH_OUTPUTS = {"vision": VISION_OUTPUT, "head": HEAD_OUTPUT, "block": BLOCK_OUTPUT, "readout": READOUT_OUTPUT}
+
+
+def openvino_file(graph: str) -> str:
+    """The OpenVINO IR file of one of a bundle's graphs (``export --openvino``)."""
+    return f"{graph}.openvino.xml"
+
+
+@dataclass(frozen=True)
+class StreamingSegments:
+    """Token counts of a streaming prompt's segments: a window is ``prefix + block * num_frames + readout``;
+    ``state`` is a segment's state shape without its batch and length, ``[2, layers, kv_heads, head_dim]``."""
+
+    prefix: int
+    block: int
+    readout: int
+    state: tuple[int, int, int, int]
 
 
 class BundleError(CrashwatchError):
@@ -71,41 +106,62 @@ def describe_files(folder: Path) -> dict[str, dict[str, Any]]:
             for p in sorted(folder.iterdir()) if p.name != MANIFEST}
 
 
+def _graph_descriptions(segments: StreamingSegments | None, pixels: PixelSpec, tokens_per_frame: int,
+                        hidden_size: int) -> dict[str, Any]:
+    frames, seq, size = "frames", "sequence", pixels.image_size
+    vision = {
+        "file": VISION,
+        "inputs": [{"name": VISION_INPUT, "dtype": "float32", "shape": [frames, 3, size, size]}],
+        "outputs": [{"name": VISION_OUTPUT, "dtype": "float32", "shape": [frames, tokens_per_frame, hidden_size]}],
+    }
+    if segments is None:
+        return {"vision": vision, "head": {
+            "file": HEAD,
+            "inputs": [{"name": HEAD_EMBEDS, "dtype": "float32", "shape": ["batch", seq, hidden_size]},
+                       {"name": HEAD_MASK, "dtype": "int64", "shape": ["batch", seq]}],
+            "outputs": [{"name": HEAD_OUTPUT, "dtype": "float32", "shape": ["batch"]}],
+        }}
+    two, layers, heads, head_dim = segments.state
+    return {"vision": vision, "block": {
+        "file": BLOCK,
+        "inputs": [{"name": BLOCK_EMBEDS, "dtype": "float32", "shape": ["batch", seq, hidden_size]}],
+        "outputs": [{"name": BLOCK_OUTPUT, "dtype": "float32", "shape": ["batch", two, layers, heads, seq, head_dim]}],
+    }, "readout": {
+        "file": READOUT,
+        "inputs": [{"name": READOUT_EMBEDS, "dtype": "float32", "shape": ["batch", segments.readout, hidden_size]},
+                   {"name": READOUT_CONTEXT, "dtype": "float32", "shape": ["batch", two, layers, heads, "context", head_dim]}],
+        "outputs": [{"name": READOUT_OUTPUT, "dtype": "float32", "shape": ["batch"]}],
+    }}
+
+
 def build_manifest(*, precision: str, backbone: str, hidden_size: int, tokens_per_frame: int, image_token_id: int,
                    parameters: int, head: dict[str, Any], window: WindowSpec, pixels: PixelSpec, question: str,
                    threshold: float, files: dict[str, dict[str, Any]], source_checkpoint: str,
-                   validation: dict[str, Any], versions: dict[str, str],
+                   validation: dict[str, Any], versions: dict[str, str], segments: StreamingSegments | None = None,
                    openvino: dict[str, Any] | None = None, zero_shot: dict[str, Any] | None = None) -> dict[str, Any]:
     """The manifest of a bundle as ``manifest.json`` holds it (``versions`` gets crashwatch's own added);
-    ``openvino``, where the bundle has OpenVINO graphs, names them and their parity figures; ``zero_shot``, where
-    the head is a pretrained model's own answer, names the model and the answers (``model`` and ``answers``)."""
+    ``segments`` for a streaming-layout bundle (none: the smolvlm layout); ``openvino``, where the bundle has
+    OpenVINO graphs, names them (by graph name) and their parity figures; ``zero_shot``, where the head is a
+    pretrained model's own answer, names the model and the answers (``model`` and ``answers``)."""
     if precision not in PRECISIONS:
         raise BundleError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    frames, seq, size = "frames", "sequence", pixels.image_size
+    prompt: dict[str, Any] = {"layout": PromptLayout.SMOLVLM.value}
+    if segments is not None:
+        prompt = {"layout": PromptLayout.STREAMING.value, "prefix": segments.prefix, "block": segments.block,
+                  "readout": segments.readout, "state": list(segments.state)}
     return {
         "format": FORMAT,
         "version": VERSION,
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "precision": precision,
+        "prompt": prompt,
         "model": {"backbone": backbone, "hidden_size": hidden_size, "tokens_per_frame": tokens_per_frame,
                   "image_token_id": image_token_id, "parameters": parameters, "head": head},
         "window": {"seconds": window.seconds, "num_frames": window.num_frames},
-        "pixels": {"image_size": size, "mean": list(pixels.mean), "std": list(pixels.std)},
+        "pixels": {"image_size": pixels.image_size, "mean": list(pixels.mean), "std": list(pixels.std)},
         "question": question,
         "threshold": threshold,
-        "graphs": {
-            "vision": {
-                "file": VISION,
-                "inputs": [{"name": VISION_INPUT, "dtype": "float32", "shape": [frames, 3, size, size]}],
-                "outputs": [{"name": VISION_OUTPUT, "dtype": "float32", "shape": [frames, tokens_per_frame, hidden_size]}],
-            },
-            "head": {
-                "file": HEAD,
-                "inputs": [{"name": HEAD_EMBEDS, "dtype": "float32", "shape": ["batch", seq, hidden_size]},
-                           {"name": HEAD_MASK, "dtype": "int64", "shape": ["batch", seq]}],
-                "outputs": [{"name": HEAD_OUTPUT, "dtype": "float32", "shape": ["batch"]}],
-            },
-        },
+        "graphs": _graph_descriptions(segments, pixels, tokens_per_frame, hidden_size),
         **({"openvino": openvino} if openvino is not None else {}),
         **({"zero_shot": zero_shot} if zero_shot is not None else {}),
         "files": files,
@@ -143,24 +199,31 @@ class Manifest:
     question: str
     threshold: float
     files: dict[str, dict[str, Any]]
-    openvino: dict[str, Any] | None = None  # {"vision": file, "head": file, ...} where the bundle has them
+    layout: PromptLayout = PromptLayout.SMOLVLM
+    segments: StreamingSegments | None = None  # the streaming layout's
+    openvino: dict[str, Any] | None = None  # {graph name: file, ...} where the bundle has them
     zero_shot: dict[str, Any] | None = None  # {"model": id, "answers": [positive, negative], ...} for a zero-shot head
 
     @classmethod
     def read(cls, folder: Path) -> "Manifest":
         path = folder / MANIFEST
-        return cls._parse(read_versioned_json(path, FORMAT, VERSION, BundleError, "crashwatch export"), str(path))
+        return cls._parse(read_versioned_json(path, FORMAT, READS, BundleError, "crashwatch export"), str(path))
 
     @classmethod
     def from_json(cls, text: str | bytes, where: str) -> "Manifest":
         """A manifest received rather than read from a folder (a Triton server's, ``monitor.triton``); ``where``
         names where it came from in errors."""
-        return cls._parse(parse_versioned_json(text, where, FORMAT, VERSION, BundleError), where)
+        return cls._parse(parse_versioned_json(text, where, FORMAT, READS, BundleError), where)
 
     @classmethod
     def _parse(cls, raw: dict[str, Any], where: str) -> "Manifest":
         try:
             model, window, pixels = raw["model"], raw["window"], raw["pixels"]
+            prompt = raw.get("prompt", {"layout": PromptLayout.SMOLVLM.value})  # version 1 had no other layout
+            layout = PromptLayout(prompt["layout"])
+            segments = None if layout is PromptLayout.SMOLVLM else StreamingSegments(
+                int(prompt["prefix"]), int(prompt["block"]), int(prompt["readout"]),
+                tuple(int(v) for v in prompt["state"]))
             manifest = cls(
                 raw=raw,
                 precision=str(raw["precision"]),
@@ -173,6 +236,8 @@ class Manifest:
                 question=str(raw["question"]),
                 threshold=float(raw["threshold"]),
                 files=dict(raw["files"]),
+                layout=layout,
+                segments=segments,
                 openvino=dict(raw["openvino"]) if raw.get("openvino") is not None else None,
                 zero_shot=dict(raw["zero_shot"]) if raw.get("zero_shot") is not None else None,
             )
@@ -181,13 +246,22 @@ class Manifest:
         if manifest.precision not in PRECISIONS:
             raise BundleError(f"{where}: unknown precision {manifest.precision!r}")
         if manifest.openvino is not None and not all(isinstance(manifest.openvino.get(k), str) and
-                                                     manifest.openvino[k] in manifest.files for k in ("vision", "head")):
-            raise BundleError(f"{where}: `openvino` must name its vision and head graphs among the bundle's files")
+                                                     manifest.openvino[k] in manifest.files for k in manifest.graphs):
+            raise BundleError(f"{where}: `openvino` must name its {', '.join(manifest.graphs)} graphs among the "
+                              "bundle's files")
+        if segments is not None and (len(segments.state) != 4 or segments.block != manifest.tokens_per_frame + 3):
+            raise BundleError(f"{where}: `prompt` of the streaming layout must give a block of tokens_per_frame + 3 "
+                              "tokens (its image tokens and their three wrapper tokens) and a state of 4 numbers")
         if manifest.zero_shot is not None and not (
                 isinstance(manifest.zero_shot.get("model"), str) and isinstance(manifest.zero_shot.get("answers"), list)
                 and len(manifest.zero_shot["answers"]) == 2):
             raise BundleError(f"{where}: `zero_shot` must name its `model` and its two `answers`")
         return manifest
+
+    @property
+    def graphs(self) -> tuple[str, ...]:
+        """The names of the bundle's graphs (``vision`` and the text graphs of its layout)."""
+        return GRAPHS[self.layout]
 
     @property
     def content_hash(self) -> str:

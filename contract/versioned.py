@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 
-def read_versioned_json(path: Path, fmt: str, version: int, error: type[Exception], made_by: str) -> dict[str, Any]:
-    """The JSON object at ``path``, checked for ``"format": fmt`` and ``"version": version``.
+def read_versioned_json(path: Path, fmt: str, version: int | tuple[int, ...], error: type[Exception],
+                        made_by: str) -> dict[str, Any]:
+    """The JSON object at ``path``, checked for ``"format": fmt`` and a ``"version"`` among ``version``.
 
     ``made_by`` names the command that writes such folders, for the hint when the file is missing.
     """
@@ -22,19 +23,22 @@ def read_versioned_json(path: Path, fmt: str, version: int, error: type[Exceptio
     return parse_versioned_json(text, str(path), fmt, version, error)
 
 
-def parse_versioned_json(text: str | bytes, where: str, fmt: str, version: int,
+def parse_versioned_json(text: str | bytes, where: str, fmt: str, version: int | tuple[int, ...],
                          error: type[Exception]) -> dict[str, Any]:
-    """``text`` as a JSON object of format ``fmt`` and version ``version``; ``where`` names it in errors (a file,
-    or what it was received from: a bundle's manifest comes from a Triton server too)."""
+    """``text`` as a JSON object of format ``fmt`` and a version among ``version`` (one, or those this crashwatch
+    reads); ``where`` names it in errors (a file, or what it was received from: a bundle's manifest comes from a
+    Triton server too)."""
     try:
         data = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise error(f"{where}: unreadable ({err})") from None
     if not isinstance(data, dict) or data.get("format") != fmt:
         raise error(f"{where}: not a {fmt} description")
+    versions = (version,) if isinstance(version, int) else version
     found = data.get("version")
-    if found != version:
-        newer = isinstance(found, int) and found > version
-        raise error(f"{where}: format version {found!r}; this crashwatch reads version {version}"
+    if found not in versions:
+        newer = isinstance(found, int) and found > max(versions)
+        readable = " and ".join(map(str, versions))
+        raise error(f"{where}: format version {found!r}; this crashwatch reads version {readable}"
                     + (" (upgrade crashwatch to use it)" if newer else ""))
     return data

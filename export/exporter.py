@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from contract import bundle as layout
+from contract.prompt import PromptLayout
 from contract.video import probe_clip
 from export.errors import ExportError
-from export.graphs import export_head, export_vision
+from export.graphs import export_block, export_head, export_readout, export_vision, state_shape
 from export.parity import check_parity
 from export.precision import CONVERTERS, to_openvino
 from monitor.runtime import Runtime, openvino_installed
@@ -100,19 +101,25 @@ def _write_prompt(run: Checkpoint, folder: Path) -> None:
 
 
 def _write_graphs(run: Checkpoint, folder: Path, precision: str, openvino: bool) -> None:
-    """The fp32 graphs traced once (into the bundle itself for fp32), then converted to what is asked for."""
+    """The fp32 graphs of the run's layout traced once (into the bundle itself for fp32), then converted to what
+    is asked for."""
+    graphs = layout.GRAPHS[run.config.layout]
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".fp32-") as scratch:
         fp32 = folder if precision == "fp32" else Path(scratch)
         export_vision(run.model, fp32 / layout.VISION)
-        export_head(run.model, fp32 / layout.HEAD)
-        if precision != "fp32":
-            for name in (layout.VISION, layout.HEAD):
+        if run.config.layout is PromptLayout.STREAMING:
+            export_block(run.model, fp32 / layout.BLOCK)
+            export_readout(run.model, fp32 / layout.READOUT, run.prompt().lengths[2])
+        else:
+            export_head(run.model, fp32 / layout.HEAD)
+        for graph in graphs:
+            name = layout.GRAPH_FILES[graph]
+            if precision != "fp32":
                 log.info("converting %s to %s", name, precision)
                 CONVERTERS[precision](fp32 / name, folder / name)
-        if openvino:
-            for name, target in ((layout.VISION, layout.OPENVINO_VISION), (layout.HEAD, layout.OPENVINO_HEAD)):
+            if openvino:
                 log.info("converting %s to OpenVINO IR", name)
-                to_openvino(fp32 / name, folder / target)
+                to_openvino(fp32 / name, folder / layout.openvino_file(graph))
 
 
 def _manifest(run: Checkpoint, source: str, precision: str, folder: Path, openvino: bool) -> dict[str, Any]:
@@ -128,6 +135,9 @@ def _manifest(run: Checkpoint, source: str, precision: str, folder: Path, openvi
         import openvino as ov
 
         versions["openvino"] = ov.__version__
+    lengths = run.prompt().lengths
+    segments = None if lengths is None else layout.StreamingSegments(*lengths, state=state_shape(model))
+    openvino_graphs = {graph: layout.openvino_file(graph) for graph in layout.GRAPHS[config.layout]}
     return layout.build_manifest(
         precision=precision,
         backbone=config.backbone.pretrained if not config.backbone.random_init else "random-init SmolVLM",
@@ -144,6 +154,7 @@ def _manifest(run: Checkpoint, source: str, precision: str, folder: Path, openvi
         source_checkpoint=source,
         validation=run.meta.get("validation", {}),
         versions=versions,
-        openvino={"vision": layout.OPENVINO_VISION, "head": layout.OPENVINO_HEAD, "weights": "fp16"} if openvino else None,
+        segments=segments,
+        openvino={**openvino_graphs, "weights": "fp16"} if openvino else None,
         zero_shot=run.meta.get("zero_shot"),
     )

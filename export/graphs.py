@@ -1,5 +1,6 @@
-"""The two ONNX graphs, traced from exactly the model parts that training runs, the vision tower's position
-ids excepted: those are a constant of the graph (see ``VisionGraph``).
+"""The ONNX graphs, traced from exactly the model parts that training runs, the vision tower's position ids
+excepted: those are a constant of the graph (see ``VisionGraph``). The vision graph, then the head graph
+(smolvlm layout) or the block and readout graphs (streaming layout, ``train.streaming``).
 
 The dynamo exporter, as the legacy one emitted an invalid graph for SigLIP's bucketized position ids when they
 were traced; eager attention, as the exporter decomposes SDPA with a NaN guard that onnxruntime runs as
@@ -18,6 +19,7 @@ from torch import nn
 
 from contract import bundle as layout
 from train.model import CrashRiskModel
+from train.streaming import StreamingTextModel
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,36 @@ class HeadGraph(nn.Module):
         return self.model.window_logits(inputs_embeds, attention_mask)
 
 
+class BlockGraph(nn.Module):
+    """inputs_embeds [N, L, D] -> state [N, 2, layers, kv_heads, L, head_dim] (``StreamingTextModel.block``)."""
+
+    def __init__(self, model: CrashRiskModel) -> None:
+        super().__init__()
+        self.text = StreamingTextModel(model.text_model)
+
+    def forward(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
+        return self.text.block(inputs_embeds)
+
+
+class ReadoutGraph(nn.Module):
+    """inputs_embeds [N, R, D], context [N, 2, layers, kv_heads, S, head_dim] -> logits [N]."""
+
+    def __init__(self, model: CrashRiskModel) -> None:
+        super().__init__()
+        self.model = model
+        self.text = StreamingTextModel(model.text_model)
+
+    def forward(self, inputs_embeds: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return self.model.classify(self.text.readout(inputs_embeds, context))
+
+
+def state_shape(model: CrashRiskModel) -> tuple[int, int, int, int]:
+    """A segment's state shape without batch and length: ``[2, layers, kv_heads, head_dim]``."""
+    text = model.backbone.config.text_config
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    return (2, text.num_hidden_layers, text.num_key_value_heads, head_dim)
+
+
 def _weight_bytes(module: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
@@ -105,6 +137,25 @@ def export_head(model: CrashRiskModel, path: Path) -> None:
     seq = torch.export.Dim("sequence", min=2, max=16384)
     _export(graph, example, path, [layout.HEAD_EMBEDS, layout.HEAD_MASK], [layout.HEAD_OUTPUT],
             {layout.HEAD_EMBEDS: {0: batch, 1: seq}, layout.HEAD_MASK: {0: batch, 1: seq}},
+            _weight_bytes(model.text_model) + _weight_bytes(model.head))
+
+
+def export_block(model: CrashRiskModel, path: Path) -> None:
+    use_eager_attention(model)
+    hidden = model.backbone.config.text_config.hidden_size
+    batch, seq = torch.export.Dim("batch", min=1, max=256), torch.export.Dim("sequence", min=2, max=16384)
+    _export(BlockGraph(model).eval(), (torch.zeros(2, 16, hidden),), path, [layout.BLOCK_EMBEDS],
+            [layout.BLOCK_OUTPUT], {layout.BLOCK_EMBEDS: {0: batch, 1: seq}}, _weight_bytes(model.text_model))
+
+
+def export_readout(model: CrashRiskModel, path: Path, readout_length: int) -> None:
+    use_eager_attention(model)
+    hidden = model.backbone.config.text_config.hidden_size
+    two, layers, heads, head_dim = state_shape(model)
+    batch, context = torch.export.Dim("batch", min=1, max=256), torch.export.Dim("context", min=2, max=16384)
+    example = (torch.zeros(2, readout_length, hidden), torch.zeros(2, two, layers, heads, 24, head_dim))
+    _export(ReadoutGraph(model).eval(), example, path, [layout.READOUT_EMBEDS, layout.READOUT_CONTEXT],
+            [layout.READOUT_OUTPUT], {layout.READOUT_EMBEDS: {0: batch}, layout.READOUT_CONTEXT: {0: batch, 4: context}},
             _weight_bytes(model.text_model) + _weight_bytes(model.head))
 
 

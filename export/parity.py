@@ -48,6 +48,19 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
+def reference_logit(run: Checkpoint, pixels: np.ndarray) -> tuple[np.ndarray, float]:
+    """PyTorch fp32 on one window's preprocessed frames ``[F, 3, S, S]``: their image embeddings ``[F, T, D]`` and
+    the window's logit from the text model over the whole prompt, with the streaming layout's mask where the run
+    has it: the full recomputation a bundle's cached path must equal."""
+    model, prompt = run.model, run.prompt()
+    ids = torch.tensor([prompt.ids])
+    segments = None if prompt.segments is None else torch.tensor([prompt.segments])
+    with torch.no_grad():
+        embeds = model.encode_frames(torch.from_numpy(pixels))
+        logit = model.window_logits(model.embed_prompt(ids, embeds), torch.ones_like(ids), segments)
+    return embeds.numpy(), float(logit[0])
+
+
 def check_parity(run: Checkpoint, folder: Path, video: Path, precision: str,
                  openvino: bool = False) -> dict[Runtime, dict[str, Any]]:
     """Score the last window of ``video`` with PyTorch fp32 and with the staged bundle, through the monitor's
@@ -55,20 +68,15 @@ def check_parity(run: Checkpoint, folder: Path, video: Path, precision: str,
     clip = probe_clip(video)
     indices = pick_frames(clip.timestamps(), clip.timestamps()[-1], run.config.window)
     pixels = preprocess_frames(read_frames(video, indices), run.config.pixels)
-    model = run.model
-    ids = torch.tensor([run.prompt_ids()])
-    with torch.no_grad():
-        torch_embeds = model.encode_frames(torch.from_numpy(pixels)).numpy()
-        torch_logit = float(model.window_logits(model.embed_prompt(ids, torch.from_numpy(torch_embeds)),
-                                                torch.ones_like(ids))[0])
+    torch_embeds, torch_logit = reference_logit(run, pixels)
     checks = [(Runtime.ONNXRUNTIME, precision, TOLERANCES[precision])]
     if openvino:
         checks.append((Runtime.OPENVINO, "OpenVINO", OPENVINO_TOLERANCE))
     results = {}
     for runtime, label, tolerance in checks:
         bundle = RiskModel(folder, runtime=runtime)
-        onnx_embeds = bundle.encode_frames(pixels)
-        onnx_logit = bundle.window_logit(onnx_embeds)
+        onnx_embeds = bundle.embed_frames(pixels)
+        onnx_logit = bundle.window_logit(bundle.encode_frames(pixels))
         figures = {
             "video": video.name,
             "frames": indices,

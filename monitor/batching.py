@@ -141,6 +141,5 @@ def batching_engine(engine: Engine) -> tuple[Engine, list[BatchingGraph]]:
         log.info("%s %s graphs: calls of different cameras run one after the other, not in one batch "
                  "(dynamic quantization would let one camera's input change another's result)",
                  engine.runtime.value, engine.inference_precision)
-    vision = BatchingGraph(engine.vision, "vision", together)
-    head = BatchingGraph(engine.head, "head", together)
-    return dataclasses.replace(engine, vision=vision, head=head), [vision, head]
+    graphs = {name: BatchingGraph(graph, name, together) for name, graph in engine.graphs.items()}
+    return dataclasses.replace(engine, graphs=graphs), list(graphs.values())

@@ -1,9 +1,12 @@
 """A bundle opened for inference: the two calls the monitor makes.
 
 ``RiskModel`` verifies the bundle (``contract.bundle``) on open, runs its graphs on the runtime asked for
-(``monitor.runtime``), then encodes frames (once per frame, cacheable) and turns a window of cached frame
-embeddings into its logit and probability. ``RiskModel.from_triton`` takes the manifest, the prompt arrays and
-the graphs from a Triton server instead (``monitor.triton``): everything above the model is the same.
+(``monitor.runtime``), then encodes frames (once per frame, cacheable) and turns a window of encoded frames
+into its logit and probability. What a frame is encoded to depends on the bundle's prompt layout: its image
+embeddings (``ChatLayout``, SmolVLM2's own layout, whose text model then runs over the whole prompt), or its
+block's keys and values at every layer (``StreamingLayout``, after which a window runs only the readout).
+``RiskModel.from_triton`` takes the manifest, the prompt arrays and the graphs from a Triton server instead
+(``monitor.triton``): everything above the model is the same.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import numpy as np
 
 from contract import bundle as layout
 from contract.bundle import BundleError, Manifest
+from contract.prompt import PromptLayout
 from contract.risk import sigmoid
-from monitor.runtime import Engine, Runtime, open_engine
+from monitor.runtime import Engine, Graph, Runtime, open_engine
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,75 @@ def read_array(data: Path | bytes, where: str) -> np.ndarray:
         return np.load(data if isinstance(data, Path) else io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError) as err:
         raise BundleError(f"{where}: unreadable array ({err})") from None
+
+
+class ChatLayout:
+    """The smolvlm layout: a frame is its image embeddings ``[T, D]``; a window's are merged into the prompt's
+    embeddings and the head graph runs the text model over all of it. (Each call is given the engine's graphs:
+    the fleet puts them behind batching after the model opened, ``monitor.fleet``.)"""
+
+    def __init__(self, manifest: Manifest, template: np.ndarray, image_rows: np.ndarray, graphs: Mapping[str, Graph],
+                 origin: str) -> None:
+        self._manifest, self._template, self._image_rows = manifest, template, image_rows
+
+    def frame_states(self, graphs: Mapping[str, Graph], frame_embeds: np.ndarray) -> np.ndarray:
+        return frame_embeds
+
+    def window_logit(self, graphs: Mapping[str, Graph], states: np.ndarray) -> float:
+        m = self._manifest
+        expected = (m.window.num_frames, m.tokens_per_frame, m.hidden_size)
+        if states.shape != expected:
+            raise ValueError(f"a window needs frame embeddings of shape {expected}, got {states.shape}")
+        embeds = self._template.copy()
+        embeds[self._image_rows] = states.reshape(-1, m.hidden_size)
+        mask = np.ones((1, embeds.shape[0]), np.int64)
+        return float(graphs["head"]({layout.HEAD_EMBEDS: embeds[None], layout.HEAD_MASK: mask})[0])
+
+
+class StreamingLayout:
+    """The streaming layout (``contract.prompt``): a frame is its block's state, the keys and values of every
+    layer ``[2, layers, kv_heads, B, head_dim]``, computed from the frame alone; a window concatenates the
+    prefix's state (computed once, here) and its frames' and runs the readout graph over them. Blocks go
+    through the block graph one at a time, so a frame's state is the same whichever call computed it (an int8
+    graph's dynamic scales would otherwise depend on the other frames of a call)."""
+
+    def __init__(self, manifest: Manifest, template: np.ndarray, image_rows: np.ndarray, graphs: Mapping[str, Graph],
+                 origin: str) -> None:
+        segments, frames = manifest.segments, manifest.window.num_frames
+        prefix, block, readout = segments.prefix, segments.block, segments.readout
+        if template.shape[0] != prefix + frames * block + readout:
+            raise BundleError(f"{origin}/{layout.PROMPT_IDS}: {template.shape[0]} tokens, but the manifest's streaming "
+                              f"segments make {prefix} + {frames} x {block} + {readout}")
+        local = image_rows - prefix
+        if np.any(local < 0) or np.any(local >= frames * block) or not np.array_equal(
+                local.reshape(frames, -1) % block, np.tile(local[:local.size // frames], (frames, 1))):
+            raise BundleError(f"{origin}/{layout.PROMPT_IDS}: image tokens outside the frame blocks, or blocks that "
+                              "differ from each other")
+        self._block_template = template[prefix:prefix + block]
+        self._block_rows = local[:local.size // frames]
+        self._readout = template[None, prefix + frames * block:]
+        self._manifest = manifest
+        self.prefix_state = graphs["block"]({layout.BLOCK_EMBEDS: template[None, :prefix]})[0]
+
+    def frame_states(self, graphs: Mapping[str, Graph], frame_embeds: np.ndarray) -> np.ndarray:
+        states = []
+        for embeds in frame_embeds:
+            block = self._block_template.copy()
+            block[self._block_rows] = embeds
+            states.append(graphs["block"]({layout.BLOCK_EMBEDS: block[None]})[0])
+        return np.stack(states).astype(np.float32, copy=False)
+
+    def window_logit(self, graphs: Mapping[str, Graph], states: np.ndarray) -> float:
+        m = self._manifest
+        expected = (m.window.num_frames, *self.prefix_state.shape[:3], m.segments.block, self.prefix_state.shape[4])
+        if states.shape != expected:
+            raise ValueError(f"a window needs frame states of shape {expected}, got {states.shape}")
+        context = np.concatenate([self.prefix_state, *states], axis=3)[None]
+        feed = {layout.READOUT_EMBEDS: self._readout, layout.READOUT_CONTEXT: context}
+        return float(graphs["readout"](feed)[0])
+
+
+LAYOUTS = {PromptLayout.SMOLVLM: ChatLayout, PromptLayout.STREAMING: StreamingLayout}
 
 
 class RiskModel:
@@ -71,7 +144,8 @@ class RiskModel:
         if manifest.zero_shot is not None:
             log.info("zero-shot baseline: %s's own answer, %s", manifest.zero_shot["model"],
                      " vs ".join(map(repr, manifest.zero_shot["answers"])))
-        self._prompt_template, self._image_rows = self._prompt(arrays, origin)
+        self._prompt_template, image_rows = self._prompt(arrays, origin)
+        self.layout = LAYOUTS[manifest.layout](manifest, self._prompt_template, image_rows, engine.graphs, origin)
 
     def _prompt(self, arrays: Mapping[str, np.ndarray], origin: str) -> tuple[np.ndarray, np.ndarray]:
         """The prompt's embeddings with zeros at image positions [L, D], and those positions."""
@@ -107,23 +181,21 @@ class RiskModel:
     def prompt_length(self) -> int:
         return int(self._prompt_template.shape[0])
 
-    def encode_frames(self, pixels: np.ndarray) -> np.ndarray:
-        """Preprocessed frames [F, 3, S, S] -> image embeddings [F, T, D] (float32)."""
+    def embed_frames(self, pixels: np.ndarray) -> np.ndarray:
+        """Preprocessed frames [F, 3, S, S] -> image embeddings [F, T, D] (float32): the vision graph."""
         feed = {layout.VISION_INPUT: np.ascontiguousarray(pixels, np.float32)}
-        return self.engine.vision(feed).astype(np.float32)
+        return self.engine.graphs["vision"](feed).astype(np.float32)
 
-    def window_logit(self, frame_embeds: np.ndarray) -> float:
-        """Image embeddings of one window's frames, oldest first [num_frames, T, D] -> the window's logit."""
-        m = self.manifest
-        expected = (m.window.num_frames, m.tokens_per_frame, m.hidden_size)
-        if frame_embeds.shape != expected:
-            raise ValueError(f"a window needs frame embeddings of shape {expected}, got {frame_embeds.shape}")
-        embeds = self._prompt_template.copy()
-        embeds[self._image_rows] = frame_embeds.reshape(-1, m.hidden_size)
-        mask = np.ones((1, embeds.shape[0]), np.int64)
-        feed = {layout.HEAD_EMBEDS: embeds[None], layout.HEAD_MASK: mask}
-        return float(self.engine.head(feed)[0])
+    def encode_frames(self, pixels: np.ndarray) -> np.ndarray:
+        """Preprocessed frames [F, 3, S, S] -> what a window's score needs of each frame, which depends on that
+        frame alone (so the scorer caches it): its image embeddings [F, T, D], or in the streaming layout its
+        block's state [F, 2, layers, kv_heads, B, head_dim]."""
+        return self.layout.frame_states(self.engine.graphs, self.embed_frames(pixels))
 
-    def window_probability(self, frame_embeds: np.ndarray) -> float:
+    def window_logit(self, states: np.ndarray) -> float:
+        """``encode_frames`` of one window's frames, oldest first -> the window's logit."""
+        return self.layout.window_logit(self.engine.graphs, states)
+
+    def window_probability(self, states: np.ndarray) -> float:
         """The window's crash-risk probability."""
-        return float(sigmoid(self.window_logit(frame_embeds)))
+        return float(sigmoid(self.window_logit(states)))

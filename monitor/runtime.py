@@ -1,9 +1,9 @@
-"""The engines that run a bundle's two graphs: onnxruntime everywhere, OpenVINO on CPUs where it is faster.
+"""The engines that run a bundle's graphs: onnxruntime everywhere, OpenVINO on CPUs where it is faster.
 
 One interface, ``Graph`` (a feed of named arrays in, the graph's first output out), so the model above it
 never knows which engine runs. OpenVINO runs the fp32 graphs at the CPU's own inference precision (bf16 on
 CPUs with AVX-512 BF16 or AMX) and the onnxruntime-quantized int8 graphs slowly, so a bundle exported with
-``--openvino`` carries OpenVINO graphs of its own (``vision.openvino.xml``/``head.openvino.xml``), checked by
+``--openvino`` carries OpenVINO graphs of its own (``vision.openvino.xml`` and so on), checked by
 the export's parity step; ``auto`` picks OpenVINO only for those (README, "Runtimes"). A Triton server's graphs
 (``monitor.triton``) come through the same interface.
 """
@@ -16,7 +16,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -56,13 +56,13 @@ class Graph(Protocol):
 
 @dataclass(frozen=True)
 class Engine:
-    """A bundle's two graphs opened on one runtime, and what names it in ``status`` and the bench."""
+    """A bundle's graphs opened on one runtime, by name (``contract.bundle.GRAPHS``: vision and head, or vision,
+    block and readout), and what names it in ``status`` and the bench."""
 
     runtime: Runtime
     device: str  # the onnxruntime execution provider, or OpenVINO's device name
     inference_precision: str  # what the matrix products run at: the bundle's precision, or OpenVINO's (bf16, f32)
-    vision: Graph
-    head: Graph
+    graphs: Mapping[str, Graph]
 
 
 def choose_providers(precision: str, requested: Sequence[str] | None = None) -> list[str]:
@@ -149,16 +149,16 @@ def _open_onnxruntime(folder: Path, manifest: Manifest, providers: Sequence[str]
     if threads:
         options.intra_op_num_threads = threads
     try:
-        sessions = [ort.InferenceSession(str(folder / name), options, providers=chosen)
-                    for name in (layout.VISION, layout.HEAD)]
+        sessions = {name: ort.InferenceSession(str(folder / layout.GRAPH_FILES[name]), options, providers=chosen)
+                    for name in manifest.graphs}
     except Exception as err:  # onnxruntime raises its own exception types, not importable portably
         raise BundleError(f"{folder}: onnxruntime cannot load a graph ({err})") from None
-    running = sessions[0].get_providers()[0]
+    running = sessions["vision"].get_providers()[0]
     if running != chosen[0]:
         log.warning("%s is installed but could not start (no usable GPU or driver?); running on %s", chosen[0], running)
-    vision, head = (lambda feed, s=s, out=out: s.run([out], feed)[0]
-                    for s, out in zip(sessions, (layout.VISION_OUTPUT, layout.HEAD_OUTPUT)))
-    return Engine(Runtime.ONNXRUNTIME, running, manifest.precision, vision, head)
+    graphs = {name: (lambda feed, s=s, out=layout.GRAPH_OUTPUTS[name]: s.run([out], feed)[0])
+              for name, s in sessions.items()}
+    return Engine(Runtime.ONNXRUNTIME, running, manifest.precision, graphs)
 
 
 class _OpenVinoGraph:
@@ -178,9 +178,9 @@ def _open_openvino(folder: Path, manifest: Manifest, threads: int | None) -> Eng
     import openvino as ov
 
     if manifest.openvino is not None:
-        files = (manifest.openvino["vision"], manifest.openvino["head"])
+        files = {name: manifest.openvino[name] for name in manifest.graphs}
     else:
-        files = (layout.VISION, layout.HEAD)
+        files = {name: layout.GRAPH_FILES[name] for name in manifest.graphs}
         log.warning("%s has no OpenVINO graphs: OpenVINO runs its %s ONNX graphs, a path the export's parity check "
                     "did not cover%s; export with --openvino for graphs of its own", folder, manifest.precision,
                     " (and int8 ones slower than onnxruntime)" if manifest.precision == "int8" else "")
@@ -189,12 +189,13 @@ def _open_openvino(folder: Path, manifest: Manifest, threads: int | None) -> Eng
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     try:
-        compiled = [core.compile_model(core.read_model(str(folder / name)), "CPU", config) for name in files]
+        compiled = {name: core.compile_model(core.read_model(str(folder / file)), "CPU", config)
+                    for name, file in files.items()}
     except RuntimeError as err:
         raise BundleError(f"{folder}: OpenVINO cannot load a graph ({err})") from None
-    precision = compiled[1].get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    precision = compiled["vision"].get_property("INFERENCE_PRECISION_HINT").get_type_name()
     return Engine(Runtime.OPENVINO, "CPU", _PRECISION_NAMES.get(precision, precision),
-                  _OpenVinoGraph(compiled[0]), _OpenVinoGraph(compiled[1]))
+                  {name: _OpenVinoGraph(model) for name, model in compiled.items()})
 
 
 _PRECISION_NAMES = {"bf16": "bf16", "f32": "fp32", "f16": "fp16"}  # OpenVINO's element type names -> ours

@@ -75,7 +75,7 @@ def _torch_probability(run: Path, pixels: np.ndarray) -> float:
 def test_bundle_manifest_and_parity(bundles, precision):
     folder = bundles[precision]
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["precision"] == precision and manifest["version"] == 1
+    assert manifest["precision"] == precision and manifest["version"] == 2 and manifest["prompt"] == {"layout": "smolvlm"}
     assert set(manifest["files"]) == {p.name for p in folder.iterdir()} - {"manifest.json"}
     assert {"vision.onnx", "head.onnx", "prompt_ids.npy", "token_ids.npy", "token_embeddings.npy"} <= set(manifest["files"])
     assert manifest["window"] == {"seconds": 2.0, "num_frames": 4} and manifest["question"] == QUESTION
@@ -162,7 +162,8 @@ def _flip_byte(path: Path, offset: int = 100) -> None:
     (lambda b: (b / "notes.txt").write_text("hello"), "not in the manifest: notes.txt"),
     (lambda b: (b / "manifest.json").unlink(), "manifest.json: missing; is"),
     (lambda b: (b / "manifest.json").write_text("{not json"), "manifest.json: unreadable"),
-    (lambda b: _edit_manifest(b, version=2), "format version 2; this crashwatch reads version 1 (upgrade"),
+    (lambda b: _edit_manifest(b, version=3), "format version 3; this crashwatch reads version 1 and 2 (upgrade"),
+    (lambda b: _edit_manifest(b, prompt={"layout": "sideways"}), "malformed manifest"),
     (lambda b: _edit_manifest(b, precision="int4"), "unknown precision 'int4'"),
     (lambda b: _edit_manifest(b, window={"seconds": 2.0, "num_frames": 5}), "prompt_ids.npy: 16 image tokens, expected 5 frames"),
     (lambda b: _edit_manifest(b, model=None), "malformed manifest"),

@@ -102,7 +102,7 @@ def _window_feeds(model: RiskModel, count: int) -> list[dict]:
 def test_batched_calls_give_each_camera_what_it_gets_alone(tiny_bundle):
     model = RiskModel(tiny_bundle)  # fp32: rows are independent, so calls are batched
     assert rows_independent(model.engine)
-    head = model.engine.head
+    head = model.engine.graphs["head"]
     feeds = _window_feeds(model, 6)
     alone = [head(feed) for feed in feeds]
     batched = BatchingGraph(head, "head", batch_rows=True)
@@ -118,13 +118,13 @@ def test_batched_calls_give_each_camera_what_it_gets_alone(tiny_bundle):
 def test_int8_graphs_are_not_batched_across_cameras(tmp_path):
     model = RiskModel(DEMO_BUNDLE)  # int8, dynamically quantized: a batch would mix the cameras' scales
     assert not rows_independent(model.engine)
-    head = model.engine.head
+    head = model.engine.graphs["head"]
     feeds = _window_feeds(model, 4)
     alone = [head(feed) for feed in feeds]
     together_in_one_call = head({k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]})
     assert not np.allclose(together_in_one_call[0], alone[0][0], atol=1e-6)  # why: the first row changed
     model.engine, graphs = batching_engine(model.engine)
-    results = _concurrently(model.engine.head, feeds)
+    results = _concurrently(model.engine.graphs["head"], feeds)
     for graph in graphs:
         graph.close()
     for one, other in zip(alone, results):

@@ -302,7 +302,7 @@ def test_failed_model_calls_skip_their_strides_and_are_reported(tiny_bundle, tmp
     """Where the monitor calls the model: a head call that fails skips its window (counted, the error in status),
     and the windows after it are scored."""
     model = RiskModel(tiny_bundle)
-    head, calls = model.engine.head, []
+    head, calls = model.engine.graphs["head"], []
 
     def flaky(feed):
         calls.append(1)

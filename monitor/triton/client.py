@@ -23,7 +23,7 @@ from contract.bundle import Manifest
 from monitor.model import read_array
 from monitor.runtime import Engine, EngineError, Runtime
 from monitor.triton import TritonError
-from monitor.triton.repository import BUNDLE_FILES, model_name
+from monitor.triton.repository import BUNDLE_FILES, check_servable, model_name
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +116,15 @@ class TritonClient:
             raise TritonError(f"{where}: the bundle's files could not be fetched ({err})") from None
         files = {BUNDLE_FILES[name]: result.as_numpy(name).tobytes() for name in BUNDLE_FILES}
         manifest = Manifest.from_json(files.pop(layout.MANIFEST), f"{where}/{layout.MANIFEST}")
+        check_servable(manifest, where)
         for name, data in files.items():
             manifest.verify_received(name, data, where)
         return manifest, {name: read_array(data, f"{where}/{name}") for name, data in files.items()}
 
     def engine(self, manifest: Manifest) -> Engine:
-        vision, head = (TritonGraph(self, part) for part in ("vision", "head"))
         kind = self.configs["vision"].get("instance_group", [{}])[0].get("kind", "KIND_CPU")
-        return Engine(Runtime.TRITON, f"{kind} at {self.target.address}", manifest.precision, vision, head)
+        return Engine(Runtime.TRITON, f"{kind} at {self.target.address}", manifest.precision,
+                      {part: TritonGraph(self, part) for part in ("vision", "head")})
 
     def infer(self, part: str, feed: dict[str, np.ndarray], output: str) -> np.ndarray:
         """One call of a graph model within the deadline, as Triton shapes its output; a failure (server away,

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from contract import bundle as layout
 from contract.bundle import Manifest
+from contract.prompt import PromptLayout
 from monitor.triton import TritonError
 
 BACKEND_MODEL = Path(__file__).with_name("backend") / "model.py"
@@ -59,6 +60,14 @@ class RepositoryOptions:
                               "or digit (it names the models and their folders)")
 
 
+def check_servable(manifest: Manifest, where: str) -> None:
+    """Only the smolvlm layout's graphs are served: a streaming bundle's scorer keeps every frame's keys and values
+    between strides in the monitor's own memory, which a stateless Triton model would have to be sent each time."""
+    if manifest.layout is not PromptLayout.SMOLVLM:
+        raise TritonError(f"{where}: a {manifest.layout.value!r}-layout bundle is not served on Triton (its frames' "
+                          "keys and values are kept by the monitor between strides); run it locally with --bundle")
+
+
 def model_name(name: str, part: str) -> str:
     """The Triton model of one part (``vision``, ``head``, ``bundle``) of the bundle served as ``name``."""
     return f"{name}_{part}"
@@ -72,6 +81,7 @@ def write_repository(bundle: Path, out: Path, options: RepositoryOptions, backen
         raise TritonError(f"{bundle}: no such bundle folder")
     manifest = Manifest.read(bundle)
     manifest.verify_files(bundle)
+    check_servable(manifest, str(bundle))
     if out.exists():
         raise TritonError(f"{out}: already exists (use --force to replace it)")
     staging = out.with_name(f".{out.name}.partial")  # a failure leaves nothing at ``out``
