@@ -169,13 +169,13 @@ class RiskModel:
     def identity(self, demo: bool = False) -> dict[str, object]:
         """What names this model in ``status`` and alert starts: folder name (or the Triton model's name),
         precision, alert threshold of the bundle, content hash, whether it is the demo model (generated scenes
-        only), the runtime with the precision its matrix products run at, and for a zero-shot baseline the
-        pretrained model and its answers (None for a trained model)."""
+        only), the runtime with the precision its matrix products run at, the prompt layout, and for a zero-shot
+        baseline the pretrained model and its answers (None for a trained model)."""
         m, e = self.manifest, self.engine
         zero_shot = None if m.zero_shot is None else {"model": m.zero_shot["model"], "answers": m.zero_shot["answers"]}
         return {"name": self.name, "precision": m.precision, "threshold": m.threshold,
                 "hash": m.content_hash, "demo": demo, "runtime": e.runtime.value, "device": e.device,
-                "inference_precision": e.inference_precision, "zero_shot": zero_shot}
+                "inference_precision": e.inference_precision, "layout": m.layout.value, "zero_shot": zero_shot}
 
     @property
     def prompt_length(self) -> int:

@@ -3,6 +3,9 @@ per-frame key/value cache that scores exactly what a full recomputation with the
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -22,7 +25,7 @@ from monitor.model import RiskModel
 from monitor.runtime import Runtime, openvino_installed
 from monitor.scorer import WindowScorer
 from monitor.source import Frame
-from tests.conftest import CLIPS, QUESTION, TINY_CONFIG, need_shared, write_split, write_video
+from tests.conftest import CLIPS, QUESTION, REPO, TINY_CONFIG, need_shared, write_split, write_video
 from train.checkpoint import load_checkpoint
 from train.config import RunConfig
 from train.tokenizer import builtin_tokenizer
@@ -40,13 +43,16 @@ def streaming_config() -> RunConfig:
 
 @pytest.fixture(scope="module")
 def streaming_run(tmp_path_factory) -> Path:
-    from train.fit import train
-
+    """The tiny config trained with the streaming layout, chosen on the command line as a user would."""
     root = tmp_path_factory.mktemp("streaming-run")
     for split, count in (("train", 4), ("val", 2)):
         write_split(root / "data", split,
                     [{"video": f"{split}{i}.mp4", "text": QUESTION, "label": i % 2} for i in range(count)])
-    train(streaming_config(), root / "data", root / "run")
+    result = subprocess.run([sys.executable, "-m", "crashwatch", "train", "--config", str(TINY_CONFIG), "--layout",
+                             "streaming", "--data", str(root / "data"), "--out", str(root / "run")],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((root / "run" / "crashwatch.json").read_text())["config"]["prompt"] == {"layout": "streaming"}
     return root / "run"
 
 
@@ -137,6 +143,7 @@ def test_cached_streaming_strides_equal_a_full_recomputation_with_the_mask(strea
         _, logit = reference_logit(run, window)
         worst = max(worst, abs(result.probability - float(sigmoid(logit))))
     assert worst <= 1e-5, worst
+    print(f"fp32 cached streaming vs PyTorch masked recomputation, {STRIDES} strides: max |diff| {worst:.1e}")
     # The comparison can fail: the same frames with plain causal attention score otherwise.
     causal_run = load_checkpoint(streaming_run)
     causal_run.config.prompt.layout = PromptLayout.SMOLVLM.value
@@ -153,6 +160,7 @@ def test_int8_and_openvino_streaming_strides_stay_within_their_tolerance(streami
     tolerance = (TOLERANCES["int8"] if runtime is Runtime.ONNXRUNTIME else OPENVINO_TOLERANCE).max_probability_diff
     worst = max(abs(a.probability - b.probability) for a, b in zip(exact, approximate))
     assert worst <= tolerance, (runtime, worst)
+    print(f"{runtime.value} {model.engine.inference_precision} vs fp32, {STRIDES} strides: max |diff| {worst:.1e}")
     assert model.engine.runtime is runtime
 
 
@@ -186,3 +194,39 @@ def test_an_unknown_layout_and_a_zero_shot_streaming_run_are_refused():
 
     with pytest.raises(ZeroShotError, match="prompt layout is 'streaming'"):
         load_zero_shot("HuggingFaceTB/SmolVLM2-256M-Video-Instruct", streaming_config())
+
+
+def test_cameras_sharing_a_streaming_model_are_batched_and_each_gets_its_own_result(streaming_bundles):
+    """As the fleet shares one model: the block and readout calls of cameras arriving together run as one batch
+    (fp32 rows are independent) and each camera gets what it gets alone."""
+    import threading
+
+    from monitor.batching import batching_engine
+
+    model = RiskModel(streaming_bundles["fp32"])
+    m = model.manifest
+    rng = np.random.default_rng(0)
+    windows = [rng.normal(size=(m.window.num_frames, 3, m.pixels.image_size, m.pixels.image_size)).astype(np.float32)
+               for _ in range(4)]
+    alone = [model.window_probability(model.encode_frames(w)) for w in windows]
+    model.engine, graphs = batching_engine(model.engine)
+    together: list[list[float]] = [[] for _ in windows]
+    start = threading.Barrier(len(windows))
+
+    def camera(i: int) -> None:
+        for _ in range(5):
+            start.wait()
+            together[i].append(model.window_probability(model.encode_frames(windows[i])))
+
+    threads = [threading.Thread(target=camera, args=(i,)) for i in range(len(windows))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = {graph.name: graph.stats() for graph in graphs}
+    for graph in graphs:
+        graph.close()
+    for one, results in zip(alone, together):
+        assert max(abs(r - one) for r in results) <= 1e-5
+    assert set(stats) == {"vision", "block", "readout"}
+    assert stats["block"]["max_batch"] > 1 and stats["readout"]["max_batch"] > 1

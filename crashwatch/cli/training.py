@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from contract.bundle import PRECISIONS
-from contract.prompt import DEFAULT_QUESTION
+from contract.prompt import DEFAULT_QUESTION, PromptLayout
 from train.importers import KINDS as IMPORT_KINDS, VAL_FRACTION
 from crashwatch.cli.options import Finite, Fractions, existing_dir, fmt, skip_bad_option, split_option
 
@@ -26,9 +26,12 @@ from crashwatch.cli.options import Finite, Fractions, existing_dir, fmt, skip_ba
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
 @click.option("--random-init", is_flag=True, help="Build the config's architecture with random weights (no hub).")
 @click.option("--tokenizer", help="Tokenizer to use instead of the config's (hub id, folder, or 'builtin').")
+@click.option("--layout", type=click.Choice([layout.value for layout in PromptLayout]),
+              help="Prompt layout instead of the config's prompt.layout: smolvlm (SmolVLM2's own, the default) or "
+                   "streaming (each frame computed once by the monitor; must be learnt in fine-tuning).")
 @skip_bad_option
 def train(config_path: Path, data_dir: Path, out_dir: Path, epochs: float | None, max_steps: int | None,
-          resume: bool, random_init: bool, tokenizer: str | None, skip_bad: bool) -> None:
+          resume: bool, random_init: bool, tokenizer: str | None, layout: str | None, skip_bad: bool) -> None:
     """Fine-tune the crash-risk classifier on a dataset of clips."""
     from train.config import load_config
     from train.fit import train as run_training
@@ -40,6 +43,8 @@ def train(config_path: Path, data_dir: Path, out_dir: Path, epochs: float | None
         config.backbone.random_init = True
     if tokenizer:
         config.backbone.tokenizer = tokenizer
+    if layout:
+        config.prompt.layout = layout
     if resume and not (out_dir / "checkpoints").is_dir():
         raise click.UsageError(f"--resume: {out_dir / 'checkpoints'} does not exist; nothing to resume")
     metrics = run_training(config, data_dir, out_dir, epochs=epochs, resume=resume, skip_bad=skip_bad,
