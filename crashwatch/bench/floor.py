@@ -7,13 +7,26 @@ from typing import Any
 
 import numpy as np
 
+from contract.bundle import Manifest
 from crashwatch.bench.report import median_time
+
+
+def text_work(manifest: Manifest, prompt_tokens: int) -> dict[str, int]:
+    """Tokens the text model runs per stride (``prompt_tokens``) and the query-key pairs their attention scores
+    (``attended``): the whole prompt, causally, in the smolvlm layout; one frame's block (causally) and the
+    readout over the whole window in the streaming layout."""
+    s = manifest.segments
+    if s is None:
+        return {"prompt_tokens": prompt_tokens, "attended": prompt_tokens * prompt_tokens // 2}
+    context = s.prefix + manifest.window.num_frames * s.block
+    return {"prompt_tokens": s.block + s.readout, "attended": s.block * s.block // 2 + s.readout * context}
 
 
 def macs_per_stride(manifest: dict[str, Any], config: dict[str, Any]) -> dict[str, float]:
     """Multiply-accumulates of one stride: the vision tower and connector for one frame of the bundle's
-    ``image_size`` (the frame, which may be smaller than the tower's own size), the text model over the whole
-    prompt (matmuls only; norms and softmax are a few percent). Weight matmuls (``vision``, ``text``) are kept
+    ``image_size`` (the frame, which may be smaller than the tower's own size), the text model over
+    ``prompt_tokens`` tokens whose attention scores ``attended`` query-key pairs (default: the whole prompt,
+    causally) (matmuls only; norms and softmax are a few percent). Weight matmuls (``vision``, ``text``) are kept
     apart from the activation-by-activation ones of attention (``attention``): int8 quantisation reaches the
     former only, so the latter run at the fp32 rate whatever the bundle's precision."""
     vision, text = config["vision_config"], config["text_config"]
@@ -25,10 +38,11 @@ def macs_per_stride(manifest: dict[str, Any], config: dict[str, Any]) -> dict[st
     tokens = patches // config["scale_factor"] ** 2
     vision_macs += tokens * d * config["scale_factor"] ** 2 * text["hidden_size"]  # connector
     length = manifest["prompt_tokens"]
+    attended = manifest.get("attended", length * length // 2)
     h, f = text["hidden_size"], text["intermediate_size"]
     kv = h // text["num_attention_heads"] * text["num_key_value_heads"]
     text_macs = text["num_hidden_layers"] * length * (2 * h * h + 2 * h * kv + 3 * h * f)
-    attention += text["num_hidden_layers"] * length * length * h  # causal: half of QK^T and of AV
+    attention += text["num_hidden_layers"] * 2 * attended * h  # QK^T and AV over the attended pairs
     return {"vision": float(vision_macs), "text": float(text_macs), "attention": float(attention)}
 
 

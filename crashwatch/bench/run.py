@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from contract.bundle import Manifest
+from contract.prompt import PromptLayout
 from crashwatch.bench.cameras import add_camera_rows
 from crashwatch.bench.baselines import research_query_time, torch_stride_time
-from crashwatch.bench.floor import macs_per_stride, openvino_peak_macs_per_s, peak_macs_per_s
+from crashwatch.bench.floor import macs_per_stride, openvino_peak_macs_per_s, peak_macs_per_s, text_work
 from crashwatch.bench.process import monitor_process, replay_clip
 from crashwatch.bench.report import Table, machine, write_report
 from crashwatch.bench.rtsp import reconnect_after_outage, rtsp_server_available
@@ -43,6 +44,29 @@ def _runtimes_for(manifest: Manifest) -> list[Runtime]:
     if openvino_installed() and (manifest.openvino is not None or manifest.precision != "int8"):
         return [Runtime.ONNXRUNTIME, Runtime.OPENVINO]
     return [Runtime.ONNXRUNTIME]
+
+
+def _layout_rows(table: Table, manifests: dict[str, Manifest], strides: dict[str, dict[str, Any]]) -> None:
+    """The prompt layouts side by side on onnxruntime (cached stride, measured above in this run): a streaming
+    bundle against a smolvlm one of the same model, frame size, precision and window, and a streaming bundle
+    against another of the same model with fewer frames in its window."""
+    def model(m: Manifest) -> tuple:
+        return (m.raw["model"]["parameters"], m.pixels.image_size, m.precision)
+
+    for a, ma in manifests.items():
+        for b, mb in manifests.items():
+            if mb.layout is not PromptLayout.STREAMING or model(ma) != model(mb):
+                continue
+            ratio = strides[a]["cached"] / strides[b]["cached"]
+            if ma.layout is PromptLayout.SMOLVLM and ma.window == mb.window:
+                table.add(f"{b} vs {a}: streaming vs smolvlm layout, cached stride ({ma.precision}, onnxruntime)",
+                          f"{ratio:.2f}x", f"{'streaming' if ratio > 1 else 'smolvlm'} faster: "
+                          f"{strides[a]['cached'] * 1000:.0f} vs {strides[b]['cached'] * 1000:.0f} ms, "
+                          f"{ma.window.num_frames} frames, {ma.pixels.image_size} px")
+            elif ma.layout is PromptLayout.STREAMING and ma.window.num_frames < mb.window.num_frames:
+                table.add(f"{b} vs {a}: {mb.window.num_frames} vs {ma.window.num_frames} frames, streaming, cached stride",
+                          f"{1 / ratio:.2f}x the cost", f"{strides[b]['cached'] * 1000:.0f} vs "
+                          f"{strides[a]['cached'] * 1000:.0f} ms ({mb.precision}, onnxruntime)")
 
 
 def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Path | None,
@@ -78,7 +102,7 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
             label = f"{name} {precision}, {runtime.value} at {r['inference_precision']}"
             table.add(f"{label}: stride, cached (1 new frame)", f"{r['cached'] * 1000:.0f} ms",
                       f"encode {r['encode_ms']:.0f} ms + score {r['score_ms']:.0f} ms, {r['prompt_tokens']} prompt tokens, "
-                      f"{manifest.pixels.image_size} px")
+                      f"{manifest.pixels.image_size} px, {manifest.layout.value} layout")
             table.add(f"{label}: stride, naive (all {r['frames']} frames re-encoded)", f"{r['naive'] * 1000:.0f} ms",
                       f"cached is {r['naive'] / r['cached']:.1f}x faster")
         if Runtime.OPENVINO in per_runtime:
@@ -89,13 +113,16 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
                       f"({why})")
         arch = _architecture(manifest)
         if arch is not None:
-            macs = macs_per_stride({"prompt_tokens": s["prompt_tokens"], "image_size": manifest.pixels.image_size}, arch)
+            macs = macs_per_stride({**text_work(manifest, s["prompt_tokens"]), "image_size": manifest.pixels.image_size},
+                                   arch)
             floor = (macs["vision"] + macs["text"]) / peak[fastest] + macs["attention"] / peak[fastest_float]
             best = min(r["cached"] for r in per_runtime.values())
             table.add(f"{name}: floor", f"{floor * 1000:.0f} ms",
                       f"{sum(macs.values()) / 1e9:.1f} GMAC per stride (weights: vision {macs['vision'] / 1e9:.1f}, text "
                       f"{macs['text'] / 1e9:.1f} at {fastest}; attention {macs['attention'] / 1e9:.1f} at "
                       f"{fastest_float}); fastest measured stride = {best / floor:.1f}x the floor")
+
+    _layout_rows(table, {name: Manifest.read(bundle) for name, bundle in bundles.items()}, strides)
 
     if bundles:  # the real-time replay each bundle faces live: effective stride, latency, frames encoded
         live = replay_clip(work, 4 if smoke else 20)
