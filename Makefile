@@ -8,6 +8,8 @@
 #                  fixed.
 # make demo-eval   measure the demo model on freshly generated data it never saw (a different seed): 300 test
 #                  clips and 40 drives of 4 minutes (20 end in a collision).
+# make demo-streaming  the demo recipe with the streaming prompt layout on the same data and seeds, calibrated and
+#                  measured as the shipped model is (into build/demo-streaming; the shipped bundle is untouched).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,7 +18,7 @@ MONITOR_STAMP := $(VENV)/.installed-monitor
 DEMO := crashwatch/assets/demo
 BUILD := build
 
-.PHONY: test demo demo-model demo-eval install clean
+.PHONY: test demo demo-model demo-eval demo-streaming install clean
 
 install: $(TRAIN_STAMP)
 
@@ -57,6 +59,22 @@ demo-eval: $(TRAIN_STAMP)
 	$(BIN)/crashwatch eval --checkpoint $(BUILD)/demo-run --data $(BUILD)/demo-eval --split test --out $(BUILD)/demo-eval/report
 	$(BIN)/crashwatch replay-eval --bundle $(DEMO)/bundle --data $(BUILD)/demo-eval --split test --out $(BUILD)/demo-eval/replay-clips
 	$(BIN)/crashwatch replay-eval --bundle $(DEMO)/bundle --data $(BUILD)/demo-eval/drives --split test --out $(BUILD)/demo-eval/replay-drives
+
+STREAMING := $(BUILD)/demo-streaming
+demo-streaming: $(TRAIN_STAMP)
+	test -f $(BUILD)/demo-data/test.jsonl || $(BIN)/crashwatch synth --out $(BUILD)/demo-data --clips 24000 --seed 1
+	$(BIN)/crashwatch train --config configs/demo.yaml --layout streaming --data $(BUILD)/demo-data --out $(STREAMING)/run
+	$(BIN)/crashwatch export --checkpoint $(STREAMING)/run --out $(STREAMING)/bundle --precision int8 --force \
+		--video $$(ls $(BUILD)/demo-data/test/*.mp4 | head -n 1)
+	test -d $(BUILD)/demo-calibration/drives || \
+		$(BIN)/crashwatch synth --out $(BUILD)/demo-calibration --clips 0 --seed 3 --drives 40 --drive-minutes 4
+	$(BIN)/crashwatch calibrate --bundle $(STREAMING)/bundle --data $(BUILD)/demo-calibration/drives \
+		--false-alerts-per-hour 1 --out $(STREAMING)/calibration
+	test -d $(BUILD)/demo-eval/drives || \
+		$(BIN)/crashwatch synth --out $(BUILD)/demo-eval --clips 2000 --seed 2 --drives 40 --drive-minutes 4
+	$(BIN)/crashwatch eval --checkpoint $(STREAMING)/run --data $(BUILD)/demo-eval --split test --out $(STREAMING)/eval
+	$(BIN)/crashwatch replay-eval --bundle $(STREAMING)/bundle --data $(BUILD)/demo-eval/drives --split test \
+		--out $(STREAMING)/replay-drives
 
 clean:
 	rm -rf $(VENV) $(BUILD) demo-output *.egg-info .pytest_cache
