@@ -130,11 +130,16 @@ def _strides(bundle: Path, runtime: Runtime = Runtime.ONNXRUNTIME):
     return model, results, pixels
 
 
-def test_cached_streaming_strides_equal_a_full_recomputation_with_the_mask(streaming_run, streaming_bundles):
+@pytest.fixture(scope="module")
+def fp32_strides(streaming_bundles):
+    return _strides(streaming_bundles["fp32"])
+
+
+def test_cached_streaming_strides_equal_a_full_recomputation_with_the_mask(streaming_run, fp32_strides):
     """Over 22 consecutive strides of a real dashcam clip the monitor computes each frame's block once and runs
     only the readout per stride; its probability equals PyTorch's text model over the whole prompt with the
     layout's mask (fp32, within 1e-5)."""
-    model, results, pixels = _strides(streaming_bundles["fp32"])
+    model, results, pixels = fp32_strides
     assert model.manifest.layout is PromptLayout.STREAMING
     assert [r.encoded for r in results] == [model.manifest.window.num_frames] + [1] * (STRIDES - 1)
     run = load_checkpoint(streaming_run)
@@ -152,10 +157,10 @@ def test_cached_streaming_strides_equal_a_full_recomputation_with_the_mask(strea
 
 
 @pytest.mark.parametrize("runtime", [Runtime.ONNXRUNTIME, Runtime.OPENVINO])
-def test_int8_and_openvino_streaming_strides_stay_within_their_tolerance(streaming_bundles, runtime):
+def test_int8_and_openvino_streaming_strides_stay_within_their_tolerance(streaming_bundles, fp32_strides, runtime):
     if runtime is Runtime.OPENVINO and not openvino_installed():
         pytest.skip("the openvino package is not installed (make test installs it: crashwatch[openvino])")
-    _, exact, _ = _strides(streaming_bundles["fp32"])
+    _, exact, _ = fp32_strides
     model, approximate, _ = _strides(streaming_bundles["int8"], runtime)
     tolerance = (TOLERANCES["int8"] if runtime is Runtime.ONNXRUNTIME else OPENVINO_TOLERANCE).max_probability_diff
     worst = max(abs(a.probability - b.probability) for a, b in zip(exact, approximate))
