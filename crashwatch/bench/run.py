@@ -70,7 +70,8 @@ def _layout_rows(table: Table, manifests: dict[str, Manifest], strides: dict[str
 
 
 def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Path | None,
-        command: str, bundles_only: bool = False, cameras_bundle: Path | None = None) -> Table:
+        command: str, bundles_only: bool = False, cameras_bundle: Path | None = None,
+        live_clip: Path | None = None) -> Table:
     table = Table()
     repeats = 3 if smoke else 10
     work = Path(tempfile.mkdtemp(prefix="crashwatch-bench-"))
@@ -125,7 +126,8 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
     _layout_rows(table, {name: Manifest.read(bundle) for name, bundle in bundles.items()}, strides)
 
     if bundles:  # the real-time replay each bundle faces live: effective stride, latency, frames encoded
-        live = replay_clip(work, 4 if smoke else 20)
+        live = live_clip or replay_clip(work, 4 if smoke else 20)
+        what = live.name if live_clip else f"{'4' if smoke else '20'} s at 30 fps"
         for name, bundle in bundles.items():
             for runtime in _runtimes_for(Manifest.read(bundle)):
                 r = monitor_process(bundle, live, "realtime", runtime=runtime.value)
@@ -133,7 +135,7 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
                 effective = "n/a" if r["effective_stride_s"] is None else f"{r['effective_stride_s']:.2f} s"
                 latency = r.get("latency_ms", {})
                 table.add(f"{name}, {runtime.value} at {model.get('inference_precision', '?')}: real-time replay "
-                          f"({'4' if smoke else '20'} s at 30 fps)",
+                          f"({what})",
                           f"effective stride {effective}, latency p99 {latency.get('p99', float('nan')):.0f} ms",
                           f"{r['messages']} risk messages; windows encoding more frames than were new: "
                           f"{r['excess_encodes']}")

@@ -148,12 +148,15 @@ def _scored(s: dict[str, Any]) -> str:
 @click.option("--cameras", "cameras_bundle", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Also: 1, 2, 4 and 8 cameras replayed in real time on this bundle, in one `monitor --config` "
                    "process against as many single-camera processes (strides per second, p99 latency, memory).")
+@click.option("--replay-clip", "live_clip", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Replay this video (e.g. a real dashcam clip) in each bundle's real-time replay instead of a "
+                   "generated 20 s one.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Markdown file for the table, with the machine and this command [default: BENCHMARKS.md; "
                    "with --soak: a JSON report, none by default].")
 def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundle: Path | None,
                   soak_clip: Path | None, minutes: float, only_bundles: bool, cameras_bundle: Path | None,
-                  out: Path | None) -> None:
+                  live_clip: Path | None, out: Path | None) -> None:
     """Measure stride cost, speed-ups, latency, lag, memory and the CPU floor; print and write a table."""
     from crashwatch.demo import demo_bundle as shipped
 
@@ -168,7 +171,7 @@ def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundl
 
     out = out or Path("BENCHMARKS.md")
     table = run(smoke, dict(bundles), demo_bundle, out, "crashwatch " + " ".join(sys.argv[1:]), only_bundles,
-                cameras_bundle)
+                cameras_bundle, live_clip)
     click.echo(table.markdown())
     click.echo(f"wrote {out}")
 
