@@ -310,7 +310,7 @@ def test_failed_model_calls_skip_their_strides_and_are_reported(tiny_bundle, tmp
             raise EngineError("triton://127.0.0.1:1/cw_head", "[StatusCode.UNAVAILABLE] connection refused")
         return head(feed)
 
-    model.engine = dataclasses.replace(model.engine, head=flaky)
+    model.engine = dataclasses.replace(model.engine, graphs={**model.engine.graphs, "head": flaky})
     monitor = _monitor(model, str(write_video(tmp_path / "c.mp4", 60, fps=10)), replay="fast")
     summary = monitor.run()
     assert summary["strides_skipped"] == 3 and summary["strides"] == len(calls) - 3
