@@ -138,7 +138,7 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
                           f"({what})",
                           f"effective stride {effective}, latency p99 {latency.get('p99', float('nan')):.0f} ms",
                           f"{r['messages']} risk messages; windows encoding more frames than were new: "
-                          f"{r['excess_encodes']}")
+                          f"{r['excess_encodes']}; monitor peak RSS {r['peak_rss_mb']:.0f} MB")
 
     if not smoke and not bundles_only:
         for config_name in ("smolvlm2-256m", "smolvlm2-500m"):
