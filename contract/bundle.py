@@ -9,8 +9,9 @@ Layout (``manifest.json`` lists every file with its SHA-256; nothing else may be
     head.onnx             smolvlm layout: prompt embeddings [B, L, D] + attention mask [B, L] -> logits [B]
     block.onnx            streaming layout: a segment's embeddings [N, L, D] -> its keys and values at every
                           layer, the "state" [N, 2, layers, kv_heads, L, head_dim] (``train.streaming``)
-    readout.onnx          streaming layout: readout embeddings [N, R, D] + the context's state (prefix, then
-                          the window's blocks) [N, 2, layers, kv_heads, S, head_dim] -> logits [N]
+    readout.onnx          streaming layout: readout embeddings [N, R, D] + the prefix's state [N, 2, layers,
+                          kv_heads, P, head_dim] + the window's blocks' [N, F, 2, layers, kv_heads, B, head_dim]
+                          -> logits [N]
     *.onnx.data           external weights of a large graph, next to the graph that names it
     *.openvino.xml        optional (``export --openvino``): the same graphs as OpenVINO IR with fp16 weights
                           (and their ``.bin`` files), run at the CPU's own inference precision
@@ -63,7 +64,8 @@ HEAD_OUTPUT = "logits"
 BLOCK_EMBEDS = "inputs_embeds"
 BLOCK_OUTPUT = "state"
 READOUT_EMBEDS = "inputs_embeds"
-READOUT_CONTEXT = "context"
+READOUT_PREFIX = "prefix"
+READOUT_BLOCKS = "blocks"
 READOUT_OUTPUT = "logits"
 
 # Each layout's graphs, by name: their ONNX files and the output the runtime reads.
@@ -107,7 +109,7 @@ def describe_files(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def _graph_descriptions(segments: StreamingSegments | None, pixels: PixelSpec, tokens_per_frame: int,
-                        hidden_size: int) -> dict[str, Any]:
+                        hidden_size: int, window: WindowSpec) -> dict[str, Any]:
     frames, seq, size = "frames", "sequence", pixels.image_size
     vision = {
         "file": VISION,
@@ -122,6 +124,7 @@ def _graph_descriptions(segments: StreamingSegments | None, pixels: PixelSpec, t
             "outputs": [{"name": HEAD_OUTPUT, "dtype": "float32", "shape": ["batch"]}],
         }}
     two, layers, heads, head_dim = segments.state
+    frames = window.num_frames
     return {"vision": vision, "block": {
         "file": BLOCK,
         "inputs": [{"name": BLOCK_EMBEDS, "dtype": "float32", "shape": ["batch", seq, hidden_size]}],
@@ -129,7 +132,10 @@ def _graph_descriptions(segments: StreamingSegments | None, pixels: PixelSpec, t
     }, "readout": {
         "file": READOUT,
         "inputs": [{"name": READOUT_EMBEDS, "dtype": "float32", "shape": ["batch", segments.readout, hidden_size]},
-                   {"name": READOUT_CONTEXT, "dtype": "float32", "shape": ["batch", two, layers, heads, "context", head_dim]}],
+                   {"name": READOUT_PREFIX, "dtype": "float32", "shape": ["batch", two, layers, heads, segments.prefix,
+                                                                        head_dim]},
+                   {"name": READOUT_BLOCKS, "dtype": "float32", "shape": ["batch", frames, two, layers, heads,
+                                                                        segments.block, head_dim]}],
         "outputs": [{"name": READOUT_OUTPUT, "dtype": "float32", "shape": ["batch"]}],
     }}
 
@@ -161,7 +167,7 @@ def build_manifest(*, precision: str, backbone: str, hidden_size: int, tokens_pe
         "pixels": {"image_size": pixels.image_size, "mean": list(pixels.mean), "std": list(pixels.std)},
         "question": question,
         "threshold": threshold,
-        "graphs": _graph_descriptions(segments, pixels, tokens_per_frame, hidden_size),
+        "graphs": _graph_descriptions(segments, pixels, tokens_per_frame, hidden_size, window),
         **({"openvino": openvino} if openvino is not None else {}),
         **({"zero_shot": zero_shot} if zero_shot is not None else {}),
         "files": files,

@@ -109,7 +109,7 @@ def _write_graphs(run: Checkpoint, folder: Path, precision: str, openvino: bool)
         export_vision(run.model, fp32 / layout.VISION)
         if run.config.layout is PromptLayout.STREAMING:
             export_block(run.model, fp32 / layout.BLOCK)
-            export_readout(run.model, fp32 / layout.READOUT, run.prompt().lengths[2])
+            export_readout(run.model, fp32 / layout.READOUT, run.prompt().lengths, run.config.window.num_frames)
         else:
             export_head(run.model, fp32 / layout.HEAD)
         for graph in graphs:

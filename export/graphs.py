@@ -92,15 +92,16 @@ class BlockGraph(nn.Module):
 
 
 class ReadoutGraph(nn.Module):
-    """inputs_embeds [N, R, D], context [N, 2, layers, kv_heads, S, head_dim] -> logits [N]."""
+    """inputs_embeds [N, R, D], prefix [N, 2, layers, kv_heads, P, head_dim], blocks [N, F, 2, layers, kv_heads,
+    B, head_dim] -> logits [N]."""
 
     def __init__(self, model: CrashRiskModel) -> None:
         super().__init__()
         self.model = model
         self.text = StreamingTextModel(model.text_model)
 
-    def forward(self, inputs_embeds: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        return self.model.classify(self.text.readout(inputs_embeds, context))
+    def forward(self, inputs_embeds: torch.Tensor, prefix: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        return self.model.classify(self.text.readout(inputs_embeds, prefix, blocks))
 
 
 def state_shape(model: CrashRiskModel) -> tuple[int, int, int, int]:
@@ -148,15 +149,19 @@ def export_block(model: CrashRiskModel, path: Path) -> None:
             [layout.BLOCK_OUTPUT], {layout.BLOCK_EMBEDS: {0: batch, 1: seq}}, _weight_bytes(model.text_model))
 
 
-def export_readout(model: CrashRiskModel, path: Path, readout_length: int) -> None:
+def export_readout(model: CrashRiskModel, path: Path, segments: tuple[int, int, int], frames: int) -> None:
+    """The readout graph for prompts of ``segments`` (prefix, block, readout lengths) and windows of ``frames``:
+    all fixed for a bundle, so they are the graph's static shapes (the batch is dynamic)."""
     use_eager_attention(model)
     hidden = model.backbone.config.text_config.hidden_size
     two, layers, heads, head_dim = state_shape(model)
-    batch, context = torch.export.Dim("batch", min=1, max=256), torch.export.Dim("context", min=2, max=16384)
-    example = (torch.zeros(2, readout_length, hidden), torch.zeros(2, two, layers, heads, 24, head_dim))
-    _export(ReadoutGraph(model).eval(), example, path, [layout.READOUT_EMBEDS, layout.READOUT_CONTEXT],
-            [layout.READOUT_OUTPUT], {layout.READOUT_EMBEDS: {0: batch}, layout.READOUT_CONTEXT: {0: batch, 4: context}},
-            _weight_bytes(model.text_model) + _weight_bytes(model.head))
+    prefix, block, readout = segments
+    batch = torch.export.Dim("batch", min=1, max=256)
+    example = (torch.zeros(2, readout, hidden), torch.zeros(2, two, layers, heads, prefix, head_dim),
+               torch.zeros(2, frames, two, layers, heads, block, head_dim))
+    names = [layout.READOUT_EMBEDS, layout.READOUT_PREFIX, layout.READOUT_BLOCKS]
+    _export(ReadoutGraph(model).eval(), example, path, names, [layout.READOUT_OUTPUT],
+            {name: {0: batch} for name in names}, _weight_bytes(model.text_model) + _weight_bytes(model.head))
 
 
 def _export(graph: nn.Module, example: tuple, path: Path, inputs: list[str], outputs: list[str],

@@ -62,8 +62,8 @@ class ChatLayout:
 
 class StreamingLayout:
     """The streaming layout (``contract.prompt``): a frame is its block's state, the keys and values of every
-    layer ``[2, layers, kv_heads, B, head_dim]``, computed from the frame alone; a window concatenates the
-    prefix's state (computed once, here) and its frames' and runs the readout graph over them. Blocks go
+    layer ``[2, layers, kv_heads, B, head_dim]``, computed from the frame alone; a window runs the readout
+    graph over the prefix's state (computed once, here) and its frames'. Blocks go
     through the block graph one at a time, so a frame's state is the same whichever call computed it (an int8
     graph's dynamic scales would otherwise depend on the other frames of a call)."""
 
@@ -98,8 +98,8 @@ class StreamingLayout:
         expected = (m.window.num_frames, *self.prefix_state.shape[:3], m.segments.block, self.prefix_state.shape[4])
         if states.shape != expected:
             raise ValueError(f"a window needs frame states of shape {expected}, got {states.shape}")
-        context = np.concatenate([self.prefix_state, *states], axis=3)[None]
-        feed = {layout.READOUT_EMBEDS: self._readout, layout.READOUT_CONTEXT: context}
+        feed = {layout.READOUT_EMBEDS: self._readout, layout.READOUT_PREFIX: self.prefix_state[None],
+                layout.READOUT_BLOCKS: states[None]}
         return float(graphs["readout"](feed)[0])
 
 
@@ -119,6 +119,7 @@ class RiskModel:
         engine = open_engine(folder, manifest, Runtime(runtime), providers, threads)
         arrays = {name: read_array(folder / name, str(folder / name)) for name in PROMPT_ARRAYS}
         self._open(folder.name, str(folder), manifest, arrays, engine)
+        self._warm_up()
 
     @classmethod
     def from_triton(cls, url: str, timeout: float) -> "RiskModel":
@@ -165,6 +166,14 @@ class RiskModel:
         template = np.zeros((prompt_ids.size, m.hidden_size), np.float32)
         template[text] = table[lookup]
         return template, image_rows
+
+    def _warm_up(self) -> None:
+        """One window of blank frames through every graph: a runtime's first calls of a graph (OpenVINO's above
+        all: 874 and 451 ms against 270 ms for the 256M streaming stride, BENCHMARKS.md) are slower than the
+        rest, and a stream's first windows should not pay for it."""
+        size = self.manifest.pixels.image_size
+        states = self.encode_frames(np.zeros((1, 3, size, size), np.float32))
+        self.window_logit(np.repeat(states, self.manifest.window.num_frames, axis=0))
 
     def identity(self, demo: bool = False) -> dict[str, object]:
         """What names this model in ``status`` and alert starts: folder name (or the Triton model's name),

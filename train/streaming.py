@@ -2,11 +2,13 @@
 
 In the streaming layout (``contract.prompt``) the prefix and each frame's block attend only to themselves, so
 their keys and values at every layer are a function of the segment alone. ``block`` computes them for one
-segment; ``readout`` runs the readout tokens over the keys and values of the prefix and the window's blocks.
-Keys are kept as the projections give them, before the rotary encoding: ``readout`` rotates each to its
-place in the window (positions 0..S-1 for the S context tokens, S.. for its own), which is what the text model
-does over the whole prompt with the layout's mask. The layers' own modules compute every step, so a fine-tuned
-or LoRA-adapted text model runs here as it does in training.
+segment, keys rotated at their place within it; ``readout`` runs the readout tokens over the prefix's and the
+window's blocks' keys and values. Rotary encodings are relative: a readout query at position m scoring a key
+rotated at its place j in a block that starts at s gives what the whole prompt gives (key at s + j) once the
+query is rotated by m - s instead of m. So the readout rotates its few query rows once per block, not the
+window's keys, and attends with query heads grouped by their key/value head, never copying keys or values:
+the same scores as the text model over the whole prompt with the layout's mask. The layers' own modules
+compute every projection, norm and MLP, so a fine-tuned or LoRA-adapted text model runs here as in training.
 
 The state of a segment is one tensor ``[N, 2, layers, kv_heads, length, head_dim]``: keys (index 0) and
 values (index 1) of every layer, for N segments of one length.
@@ -16,7 +18,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, eager_attention_forward, rotate_half
+from transformers.models.llama.modeling_llama import eager_attention_forward, rotate_half
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The rotary encoding, as transformers' ``apply_rotary_pos_emb`` applies it, of ``x`` ``[..., L, hd]``."""
+    return x * cos + rotate_half(x) * sin
 
 
 class StreamingTextModel(nn.Module):
@@ -50,40 +57,62 @@ class StreamingTextModel(nn.Module):
         return tuple(proj(x).view(shape).transpose(1, 2) for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
 
     def block(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
-        """Embeddings of N segments of one length ``[N, L, D]`` -> their state ``[N, 2, layers, kv, L, hd]``,
-        each segment attending causally to itself only. The last layer's attention output is not needed (only
-        its keys and values are), so it is not computed."""
+        """Embeddings of N segments of one length ``[N, L, D]`` -> their state ``[N, 2, layers, kv, L, hd]``, keys
+        rotated at positions 0..L-1, each segment attending causally to itself only. The last layer's attention
+        output is not needed (only its keys and values are), so it is not computed."""
         length = inputs_embeds.shape[1]
-        cos, sin = self._rotary(inputs_embeds, 0, length)
+        cos, sin = (t[:, None] for t in self._rotary(inputs_embeds, 0, length))
         causal = torch.full((length, length), torch.finfo(inputs_embeds.dtype).min,
                             dtype=inputs_embeds.dtype, device=inputs_embeds.device).triu(1)[None, None]
         hidden, keys, values = inputs_embeds, [], []
         layers = self.text_model.layers
         for n, layer in enumerate(layers):
             query, key, value = self._project(layer, hidden)
+            key = _rotate(key, cos, sin)
             keys.append(key)
             values.append(value)
             if n + 1 < len(layers):
-                query, key = apply_rotary_pos_emb(query, key, cos, sin)
-                hidden = self._attend(layer, hidden, key, value, query, causal)
+                hidden = self._attend(layer, hidden, key, value, _rotate(query, cos, sin), causal)
         return torch.stack([torch.stack(keys, 1), torch.stack(values, 1)], 1)
 
-    def readout(self, inputs_embeds: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """Readout embeddings ``[N, R, D]`` and the context's state ``[N, 2, layers, kv, S, hd]`` (prefix then
-        blocks, in window order) -> the last readout token's final hidden state ``[N, D]``."""
-        context_length, length = context.shape[4], inputs_embeds.shape[1]
-        cos, sin = self._rotary(inputs_embeds, 0, context_length + length)
-        context_cos, context_sin = cos[:, None, :context_length], sin[:, None, :context_length]
-        own_cos, own_sin = cos[:, context_length:], sin[:, context_length:]
-        own = torch.full((length, length), torch.finfo(inputs_embeds.dtype).min,
-                         dtype=inputs_embeds.dtype, device=inputs_embeds.device).triu(1)
-        mask = torch.cat([torch.zeros(length, context_length, dtype=own.dtype, device=own.device), own], 1)[None, None]
+    def readout(self, inputs_embeds: torch.Tensor, prefix: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        """Readout embeddings ``[N, R, D]``, the prefix's state ``[N, 2, layers, kv, P, hd]`` and the window's
+        blocks' ``[N, F, 2, layers, kv, B, hd]`` (oldest first) -> the last readout token's final hidden state
+        ``[N, D]``."""
+        batch, length = inputs_embeds.shape[:2]
+        frames, block = blocks.shape[1], blocks.shape[5]
+        start = prefix.shape[4] + frames * block  # the readout's first position
+        own_cos, own_sin = (t[:, None] for t in self._rotary(inputs_embeds, start, length))  # [1, 1, R, hd]
+        # Block f (oldest first) starts at P + f * B: its keys see the query rotated by (frames - f) * B + r.
+        offsets = ((frames - torch.arange(frames, device=blocks.device)) * block)[:, None] + \
+            torch.arange(length, device=blocks.device)
+        block_cos, block_sin = (t.view(1, 1, frames, length, -1) for t in self.text_model.rotary_emb(
+            inputs_embeds, position_ids=offsets.reshape(1, -1)))
+        causal = torch.full((length, length), torch.finfo(inputs_embeds.dtype).min,
+                            dtype=inputs_embeds.dtype, device=inputs_embeds.device).triu(1)
         hidden = inputs_embeds
         for n, layer in enumerate(self.text_model.layers):
             query, key, value = self._project(layer, hidden)
-            query, key = apply_rotary_pos_emb(query, key, own_cos, own_sin)
-            past = context[:, 0, n]
-            past = past * context_cos + rotate_half(past) * context_sin
-            hidden = self._attend(layer, hidden, torch.cat([past, key], 2), torch.cat([context[:, 1, n], value], 2),
-                                  query, mask)
+            kv_heads = key.shape[1]
+            groups = query.shape[1] // kv_heads
+            rows = groups * length  # a key/value head's query rows: its group's heads x the readout tokens
+            own_query = _rotate(query, own_cos, own_sin).reshape(batch, kv_heads, rows, -1)
+            block_query = _rotate(query[:, :, None], block_cos, block_sin)  # [N, H, F, R, hd]
+            block_query = block_query.view(batch, kv_heads, groups, frames, length, -1).transpose(2, 3).reshape(
+                batch, kv_heads, frames, rows, -1)
+            key = _rotate(key, own_cos, own_sin)
+            block_keys = blocks[:, :, 0, n].transpose(1, 2)  # [N, kv, F, B, hd]
+            scores = torch.cat([
+                own_query @ prefix[:, 0, n].transpose(-1, -2),
+                (block_query @ block_keys.transpose(-1, -2)).transpose(2, 3).reshape(batch, kv_heads, rows, -1),
+                own_query @ key.transpose(-1, -2) + causal.repeat(groups, 1),
+            ], -1) * layer.self_attn.scaling
+            weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+            to_prefix, to_blocks, to_own = weights.split([prefix.shape[4], frames * block, length], -1)
+            to_blocks = to_blocks.reshape(batch, kv_heads, rows, frames, block).transpose(2, 3)
+            out = (to_prefix @ prefix[:, 1, n] + (to_blocks @ blocks[:, :, 1, n].transpose(1, 2)).sum(2)
+                   + to_own @ value)  # [N, kv, groups * R, hd]
+            out = out.view(batch, kv_heads * groups, length, -1).transpose(1, 2).reshape(batch, length, -1)
+            hidden = hidden + layer.self_attn.o_proj(out)
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
         return self.text_model.norm(hidden)[:, -1]
