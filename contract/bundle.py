@@ -110,6 +110,8 @@ def describe_files(folder: Path) -> dict[str, dict[str, Any]]:
 
 def _graph_descriptions(segments: StreamingSegments | None, pixels: PixelSpec, tokens_per_frame: int,
                         hidden_size: int, window: WindowSpec) -> dict[str, Any]:
+    """The manifest's ``graphs``: each graph of the layout with its file, inputs and outputs (symbolic sizes by
+    name)."""
     frames, seq, size = "frames", "sequence", pixels.image_size
     vision = {
         "file": VISION,
@@ -124,7 +126,6 @@ def _graph_descriptions(segments: StreamingSegments | None, pixels: PixelSpec, t
             "outputs": [{"name": HEAD_OUTPUT, "dtype": "float32", "shape": ["batch"]}],
         }}
     two, layers, heads, head_dim = segments.state
-    frames = window.num_frames
     return {"vision": vision, "block": {
         "file": BLOCK,
         "inputs": [{"name": BLOCK_EMBEDS, "dtype": "float32", "shape": ["batch", seq, hidden_size]}],
@@ -134,8 +135,8 @@ def _graph_descriptions(segments: StreamingSegments | None, pixels: PixelSpec, t
         "inputs": [{"name": READOUT_EMBEDS, "dtype": "float32", "shape": ["batch", segments.readout, hidden_size]},
                    {"name": READOUT_PREFIX, "dtype": "float32", "shape": ["batch", two, layers, heads, segments.prefix,
                                                                         head_dim]},
-                   {"name": READOUT_BLOCKS, "dtype": "float32", "shape": ["batch", frames, two, layers, heads,
-                                                                        segments.block, head_dim]}],
+                   {"name": READOUT_BLOCKS, "dtype": "float32", "shape": ["batch", window.num_frames, two, layers,
+                                                                        heads, segments.block, head_dim]}],
         "outputs": [{"name": READOUT_OUTPUT, "dtype": "float32", "shape": ["batch"]}],
     }}
 

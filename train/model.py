@@ -9,7 +9,9 @@ The forward pass is two parts, and the exporter turns exactly these into ONNX gr
    zero-shot model's head is two of its rows, ``train.zeroshot``).
 
 ``embed_prompt`` does the merge between the two (token embedding lookup, image rows scattered where the
-prompt holds ``<image>``); the monitor does the same merge in numpy from the bundle's embedding rows.
+prompt holds ``<image>``); the monitor does the same merge in numpy from the bundle's embedding rows. A
+streaming-layout prompt runs through the same text model with that layout's mask (``pool``); its bundle runs
+it one segment at a time (``train.streaming``), to the same result.
 """
 
 from __future__ import annotations
