@@ -83,6 +83,13 @@ def write_split(root: Path, split: str, entries: list[dict], frames: int = 30, f
     (root / f"{split}.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
 
 
+def write_training_clips(root: Path) -> Path:
+    """What the tiny runs train on: 4 training and 2 validation clips in the research layout, half positive."""
+    for split, count in (("train", 4), ("val", 2)):
+        write_split(root, split, [{"video": f"{split}{i}.mp4", "text": QUESTION, "label": i % 2} for i in range(count)])
+    return root
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     """A small dataset in the research layout: 3-second clips, crash clips with an event time."""
@@ -106,10 +113,7 @@ def tiny_run(tmp_path_factory) -> Path:
     from train.fit import train
 
     root = tmp_path_factory.mktemp("tiny-run")
-    for split, count in (("train", 4), ("val", 2)):
-        write_split(root / "data", split,
-                    [{"video": f"{split}{i}.mp4", "text": QUESTION, "label": i % 2} for i in range(count)])
-    train(load_config(TINY_CONFIG), root / "data", root / "run")
+    train(load_config(TINY_CONFIG), write_training_clips(root / "data"), root / "run")
     return root / "run"
 
 

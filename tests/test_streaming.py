@@ -25,7 +25,7 @@ from monitor.model import RiskModel
 from monitor.runtime import Runtime, openvino_installed
 from monitor.scorer import WindowScorer
 from monitor.source import Frame
-from tests.conftest import CLIPS, QUESTION, REPO, TINY_CONFIG, need_shared, write_split, write_video
+from tests.conftest import CLIPS, QUESTION, REPO, TINY_CONFIG, need_shared, write_training_clips, write_video
 from train.checkpoint import load_checkpoint
 from train.config import RunConfig
 from train.tokenizer import builtin_tokenizer
@@ -45,11 +45,9 @@ def streaming_config() -> RunConfig:
 def streaming_run(tmp_path_factory) -> Path:
     """The tiny config trained with the streaming layout, chosen on the command line as a user would."""
     root = tmp_path_factory.mktemp("streaming-run")
-    for split, count in (("train", 4), ("val", 2)):
-        write_split(root / "data", split,
-                    [{"video": f"{split}{i}.mp4", "text": QUESTION, "label": i % 2} for i in range(count)])
+    data = write_training_clips(root / "data")
     result = subprocess.run([sys.executable, "-m", "crashwatch", "train", "--config", str(TINY_CONFIG), "--layout",
-                             "streaming", "--data", str(root / "data"), "--out", str(root / "run")],
+                             "streaming", "--data", str(data), "--out", str(root / "run")],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert json.loads((root / "run" / "crashwatch.json").read_text())["config"]["prompt"] == {"layout": "streaming"}
