@@ -145,9 +145,7 @@ def _open_onnxruntime(folder: Path, manifest: Manifest, providers: Sequence[str]
     import onnxruntime as ort
 
     chosen = choose_providers(manifest.precision, providers)
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
+    options = _session_options(threads)
     try:
         sessions = {name: ort.InferenceSession(str(folder / layout.GRAPH_FILES[name]), options, providers=chosen)
                     for name in manifest.graphs}
@@ -159,6 +157,38 @@ def _open_onnxruntime(folder: Path, manifest: Manifest, providers: Sequence[str]
     graphs = {name: (lambda feed, s=s, out=layout.GRAPH_OUTPUTS[name]: s.run([out], feed)[0])
               for name, s in sessions.items()}
     return Engine(Runtime.ONNXRUNTIME, running, manifest.precision, graphs)
+
+
+_pool_lock = threading.Lock()
+_pool_threads: int | None = None  # the size of this process's shared onnxruntime thread pool (0: all cores)
+
+
+def _session_options(threads: int | None):
+    """Options that run a session on the process's one intra-op thread pool. A session's own pool spins its
+    threads for a while after each call, so the next graph's call (the block or head after a vision pass, or
+    another camera's) ran beside spinning threads on the same cores: a 500M streaming stride took 545 ms with a
+    pool per session and 499 ms with one pool, the smolvlm stride 1272 and 1200 ms (BENCHMARKS.md). onnxruntime
+    creates that pool once per process: the first model opened sets its size (``threads``, or all cores), and
+    a later one asking for another size gets pools of its own."""
+    import onnxruntime as ort
+
+    global _pool_threads
+    wanted = threads or 0
+    with _pool_lock:
+        if _pool_threads is None:
+            try:
+                ort.set_global_thread_pool_sizes(wanted, 1)
+                _pool_threads = wanted
+            except Exception as err:  # created already by other code in this process
+                log.info("onnxruntime's shared thread pool is not ours to size (%s); sessions get their own", err)
+                _pool_threads = -1
+        shared = _pool_threads == wanted
+    options = ort.SessionOptions()
+    if shared:
+        options.use_per_session_threads = False
+    elif threads:
+        options.intra_op_num_threads = threads
+    return options
 
 
 class _OpenVinoGraph:
