@@ -10,7 +10,7 @@ Layout (``manifest.json`` lists every file with its SHA-256; nothing else may be
     block.onnx            streaming layout: a segment's embeddings [N, L, D] -> its keys and values at every
                           layer, the "state" [N, 2, layers, kv_heads, L, head_dim] (``train.streaming``)
     readout.onnx          streaming layout: readout embeddings [N, R, D] + the prefix's state [N, 2, layers,
-                          kv_heads, P, head_dim] + the window's blocks' [N, F, 2, layers, kv_heads, B, head_dim]
+                          kv_heads, P, head_dim] + the window's blocks' [N, 2, layers, kv_heads, F, B, head_dim]
                           -> logits [N]
     *.onnx.data           external weights of a large graph, next to the graph that names it
     *.openvino.xml        optional (``export --openvino``): the same graphs as OpenVINO IR with fp16 weights
@@ -19,8 +19,9 @@ Layout (``manifest.json`` lists every file with its SHA-256; nothing else may be
     token_ids.npy         the distinct ids the prompt uses, sorted [U]
     token_embeddings.npy  their rows of the text model's embedding table [U, D] (float32)
 
-Version 2 names the prompt layout (``prompt``: ``smolvlm``, or ``streaming`` with its segments' lengths);
-version 1, which had none, is read as the ``smolvlm`` layout.
+Version 2 named the prompt layout (``prompt``: ``smolvlm``, or ``streaming`` with its segments' lengths);
+version 1, which had none, is read as the ``smolvlm`` layout. Version 3 moved the frame axis of the readout's
+``blocks`` after the key/value heads; a version 2 streaming bundle must be exported again.
 
 ``build_manifest`` is what the exporter writes, ``Manifest.read`` what every reader gets: the two sides of
 one format.
@@ -43,8 +44,8 @@ from contract.versioned import parse_versioned_json, read_versioned_json
 from contract.window import WindowSpec
 
 FORMAT = "crashwatch-bundle"
-VERSION = 2
-READS = (1, 2)  # the versions this crashwatch reads
+VERSION = 3
+READS = (1, 2, 3)  # the versions this crashwatch reads (2 for the smolvlm layout only)
 MANIFEST = "manifest.json"
 VISION = "vision.onnx"
 HEAD = "head.onnx"
@@ -135,8 +136,8 @@ def _graph_descriptions(segments: StreamingSegments | None, pixels: PixelSpec, t
         "inputs": [{"name": READOUT_EMBEDS, "dtype": "float32", "shape": ["batch", segments.readout, hidden_size]},
                    {"name": READOUT_PREFIX, "dtype": "float32", "shape": ["batch", two, layers, heads, segments.prefix,
                                                                         head_dim]},
-                   {"name": READOUT_BLOCKS, "dtype": "float32", "shape": ["batch", window.num_frames, two, layers,
-                                                                        heads, segments.block, head_dim]}],
+                   {"name": READOUT_BLOCKS, "dtype": "float32", "shape": ["batch", two, layers, heads,
+                                                                        window.num_frames, segments.block, head_dim]}],
         "outputs": [{"name": READOUT_OUTPUT, "dtype": "float32", "shape": ["batch"]}],
     }}
 
@@ -256,6 +257,9 @@ class Manifest:
                                                      manifest.openvino[k] in manifest.files for k in manifest.graphs):
             raise BundleError(f"{where}: `openvino` must name its {', '.join(manifest.graphs)} graphs among the "
                               "bundle's files")
+        if segments is not None and raw.get("version") == 2:
+            raise BundleError(f"{where}: a streaming bundle of format version 2, whose readout takes the window's "
+                              "state in another order; export it again with this crashwatch")
         if segments is not None and (len(segments.state) != 4 or segments.block != manifest.tokens_per_frame + 3):
             raise BundleError(f"{where}: `prompt` of the streaming layout must give a block of tokens_per_frame + 3 "
                               "tokens (its image tokens and their three wrapper tokens) and a state of 4 numbers")

@@ -92,7 +92,7 @@ class BlockGraph(nn.Module):
 
 
 class ReadoutGraph(nn.Module):
-    """inputs_embeds [N, R, D], prefix [N, 2, layers, kv_heads, P, head_dim], blocks [N, F, 2, layers, kv_heads,
+    """inputs_embeds [N, R, D], prefix [N, 2, layers, kv_heads, P, head_dim], blocks [N, 2, layers, kv_heads, F,
     B, head_dim] -> logits [N]."""
 
     def __init__(self, model: CrashRiskModel) -> None:
@@ -158,7 +158,7 @@ def export_readout(model: CrashRiskModel, path: Path, segments: tuple[int, int, 
     prefix, block, readout = segments
     batch = torch.export.Dim("batch", min=1, max=256)
     example = (torch.zeros(2, readout, hidden), torch.zeros(2, two, layers, heads, prefix, head_dim),
-               torch.zeros(2, frames, two, layers, heads, block, head_dim))
+               torch.zeros(2, two, layers, heads, frames, block, head_dim))
     names = [layout.READOUT_EMBEDS, layout.READOUT_PREFIX, layout.READOUT_BLOCKS]
     _export(ReadoutGraph(model).eval(), example, path, names, [layout.READOUT_OUTPUT],
             {name: {0: batch} for name in names}, _weight_bytes(model.text_model) + _weight_bytes(model.head))

@@ -130,7 +130,7 @@ class WindowScorer:
         for frame in chosen:
             self.encode(frame)
         with self._lock:
-            embeds = np.stack([self._cache[f.id][0] for f in chosen])
+            embeds = [self._cache[f.id][0] for f in chosen]
             new = {f.id for f in chosen} - self._scored
             encoded, encode_s = len(new), sum(self._cache[i][1] for i in new)
             self._scored |= new

@@ -169,12 +169,25 @@ def test_int8_and_openvino_streaming_strides_stay_within_their_tolerance(streami
 
 def test_the_bundle_names_its_layout_and_graphs(streaming_bundles):
     manifest = Manifest.read(streaming_bundles["int8"])
-    assert manifest.raw["version"] == 2 and manifest.layout is PromptLayout.STREAMING
+    assert manifest.raw["version"] == 3 and manifest.layout is PromptLayout.STREAMING
     assert manifest.graphs == ("vision", "block", "readout") and "head.onnx" not in manifest.files
     segments = manifest.segments
     assert segments.block == manifest.tokens_per_frame + 3 and segments.state[0] == 2
     ids = np.load(streaming_bundles["int8"] / "prompt_ids.npy")
     assert ids.size == segments.prefix + manifest.window.num_frames * segments.block + segments.readout
+
+
+def test_a_streaming_bundle_of_format_2_is_refused_with_what_to_do(streaming_bundles):
+    """Format 3 changed the order of the readout's ``blocks``: an older streaming bundle would be fed wrongly."""
+    from contract.bundle import BundleError
+
+    raw = json.loads((streaming_bundles["int8"] / "manifest.json").read_text())
+    raw["version"] = 2
+    with pytest.raises(BundleError, match="streaming bundle of format version 2.*export it again"):
+        Manifest.from_json(json.dumps(raw), "old/manifest.json")
+    raw["prompt"] = {"layout": "smolvlm"}
+    raw.pop("openvino", None)  # it names the streaming graphs
+    assert Manifest.from_json(json.dumps(raw), "old/manifest.json").layout is PromptLayout.SMOLVLM
 
 
 def test_a_streaming_bundle_is_refused_by_triton_with_the_reason(streaming_bundles, tmp_path):

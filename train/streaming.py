@@ -11,7 +11,10 @@ the same scores as the text model over the whole prompt with the layout's mask. 
 compute every projection, norm and MLP, so a fine-tuned or LoRA-adapted text model runs here as in training.
 
 The state of a segment is one tensor ``[N, 2, layers, kv_heads, length, head_dim]``: keys (index 0) and
-values (index 1) of every layer, for N segments of one length.
+values (index 1) of every layer, for N segments of one length. The readout takes the window's blocks stacked
+after the key/value heads, ``[N, 2, layers, kv_heads, frames, length, head_dim]``, so that each layer's keys and
+values are one slice that its matmuls use as they are: with the frames first, onnxruntime spent half the 500M
+readout transposing and splitting the window's 44 MB of state (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -77,10 +80,10 @@ class StreamingTextModel(nn.Module):
 
     def readout(self, inputs_embeds: torch.Tensor, prefix: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
         """Readout embeddings ``[N, R, D]``, the prefix's state ``[N, 2, layers, kv, P, hd]`` and the window's
-        blocks' ``[N, F, 2, layers, kv, B, hd]`` (oldest first) -> the last readout token's final hidden state
+        blocks' ``[N, 2, layers, kv, F, B, hd]`` (oldest first) -> the last readout token's final hidden state
         ``[N, D]``."""
         batch, length = inputs_embeds.shape[:2]
-        frames, block = blocks.shape[1], blocks.shape[5]
+        layers, frames, block = blocks.shape[2], blocks.shape[4], blocks.shape[5]
         start = prefix.shape[4] + frames * block  # the readout's first position
         own_cos, own_sin = (t[:, None] for t in self._rotary(inputs_embeds, start, length))  # [1, 1, R, hd]
         # Block f (oldest first) starts at P + f * B: its keys see the query rotated by (frames - f) * B + r.
@@ -90,6 +93,8 @@ class StreamingTextModel(nn.Module):
             inputs_embeds, position_ids=offsets.reshape(1, -1)))
         causal = torch.full((length, length), torch.finfo(inputs_embeds.dtype).min,
                             dtype=inputs_embeds.dtype, device=inputs_embeds.device).triu(1)
+        # One split each into every layer's keys and values (layer n: n and layers + n), not one per index.
+        prefix_parts, block_parts = prefix.flatten(1, 2).unbind(1), blocks.flatten(1, 2).unbind(1)
         hidden = inputs_embeds
         for n, layer in enumerate(self.text_model.layers):
             query, key, value = self._project(layer, hidden)
@@ -101,16 +106,17 @@ class StreamingTextModel(nn.Module):
             block_query = block_query.view(batch, kv_heads, groups, frames, length, -1).transpose(2, 3).reshape(
                 batch, kv_heads, frames, rows, -1)
             key = _rotate(key, own_cos, own_sin)
-            block_keys = blocks[:, :, 0, n].transpose(1, 2)  # [N, kv, F, B, hd]
+            prefix_keys, prefix_values = prefix_parts[n], prefix_parts[layers + n]  # [N, kv, P, hd]
+            block_keys, block_values = block_parts[n], block_parts[layers + n]  # [N, kv, F, B, hd]
             scores = torch.cat([
-                own_query @ prefix[:, 0, n].transpose(-1, -2),
+                own_query @ prefix_keys.transpose(-1, -2),
                 (block_query @ block_keys.transpose(-1, -2)).transpose(2, 3).reshape(batch, kv_heads, rows, -1),
                 own_query @ key.transpose(-1, -2) + causal.repeat(groups, 1),
             ], -1) * layer.self_attn.scaling
             weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
             to_prefix, to_blocks, to_own = weights.split([prefix.shape[4], frames * block, length], -1)
             to_blocks = to_blocks.reshape(batch, kv_heads, rows, frames, block).transpose(2, 3)
-            out = (to_prefix @ prefix[:, 1, n] + (to_blocks @ blocks[:, :, 1, n].transpose(1, 2)).sum(2)
+            out = (to_prefix @ prefix_values + (to_blocks @ block_values).sum(2)
                    + to_own @ value)  # [N, kv, groups * R, hd]
             out = out.view(batch, kv_heads * groups, length, -1).transpose(1, 2).reshape(batch, length, -1)
             hidden = hidden + layer.self_attn.o_proj(out)
