@@ -159,34 +159,18 @@ def _open_onnxruntime(folder: Path, manifest: Manifest, providers: Sequence[str]
     return Engine(Runtime.ONNXRUNTIME, running, manifest.precision, graphs)
 
 
-_pool_lock = threading.Lock()
-_pool_threads: int | None = None  # the size of this process's shared onnxruntime thread pool (0: all cores)
-
-
 def _session_options(threads: int | None):
-    """Options that run a session on the process's one intra-op thread pool. A session's own pool spins its
-    threads for a while after each call, so the next graph's call (the block or head after a vision pass, or
-    another camera's) ran beside spinning threads on the same cores: a 500M streaming stride took 545 ms with a
-    pool per session and 499 ms with one pool, the smolvlm stride 1272 and 1200 ms (BENCHMARKS.md). onnxruntime
-    creates that pool once per process: the first model opened sets its size (``threads``, or all cores), and
-    a later one asking for another size gets pools of its own."""
+    """Options whose thread pool stops spinning when a call returns. A session's pool otherwise spins its
+    threads for a while after each call, and the next graph's call (the block or head after a vision pass,
+    another camera's) ran beside them on the same cores: the 500M streaming stride took 568 and 579 ms so,
+    and 512 and 511 ms with ``session.force_spinning_stop`` (BENCHMARKS.md). Within a call they still spin
+    between ops: turning spinning off altogether was slower, the text graphs' small ops then waiting for their
+    threads to wake."""
     import onnxruntime as ort
 
-    global _pool_threads
-    wanted = threads or 0
-    with _pool_lock:
-        if _pool_threads is None:
-            try:
-                ort.set_global_thread_pool_sizes(wanted, 1)
-                _pool_threads = wanted
-            except Exception as err:  # created already by other code in this process
-                log.info("onnxruntime's shared thread pool is not ours to size (%s); sessions get their own", err)
-                _pool_threads = -1
-        shared = _pool_threads == wanted
     options = ort.SessionOptions()
-    if shared:
-        options.use_per_session_threads = False
-    elif threads:
+    options.add_session_config_entry("session.force_spinning_stop", "1")
+    if threads:
         options.intra_op_num_threads = threads
     return options
 
