@@ -162,7 +162,7 @@ def _flip_byte(path: Path, offset: int = 100) -> None:
     (lambda b: (b / "notes.txt").write_text("hello"), "not in the manifest: notes.txt"),
     (lambda b: (b / "manifest.json").unlink(), "manifest.json: missing; is"),
     (lambda b: (b / "manifest.json").write_text("{not json"), "manifest.json: unreadable"),
-    (lambda b: _edit_manifest(b, version=3), "format version 3; this crashwatch reads version 1 and 2 (upgrade"),
+    (lambda b: _edit_manifest(b, version=4), "format version 4; this crashwatch reads version 1, 2 and 3 (upgrade"),
     (lambda b: _edit_manifest(b, prompt={"layout": "sideways"}), "malformed manifest"),
     (lambda b: _edit_manifest(b, precision="int4"), "unknown precision 'int4'"),
     (lambda b: _edit_manifest(b, window={"seconds": 2.0, "num_frames": 5}), "prompt_ids.npy: 16 image tokens, expected 5 frames"),
