@@ -38,7 +38,7 @@ def parse_versioned_json(text: str | bytes, where: str, fmt: str, version: int |
     found = data.get("version")
     if found not in versions:
         newer = isinstance(found, int) and found > max(versions)
-        readable = " and ".join(filter(None, (", ".join(map(str, versions[:-1])), str(versions[-1]))))
+        readable = ", ".join(map(str, versions[:-1])) + f" and {versions[-1]}" if len(versions) > 1 else str(versions[0])
         raise error(f"{where}: format version {found!r}; this crashwatch reads version {readable}"
                     + (" (upgrade crashwatch to use it)" if newer else ""))
     return data

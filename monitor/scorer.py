@@ -92,7 +92,7 @@ class WindowScorer:
         self.window = window
         self.pixels = pixels
         self.cache_enabled = cache
-        self._cache: dict[int, tuple[np.ndarray, float]] = {}  # frame id -> embeddings, seconds its pass took
+        self._cache: dict[int, tuple[np.ndarray, float]] = {}  # frame id -> encode_frames' result, seconds it took
         self._scored: set[int] = set()  # cached frames some scored window held: their pass is reported
         self._lock = threading.Lock()  # the cache, shared with the prefetcher's thread
         self._vision = threading.Lock()  # one vision pass at a time, so no frame is encoded twice
@@ -113,10 +113,10 @@ class WindowScorer:
                 if frame.id in self._cache:
                     return False
             started = time.perf_counter()
-            embeds = self.calls.run(self.model.encode_frames, preprocess_frame(frame.image, self.pixels)[None])[0]
+            state = self.calls.run(self.model.encode_frames, preprocess_frame(frame.image, self.pixels)[None])[0]
             took = time.perf_counter() - started
             with self._lock:
-                self._cache[frame.id] = (embeds, took)
+                self._cache[frame.id] = (state, took)
                 self.passes += 1
                 self.vision_ms.append(took * 1000)
             return True
@@ -130,7 +130,7 @@ class WindowScorer:
         for frame in chosen:
             self.encode(frame)
         with self._lock:
-            embeds = [self._cache[f.id][0] for f in chosen]
+            states = [self._cache[f.id][0] for f in chosen]
             new = {f.id for f in chosen} - self._scored
             encoded, encode_s = len(new), sum(self._cache[i][1] for i in new)
             self._scored |= new
@@ -139,7 +139,7 @@ class WindowScorer:
                 del self._cache[stale]
                 self._scored.discard(stale)
         started = time.perf_counter()
-        probability = self.calls.run(self.model.window_probability, embeds)
+        probability = self.calls.run(self.model.window_probability, states)
         score_ms = (time.perf_counter() - started) * 1000
         self.head_ms.append(score_ms)
         partial = end - self.window.seconds < frames[0].t - EPSILON
