@@ -21,6 +21,7 @@ from contract import bundle as layout
 from contract.prompt import PromptLayout
 from contract.video import probe_clip
 from export.errors import ExportError
+from export.fusion import fuse_vision
 from export.graphs import export_block, export_head, export_readout, export_vision, state_shape
 from export.parity import check_parity
 from export.precision import CONVERTERS, to_openvino
@@ -107,6 +108,7 @@ def _write_graphs(run: Checkpoint, folder: Path, precision: str, openvino: bool)
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".fp32-") as scratch:
         fp32 = folder if precision == "fp32" else Path(scratch)
         export_vision(run.model, fp32 / layout.VISION)
+        fuse_vision(fp32 / layout.VISION, run.model.backbone.config.vision_config.num_attention_heads)
         if run.config.layout is PromptLayout.STREAMING:
             export_block(run.model, fp32 / layout.BLOCK)
             export_readout(run.model, fp32 / layout.READOUT, run.prompt().lengths, run.config.window.num_frames)

@@ -28,8 +28,11 @@ def _needs_external(path: Path) -> bool:
 def to_int8(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # The default type names what the quantizer's shape inference cannot type (the outputs of the fused vision
+    # graph's contrib ops, ``export.fusion``): every graph of a bundle is float32.
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
-                     use_external_data_format=_needs_external(source))
+                     use_external_data_format=_needs_external(source),
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
 def to_fp16(source: Path, target: Path) -> None:

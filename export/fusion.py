@@ -1,0 +1,123 @@
+"""onnxruntime's fused kernels for the vision graph, written into it after the trace.
+
+The traced SigLIP tower runs its tanh-GELU as seven elementwise ops and its attention as transpose, matmul,
+scale, softmax, matmul, transpose: onnxruntime fuses neither on load, and they were a sixth and two fifths of
+the int8 vision pass (BENCHMARKS.md, "Vision graph fusions"). Here the GELU becomes ``FastGelu``
+(onnxruntime's transformers optimizer's own fusion) and each attention ``MultiHeadAttention``: written here, as
+that optimizer's attention fusion does not match this graph. Both are contrib ops that onnxruntime (CPU, CUDA,
+fp16 and int8 graphs) and OpenVINO's ONNX reader run; the outputs are the plain graph's within float rounding,
+and the export's parity step checks them against PyTorch as for any graph.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+log = logging.getLogger(__name__)
+
+CONTRIB = "com.microsoft"
+HEADS_FIRST = [0, 2, 1, 3]  # [N, S, heads, hd] -> [N, heads, S, hd], and back
+KEYS_TRANSPOSED = [0, 2, 3, 1]  # [N, S, heads, hd] -> [N, heads, hd, S]
+
+
+def fuse_vision(path: Path, num_heads: int) -> dict[str, int]:
+    """Fuse the vision graph at ``path`` in place; the number of each fused op, which is the tower's layer count
+    where every layer matched (a layer that does not match keeps its plain ops: slower, not wrong)."""
+    from onnxruntime.transformers.fusion_fastgelu import FusionFastGelu
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = onnx.load(str(path))
+    if _fuse_attention(model.graph, num_heads) and not any(op.domain == CONTRIB for op in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(CONTRIB, 1))
+    wrapped = OnnxModel(model)
+    FusionFastGelu(wrapped).apply()
+    wrapped.prune_graph()  # the plain ops' constants, now used by nothing
+    _drop_unused_initializers(model.graph)
+    onnx.save(model, str(path))
+    counts = {op: sum(node.op_type == op for node in model.graph.node) for op in ("FastGelu", "MultiHeadAttention")}
+    log.info("%s: %d FastGelu and %d MultiHeadAttention fused", path.name, counts["FastGelu"],
+             counts["MultiHeadAttention"])
+    return counts
+
+
+class _Graph:
+    """Who produces and who consumes each value of a graph, and its constant values."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        self.producer = {out: node for node in graph.node for out in node.output}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        self.constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+        self.constants.update({node.output[0]: numpy_helper.to_array(node.attribute[0].t) for node in graph.node
+                               if node.op_type == "Constant" and node.attribute[0].name == "value"})
+
+    def made_by(self, name: str, op: str) -> onnx.NodeProto | None:
+        node = self.producer.get(name)
+        return node if node is not None and node.op_type == op else None
+
+    def only_consumer(self, node: onnx.NodeProto, op: str) -> onnx.NodeProto | None:
+        users = self.consumers.get(node.output[0], [])
+        return users[0] if len(users) == 1 and users[0].op_type == op else None
+
+    def split_heads(self, name: str, perm: list[int], num_heads: int) -> tuple[str, list[onnx.NodeProto]] | None:
+        """``name`` as Transpose(Reshape(x)) splitting x ``[N, S, D]`` into ``num_heads`` heads: x and the two."""
+        transpose = self.made_by(name, "Transpose")
+        if transpose is None or _perm(transpose) != perm:
+            return None
+        reshape = self.made_by(transpose.input[0], "Reshape")
+        if reshape is None or len(self.consumers.get(reshape.output[0], [])) != 1:
+            return None
+        shape = self.constants.get(reshape.input[1])
+        if shape is not None and (shape.size != 4 or int(shape[2]) != num_heads):
+            return None
+        return reshape.input[0], [transpose, reshape]
+
+
+def _perm(node: onnx.NodeProto) -> list[int]:
+    return next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
+
+
+def _fuse_attention(graph: onnx.GraphProto, num_heads: int) -> int:
+    """Replace each ``Reshape(Transpose(Softmax(q @ k * scale) @ v))`` over heads split from [N, S, D] projections
+    by one ``MultiHeadAttention`` of those projections; the number replaced."""
+    g = _Graph(graph)
+    replaced: dict[int, onnx.NodeProto] = {}  # id of the chain's last node -> the fused node
+    dropped: set[int] = set()
+    for softmax in [node for node in graph.node if node.op_type == "Softmax"]:
+        scale = g.made_by(softmax.input[0], "Mul")
+        factor = None if scale is None else g.constants.get(scale.input[1])
+        scores = None if scale is None else g.made_by(scale.input[0], "MatMul")
+        mix = g.only_consumer(softmax, "MatMul")
+        merge = None if mix is None else g.only_consumer(mix, "Transpose")
+        out = None if merge is None or _perm(merge) != HEADS_FIRST else g.only_consumer(merge, "Reshape")
+        if factor is None or factor.size != 1 or scores is None or out is None:
+            continue
+        query = g.split_heads(scores.input[0], HEADS_FIRST, num_heads)
+        key = g.split_heads(scores.input[1], KEYS_TRANSPOSED, num_heads)
+        value = g.split_heads(mix.input[1], HEADS_FIRST, num_heads)
+        if query is None or key is None or value is None or any(
+                len(g.consumers.get(node.output[0], [])) != 1 for node in (scores, scale, merge)):
+            continue
+        replaced[id(out)] = helper.make_node(
+            "MultiHeadAttention", [query[0], key[0], value[0]], [out.output[0]], domain=CONTRIB,
+            name=f"MultiHeadAttention_{len(replaced)}", num_heads=num_heads,
+            scale=float(np.asarray(factor, np.float32).reshape(())))
+        dropped |= {id(node) for node in (scores, scale, softmax, mix, merge, out, *query[1], *key[1], *value[1])}
+    kept = [replaced.get(id(node), node) for node in graph.node if id(node) in replaced or id(node) not in dropped]
+    del graph.node[:]
+    graph.node.extend(kept)
+    return len(replaced)
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    used = {name for node in graph.node for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
