@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
+from typing import Iterator
 
 import onnx
 
@@ -30,9 +32,24 @@ def to_int8(source: Path, target: Path) -> None:
 
     # The default type names what the quantizer's shape inference cannot type (the outputs of the fused vision
     # graph's contrib ops, ``export.fusion``): every graph of a bundle is float32.
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
-                     use_external_data_format=_needs_external(source),
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    with _root_logger_above_info():
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         use_external_data_format=_needs_external(source),
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+@contextlib.contextmanager
+def _root_logger_above_info() -> Iterator[None]:
+    """The quantizer logs a line per tensor on the root logger (1,700 for a streaming bundle), which the command
+    line shows at its default level, INFO; they are shown from -vv (DEBUG) on."""
+    root = logging.getLogger()
+    level = root.level
+    if level == logging.INFO:
+        root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def to_fp16(source: Path, target: Path) -> None:

@@ -66,7 +66,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if verbose < 2:
-        for noisy in ("httpx", "urllib3", "huggingface_hub", "filelock"):
+        # The ONNX exporter's passes log a line per initializer and rewrite (9,000 for a streaming export).
+        for noisy in ("httpx", "urllib3", "huggingface_hub", "filelock", "onnx_ir", "onnxscript"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
