@@ -1,8 +1,8 @@
 """onnxruntime's fused kernels for the vision graph, written into it after the trace.
 
 The traced SigLIP tower runs its tanh-GELU as seven elementwise ops and its attention as transpose, matmul,
-scale, softmax, matmul, transpose: onnxruntime fuses neither on load, and they were a sixth and two fifths of
-the int8 vision pass (BENCHMARKS.md, "Vision graph fusions"). Here the GELU becomes ``FastGelu``
+scale, softmax, matmul, transpose: onnxruntime fuses neither on load, and they were an eighth and two fifths
+of the int8 vision pass (BENCHMARKS.md, "Streaming prompt layout"). Here the GELU becomes ``FastGelu``
 (onnxruntime's transformers optimizer's own fusion) and each attention ``MultiHeadAttention``: written here, as
 that optimizer's attention fusion does not match this graph. Both are contrib ops that onnxruntime (CPU, CUDA,
 fp16 and int8 graphs) and OpenVINO's ONNX reader run; the outputs are the plain graph's within float rounding,
@@ -36,8 +36,7 @@ def fuse_vision(path: Path, num_heads: int) -> dict[str, int]:
         model.opset_import.append(helper.make_opsetid(CONTRIB, 1))
     wrapped = OnnxModel(model)
     FusionFastGelu(wrapped).apply()
-    wrapped.prune_graph()  # the plain ops' constants, now used by nothing
-    _drop_unused_initializers(model.graph)
+    wrapped.prune_graph()  # and the initializers of the replaced ops, now used by nothing
     onnx.save(model, str(path))
     counts = {op: sum(node.op_type == op for node in model.graph.node) for op in ("FastGelu", "MultiHeadAttention")}
     log.info("%s: %d FastGelu and %d MultiHeadAttention fused", path.name, counts["FastGelu"],
@@ -58,9 +57,11 @@ class _Graph:
         self.constants.update({node.output[0]: numpy_helper.to_array(node.attribute[0].t) for node in graph.node
                                if node.op_type == "Constant" and node.attribute[0].name == "value"})
 
-    def made_by(self, name: str, op: str) -> onnx.NodeProto | None:
+    def sole_producer(self, name: str, op: str) -> onnx.NodeProto | None:
+        """The ``op`` node making ``name``, if nothing but one node uses ``name`` (so the node may be replaced)."""
         node = self.producer.get(name)
-        return node if node is not None and node.op_type == op else None
+        alone = len(self.consumers.get(name, [])) == 1
+        return node if alone and node is not None and node.op_type == op else None
 
     def only_consumer(self, node: onnx.NodeProto, op: str) -> onnx.NodeProto | None:
         users = self.consumers.get(node.output[0], [])
@@ -68,11 +69,11 @@ class _Graph:
 
     def split_heads(self, name: str, perm: list[int], num_heads: int) -> tuple[str, list[onnx.NodeProto]] | None:
         """``name`` as Transpose(Reshape(x)) splitting x ``[N, S, D]`` into ``num_heads`` heads: x and the two."""
-        transpose = self.made_by(name, "Transpose")
+        transpose = self.sole_producer(name, "Transpose")
         if transpose is None or _perm(transpose) != perm:
             return None
-        reshape = self.made_by(transpose.input[0], "Reshape")
-        if reshape is None or len(self.consumers.get(reshape.output[0], [])) != 1:
+        reshape = self.sole_producer(transpose.input[0], "Reshape")
+        if reshape is None:
             return None
         shape = self.constants.get(reshape.input[1])
         if shape is not None and (shape.size != 4 or int(shape[2]) != num_heads):
@@ -91,9 +92,9 @@ def _fuse_attention(graph: onnx.GraphProto, num_heads: int) -> int:
     replaced: dict[int, onnx.NodeProto] = {}  # id of the chain's last node -> the fused node
     dropped: set[int] = set()
     for softmax in [node for node in graph.node if node.op_type == "Softmax"]:
-        scale = g.made_by(softmax.input[0], "Mul")
+        scale = g.sole_producer(softmax.input[0], "Mul")
         factor = None if scale is None else g.constants.get(scale.input[1])
-        scores = None if scale is None else g.made_by(scale.input[0], "MatMul")
+        scores = None if scale is None else g.sole_producer(scale.input[0], "MatMul")
         mix = g.only_consumer(softmax, "MatMul")
         merge = None if mix is None else g.only_consumer(mix, "Transpose")
         out = None if merge is None or _perm(merge) != HEADS_FIRST else g.only_consumer(merge, "Reshape")
@@ -102,8 +103,7 @@ def _fuse_attention(graph: onnx.GraphProto, num_heads: int) -> int:
         query = g.split_heads(scores.input[0], HEADS_FIRST, num_heads)
         key = g.split_heads(scores.input[1], KEYS_TRANSPOSED, num_heads)
         value = g.split_heads(mix.input[1], HEADS_FIRST, num_heads)
-        if query is None or key is None or value is None or any(
-                len(g.consumers.get(node.output[0], [])) != 1 for node in (scores, scale, merge)):
+        if query is None or key is None or value is None:
             continue
         replaced[id(out)] = helper.make_node(
             "MultiHeadAttention", [query[0], key[0], value[0]], [out.output[0]], domain=CONTRIB,
@@ -115,9 +115,3 @@ def _fuse_attention(graph: onnx.GraphProto, num_heads: int) -> int:
     graph.node.extend(kept)
     return len(replaced)
 
-
-def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
-    used = {name for node in graph.node for name in node.input}
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
