@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
+
+if TYPE_CHECKING:
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +36,9 @@ def fuse_vision(path: Path, num_heads: int) -> dict[str, int]:
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     model = onnx.load(str(path))
-    if _fuse_attention(model.graph, num_heads) and not any(op.domain == CONTRIB for op in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(CONTRIB, 1))
     wrapped = OnnxModel(model)
+    if _fuse_attention(wrapped, num_heads) and not any(op.domain == CONTRIB for op in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(CONTRIB, 1))
     FusionFastGelu(wrapped).apply()
     wrapped.prune_graph()  # and the initializers of the replaced ops, now used by nothing
     onnx.save(model, str(path))
@@ -45,17 +49,13 @@ def fuse_vision(path: Path, num_heads: int) -> dict[str, int]:
 
 
 class _Graph:
-    """Who produces and who consumes each value of a graph, and its constant values."""
+    """The matches the attention fusion needs, over onnxruntime's ``OnnxModel`` maps of who produces and who
+    consumes each value (taken once, before any node is replaced)."""
 
-    def __init__(self, graph: onnx.GraphProto) -> None:
-        self.producer = {out: node for node in graph.node for out in node.output}
-        self.consumers: dict[str, list[onnx.NodeProto]] = {}
-        for node in graph.node:
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
-        self.constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-        self.constants.update({node.output[0]: numpy_helper.to_array(node.attribute[0].t) for node in graph.node
-                               if node.op_type == "Constant" and node.attribute[0].name == "value"})
+    def __init__(self, model: OnnxModel) -> None:
+        self.model = model
+        self.producer = model.output_name_to_node()
+        self.consumers = model.input_name_to_nodes()
 
     def sole_producer(self, name: str, op: str) -> onnx.NodeProto | None:
         """The ``op`` node making ``name``, if nothing but one node uses ``name`` (so the node may be replaced)."""
@@ -75,7 +75,7 @@ class _Graph:
         reshape = self.sole_producer(transpose.input[0], "Reshape")
         if reshape is None:
             return None
-        shape = self.constants.get(reshape.input[1])
+        shape = self.model.get_constant_value(reshape.input[1])
         if shape is not None and (shape.size != 4 or int(shape[2]) != num_heads):
             return None
         return reshape.input[0], [transpose, reshape]
@@ -85,15 +85,16 @@ def _perm(node: onnx.NodeProto) -> list[int]:
     return next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
 
 
-def _fuse_attention(graph: onnx.GraphProto, num_heads: int) -> int:
+def _fuse_attention(model: OnnxModel, num_heads: int) -> int:
     """Replace each ``Reshape(Transpose(Softmax(q @ k * scale) @ v))`` over heads split from [N, S, D] projections
-    by one ``MultiHeadAttention`` of those projections; the number replaced."""
-    g = _Graph(graph)
+    by one ``MultiHeadAttention`` of those projections, in the ``OnnxModel`` ``model``; the number replaced."""
+    g = _Graph(model)
+    graph = model.model.graph
     replaced: dict[int, onnx.NodeProto] = {}  # id of the chain's last node -> the fused node
     dropped: set[int] = set()
     for softmax in [node for node in graph.node if node.op_type == "Softmax"]:
         scale = g.sole_producer(softmax.input[0], "Mul")
-        factor = None if scale is None else g.constants.get(scale.input[1])
+        factor = None if scale is None else model.get_constant_value(scale.input[1])
         scores = None if scale is None else g.sole_producer(scale.input[0], "MatMul")
         mix = g.only_consumer(softmax, "MatMul")
         merge = None if mix is None else g.only_consumer(mix, "Transpose")
