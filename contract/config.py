@@ -13,7 +13,7 @@ from typing import Any, Callable, NoReturn, Union
 
 import yaml
 
-from contract.errors import CrashwatchError
+from crashwatch.contract.errors import CrashwatchError
 
 
 class ConfigError(CrashwatchError):
@@ -81,7 +81,7 @@ def build(cls: type, data: Any, source: str, check: Check | None = None, where: 
     return obj
 
 
-def _nested(hint: Any) -> tuple[type | None, bool]:
+def _nested(hint: Any) -> tuple[Any, bool]:
     """The dataclass a field holds (through ``X | None``), and whether it is a list of them."""
     if typing.get_origin(hint) in (Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]

@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contract.errors import CrashwatchError
-from contract.video import ClipInfo, VideoError, probe_clip
+from crashwatch.contract.errors import CrashwatchError
+from crashwatch.contract.video import ClipInfo, VideoError, probe_clip
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ filter), without needing torch or transformers. ``tests/test_contract.py`` holds
 A frame far larger than the model's size (longest edge over ``PRE_SHRINK_ABOVE`` times it, 1080p and 4K for
 512 px) is first shrunk with OpenCV's area filter by the whole factor that brings it to at most
 ``PRE_SHRINK_TO`` times the size: the exact Lanczos of a 4K frame is too slow for a 30 fps stream (figures in
-BENCHMARKS.md), and the area step moves the result little (held to transformers in the tests). Trainer and
+docs/benchmarks.md), and the area step moves the result little (held to transformers in the tests). Trainer and
 monitor both call this function, so they stay identical.
 """
 
@@ -24,7 +24,6 @@ from typing import Sequence
 import cv2
 import numpy as np
 from PIL import Image
-
 
 PRE_SHRINK_ABOVE = 3
 PRE_SHRINK_TO = 2

@@ -1,7 +1,7 @@
 """The prompt: the text half of the training/serving contract, in one of two layouts (``PromptLayout``).
 
-``smolvlm`` (the default) is SmolVLM2's video chat layout, as transformers' ``SmolVLMProcessor`` renders a user turn holding a video and a
-question with the generation prompt appended::
+``smolvlm`` (the default) is SmolVLM2's video chat layout, as transformers' ``SmolVLMProcessor`` renders a user
+turn holding a video and a question with the generation prompt appended::
 
     <|im_start|>User: You are provided the following series of eight frames from a 0:00:02 [H:MM:SS] video.
     \\nFrame from 00:00:<fake_token_around_image><global-img><image>*T<fake_token_around_image> ... (per frame)
@@ -20,7 +20,7 @@ tokenizes this string; the exporter stores its token ids in the bundle, so the m
 and with an attention rule of its own (``attention_allowed``): the prefix and every block attend only to
 themselves (causally), the readout to everything before it. A block holds nothing that changes as the
 window slides, so its keys and values depend on its frame alone and the monitor computes them once per frame
-(``monitor.model``); the trainer gives the same rule to the text model as a mask (``train.model``).
+(``crashwatch.monitor.engines.model``); the trainer gives the same rule to the text model as a mask (``crashwatch.train.model``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
-from contract.window import WindowSpec
+from crashwatch.contract.window import WindowSpec
 
 # The research question, the default of every run configuration and of `crashwatch dataset index`.
 DEFAULT_QUESTION = "Is a vehicle collision likely to happen within 1 to 2 seconds?(0: No, 1: Yes)"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from contract.dataset import DatasetError
+from crashwatch.contract.dataset import DatasetError
 
 TRUTH_SUFFIX = "_truth.json"
 GEOMETRY_SUFFIX = ".geometry.json"
@@ -45,7 +45,7 @@ def read_truth(data: Path, split: str) -> dict[str, dict[str, Any]]:
 def kinds_of(truth: dict[str, dict[str, Any]], names: Iterable[str]) -> list[str] | None:
     """Each named file's kind where the truth names one for every file; None otherwise."""
     kinds = [truth.get(name, {}).get("kind") for name in names]
-    return kinds if kinds and all(isinstance(kind, str) for kind in kinds) else None
+    return [str(kind) for kind in kinds] if kinds and all(isinstance(kind, str) for kind in kinds) else None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from contract.errors import CrashwatchError
+from crashwatch.contract.errors import CrashwatchError
 
 log = logging.getLogger(__name__)
 

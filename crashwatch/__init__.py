@@ -4,6 +4,6 @@ This package is the application layer, on top of the others: the command line (`
 evaluation by replay (``crashwatch.evaluation``), the demo and its shipped assets, and the benchmarks.
 """
 
-from contract import __version__
+from crashwatch.contract import __version__
 
 __all__ = ["__version__"]

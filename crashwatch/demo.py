@@ -15,26 +15,27 @@ from typing import Any, Callable
 
 import cv2
 
-from contract.bundle import MANIFEST, Manifest
-from contract.errors import CrashwatchError
+from crashwatch.contract.bundle import MANIFEST, Manifest
+from crashwatch.contract.errors import CrashwatchError
 from crashwatch.evaluation.annotate import annotate_video
 from crashwatch.evaluation.plot import risk_chart
 from crashwatch.evaluation.scoring import WARNING_WINDOW, score_alerts
-from monitor.alerts import alert_spans, alert_starts
-from monitor.messages import Alert, Risk, Topic
-from monitor.model import RiskModel
-from monitor.monitor import Monitor, MonitorOptions
-from monitor.publisher import Publisher
-from monitor.signals import stop_on_signals
-from monitor.source import SourceSpec
-from monitor.subscribe import Subscriber, describe
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.messages import Alert, Risk, Topic
+from crashwatch.monitor.pipeline.alerts import alert_spans, alert_starts
+from crashwatch.monitor.pipeline.camera import Monitor
+from crashwatch.monitor.pipeline.options import MonitorOptions
+from crashwatch.monitor.pipeline.source import SourceSpec
+from crashwatch.monitor.serving.signals import stop_on_signals
+from crashwatch.monitor.transports.subscribe import Subscriber, describe
+from crashwatch.monitor.transports.zeromq import Publisher
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "demo"
 DEMO_BUNDLE = ASSETS / "bundle"
 DEMO_DRIVE = ASSETS / "drive.mp4"
 DEMO_TRUTH = ASSETS / "drive.json"
 NOTICE = ("using the demo bundle: trained on generated scenes (crashwatch synth), not a road-ready model; "
-          "see README, 'Real roads'")
+          "see docs/data.md, 'Real roads'")
 
 
 class DemoError(CrashwatchError):
@@ -61,7 +62,7 @@ def demo_event_time() -> float | None:
 def run_demo(out: Path, endpoint: str, fast: bool, say: Callable[[str], None]) -> None:
     """Replay the demo drive through the monitor (real time unless ``fast``), ``say`` each risk and alert a
     subscriber receives, then write the report and ``say`` how early the alert came."""
-    model = RiskModel(demo_bundle())
+    model = RiskModel.open(demo_bundle())
     say(NOTICE)
     stop = stop_on_signals()
     options = MonitorOptions(source=SourceSpec("file", str(DEMO_DRIVE), DEMO_DRIVE.name), camera="demo",

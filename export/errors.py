@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contract.errors import CrashwatchError
+from crashwatch.contract.errors import CrashwatchError
 
 
 class ExportError(CrashwatchError):

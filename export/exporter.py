@@ -17,18 +17,34 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from contract import bundle as layout
-from contract.prompt import PromptLayout
-from contract.video import probe_clip
-from export.errors import ExportError
-from export.fusion import fuse_vision
-from export.graphs import export_block, export_head, export_readout, export_vision, state_shape
-from export.parity import check_parity
-from export.precision import CONVERTERS, to_openvino
-from monitor.runtime import Runtime, openvino_installed
-from train.checkpoint import Checkpoint, load_checkpoint
-from train.config import load_config
-from train.zeroshot import DEFAULT_ANSWERS, load_zero_shot
+from crashwatch.contract.bundle import (
+    BLOCK,
+    GRAPH_FILES,
+    GRAPHS,
+    HEAD,
+    PRECISIONS,
+    PROMPT_IDS,
+    READOUT,
+    TOKEN_EMBEDDINGS,
+    TOKEN_IDS,
+    VISION,
+    StreamingSegments,
+    build_manifest,
+    describe_files,
+    openvino_file,
+    write_manifest,
+)
+from crashwatch.contract.prompt import PromptLayout
+from crashwatch.contract.video import probe_clip
+from crashwatch.export.errors import ExportError
+from crashwatch.export.fusion import fuse_vision
+from crashwatch.export.graphs import export_block, export_head, export_readout, export_vision, state_shape
+from crashwatch.export.parity import check_parity
+from crashwatch.export.precision import CONVERTERS, to_openvino
+from crashwatch.export.zeroshot import DEFAULT_ANSWERS, load_zero_shot
+from crashwatch.monitor.engines.local import Runtime, openvino_installed
+from crashwatch.train.checkpoint import Checkpoint, load_checkpoint
+from crashwatch.train.config import load_config
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +60,7 @@ def export_bundle(checkpoint_dir: Path, out: Path, precision: str, video: Path, 
 def export_zero_shot(model: str, config_path: Path, out: Path, precision: str, video: Path,
                      answers: Sequence[str] = DEFAULT_ANSWERS, force: bool = False,
                      openvino: bool = False) -> dict[str, Any]:
-    """Write a zero-shot baseline bundle of the pretrained ``model`` (``train.zeroshot``: its own logit of the
+    """Write a zero-shot baseline bundle of the pretrained ``model`` (``crashwatch.export.zeroshot``: its own logit of the
     first answer minus the second's) on the window, frame size and question of the run configuration at
     ``config_path``, checked like any other export; return its manifest."""
     clip = _check_request(out, precision, video, force, openvino)
@@ -53,8 +69,8 @@ def export_zero_shot(model: str, config_path: Path, out: Path, precision: str, v
 
 def _check_request(out: Path, precision: str, video: Path, force: bool, openvino: bool) -> Path:
     """Refuse what cannot be exported before any model is loaded; the parity clip, probed."""
-    if precision not in layout.PRECISIONS:
-        raise ExportError(f"unknown precision {precision!r}; choose from {', '.join(layout.PRECISIONS)}")
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if openvino and not openvino_installed():
         raise ExportError("--openvino: the openvino package is not installed (pip install 'crashwatch[openvino]')")
     if out.exists() and any(out.iterdir()) and not force:
@@ -71,12 +87,12 @@ def _publish(run: Checkpoint, source: str, out: Path, precision: str, clip: Path
         _write_prompt(run, staging)
         _write_graphs(run, staging, precision, openvino)
         manifest = _manifest(run, source, precision, staging, openvino)
-        layout.write_manifest(staging, manifest)
+        write_manifest(staging, manifest)
         parity = check_parity(run, staging, clip, precision, openvino)
         manifest["parity"] = parity[Runtime.ONNXRUNTIME]
         if openvino:
             manifest["openvino"]["parity"] = parity[Runtime.OPENVINO]
-        layout.write_manifest(staging, manifest)
+        write_manifest(staging, manifest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -96,32 +112,32 @@ def _write_prompt(run: Checkpoint, folder: Path) -> None:
     used = np.unique(ids[ids != model.image_token_id])
     with torch.no_grad():
         table = model.text_model.get_input_embeddings().weight[torch.from_numpy(used)].float().numpy()
-    np.save(folder / layout.PROMPT_IDS, ids, allow_pickle=False)
-    np.save(folder / layout.TOKEN_IDS, used, allow_pickle=False)
-    np.save(folder / layout.TOKEN_EMBEDDINGS, table, allow_pickle=False)
+    np.save(folder / PROMPT_IDS, ids, allow_pickle=False)
+    np.save(folder / TOKEN_IDS, used, allow_pickle=False)
+    np.save(folder / TOKEN_EMBEDDINGS, table, allow_pickle=False)
 
 
 def _write_graphs(run: Checkpoint, folder: Path, precision: str, openvino: bool) -> None:
     """The fp32 graphs of the run's layout traced once (into the bundle itself for fp32), then converted to what
     is asked for."""
-    graphs = layout.GRAPHS[run.config.layout]
+    graphs = GRAPHS[run.config.layout]
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".fp32-") as scratch:
         fp32 = folder if precision == "fp32" else Path(scratch)
-        export_vision(run.model, fp32 / layout.VISION)
-        fuse_vision(fp32 / layout.VISION, run.model.backbone.config.vision_config.num_attention_heads)
+        export_vision(run.model, fp32 / VISION)
+        fuse_vision(fp32 / VISION, run.model.backbone.config.vision_config.num_attention_heads)
         if run.config.layout is PromptLayout.STREAMING:
-            export_block(run.model, fp32 / layout.BLOCK)
-            export_readout(run.model, fp32 / layout.READOUT, run.prompt().lengths, run.config.window.num_frames)
+            export_block(run.model, fp32 / BLOCK)
+            export_readout(run.model, fp32 / READOUT, run.prompt().lengths, run.config.window.num_frames)
         else:
-            export_head(run.model, fp32 / layout.HEAD)
+            export_head(run.model, fp32 / HEAD)
         for graph in graphs:
-            name = layout.GRAPH_FILES[graph]
+            name = GRAPH_FILES[graph]
             if precision != "fp32":
                 log.info("converting %s to %s", name, precision)
                 CONVERTERS[precision](fp32 / name, folder / name)
             if openvino:
                 log.info("converting %s to OpenVINO IR", name)
-                to_openvino(fp32 / name, folder / layout.openvino_file(graph))
+                to_openvino(fp32 / name, folder / openvino_file(graph))
 
 
 def _manifest(run: Checkpoint, source: str, precision: str, folder: Path, openvino: bool) -> dict[str, Any]:
@@ -138,9 +154,9 @@ def _manifest(run: Checkpoint, source: str, precision: str, folder: Path, openvi
 
         versions["openvino"] = ov.__version__
     lengths = run.prompt().lengths
-    segments = None if lengths is None else layout.StreamingSegments(*lengths, state=state_shape(model))
-    openvino_graphs = {graph: layout.openvino_file(graph) for graph in layout.GRAPHS[config.layout]}
-    return layout.build_manifest(
+    segments = None if lengths is None else StreamingSegments(*lengths, state=state_shape(model))
+    openvino_graphs = {graph: openvino_file(graph) for graph in GRAPHS[config.layout]}
+    return build_manifest(
         precision=precision,
         backbone=config.backbone.pretrained if not config.backbone.random_init else "random-init SmolVLM",
         hidden_size=model.backbone.config.text_config.hidden_size,
@@ -152,7 +168,7 @@ def _manifest(run: Checkpoint, source: str, precision: str, folder: Path, openvi
         pixels=config.pixels,
         question=config.question,
         threshold=run.threshold,
-        files=layout.describe_files(folder),
+        files=describe_files(folder),
         source_checkpoint=source,
         validation=run.meta.get("validation", {}),
         versions=versions,

@@ -2,7 +2,7 @@
 
 The traced SigLIP tower runs its tanh-GELU as seven elementwise ops and its attention as transpose, matmul,
 scale, softmax, matmul, transpose: onnxruntime fuses neither on load, and they were an eighth and two fifths
-of the int8 vision pass (BENCHMARKS.md, "Streaming prompt layout"). Here the GELU becomes ``FastGelu``
+of the int8 vision pass (docs/benchmarks.md, "Streaming prompt layout"). Here the GELU becomes ``FastGelu``
 (onnxruntime's transformers optimizer's own fusion) and each attention ``MultiHeadAttention``: written here, as
 that optimizer's attention fusion does not match this graph. Both are contrib ops that onnxruntime (CPU, CUDA,
 fp16 and int8 graphs) and OpenVINO's ONNX reader run; the outputs are the plain graph's within float rounding,

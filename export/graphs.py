@@ -1,10 +1,10 @@
 """The ONNX graphs, traced from exactly the model parts that training runs, the vision tower's position ids
 excepted: those are a constant of the graph (see ``VisionGraph``). The vision graph, then the head graph
-(smolvlm layout) or the block and readout graphs (streaming layout, ``train.streaming``).
+(smolvlm layout) or the block and readout graphs (streaming layout, ``crashwatch.export.streaming``).
 
 The dynamo exporter, as the legacy one emitted an invalid graph for SigLIP's bucketized position ids when they
 were traced; eager attention, as the exporter decomposes SDPA with a NaN guard that onnxruntime runs as
-separate passes (the measurements behind both are in DECISIONS.md). Input and output names are the bundle
+separate passes (the measurements behind both are in docs/decisions.md). Input and output names are the bundle
 format's.
 """
 
@@ -17,9 +17,21 @@ import onnx
 import torch
 from torch import nn
 
-from contract import bundle as layout
-from train.model import CrashRiskModel
-from train.streaming import StreamingTextModel
+from crashwatch.contract.bundle import (
+    BLOCK_EMBEDS,
+    BLOCK_OUTPUT,
+    HEAD_EMBEDS,
+    HEAD_MASK,
+    HEAD_OUTPUT,
+    READOUT_BLOCKS,
+    READOUT_EMBEDS,
+    READOUT_OUTPUT,
+    READOUT_PREFIX,
+    VISION_INPUT,
+    VISION_OUTPUT,
+)
+from crashwatch.export.streaming import StreamingTextModel
+from crashwatch.train.model import CrashRiskModel
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +137,7 @@ def export_vision(model: CrashRiskModel, path: Path) -> None:
     graph = VisionGraph(model).eval()
     example = torch.zeros(2, 3, model.image_size, model.image_size)
     frames = torch.export.Dim("frames", min=1, max=1024)
-    _export(graph, (example,), path, [layout.VISION_INPUT], [layout.VISION_OUTPUT], {layout.VISION_INPUT: {0: frames}},
+    _export(graph, (example,), path, [VISION_INPUT], [VISION_OUTPUT], {VISION_INPUT: {0: frames}},
             _weight_bytes(model.backbone.vision_model) + _weight_bytes(model.backbone.connector))
 
 
@@ -136,8 +148,8 @@ def export_head(model: CrashRiskModel, path: Path) -> None:
     example = (torch.zeros(1, 16, hidden), torch.ones(1, 16, dtype=torch.long))
     batch = torch.export.Dim("batch", min=1, max=256)
     seq = torch.export.Dim("sequence", min=2, max=16384)
-    _export(graph, example, path, [layout.HEAD_EMBEDS, layout.HEAD_MASK], [layout.HEAD_OUTPUT],
-            {layout.HEAD_EMBEDS: {0: batch, 1: seq}, layout.HEAD_MASK: {0: batch, 1: seq}},
+    _export(graph, example, path, [HEAD_EMBEDS, HEAD_MASK], [HEAD_OUTPUT],
+            {HEAD_EMBEDS: {0: batch, 1: seq}, HEAD_MASK: {0: batch, 1: seq}},
             _weight_bytes(model.text_model) + _weight_bytes(model.head))
 
 
@@ -145,8 +157,8 @@ def export_block(model: CrashRiskModel, path: Path) -> None:
     use_eager_attention(model)
     hidden = model.backbone.config.text_config.hidden_size
     batch, seq = torch.export.Dim("batch", min=1, max=256), torch.export.Dim("sequence", min=2, max=16384)
-    _export(BlockGraph(model).eval(), (torch.zeros(2, 16, hidden),), path, [layout.BLOCK_EMBEDS],
-            [layout.BLOCK_OUTPUT], {layout.BLOCK_EMBEDS: {0: batch, 1: seq}}, _weight_bytes(model.text_model))
+    _export(BlockGraph(model).eval(), (torch.zeros(2, 16, hidden),), path, [BLOCK_EMBEDS],
+            [BLOCK_OUTPUT], {BLOCK_EMBEDS: {0: batch, 1: seq}}, _weight_bytes(model.text_model))
 
 
 def export_readout(model: CrashRiskModel, path: Path, segments: tuple[int, int, int], frames: int) -> None:
@@ -159,8 +171,8 @@ def export_readout(model: CrashRiskModel, path: Path, segments: tuple[int, int, 
     batch = torch.export.Dim("batch", min=1, max=256)
     example = (torch.zeros(2, readout, hidden), torch.zeros(2, two, layers, heads, prefix, head_dim),
                torch.zeros(2, two, layers, heads, frames, block, head_dim))
-    names = [layout.READOUT_EMBEDS, layout.READOUT_PREFIX, layout.READOUT_BLOCKS]
-    _export(ReadoutGraph(model).eval(), example, path, names, [layout.READOUT_OUTPUT],
+    names = [READOUT_EMBEDS, READOUT_PREFIX, READOUT_BLOCKS]
+    _export(ReadoutGraph(model).eval(), example, path, names, [READOUT_OUTPUT],
             {name: {0: batch} for name in names}, _weight_bytes(model.text_model) + _weight_bytes(model.head))
 
 
@@ -177,7 +189,7 @@ def _export(graph: nn.Module, example: tuple, path: Path, inputs: list[str], out
 
 def _drop_recorded_shapes(path: Path) -> None:
     """Remove the intermediate shapes the exporter recorded: some disagree with ONNX's own inference (SigLIP's
-    position buckets, DECISIONS.md), and onnxruntime's quantizer then refuses the graph; nothing needs them."""
+    position buckets, docs/decisions.md), and onnxruntime's quantizer then refuses the graph; nothing needs them."""
     model = onnx.load(str(path), load_external_data=False)
     del model.graph.value_info[:]
     onnx.save(model, str(path))

@@ -11,14 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from contract.preprocess import preprocess_frames
-from contract.risk import sigmoid
-from contract.video import probe_clip, read_frames
-from contract.window import pick_frames
-from export.errors import ExportError
-from monitor.model import RiskModel
-from monitor.runtime import Runtime
-from train.checkpoint import Checkpoint
+from crashwatch.contract.preprocess import preprocess_frames
+from crashwatch.contract.risk import sigmoid
+from crashwatch.contract.video import probe_clip, read_frames
+from crashwatch.contract.window import pick_frames
+from crashwatch.export.errors import ExportError
+from crashwatch.monitor.engines.local import Runtime
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.train.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class Tolerance:
 
 
 # fp32 should match up to float rounding; fp16 keeps about 3 decimal digits; dynamic int8 has margin for the
-# outliers of real weights (the figures measured with random weights are in the README, "Export").
+# outliers of real weights (the figures measured with random weights are in docs/benchmarks.md).
 TOLERANCES = {
     "fp32": Tolerance(min_embedding_cosine=0.99999, max_probability_diff=1e-3),
     "fp16": Tolerance(min_embedding_cosine=0.999, max_probability_diff=0.01),
@@ -74,7 +74,7 @@ def check_parity(run: Checkpoint, folder: Path, video: Path, precision: str,
         checks.append((Runtime.OPENVINO, "OpenVINO", OPENVINO_TOLERANCE))
     results = {}
     for runtime, label, tolerance in checks:
-        bundle = RiskModel(folder, runtime=runtime)
+        bundle = RiskModel.open(folder, runtime=runtime)
         onnx_embeds = bundle.embed_frames(pixels)
         onnx_logit = bundle.window_logit(bundle.encode_frames(pixels))
         figures = {

@@ -3,7 +3,7 @@
 - int8: dynamic quantization (weights int8, activations quantized on the fly), for CPUs: it needs no
   calibration data.
 - fp16: float16 weights and compute, inputs and outputs kept float32 so callers need not care; for CUDA and
-  TensorRT (on a CPU it runs but is no faster, BENCHMARKS.md).
+  TensorRT (on a CPU it runs but is no faster, docs/benchmarks.md).
 - OpenVINO IR (``--openvino``, beside any of them): the fp32 graphs converted by OpenVINO with fp16 weights
   (half the size; OpenVINO runs them at the CPU's inference precision, bf16 where it has bf16 units), as it
   runs onnxruntime's int8 graphs slower than its own bf16.
@@ -18,7 +18,7 @@ from typing import Iterator
 
 import onnx
 
-from export.graphs import EXTERNAL_DATA_BYTES
+from crashwatch.export.graphs import EXTERNAL_DATA_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def to_int8(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # The default type names what the quantizer's shape inference cannot type (the outputs of the fused vision
-    # graph's contrib ops, ``export.fusion``): every graph of a bundle is float32.
+    # graph's contrib ops, ``crashwatch.export.fusion``): every graph of a bundle is float32.
     with _root_logger_above_info():
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
                          use_external_data_format=_needs_external(source),

@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Protocol, Union
 
 SCHEMA_VERSION = 1
 
@@ -226,8 +226,40 @@ def _own_fields(cls: type, wire: dict[str, Any]) -> dict[str, Any]:
 
 
 Body = Union[Risk, Alert, Status, ProcessStatus, Preview]
-BODIES: dict[Topic, type] = {Topic.RISK: Risk, Topic.ALERT: Alert, Topic.STATUS: Status,
-                             Topic.PROCESS: ProcessStatus, Topic.PREVIEW: Preview}
+BODIES: dict[Topic, Any] = {Topic.RISK: Risk, Topic.ALERT: Alert, Topic.STATUS: Status,
+                            Topic.PROCESS: ProcessStatus, Topic.PREVIEW: Preview}
+
+
+class Outlet(Protocol):
+    """Where one camera's messages go: the loop publishes every message through it and closes it when it stops.
+    The transports implement it (a ZeroMQ channel with its further sinks); a replay collects instead."""
+
+    def publish(self, body: Body) -> object:
+        """Send (or keep) one message; never waits for a far end."""
+
+    def close(self) -> None:
+        """Deliver what is pending and stop."""
+
+    def delivery(self) -> dict[str, Any]:
+        """What ``status`` reports of the delivery: ``publisher`` counts and ``sinks`` states (None for none)."""
+
+
+class Collector:
+    """An outlet that keeps every message body it is given, in order, for a replay or a benchmark that reads
+    them in the process rather than over a socket."""
+
+    def __init__(self) -> None:
+        self.bodies: list[Body] = []
+
+    def publish(self, body: Body) -> object:
+        self.bodies.append(body)
+        return body
+
+    def close(self) -> None:
+        pass
+
+    def delivery(self) -> dict[str, Any]:
+        return {"publisher": None, "sinks": None}
 
 
 @dataclass(frozen=True)

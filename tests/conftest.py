@@ -68,7 +68,7 @@ def write_video(path: Path, num_frames: int, fps: float = 10.0, size: tuple[int,
                 moving_box: bool = True) -> Path:
     """A real MPEG-4 file of ``draw_frame`` frames."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
     assert writer.isOpened(), f"OpenCV cannot write {path}"
     for i in range(num_frames):
         writer.write(draw_frame(i, num_frames, size, moving_box))
@@ -109,8 +109,8 @@ def tiny_dataset(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """The tiny config trained for one epoch on written clips: a real checkpoint, made once per test session."""
-    from train.config import load_config
-    from train.fit import train
+    from crashwatch.train.config import load_config
+    from crashwatch.train.fit import train
 
     root = tmp_path_factory.mktemp("tiny-run")
     train(load_config(TINY_CONFIG), write_training_clips(root / "data"), root / "run")
@@ -120,7 +120,7 @@ def tiny_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
     """``tiny_run`` exported as an fp32 bundle."""
-    from export.exporter import export_bundle
+    from crashwatch.export.exporter import export_bundle
 
     root = tmp_path_factory.mktemp("tiny-bundle")
     export_bundle(tiny_run, root / "bundle", "fp32", write_video(root / "parity.mp4", 30))

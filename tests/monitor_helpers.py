@@ -7,7 +7,7 @@ import time
 
 import zmq
 
-from monitor.subscribe import Subscriber
+from crashwatch.monitor.transports.subscribe import Subscriber
 
 
 class Collector(threading.Thread):

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from crashwatch.bench.process import free_port
-from monitor.runtime import openvino_installed
 from crashwatch.demo import DEMO_BUNDLE, DEMO_DRIVE, demo_event_time
+from crashwatch.monitor.engines.local import openvino_installed
 from tests.conftest import REPO
 
 

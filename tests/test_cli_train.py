@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
+from crashwatch.train.checkpoint import CheckpointError, load_checkpoint
 from tests.conftest import CLIPS, REPO, TINY_CONFIG, need_shared, write_video
-from train.checkpoint import CheckpointError, load_checkpoint
 
 
 def crashwatch(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -63,10 +63,10 @@ def test_train_resume_eval_on_written_clips(tiny_dataset, tmp_path):
     # The stored model is the trained one: reloading it scores the test clips as eval did.
     loaded = load_checkpoint(run)
     assert loaded.threshold == threshold
-    from contract.dataset import read_split
-    from contract.prompt import PromptEncoder
-    from train.dataset import model_inputs
-    from train.windows import clip_end_window
+    from crashwatch.contract.dataset import read_split
+    from crashwatch.contract.prompt import PromptEncoder
+    from crashwatch.train.dataset import model_inputs
+    from crashwatch.train.windows import clip_end_window
 
     clip = read_split(tiny_dataset, "test")[0]
     inputs = model_inputs(clip, clip_end_window(clip).end, PromptEncoder(loaded.tokenizer, loaded.config.window,
@@ -119,7 +119,7 @@ def test_dataset_index_from_folders_and_csv(tmp_path):
     out = tmp_path / "ds"
     result = crashwatch("dataset", "index", str(source), "--out", str(out), "--split", "0.5,0.25,0.25", "--seed", "3")
     assert "train 8, val 4, test 4" in result.stdout
-    from contract.dataset import read_split
+    from crashwatch.contract.dataset import read_split
 
     for split in ("train", "val", "test"):
         clips = read_split(out, split)

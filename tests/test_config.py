@@ -7,9 +7,9 @@ import json
 import pytest
 import yaml
 
+from crashwatch.contract.config import ConfigError
+from crashwatch.train.config import RunConfig, load_config
 from tests.conftest import REPO, SHARED, need_shared
-from contract.config import ConfigError
-from train.config import RunConfig, load_config
 
 
 @pytest.mark.parametrize("name", ["tiny", "demo", "smolvlm2-256m", "smolvlm2-500m"])

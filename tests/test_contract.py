@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from contract.preprocess import PixelSpec, preprocess_frame
-from contract.prompt import render_prompt
-from contract.video import probe_clip, read_frames
-from contract.window import WindowSpec, pick_frames
+from crashwatch.contract.preprocess import PixelSpec, preprocess_frame
+from crashwatch.contract.prompt import render_prompt
+from crashwatch.contract.video import probe_clip, read_frames
+from crashwatch.contract.window import WindowSpec, pick_frames
 from tests.conftest import CLIPS, QUESTION, SMOLVLM_TOKENIZER, frame_index, need_shared, write_video
 
 # -- frame sampling ------------------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ def _transformers_prompt(window: WindowSpec, question: str, tokens_per_frame: in
 
 @pytest.mark.parametrize("seconds,frames", [(3.5, 8), (2.0, 4), (75.0, 16)])
 def test_prompt_token_ids_match_transformers_with_the_real_tokenizer(seconds, frames):
-    from train.tokenizer import load_tokenizer
+    from crashwatch.train.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(str(need_shared(SMOLVLM_TOKENIZER)))
     window = WindowSpec(seconds, frames)
@@ -126,7 +126,7 @@ def test_prompt_token_ids_match_transformers_with_the_real_tokenizer(seconds, fr
 
 
 def test_builtin_tokenizer_keeps_special_tokens_whole_and_round_trips():
-    from train.tokenizer import builtin_tokenizer
+    from crashwatch.train.tokenizer import builtin_tokenizer
 
     tokenizer = builtin_tokenizer()
     text = render_prompt("Crash? ünïcode", WindowSpec(2.0, 3), 4)
@@ -138,11 +138,11 @@ def test_builtin_tokenizer_keeps_special_tokens_whole_and_round_trips():
 def test_label_cannot_reach_the_model_input(tiny_dataset):
     """The research code put the answer into an assistant turn at training time; here the input is built
     from the clip and its question only, and two samples that differ only in label are identical inputs."""
-    from contract.dataset import read_split
-    from contract.prompt import PromptEncoder
-    from train.dataset import WindowDataset, model_inputs
-    from train.tokenizer import builtin_tokenizer
-    from train.windows import WindowSample
+    from crashwatch.contract.dataset import read_split
+    from crashwatch.contract.prompt import PromptEncoder
+    from crashwatch.train.dataset import WindowDataset, model_inputs
+    from crashwatch.train.tokenizer import builtin_tokenizer
+    from crashwatch.train.windows import WindowSample
 
     assert "label" not in inspect.signature(model_inputs).parameters
     clip = read_split(tiny_dataset, "train")[0]

@@ -24,15 +24,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from contract.video import probe_clip
 from crashwatch.bench.process import free_port
 from crashwatch.cli import main
+from crashwatch.contract.video import probe_clip
 from crashwatch.dashboard.clips import BROWSER_COPY, ClipError, EventClip
 from crashwatch.dashboard.server import PAGE_BACKLOG, DashboardSettings, Hub
 from crashwatch.dashboard.state import AFTER_ALERT_S, BEFORE_ALERT_S, SILENT_AFTER_S, DashboardState
 from crashwatch.demo import DEMO_BUNDLE
-from monitor.messages import Alert, AlertEvent, Message, Risk, Topic, envelope
-from monitor.security import create_keys
+from crashwatch.monitor.messages import Alert, AlertEvent, Message, Risk, Topic, envelope
+from crashwatch.monitor.transports.curve import create_keys
 from tests.conftest import CLIPS, REPO, forbid, need_shared, write_video
 from tests.monitor_helpers import Collector
 

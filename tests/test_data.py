@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contract.dataset import DatasetError, read_split
-from contract.window import WindowSpec
+from crashwatch.contract.dataset import DatasetError, read_split
+from crashwatch.contract.window import WindowSpec
+from crashwatch.train.windows import clip_end_window, group_windows, training_windows
 from tests.conftest import QUESTION, write_split, write_video
-from train.windows import clip_end_window, group_windows, training_windows
 
 GOOD = {"video": "a.mp4", "text": QUESTION, "label": 1}
 
@@ -156,10 +156,10 @@ def _dataset_clips(tmp_path, count=2):
 
 
 def test_a_group_of_windows_reads_each_shared_frame_once(tmp_path):
-    from contract.preprocess import PixelSpec
-    from contract.prompt import PromptEncoder
-    from train.dataset import Collator, WindowDataset, model_inputs
-    from train.tokenizer import load_tokenizer
+    from crashwatch.contract.preprocess import PixelSpec
+    from crashwatch.contract.prompt import PromptEncoder
+    from crashwatch.train.dataset import Collator, WindowDataset, model_inputs
+    from crashwatch.train.tokenizer import load_tokenizer
 
     root = _dataset_clips(tmp_path)
     window = WindowSpec(2.0, 5)
@@ -180,11 +180,11 @@ def test_a_group_of_windows_reads_each_shared_frame_once(tmp_path):
 
 
 def test_the_frame_cache_serves_the_same_inputs_without_decoding_again(tmp_path):
-    from contract.preprocess import PixelSpec
-    from contract.prompt import PromptEncoder
-    from contract.video import VideoError
-    from train.dataset import WindowDataset
-    from train.tokenizer import load_tokenizer
+    from crashwatch.contract.preprocess import PixelSpec
+    from crashwatch.contract.prompt import PromptEncoder
+    from crashwatch.contract.video import VideoError
+    from crashwatch.train.dataset import WindowDataset
+    from crashwatch.train.tokenizer import load_tokenizer
 
     root = _dataset_clips(tmp_path)
     window = WindowSpec(2.0, 4)
@@ -209,12 +209,12 @@ def test_the_frame_cache_serves_the_same_inputs_without_decoding_again(tmp_path)
 def test_mirrored_windows_flip_the_frames_and_their_geometry_together(tmp_path):
     import torch
 
-    from contract.preprocess import PixelSpec
-    from contract.prompt import PromptEncoder
-    from contract.sidecars import geometry_path
-    from train.dataset import WindowDataset
-    from train.geometry import mirrored_motion, mirrored_nearest, mirrored_targets
-    from train.tokenizer import load_tokenizer
+    from crashwatch.contract.preprocess import PixelSpec
+    from crashwatch.contract.prompt import PromptEncoder
+    from crashwatch.contract.sidecars import geometry_path
+    from crashwatch.train.dataset import WindowDataset
+    from crashwatch.train.geometry import mirrored_motion, mirrored_nearest, mirrored_targets
+    from crashwatch.train.tokenizer import load_tokenizer
 
     root = tmp_path / "d"
     write_split(root, "train", [{"video": "c.mp4", "text": "q", "label": 0}], frames=40, fps=10)

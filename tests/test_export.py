@@ -14,17 +14,17 @@ import onnx
 import pytest
 import torch
 
-from contract.bundle import BundleError, Manifest
-from contract.preprocess import preprocess_frames
-from contract.prompt import PromptEncoder
-from contract.video import probe_clip, read_frames
-from contract.window import pick_frames
-from export.exporter import ExportError, export_bundle
-from export.parity import OPENVINO_TOLERANCE, TOLERANCES
-from monitor.model import RiskModel
-from monitor.runtime import Runtime, has_bf16_matrix_units, openvino_installed, resolve
+from crashwatch.contract.bundle import BundleError, Manifest
+from crashwatch.contract.preprocess import preprocess_frames
+from crashwatch.contract.prompt import PromptEncoder
+from crashwatch.contract.video import probe_clip, read_frames
+from crashwatch.contract.window import pick_frames
+from crashwatch.export.exporter import ExportError, export_bundle
+from crashwatch.export.parity import OPENVINO_TOLERANCE, TOLERANCES
+from crashwatch.monitor.engines.local import Runtime, has_bf16_matrix_units, openvino_installed, resolve
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.train.checkpoint import load_checkpoint
 from tests.conftest import FORBID_TORCH, QUESTION, REPO, write_video
-from train.checkpoint import load_checkpoint
 
 
 @pytest.fixture
@@ -99,15 +99,15 @@ def test_precisions_really_differ(bundles):
 
 def test_attention_is_exported_without_the_nan_guard(bundles):
     """Eager attention: the SDPA decomposition's IsNaN/Where over every attention matrix cost a fifth of the
-    int8 run time (BENCHMARKS.md); a change of exporter or attention setting that brings it back fails here."""
+    int8 run time (docs/benchmarks.md); a change of exporter or attention setting that brings it back fails here."""
     ops = [n.op_type for n in onnx.load(str(bundles["fp32"] / "head.onnx")).graph.node]
     assert "Softmax" in ops and "IsNaN" not in ops
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_every_vision_layer_runs_fused_attention_and_gelu(run, bundles, precision):
-    """``export.fusion``: every layer of the tower, in every precision (the fusion precedes the conversion), or
-    the int8 vision pass is a fifth slower (BENCHMARKS.md); a change of exporter that breaks the match fails here."""
+    """``crashwatch.export.fusion``: every layer of the tower, in every precision (the fusion precedes the conversion), or
+    the int8 vision pass is a fifth slower (docs/benchmarks.md); a change of exporter that breaks the match fails here."""
     layers = load_checkpoint(run).model.backbone.config.vision_config.num_hidden_layers
     ops = [n.op_type for n in onnx.load(str(bundles[precision] / "vision.onnx")).graph.node]
     assert ops.count("MultiHeadAttention") == ops.count("FastGelu") == layers
@@ -119,7 +119,7 @@ def test_loader_scores_a_window_like_pytorch(run, bundles, precision, tmp_path):
     other = write_video(tmp_path / "other.mp4", 30, fps=10, size=(120, 80))
     config = load_checkpoint(run).config
     pixels = _window(other, config)
-    model = RiskModel(bundles[precision])
+    model = RiskModel.open(bundles[precision])
     onnx_probability = model.window_probability(model.encode_frames(pixels))
     assert onnx_probability == pytest.approx(_torch_probability(run, pixels), abs=TOLERANCES[precision].max_probability_diff)
 
@@ -129,11 +129,11 @@ def test_monitor_runs_a_bundle_where_torch_cannot_be_imported(run, bundles, tmp_
     config = load_checkpoint(run).config
     expected = _torch_probability(run, _window(other, config))
     script = FORBID_TORCH + textwrap.dedent(f"""
-        from monitor.model import RiskModel
-        from contract.preprocess import PixelSpec, preprocess_frames
-        from contract.video import probe_clip, read_frames
-        from contract.window import WindowSpec, pick_frames
-        model = RiskModel({str(bundles["fp32"])!r})
+        from crashwatch.monitor.engines.model import RiskModel
+        from crashwatch.contract.preprocess import PixelSpec, preprocess_frames
+        from crashwatch.contract.video import probe_clip, read_frames
+        from crashwatch.contract.window import WindowSpec, pick_frames
+        model = RiskModel.open({str(bundles["fp32"])!r})
         m = model.manifest
         clip = probe_clip({str(other)!r})
         indices = pick_frames(clip.timestamps(), 2.7, m.window)
@@ -181,7 +181,7 @@ def test_damaged_bundles_are_refused_with_the_file_named(bundles, tmp_path, dama
     bundle = _copy(bundles["fp32"], tmp_path)
     damage(bundle)
     with pytest.raises(BundleError) as caught:
-        RiskModel(bundle)
+        RiskModel.open(bundle)
     assert message in str(caught.value)
 
 
@@ -192,7 +192,7 @@ def _edit_manifest(bundle: Path, **changes) -> None:
 
 
 def test_export_failing_parity_writes_nothing(run, video, tmp_path, monkeypatch):
-    from export import parity
+    from crashwatch.export import parity
 
     monkeypatch.setitem(parity.TOLERANCES, "fp32", parity.Tolerance(1.1, 0.0))
     with pytest.raises(ExportError, match="does not match PyTorch within tolerance"):
@@ -208,11 +208,11 @@ def test_export_refuses_to_overwrite(run, video, bundles):
 def test_an_8x8_patch_grid_exports_and_quantizes(tmp_path):
     """An 8x8 patch grid (128 px): the exported graph passes ONNX's strict shape inference (the exporter's
     recorded shapes are dropped) and int8 conversion, and matches PyTorch."""
-    from export.graphs import export_vision
-    from export.precision import to_int8
+    from crashwatch.export.graphs import export_vision
+    from crashwatch.export.precision import to_int8
+    from crashwatch.train.config import load_config
+    from crashwatch.train.model import CrashRiskModel
     from tests.conftest import TINY_CONFIG
-    from train.config import load_config
-    from train.model import CrashRiskModel
 
     config = load_config(TINY_CONFIG)
     config.backbone.architecture["vision_config"]["image_size"] = 128
@@ -238,13 +238,13 @@ def test_openvino_graphs_are_exported_checked_and_run(run, bundles, tmp_path):
     assert entry["parity"]["embedding_cosine"] >= OPENVINO_TOLERANCE.min_embedding_cosine
     assert entry["parity"]["probability_abs_diff"] <= OPENVINO_TOLERANCE.max_probability_diff
     assert "openvino" in manifest["versions"]
-    model = RiskModel(folder, runtime="openvino")
+    model = RiskModel.open(folder, runtime="openvino")
     identity = model.identity()
     assert identity["runtime"] == "openvino" and identity["inference_precision"] in ("bf16", "fp32")
     pixels = _window(write_video(tmp_path / "other.mp4", 30, fps=10, size=(120, 80)), load_checkpoint(run).config)
     probability = model.window_probability(model.encode_frames(pixels))
     assert probability == pytest.approx(_torch_probability(run, pixels), abs=OPENVINO_TOLERANCE.max_probability_diff)
-    assert RiskModel(folder, runtime="onnxruntime").identity()["runtime"] == "onnxruntime"
+    assert RiskModel.open(folder, runtime="onnxruntime").identity()["runtime"] == "onnxruntime"
 
 
 @needs_openvino
@@ -257,7 +257,7 @@ def test_auto_takes_openvino_only_for_its_own_graphs_on_a_cpu_with_amx(bundles, 
     assert chosen is (Runtime.OPENVINO if has_bf16_matrix_units() else Runtime.ONNXRUNTIME), why
     # Asked for explicitly, OpenVINO runs a bundle's ONNX graphs, saying that the export did not check that path.
     with caplog.at_level("WARNING"):
-        assert RiskModel(bundles["fp32"], runtime="openvino").engine.runtime is Runtime.OPENVINO
+        assert RiskModel.open(bundles["fp32"], runtime="openvino").engine.runtime is Runtime.OPENVINO
     assert "did not cover" in caplog.text
 
 
@@ -270,9 +270,9 @@ def test_frames_smaller_than_the_tower_train_and_export(tmp_path, video, tower, 
     graph equal to PyTorch's ``encode_frames`` on the same pixels; tokens per frame follow the frame size."""
     import onnxruntime as ort
 
+    from crashwatch.train.config import load_config
+    from crashwatch.train.fit import train
     from tests.conftest import TINY_CONFIG, write_split
-    from train.config import load_config
-    from train.fit import train
 
     config = load_config(TINY_CONFIG)
     config.backbone.architecture["vision_config"]["image_size"] = tower
@@ -297,7 +297,7 @@ def test_frames_smaller_than_the_tower_train_and_export(tmp_path, video, tower, 
 
 
 def test_a_checkpoint_whose_token_count_disagrees_is_refused(run, tmp_path):
-    from train.checkpoint import CheckpointError
+    from crashwatch.train.checkpoint import CheckpointError
 
     copy = tmp_path / "run"
     shutil.copytree(run, copy)

@@ -12,17 +12,18 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from contract.config import ConfigError
 from crashwatch.bench.process import free_port
 from crashwatch.cli import main
+from crashwatch.contract.config import ConfigError
 from crashwatch.demo import DEMO_BUNDLE
-from monitor.batching import BatchingGraph, batching_engine, rows_independent
-from monitor.cameras import load_cameras
-from monitor.fleet import Fleet
-from monitor.model import RiskModel
-from monitor.monitor import Monitor, MonitorOptions
-from monitor.publisher import Publisher
-from monitor.source import parse_source
+from crashwatch.monitor.engines.batching import BatchingGraph, batching_engine, rows_independent
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.pipeline.camera import Monitor
+from crashwatch.monitor.pipeline.options import MonitorOptions
+from crashwatch.monitor.pipeline.source import parse_source
+from crashwatch.monitor.serving.cameras import load_cameras
+from crashwatch.monitor.serving.fleet import Fleet
+from crashwatch.monitor.transports.zeromq import Publisher
 from tests.conftest import REPO, write_video
 from tests.monitor_helpers import Collector
 
@@ -37,15 +38,16 @@ def test_the_example_cameras_file_loads(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_video(tmp_path / "recordings" / "yard.mp4", 10)
     config = load_cameras(REPO / "configs" / "cameras.example.yaml")
-    assert [c.name for c in config.cameras] == ["front", "yard"]
-    assert config.cameras[0].source.startswith("rtsp://") and config.pub == "tcp://127.0.0.1:5555"
+    assert [c.camera for c in config.cameras] == ["front", "yard"]
+    assert config.cameras[0].source.target == "rtsp://cam1.local/stream" and config.pub == "tcp://127.0.0.1:5555"
 
 
 @pytest.mark.parametrize("text,message", [
     ("cameras: []\n", "cameras: list at least one camera"),
     ("", "the file is empty"),
     ("camera:\n  - {name: a, source: 0}\n", "unknown key(s) camera"),
-    ("cameras:\n  - {name: a, source: 0}\n  - {name: b, source: 1, alert: {on: 1.5}}\n", "cameras[1].alert.on: must be a number from 0 to 1"),
+    ("cameras:\n  - {name: a, source: 0}\n  - {name: b, source: 1, alert: {on: 1.5}}\n",
+     "cameras[1].alert.on: must be a number from 0 to 1"),
     ("cameras:\n  - {name: a, source: 0, alert: {on: 0.5, of: 0.2}}\n", "unknown key(s) cameras[0].alert.of"),
     ("cameras:\n  - {name: a, source: 0}\n  - {name: a, source: 1}\n", "camera name(s) ['a'] used more than once"),
     ("cameras:\n  - {name: 'front/left', source: 0}\n", "cameras[0].name"),
@@ -57,7 +59,7 @@ def test_the_example_cameras_file_loads(tmp_path, monkeypatch):
     ("cameras:\n  - {name: a, source: 0, record_keep: lots}\n", "cameras[0].record_keep"),
     ("pub: tcp://127.0.0.1:99999\ncameras:\n  - {name: a, source: 0}\n", "pub: tcp://127.0.0.1:99999: port"),
     ("cameras:\n  - {name: a, source: 0}\nmqtt: {url: 'http://h'}\n", "mqtt.url"),
-    ("cameras: {name: a}\n", "cameras must be a list"),
+    ("cameras: {name: a}\n", "cameras: must be a list"),
     ("cameras:\n  - {name: a}\n", "cameras[0]"),
 ])
 def test_a_bad_cameras_file_is_refused_naming_file_and_key(tmp_path, text, message):
@@ -70,7 +72,7 @@ def test_a_bad_cameras_file_is_refused_naming_file_and_key(tmp_path, text, messa
 def test_per_camera_options_beside_config_are_a_usage_error(tmp_path):
     path = _write(tmp_path, "cameras:\n  - {name: a, source: 0}\n")
     result = CliRunner().invoke(main, ["monitor", "--config", str(path), "--stride", "1", "--camera", "x"])
-    assert result.exit_code == 2 and "--stride, --camera: set in the cameras file" in result.output
+    assert result.exit_code == 2 and "--camera, --stride: set in the cameras file" in result.output
 
 
 def _concurrently(graph, feeds: list[dict]) -> list[np.ndarray]:
@@ -100,7 +102,7 @@ def _window_feeds(model: RiskModel, count: int) -> list[dict]:
 
 
 def test_batched_calls_give_each_camera_what_it_gets_alone(tiny_bundle):
-    model = RiskModel(tiny_bundle)  # fp32: rows are independent, so calls are batched
+    model = RiskModel.open(tiny_bundle)  # fp32: rows are independent, so calls are batched
     assert rows_independent(model.engine)
     head = model.engine.graphs["head"]
     feeds = _window_feeds(model, 6)
@@ -116,7 +118,7 @@ def test_batched_calls_give_each_camera_what_it_gets_alone(tiny_bundle):
 
 
 def test_int8_graphs_are_not_batched_across_cameras(tmp_path):
-    model = RiskModel(DEMO_BUNDLE)  # int8, dynamically quantized: a batch would mix the cameras' scales
+    model = RiskModel.open(DEMO_BUNDLE)  # int8, dynamically quantized: a batch would mix the cameras' scales
     assert not rows_independent(model.engine)
     head = model.engine.graphs["head"]
     feeds = _window_feeds(model, 4)
@@ -142,7 +144,7 @@ cameras:
   - {{name: gate, source: '{rtsp_camera.url}'}}
 """)
     config = load_cameras(path)
-    model = RiskModel(config.bundle)
+    model = RiskModel.open(config.bundle)
     publisher = Publisher(config.pub)
     collector = Collector(config.pub)
     stop = threading.Event()
@@ -202,7 +204,7 @@ def test_the_buffer_keeps_only_frames_a_window_can_pick(tiny_bundle, tmp_path):
     runs = {}
     for name, events in (("thinned", None), ("every frame", tmp_path / "events")):
         endpoint = f"tcp://127.0.0.1:{free_port()}"
-        monitor = Monitor(RiskModel(tiny_bundle), MonitorOptions(source=parse_source(str(clip)), replay="fast",
+        monitor = Monitor(RiskModel.open(tiny_bundle), MonitorOptions(source=parse_source(str(clip)), replay="fast",
                                                                  events_dir=events),
                           lambda status: Publisher(endpoint, "cam", status=status))
         held = []

@@ -10,14 +10,23 @@ import torch
 import yaml
 from safetensors import safe_open
 
-from contract.sidecars import GeometryError
+from crashwatch.contract.sidecars import GeometryError
+from crashwatch.train.config import load_config
+from crashwatch.train.geometry import (
+    FAR,
+    GRID,
+    MOTION,
+    NEAREST,
+    ClipGeometry,
+    GeometrySupervised,
+    mirrored_motion,
+    mirrored_nearest,
+    mirrored_targets,
+)
+from crashwatch.train.model import CrashRiskModel, risk_loss
+from crashwatch.train.tokenizer import load_tokenizer
 from tests.conftest import TINY_CONFIG
 from tests.test_cli_train import crashwatch
-from train.config import load_config
-from train.geometry import (FAR, GRID, MOTION, NEAREST, ClipGeometry, GeometrySupervised, mirrored_motion,
-                            mirrored_nearest, mirrored_targets)
-from train.model import CrashRiskModel, risk_loss
-from train.tokenizer import load_tokenizer
 
 
 def _geometry_file(path, frames):
@@ -108,7 +117,7 @@ def test_the_geometry_loss_reaches_the_vision_encoder_and_nothing_else_changes()
     model = CrashRiskModel.from_backbone_config(config.backbone, config.head, tokenizer.convert_tokens_to_ids("<image>"),
                                               config.image_size)
     supervised = GeometrySupervised(model, weight=0.5)
-    from contract.prompt import PromptEncoder
+    from crashwatch.contract.prompt import PromptEncoder
 
     ids = torch.tensor([PromptEncoder(tokenizer, config.window, model.tokens_per_frame)(config.question)] * 2)
     mask = torch.ones_like(ids)

@@ -17,24 +17,25 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from contract.bundle import Manifest
-from contract.preprocess import PixelSpec, normalise, preprocess_frame, resize_frame
-from contract.video import probe_clip, read_frames
 from crashwatch.bench.process import free_port
 from crashwatch.cli import main
+from crashwatch.contract.bundle import Manifest
+from crashwatch.contract.preprocess import PixelSpec, normalise, preprocess_frame, resize_frame
+from crashwatch.contract.video import probe_clip, read_frames
 from crashwatch.demo import DEMO_BUNDLE
-from monitor.events import clip_timing
-from monitor.model import RiskModel
-from monitor.monitor import Monitor, MonitorOptions, OptionsError
-from monitor.publisher import Publisher, PublisherError
-from monitor.source import parse_source
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.evidence.clips import clip_timing
+from crashwatch.monitor.pipeline.camera import Monitor
+from crashwatch.monitor.pipeline.options import MonitorOptions, OptionsError
+from crashwatch.monitor.pipeline.source import parse_source
+from crashwatch.monitor.transports.zeromq import Publisher, PublisherError
 from tests.conftest import CLIPS, FORBID_TORCH, REPO, TINY_CONFIG, need_shared, write_video
 from tests.monitor_helpers import Collector
 
 
 def _replay(bundle: Path, clip: Path, tmp_path: Path, **options) -> tuple[Monitor, Collector]:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    monitor = Monitor(RiskModel(bundle), MonitorOptions(source=parse_source(str(clip)), replay="fast", **options),
+    monitor = Monitor(RiskModel.open(bundle), MonitorOptions(source=parse_source(str(clip)), replay="fast", **options),
                       lambda status: Publisher(endpoint, "cam", status=status))
     collector = Collector(endpoint)
     assert collector.wait_for(lambda c: c.of("status"), 5)
@@ -50,7 +51,7 @@ def _replay(bundle: Path, clip: Path, tmp_path: Path, **options) -> tuple[Monito
 def test_event_clips_play_at_the_streams_speed(tiny_bundle, tmp_path, fps):
     clip = write_video(tmp_path / "src.mp4", int(6 * fps), fps=fps)
     _replay(tiny_bundle, clip, tmp_path, events_dir=tmp_path / "events", event_post_seconds=2.0,
-            alert={"on": 0.0, "off": 0.0})
+            alert_on=0.0, alert_off=0.0)
     written = sorted((tmp_path / "events").glob("*.mp4"))
     assert written
     info = probe_clip(written[0])
@@ -103,8 +104,8 @@ def test_bad_numbers_are_a_usage_error_naming_the_option(args, option):
 def test_the_library_refuses_what_the_cli_refuses(tiny_bundle, tmp_path):
     clip = write_video(tmp_path / "c.mp4", 20)
     for stride in (-1.0, 0.0, float("nan")):
-        with pytest.raises(OptionsError, match="stride must be a positive number"):
-            Monitor(RiskModel(tiny_bundle), MonitorOptions(source=parse_source(str(clip)), stride=stride),
+        with pytest.raises(OptionsError, match="--stride: must be a number above 0"):
+            Monitor(RiskModel.open(tiny_bundle), MonitorOptions(source=parse_source(str(clip)), stride=stride),
                     lambda status: None)
     with pytest.raises(PublisherError, match="port '99999' is not a number from 1 to 65535"):
         Publisher("tcp://127.0.0.1:99999", "cam")
@@ -116,7 +117,7 @@ def test_a_short_rtsp_outage_is_reported_honestly_and_ends_promptly(tiny_bundle,
     camera = rtsp_camera
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     stop = threading.Event()
-    monitor = Monitor(RiskModel(tiny_bundle), MonitorOptions(source=parse_source(camera.url)),
+    monitor = Monitor(RiskModel.open(tiny_bundle), MonitorOptions(source=parse_source(camera.url)),
                       lambda status: Publisher(endpoint, "road", status=status), stop=stop)
     collector = Collector(endpoint)
     thread = threading.Thread(target=monitor.run)
@@ -178,7 +179,8 @@ def test_training_commands_without_the_training_extra_say_what_to_install(tmp_pa
     video = write_video(tmp_path / "v.mp4", 10)
     (tmp_path / "data").mkdir()
     args = [a.format(data=tmp_path / "data", out=tmp_path / "out", video=video) for a in args]
-    script = FORBID_TORCH + f"sys.argv = {['crashwatch', *args]!r}\nimport runpy\nrunpy.run_module('crashwatch', run_name='__main__')\n"
+    script = FORBID_TORCH + (f"sys.argv = {['crashwatch', *args]!r}\n"
+                             "import runpy\nrunpy.run_module('crashwatch', run_name='__main__')\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     assert "needs the training extra" in result.stderr and "crashwatch[cpu,train]" in result.stderr
@@ -189,7 +191,7 @@ def test_training_commands_without_the_training_extra_say_what_to_install(tmp_pa
 
 def test_status_and_alert_starts_name_the_model_and_the_demo_is_known_by_content(tiny_bundle, tmp_path):
     clip = write_video(tmp_path / "c.mp4", 40)
-    _, collector = _replay(tiny_bundle, clip, tmp_path, alert={"on": 0.0, "off": 0.0})
+    _, collector = _replay(tiny_bundle, clip, tmp_path, alert_on=0.0, alert_off=0.0)
     expected = {"name": tiny_bundle.name, "precision": "fp32", "threshold": Manifest.read(tiny_bundle).threshold,
                 "hash": Manifest.read(tiny_bundle).content_hash, "demo": False, "runtime": "onnxruntime",
                 "device": "CPUExecutionProvider", "inference_precision": "fp32", "layout": "smolvlm", "zero_shot": None}
@@ -240,7 +242,7 @@ def test_large_frames_stay_close_to_transformers_preprocessing(size):
 
 
 def test_a_large_frame_changes_the_risk_less_than_the_int8_tolerance(tiny_bundle):
-    model = RiskModel(tiny_bundle)
+    model = RiskModel.open(tiny_bundle)
     m = model.manifest
     rng = np.random.default_rng(0)
     small = rng.integers(0, 255, (90, 160, 3), dtype=np.uint8)
@@ -253,7 +255,7 @@ def test_a_large_frame_changes_the_risk_less_than_the_int8_tolerance(tiny_bundle
     assert abs(p_exact - p_served) <= 0.05
 
 
-# -- 9. words that say what happened (SIGTERM: tests/test_reliability.py); waits that a signal cuts short ---------------------------------------------
+# -- 9. words that say what happened (SIGTERM: tests/test_reliability.py); waits that a signal cuts short ----
 
 def test_a_folder_as_source_is_called_a_folder(tmp_path):
     result = CliRunner().invoke(main, ["monitor", "--source", str(tmp_path)])

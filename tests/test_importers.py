@@ -14,10 +14,10 @@ from pathlib import Path
 import cv2
 import pytest
 
-from contract.dataset import DatasetError, read_split
-from contract.video import read_frames
+from crashwatch.contract.dataset import DatasetError, read_split
+from crashwatch.contract.video import read_frames
+from crashwatch.datasets.importers import import_dataset
 from tests.conftest import CLIPS, QUESTION, REPO, draw_frame, frame_index, need_shared, write_video
-from train.importers import import_dataset
 
 
 def crashwatch(*args: str) -> subprocess.CompletedProcess:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from contract.prompt import render_prompt
+from crashwatch.contract.config import ConfigError
+from crashwatch.contract.prompt import render_prompt
+from crashwatch.train.config import BackboneConfig, LoraConfig, load_config
+from crashwatch.train.model import CrashRiskModel
+from crashwatch.train.tokenizer import builtin_tokenizer
 from tests.conftest import TINY_CONFIG
-from contract.config import ConfigError
-from train.config import BackboneConfig, LoraConfig, load_config
-from train.model import CrashRiskModel
-from train.tokenizer import builtin_tokenizer
 
 
 @pytest.fixture(scope="module")

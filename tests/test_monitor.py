@@ -14,15 +14,17 @@ from pathlib import Path
 import pytest
 import zmq
 
-from contract.bundle import Manifest
 from crashwatch.bench.process import free_port
-from monitor.alerts import AlertPolicy, AlertTracker
-from monitor.model import RiskModel
-from monitor.monitor import Monitor, MonitorOptions
-from monitor.publisher import Publisher, PublisherError
-from monitor.redact import redact_url
-from monitor.scorer import WindowScorer
-from monitor.source import Frame, SourceError, parse_source
+from crashwatch.contract.bundle import Manifest
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.frame import Frame
+from crashwatch.monitor.pipeline.alerts import AlertPolicy, AlertTracker
+from crashwatch.monitor.pipeline.camera import Monitor
+from crashwatch.monitor.pipeline.options import MonitorOptions
+from crashwatch.monitor.pipeline.scorer import WindowScorer
+from crashwatch.monitor.pipeline.source import SourceError, parse_source
+from crashwatch.monitor.redact import redact_url
+from crashwatch.monitor.transports.zeromq import Publisher, PublisherError
 from tests.conftest import CLIPS, FORBID_TORCH, REPO, need_shared, write_video
 from tests.monitor_helpers import Collector
 
@@ -34,7 +36,7 @@ def bundle(tiny_bundle) -> Path:
 
 def _monitor(bundle: Path, source: str, endpoint: str, **options) -> Monitor:
     options.setdefault("replay", "fast")
-    return Monitor(RiskModel(bundle), MonitorOptions(source=parse_source(source), **options),
+    return Monitor(RiskModel.open(bundle), MonitorOptions(source=parse_source(source), **options),
                    lambda status: Publisher(endpoint, options.get("camera", "cam0"), status=status))
 
 
@@ -53,7 +55,7 @@ def _assert_contiguous(messages: list[dict]) -> None:
 def test_replay_of_real_clips_reaches_a_subscriber_in_order(bundle, tmp_path, name):
     clip = need_shared(CLIPS / name)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    monitor = _monitor(bundle, str(clip), endpoint, events_dir=tmp_path / "events", alert={"on": 0.0, "off": 0.0})
+    monitor = _monitor(bundle, str(clip), endpoint, events_dir=tmp_path / "events", alert_on=0.0, alert_off=0.0)
     collector = Collector(endpoint)
     _connected(collector)
     summary = monitor.run()
@@ -78,7 +80,7 @@ def test_replay_of_real_clips_reaches_a_subscriber_in_order(bundle, tmp_path, na
 
 def test_cached_stride_scores_exactly_as_a_full_recomputation(bundle, tmp_path):
     clip = write_video(tmp_path / "c.mp4", 100, fps=15)
-    model = RiskModel(bundle)
+    model = RiskModel.open(bundle)
     import cv2
 
     capture = cv2.VideoCapture(str(clip))
@@ -144,7 +146,7 @@ def test_rtsp_outage_is_reported_and_the_monitor_resumes(bundle, rtsp_camera):
     camera = rtsp_camera
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     stop = threading.Event()
-    monitor = Monitor(RiskModel(bundle), MonitorOptions(source=parse_source(camera.url.replace("rtsp://", "rtsp://viewer:s3cret@")),
+    monitor = Monitor(RiskModel.open(bundle), MonitorOptions(source=parse_source(camera.url.replace("rtsp://", "rtsp://viewer:s3cret@")),
                                                         backoff_initial=0.3, backoff_max=1.0),
                       lambda status: Publisher(endpoint, "road", status=status), stop=stop)
     collector = Collector(endpoint)
@@ -299,7 +301,7 @@ def test_an_alert_minutes_before_a_drives_collision_is_a_false_alert_not_a_warni
 
 
 def test_false_alerts_are_counted_by_the_segment_on_screen_where_ground_truth_names_segments(tmp_path):
-    from contract.sidecars import read_truth, segments_of
+    from crashwatch.contract.sidecars import read_truth, segments_of
     from crashwatch.evaluation.scoring import false_alert_starts
 
     assert segments_of(read_truth(tmp_path, "test")) == {}  # no ground truth: nothing to count by
@@ -359,7 +361,7 @@ def test_calibrate_sets_the_bundles_threshold_for_a_false_alert_budget(bundle, t
     assert manifest.raw["threshold_from_validation"] == Manifest.read(bundle).threshold
     assert manifest.raw["threshold_calibration"]["false_alerts_per_hour_budget"] == 0
     assert f"alert threshold {pick:.2f}" in result.stdout
-    RiskModel(copy)  # still a valid bundle: the checksummed files are untouched
+    RiskModel.open(copy)  # still a valid bundle: the checksummed files are untouched
 
 
 def test_the_monitor_command_runs_without_torch(bundle, tmp_path):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from contract.errors import CrashwatchError
-from monitor.messages import Alert, AlertEvent, Topic, envelope
-from monitor.mqtt import PASSWORD_ENV, USERNAME_ENV, MqttError, MqttSink, MqttTarget
-from monitor.outbox import Outbox, OutboxError
+from crashwatch.contract.errors import CrashwatchError
+from crashwatch.monitor.messages import Alert, AlertEvent, Topic, envelope
+from crashwatch.monitor.transports.mqtt import PASSWORD_ENV, USERNAME_ENV, MqttError, MqttSink, MqttTarget
+from crashwatch.monitor.transports.outbox import Outbox, OutboxError
 from tests.conftest import REPO
 from tests.mqtt_broker import Broker, Subscriber, free_port, need_mosquitto, wait_until
 
@@ -160,8 +160,8 @@ def test_risk_only_with_publish_risk_and_the_latest_status_retained_at_most_ever
 CHILD = """
 import json, logging, sys, time
 from pathlib import Path
-from monitor.messages import Topic
-from monitor.mqtt import MqttSink, MqttTarget
+from crashwatch.monitor.messages import Topic
+from crashwatch.monitor.transports.mqtt import MqttSink, MqttTarget
 logging.basicConfig(level=logging.WARNING)
 port, outbox, mode = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 sink = MqttSink(MqttTarget.parse(f"mqtt://127.0.0.1:{port}"), "cam1", outbox_path=outbox, keepalive=2)
@@ -275,7 +275,7 @@ def test_broker_trouble_never_blocks_send_and_is_named_once_without_the_password
     status = sink.status()
     assert reason in status["last_error"]
     assert (status["connected"], status["queued"], status["delivered"]) == (False, 50, 0)
-    warnings = [r for r in caplog.records if r.name == "monitor.mqtt" and r.levelno == logging.WARNING]
+    warnings = [r for r in caplog.records if r.name == "crashwatch.monitor.transports.mqtt" and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and reason in warnings[0].getMessage() and "***@" in warnings[0].getMessage()
     sink.close()
     assert SECRET not in json.dumps(status) + caplog.text + repr(sink.target)

@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from crashwatch.bench.process import free_port
-from monitor.model import RiskModel
-from monitor.monitor import Monitor, MonitorOptions
-from monitor.publisher import Publisher
-from monitor.source import parse_source
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.pipeline.camera import Monitor
+from crashwatch.monitor.pipeline.options import MonitorOptions
+from crashwatch.monitor.pipeline.source import parse_source
+from crashwatch.monitor.transports.zeromq import Publisher
 from tests.conftest import QUESTION, TINY_CONFIG, write_split, write_video
 from tests.monitor_helpers import Collector
 
@@ -27,9 +28,9 @@ SLOW = {"window_seconds": 1.4, "num_frames": 8, "image_size": 256,
 @pytest.fixture(scope="module")
 def slow_bundle(tmp_path_factory) -> Path:
     """The tiny config with a large text model and 8 frames of 64 tokens, random weights, exported to fp32."""
-    from export.exporter import export_bundle
-    from train.config import load_config
-    from train.fit import train
+    from crashwatch.export.exporter import export_bundle
+    from crashwatch.train.config import load_config
+    from crashwatch.train.fit import train
 
     root = tmp_path_factory.mktemp("slow")
     config = yaml.safe_load(TINY_CONFIG.read_text())
@@ -48,7 +49,7 @@ def slow_bundle(tmp_path_factory) -> Path:
 def test_an_overloaded_monitor_lengthens_its_stride_and_encodes_only_new_frames(slow_bundle, tmp_path):
     clip = write_video(tmp_path / "drive.mp4", 200, fps=25.0)  # 8 s, replayed in real time
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    monitor = Monitor(RiskModel(slow_bundle, threads=1),
+    monitor = Monitor(RiskModel.open(slow_bundle, threads=1),
                       MonitorOptions(source=parse_source(str(clip)), replay="realtime"),
                       lambda status: Publisher(endpoint, "cam0", status=status))
     assert monitor.stride == pytest.approx(0.2)

@@ -10,19 +10,20 @@ import cv2
 import numpy as np
 import pytest
 
-from contract.config import ConfigError
 from crashwatch.bench.process import free_port
+from crashwatch.contract.config import ConfigError
 from crashwatch.demo import DEMO_BUNDLE
-from monitor.cameras import load_cameras
-from monitor.messages import Message, Preview, Topic, envelope
-from monitor.model import RiskModel
-from monitor.monitor import Monitor, MonitorOptions
-from monitor.mqtt import MqttSink, MqttTarget
-from monitor.outbox import Outbox
-from monitor.preview import PREVIEW_PERIOD_S, PREVIEW_WIDTH
-from monitor.publisher import Publisher
-from monitor.source import parse_source
-from monitor.subscribe import describe
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.messages import Message, Preview, Topic, envelope
+from crashwatch.monitor.pipeline.camera import Monitor
+from crashwatch.monitor.pipeline.options import MonitorOptions
+from crashwatch.monitor.pipeline.preview import PREVIEW_PERIOD_S, PREVIEW_WIDTH
+from crashwatch.monitor.pipeline.source import parse_source
+from crashwatch.monitor.serving.cameras import load_cameras
+from crashwatch.monitor.transports.mqtt import MqttSink, MqttTarget
+from crashwatch.monitor.transports.outbox import Outbox
+from crashwatch.monitor.transports.subscribe import describe
+from crashwatch.monitor.transports.zeromq import Publisher
 from tests.conftest import write_video
 from tests.monitor_helpers import Collector
 
@@ -30,7 +31,7 @@ from tests.monitor_helpers import Collector
 def _run(clip, preview: bool, replay: str) -> list[dict]:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     collector = Collector(endpoint)
-    monitor = Monitor(RiskModel(DEMO_BUNDLE), MonitorOptions(source=parse_source(str(clip)), replay=replay,
+    monitor = Monitor(RiskModel.open(DEMO_BUNDLE), MonitorOptions(source=parse_source(str(clip)), replay=replay,
                                                              camera="front", preview=preview),
                       lambda status: Publisher(endpoint, "front", status=status))
     collector.wait_for(lambda c: False, 0.3)  # the subscription settles before the first frame

@@ -14,22 +14,23 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from contract.video import probe_clip, read_frames
 from crashwatch.bench.process import free_port
 from crashwatch.cli import main
-from monitor.evidence import SIDECAR
-from monitor.model import RiskModel
-from monitor.monitor import Monitor, MonitorOptions
-from monitor.publisher import Publisher
-from monitor.recording import KeepPolicy, RecordingError, read_index
-from monitor.source import parse_source
+from crashwatch.contract.video import probe_clip, read_frames
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.evidence.lock import SIDECAR
+from crashwatch.monitor.evidence.ring import KeepPolicy, read_index
+from crashwatch.monitor.pipeline.camera import Monitor
+from crashwatch.monitor.pipeline.options import MonitorOptions, OptionsError
+from crashwatch.monitor.pipeline.source import parse_source
+from crashwatch.monitor.transports.zeromq import Publisher
 from tests.conftest import REPO, frame_index, write_video
 from tests.monitor_helpers import Collector
 
 
 def _monitor(bundle: Path, clip: Path, tmp_path: Path, **options) -> Monitor:
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    return Monitor(RiskModel(bundle), MonitorOptions(source=parse_source(str(clip)), replay="fast", camera="front",
+    return Monitor(RiskModel.open(bundle), MonitorOptions(source=parse_source(str(clip)), replay="fast", camera="front",
                                                      **options),
                    lambda status: Publisher(endpoint, "front", status=status))
 
@@ -73,8 +74,7 @@ def test_segments_play_at_the_streams_speed_and_hold_every_frame(tiny_bundle, tm
 def test_an_alert_locks_its_window_and_post_roll_into_the_event_folder(tiny_bundle, tmp_path):
     clip = write_video(tmp_path / "src.mp4", 120, fps=10)
     monitor = _monitor(tiny_bundle, clip, tmp_path, record_dir=tmp_path / "rec", events_dir=tmp_path / "events",
-                       event_post_seconds=2.0, alert={"on": 0.0, "off": 0.0, "min_on_seconds": 4.0,
-                                                      "min_off_seconds": 0.0})
+                       event_post_seconds=2.0, alert_on=0.0, alert_off=0.0, alert_min_on_seconds=4.0, alert_min_off_seconds=0.0)
     monitor.run()
     start = next(a for a in monitor.alerts if a.event.value == "start")
     folder = Path(start.clip)
@@ -96,7 +96,7 @@ def test_the_ring_stays_within_record_keep_and_never_loses_a_locked_segment(tiny
     per_segment = max(s["bytes"] for s in _segments(probe / "front"))
     keep = KeepPolicy(max_bytes=3 * per_segment + per_segment // 2)
     monitor = _monitor(tiny_bundle, clip, tmp_path, record_dir=tmp_path / "rec", record_keep=keep,
-                       alert={"on": 0.0, "off": 0.0, "min_on_seconds": 6.0, "min_off_seconds": 0.0})
+                       alert_on=0.0, alert_off=0.0, alert_min_on_seconds=6.0, alert_min_off_seconds=0.0)
     ring = tmp_path / "rec" / "front"
     peak, done = [0], threading.Event()
 
@@ -112,7 +112,7 @@ def test_the_ring_stays_within_record_keep_and_never_loses_a_locked_segment(tiny
     finally:
         done.set()
         watcher.join()
-    assert monitor.recorder.deleted >= 6
+    assert monitor.evidence.recorder.deleted >= 6
     assert 0 < peak[0] <= keep.max_bytes
     # The alert lasted from 6 s to the end: the event holds every segment of it, the ring only the last few.
     sidecar = next((tmp_path / "rec" / "events").glob(f"*/{SIDECAR}"))
@@ -185,7 +185,7 @@ def test_record_options_are_checked(tiny_bundle, tmp_path):
     assert KeepPolicy.parse("30min") == KeepPolicy(max_age_s=1800.0)
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    with pytest.raises(RecordingError, match="cannot create the recording folder"):
+    with pytest.raises(OptionsError, match="--record: .* is a file, not a folder"):
         _monitor(tiny_bundle, clip, tmp_path, record_dir=blocked)
     result = CliRunner().invoke(main, ["monitor", "--bundle", str(tiny_bundle), "--source", str(clip),
                                        "--record", str(blocked), "--pub", f"tcp://127.0.0.1:{free_port()}"])
@@ -195,7 +195,7 @@ def test_record_options_are_checked(tiny_bundle, tmp_path):
 def test_a_live_rtsp_stream_is_recorded_at_its_own_timing_across_an_outage(tiny_bundle, rtsp_camera, tmp_path):
     stop = threading.Event()
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    monitor = Monitor(RiskModel(tiny_bundle), MonitorOptions(source=parse_source(rtsp_camera.url), camera="front",
+    monitor = Monitor(RiskModel.open(tiny_bundle), MonitorOptions(source=parse_source(rtsp_camera.url), camera="front",
                                                              record_dir=tmp_path / "rec", record_segment_seconds=1.0),
                       lambda status: Publisher(endpoint, "front", status=status), stop=stop)
     thread = threading.Thread(target=monitor.run)
@@ -235,4 +235,4 @@ def test_a_live_rtsp_stream_is_recorded_at_its_own_timing_across_an_outage(tiny_
     assert steady >= 1, [(round(s["frames"][0]["t"], 2), round(s["frames"][-1]["t"], 2)) for s in segments]
     gaps = [b["frames"][0]["t"] - a["frames"][-1]["t"] for a, b in zip(segments, segments[1:])]
     assert max(gaps) > 2.0  # the outage
-    assert monitor.recorder.stats()["frames_dropped"] == 0
+    assert monitor.evidence.recorder.stats()["frames_dropped"] == 0

@@ -1,4 +1,4 @@
-"""Faults survived, bad input refused clearly, nothing lost, nobody let in (see RELIABILITY.md)."""
+"""Faults survived, bad input refused clearly, nothing lost, nobody let in (see docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -19,23 +19,25 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contract.bundle import BundleError, Manifest
 from crashwatch.bench.process import free_port
-from monitor.events import EventRecorder
-from monitor.messages import Alert, AlertEvent, Status
-from monitor.model import RiskModel
-from monitor.monitor import Monitor, MonitorOptions
-from monitor.publisher import Publisher
-from monitor.scorer import WindowScorer
-from monitor.security import ClientCurve, ServerCurve, create_keys
-from monitor.source import Frame, parse_source
+from crashwatch.contract.bundle import BundleError, Manifest
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.evidence.clips import EventRecorder
+from crashwatch.monitor.frame import Frame
+from crashwatch.monitor.messages import Alert, AlertEvent, Status
+from crashwatch.monitor.pipeline.camera import Monitor
+from crashwatch.monitor.pipeline.options import MonitorOptions
+from crashwatch.monitor.pipeline.scorer import WindowScorer
+from crashwatch.monitor.pipeline.source import parse_source
+from crashwatch.monitor.transports.curve import ClientCurve, ServerCurve, create_keys
+from crashwatch.monitor.transports.zeromq import Publisher
 from tests.conftest import REPO, write_video
 from tests.monitor_helpers import Collector
 
 
 def _start(bundle: Path | RiskModel, source: str, endpoint: str, stop: threading.Event,
            **options) -> tuple[Monitor, threading.Thread]:
-    model = bundle if isinstance(bundle, RiskModel) else RiskModel(bundle)
+    model = bundle if isinstance(bundle, RiskModel) else RiskModel.open(bundle)
     monitor = Monitor(model, MonitorOptions(source=parse_source(source), **options),
                       lambda status: Publisher(endpoint, "cam", status=status), stop=stop)
     thread = threading.Thread(target=monitor.run)
@@ -76,7 +78,7 @@ def _threads() -> int:
 def test_no_thread_or_descriptor_leaks_across_20_reconnects(tiny_bundle):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     stop = threading.Event()
-    model = RiskModel(tiny_bundle)  # opened (and warmed up: its runtime's threads and descriptors made) first,
+    model = RiskModel.open(tiny_bundle)  # opened (and warmed up: its runtime's threads and descriptors made) first,
     zmq.Context.instance()  # and the process's ZeroMQ context, which stays (its descriptors with it)
     threads_before, fds_before = threading.active_count(), _fds()
     monitor, thread = _start(model, f"rtsp://127.0.0.1:{free_port()}/live", endpoint, stop,
@@ -146,9 +148,9 @@ def test_event_clips_that_cannot_be_written_are_reported_and_alerts_go_on(tiny_b
         clip = write_video(tmp_path / "c.mp4", 90, fps=15, size=(320, 240))
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         collector = Collector(endpoint)
-        monitor = Monitor(RiskModel(tiny_bundle), MonitorOptions(source=parse_source(str(clip)), replay="fast",
+        monitor = Monitor(RiskModel.open(tiny_bundle), MonitorOptions(source=parse_source(str(clip)), replay="fast",
                                                                  events_dir=events, event_post_seconds=0.5,
-                                                                 alert={"on": 0.0, "off": 0.0}),
+                                                                 alert_on=0.0, alert_off=0.0),
                           lambda status: Publisher(endpoint, "cam", status=status))
         assert collector.wait_for(lambda c: c.of("status"), 5)
         summary = monitor.run()
@@ -177,7 +179,7 @@ def test_a_file_truncated_while_replayed_ends_cleanly(tiny_bundle, tmp_path):
 
 
 def test_frames_that_change_size_mid_stream(tiny_bundle, tmp_path):
-    model = RiskModel(tiny_bundle)
+    model = RiskModel.open(tiny_bundle)
     m = model.manifest
     rng = np.random.default_rng(0)
     sizes = [(240, 320), (480, 640), (100, 100), (720, 1280)]

@@ -13,22 +13,22 @@ import numpy as np
 import pytest
 import torch
 
-from contract.bundle import Manifest
-from contract.config import ConfigError
-from contract.preprocess import preprocess_frames
-from contract.prompt import PromptEncoder, PromptLayout, attention_allowed
-from contract.risk import sigmoid
-from contract.window import WindowSpec
-from export.exporter import export_bundle
-from export.parity import OPENVINO_TOLERANCE, TOLERANCES, reference_logit
-from monitor.model import RiskModel
-from monitor.runtime import Runtime, openvino_installed
-from monitor.scorer import WindowScorer
-from monitor.source import Frame
+from crashwatch.contract.bundle import Manifest
+from crashwatch.contract.config import ConfigError
+from crashwatch.contract.preprocess import preprocess_frames
+from crashwatch.contract.prompt import PromptEncoder, PromptLayout, attention_allowed
+from crashwatch.contract.risk import sigmoid
+from crashwatch.contract.window import WindowSpec
+from crashwatch.export.exporter import export_bundle
+from crashwatch.export.parity import OPENVINO_TOLERANCE, TOLERANCES, reference_logit
+from crashwatch.monitor.engines.local import Runtime, openvino_installed
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.frame import Frame
+from crashwatch.monitor.pipeline.scorer import WindowScorer
+from crashwatch.train.checkpoint import load_checkpoint
+from crashwatch.train.config import RunConfig
+from crashwatch.train.tokenizer import builtin_tokenizer
 from tests.conftest import CLIPS, QUESTION, REPO, TINY_CONFIG, need_shared, write_training_clips, write_video
-from train.checkpoint import load_checkpoint
-from train.config import RunConfig
-from train.tokenizer import builtin_tokenizer
 
 STRIDES = 22
 
@@ -74,7 +74,7 @@ def test_a_frame_blocks_states_depend_on_that_frame_alone(streaming_run):
     frames = torch.randn(2, run.config.num_frames, model.tokens_per_frame, model.text_model.config.hidden_size)
     frames[1, 1:] = frames[0, 1:]  # the two windows differ in their first frame only
     with torch.no_grad():
-        from train.model import streaming_mask
+        from crashwatch.train.model import streaming_mask
 
         embeds = model.embed_prompt(ids, frames.flatten(0, 1))
         masked = model.text_model(inputs_embeds=embeds, attention_mask=streaming_mask(segments, embeds.dtype)).last_hidden_state
@@ -117,7 +117,7 @@ def _clip_frames(path: Path, count: int) -> list[Frame]:
 def _strides(bundle: Path, runtime: Runtime = Runtime.ONNXRUNTIME):
     """The monitor's scorer over STRIDES consecutive strides of a real clip: its results and the pixels of each
     window's frames."""
-    model = RiskModel(bundle, runtime=runtime)
+    model = RiskModel.open(bundle, runtime=runtime)
     m = model.manifest
     frames = _clip_frames(need_shared(CLIPS / "highway_640.mp4"), 600)
     scorer = WindowScorer(model, m.window, m.pixels)
@@ -179,7 +179,7 @@ def test_the_bundle_names_its_layout_and_graphs(streaming_bundles):
 
 def test_a_streaming_bundle_of_format_2_is_refused_with_what_to_do(streaming_bundles):
     """Format 3 changed the order of the readout's ``blocks``: an older streaming bundle would be fed wrongly."""
-    from contract.bundle import BundleError
+    from crashwatch.contract.bundle import BundleError
 
     raw = json.loads((streaming_bundles["int8"] / "manifest.json").read_text())
     raw["version"] = 2
@@ -191,8 +191,8 @@ def test_a_streaming_bundle_of_format_2_is_refused_with_what_to_do(streaming_bun
 
 
 def test_a_streaming_bundle_is_refused_by_triton_with_the_reason(streaming_bundles, tmp_path):
-    from monitor.triton import TritonError
-    from monitor.triton.repository import RepositoryOptions, write_repository
+    from crashwatch.monitor.engines.triton import TritonError
+    from crashwatch.monitor.serving.triton.repository import RepositoryOptions, write_repository
 
     with pytest.raises(TritonError, match="'streaming'-layout bundle is not served on Triton"):
         write_repository(streaming_bundles["fp32"], tmp_path / "repo", RepositoryOptions(name="crashwatch"))
@@ -206,7 +206,7 @@ def test_an_unknown_layout_and_a_zero_shot_streaming_run_are_refused():
     raw["prompt"] = {"layout": "sideways"}
     with pytest.raises(ConfigError, match="prompt.layout.*unknown prompt layout 'sideways'"):
         RunConfig.from_dict(raw, "cfg.yaml")
-    from train.zeroshot import ZeroShotError, load_zero_shot
+    from crashwatch.export.zeroshot import ZeroShotError, load_zero_shot
 
     with pytest.raises(ZeroShotError, match="prompt layout is 'streaming'"):
         load_zero_shot("HuggingFaceTB/SmolVLM2-256M-Video-Instruct", streaming_config())
@@ -217,9 +217,9 @@ def test_cameras_sharing_a_streaming_model_are_batched_and_each_gets_its_own_res
     (fp32 rows are independent) and each camera gets what it gets alone."""
     import threading
 
-    from monitor.batching import batching_engine
+    from crashwatch.monitor.engines.batching import batching_engine
 
-    model = RiskModel(streaming_bundles["fp32"])
+    model = RiskModel.open(streaming_bundles["fp32"])
     m = model.manifest
     rng = np.random.default_rng(0)
     windows = [rng.normal(size=(m.window.num_frames, 3, m.pixels.image_size, m.pixels.image_size)).astype(np.float32)

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from contract.dataset import read_split
-from contract.video import probe_clip
-from train.synth.catalog import COLLISIONS, KINDS, NEAR_MISSES, build
-from train.synth.drive import HANDOVER_CLEARANCE, Drive
-from train.synth.generate import ALARMING, FPS, ORDINARY, _write_clip, generate
-from train.synth.render import agent_boxes, frame_camera, in_view, render_frame
-from train.synth.scenario import EGO_FRONT, EGO_WIDTH, look
+from crashwatch.contract.dataset import read_split
+from crashwatch.contract.video import probe_clip
+from crashwatch.datasets.synth.catalog import COLLISIONS, KINDS, NEAR_MISSES, build
+from crashwatch.datasets.synth.drive import HANDOVER_CLEARANCE, Drive
+from crashwatch.datasets.synth.generate import ALARMING, FPS, ORDINARY, _write_clip, generate
+from crashwatch.datasets.synth.render import agent_boxes, frame_camera, in_view, render_frame
+from crashwatch.datasets.synth.scenario import EGO_FRONT, EGO_WIDTH, look
 
 
 @pytest.mark.parametrize("kind", COLLISIONS)

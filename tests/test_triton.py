@@ -19,16 +19,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contract.bundle import Manifest
 from crashwatch.bench.process import free_port
+from crashwatch.contract.bundle import Manifest
 from crashwatch.demo import DEMO_BUNDLE
-from monitor.messages import Message
-from monitor.model import RiskModel
-from monitor.monitor import Monitor, MonitorOptions
-from monitor.publisher import Publisher
-from monitor.runtime import EngineError
-from monitor.source import parse_source
-from monitor.subscribe import describe
+from crashwatch.monitor.engines.local import EngineError
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.messages import Message
+from crashwatch.monitor.pipeline.camera import Monitor
+from crashwatch.monitor.pipeline.options import MonitorOptions
+from crashwatch.monitor.pipeline.source import parse_source
+from crashwatch.monitor.transports.subscribe import describe
+from crashwatch.monitor.transports.zeromq import Publisher
 from tests.conftest import REPO, forbid, write_video
 from tests.monitor_helpers import Collector
 from tests.triton_server import ServedBundle, need_triton
@@ -115,7 +116,7 @@ def test_export_triton_writes_configs_triton_parses(tiny_bundle, tmp_path):
 
 def test_a_camera_through_triton_gets_the_local_bundles_probabilities(served, tiny_bundle, tmp_path):
     clip = str(write_video(tmp_path / "c.mp4", 150, fps=10))
-    local = _monitor(RiskModel(tiny_bundle), clip, replay="fast")
+    local = _monitor(RiskModel.open(tiny_bundle), clip, replay="fast")
     local.run()
     remote_model = RiskModel.from_triton(served.url, timeout=10)
     remote = _monitor(remote_model, clip, replay="fast")
@@ -140,7 +141,7 @@ def test_a_camera_through_triton_gets_the_local_bundles_probabilities(served, ti
 def test_two_clients_requests_are_batched_together_by_the_server(served, tiny_bundle):
     import tritonclient.grpc as grpcclient
 
-    local = RiskModel(tiny_bundle)
+    local = RiskModel.open(tiny_bundle)
     clients = [RiskModel.from_triton(served.url, timeout=10) for _ in range(2)]
     stats = grpcclient.InferenceServerClient(f"127.0.0.1:{served.port}")
 
@@ -244,7 +245,7 @@ def test_serve_triton_on_an_int8_bundle_batches_no_requests_and_ctrl_c_stops_it(
         for part in ("vision", "head"):
             assert "dynamic_batching" not in client.get_model_config(f"demo_{part}", as_json=True)["config"]
         client.close()
-        remote, local = RiskModel.from_triton(server.url, timeout=10), RiskModel(DEMO_BUNDLE)
+        remote, local = RiskModel.from_triton(server.url, timeout=10), RiskModel.open(DEMO_BUNDLE)
         frames = np.random.default_rng(1).uniform(-1, 1, (5, 3, 128, 128)).astype(np.float32)
         assert np.array_equal(remote.encode_frames(frames[:1]), local.encode_frames(frames[:1]))
         embeds = local.encode_frames(frames)
@@ -301,7 +302,7 @@ def test_missing_packages_are_named_with_what_to_install(tmp_path):
 def test_failed_model_calls_skip_their_strides_and_are_reported(tiny_bundle, tmp_path):
     """Where the monitor calls the model: a head call that fails skips its window (counted, the error in status),
     and the windows after it are scored."""
-    model = RiskModel(tiny_bundle)
+    model = RiskModel.open(tiny_bundle)
     head, calls = model.engine.graphs["head"], []
 
     def flaky(feed):
@@ -323,7 +324,7 @@ def test_failed_model_calls_skip_their_strides_and_are_reported(tiny_bundle, tmp
 
 def test_a_cameras_file_runs_every_camera_on_a_triton_model(served, tiny_bundle, tmp_path):
     clips = [write_video(tmp_path / f"{name}.mp4", 60, fps=10) for name in ("front", "yard")]
-    local = _monitor(RiskModel(tiny_bundle), str(clips[0]), replay="fast")
+    local = _monitor(RiskModel.open(tiny_bundle), str(clips[0]), replay="fast")
     local.run()
     config = tmp_path / "cameras.yaml"
     config.write_text(f"model: {served.url}\npub: tcp://127.0.0.1:{free_port()}\ncameras:\n"

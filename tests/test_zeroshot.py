@@ -18,17 +18,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from contract.preprocess import preprocess_frames
-from contract.prompt import render_prompt
-from contract.video import probe_clip, read_frames
-from contract.window import WindowSpec, pick_frames
 from crashwatch.bench.process import free_port
 from crashwatch.cli import main
-from monitor.model import RiskModel
-from monitor.scorer import WindowScorer
-from monitor.source import Frame
+from crashwatch.contract.preprocess import preprocess_frames
+from crashwatch.contract.prompt import render_prompt
+from crashwatch.contract.video import probe_clip, read_frames
+from crashwatch.contract.window import WindowSpec, pick_frames
+from crashwatch.export.zeroshot import AnswerHead, ZeroShotError, answer_tokens
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.frame import Frame
+from crashwatch.monitor.pipeline.scorer import WindowScorer
 from tests.conftest import FORBID_TORCH, QUESTION, REPO, SMOLVLM_TOKENIZER, TINY_CONFIG, need_shared, write_video
-from train.zeroshot import AnswerHead, ZeroShotError, answer_tokens
 
 
 def _save_pretrained(folder: Path, tokenizer) -> Path:
@@ -37,8 +37,8 @@ def _save_pretrained(folder: Path, tokenizer) -> Path:
     rather than hundredths."""
     from transformers import SmolVLMForConditionalGeneration
 
-    from train.config import load_config
-    from train.model import smolvlm_config
+    from crashwatch.train.config import load_config
+    from crashwatch.train.model import smolvlm_config
 
     architecture = load_config(TINY_CONFIG).backbone.architecture
     architecture["text_config"]["vocab_size"] = len(tokenizer)
@@ -55,7 +55,7 @@ def _save_pretrained(folder: Path, tokenizer) -> Path:
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory) -> Path:
     """With the built-in tokenizer, where " Yes" and " No" are one token each."""
-    from train.tokenizer import builtin_tokenizer
+    from crashwatch.train.tokenizer import builtin_tokenizer
 
     return _save_pretrained(tmp_path_factory.mktemp("hub") / "tiny-smolvlm2", builtin_tokenizer())
 
@@ -99,7 +99,7 @@ def _window(video: Path, end: float, manifest) -> np.ndarray:
 
 
 def test_the_bundle_is_the_models_own_answer(pretrained, clip, bundle, tmp_path):
-    model = RiskModel(bundle)
+    model = RiskModel.open(bundle)
     m = model.manifest
     assert m.zero_shot["model"] == str(pretrained) and m.zero_shot["answers"] == ["Yes", "No"]
     assert m.zero_shot["answer_tokens"] == ["ĠYes", "ĠNo"] and m.zero_shot["prompt_suffix_ids"] == []
@@ -119,13 +119,13 @@ def test_the_bundle_is_the_models_own_answer(pretrained, clip, bundle, tmp_path)
 def test_digit_answers_in_smolvlms_tokenizer_are_the_models_own_answer(clip, tmp_path):
     """SmolVLM's tokenizer writes " 1" as " " and "1": the bundle's prompt ends with the shared " ", and its
     probability is transformers' odds of "1" against "0" after "Assistant: "."""
-    from export.exporter import export_zero_shot
-    from train.tokenizer import load_tokenizer
+    from crashwatch.export.exporter import export_zero_shot
+    from crashwatch.train.tokenizer import load_tokenizer
 
     folder = _save_pretrained(tmp_path / "tiny-smolvlm2", load_tokenizer(str(need_shared(SMOLVLM_TOKENIZER))))
     manifest = export_zero_shot(str(folder), TINY_CONFIG, tmp_path / "bundle", "fp32", clip, answers=("1", "0"))
     assert manifest["zero_shot"]["answer_tokens"] == ["1", "0"] and manifest["zero_shot"]["prompt_suffix_ids"] == [216]
-    model = RiskModel(tmp_path / "bundle")
+    model = RiskModel.open(tmp_path / "bundle")
     pixels = _window(clip, 3.1, model.manifest)
     expected = _transformers_probability(folder, pixels, model.manifest.tokens_per_frame, ("1", "0"), lead=" ")
     assert abs(expected - 0.5) > 0.01
@@ -145,7 +145,7 @@ def test_the_head_is_the_difference_of_two_language_model_rows():
 def test_answers_are_single_tokens_after_the_shared_ones():
     """SmolVLM's tokenizer writes " Yes" as one token but " 1" as " " and "1": the shared " " joins the prompt
     and the digits are compared after it."""
-    from train.tokenizer import load_tokenizer
+    from crashwatch.train.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(str(need_shared(SMOLVLM_TOKENIZER)))
     prompt = render_prompt(QUESTION, WindowSpec(3.5, 8), 64)
@@ -189,7 +189,7 @@ def test_option_mistakes_are_named(pretrained, clip, tmp_path, args, message):
 
 
 def test_the_monitor_scores_the_zero_shot_bundle_and_names_it(pretrained, bundle, tmp_path):
-    model = RiskModel(bundle)
+    model = RiskModel.open(bundle)
     assert model.identity()["zero_shot"] == {"model": str(pretrained), "answers": ["Yes", "No"]}
     video = write_video(tmp_path / "c.mp4", 30, fps=10)
     m = model.manifest

@@ -19,8 +19,8 @@ from tests.conftest import REPO
 def need_triton() -> None:
     """Skip, saying why, where the wheel's server or the gRPC client is not installed."""
     pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed (the triton extra)")
-    from monitor.triton import TritonError
-    from monitor.triton.server import Wheel
+    from crashwatch.monitor.engines.triton import TritonError
+    from crashwatch.monitor.serving.triton.server import Wheel
 
     try:
         Wheel.find()

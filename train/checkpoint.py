@@ -17,13 +17,13 @@ from typing import Any
 import safetensors.torch
 from transformers import PreTrainedTokenizerBase
 
-from contract.errors import CrashwatchError
-from contract.prompt import EncodedPrompt, PromptEncoder
-from contract.versioned import read_versioned_json
-from contract.config import ConfigError
-from train.config import RunConfig
-from train.model import CrashRiskModel
-from train.tokenizer import load_tokenizer
+from crashwatch.contract.config import ConfigError
+from crashwatch.contract.errors import CrashwatchError
+from crashwatch.contract.prompt import EncodedPrompt, PromptEncoder
+from crashwatch.contract.versioned import read_versioned_json
+from crashwatch.train.config import RunConfig
+from crashwatch.train.model import CrashRiskModel
+from crashwatch.train.tokenizer import load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class CheckpointError(CrashwatchError):
 @dataclass
 class Checkpoint:
     """A model ready to evaluate or export: a trained run folder's (``load_checkpoint``), or a pretrained
-    model's own answer (``train.zeroshot.load_zero_shot``)."""
+    model's own answer (``crashwatch.export.zeroshot.load_zero_shot``)."""
 
     model: CrashRiskModel
     tokenizer: PreTrainedTokenizerBase

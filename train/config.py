@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from contract.config import Fail, build, read_yaml
-from contract.preprocess import PixelSpec
-from contract.prompt import DEFAULT_QUESTION, PromptLayout
-from contract.window import WindowSpec
+from crashwatch.contract.config import Fail, build, read_yaml
+from crashwatch.contract.preprocess import PixelSpec
+from crashwatch.contract.prompt import DEFAULT_QUESTION, PromptLayout
+from crashwatch.contract.window import WindowSpec
 
 FREEZABLE = ("vision", "connector", "text")
 
@@ -57,8 +57,8 @@ class LoraConfig:
 
 @dataclass
 class PromptConfig:
-    """How a window's prompt is laid out (``contract.prompt``): ``smolvlm``, the pretrained model's own chat
-    layout, or ``streaming``, whose frames the monitor computes once each (README, "Prompt layouts")."""
+    """How a window's prompt is laid out (``crashwatch.contract.prompt``): ``smolvlm``, the pretrained model's own chat
+    layout, or ``streaming``, whose frames the monitor computes once each (docs/training.md)."""
 
     layout: str = PromptLayout.SMOLVLM.value
 
@@ -132,7 +132,7 @@ class RunConfig:
 
 
 def _check(obj: Any, fail: Fail) -> None:
-    """The values a run config may hold, object by object (``contract.config.build`` calls it)."""
+    """The values a run config may hold, object by object (``crashwatch.contract.config.build`` calls it)."""
     if isinstance(obj, RunConfig):
         if not isinstance(obj.window_seconds, (int, float)) or obj.window_seconds <= 0:
             fail("window_seconds", f"must be a positive number, got {obj.window_seconds!r}")
@@ -189,7 +189,7 @@ def frame_size_problem(image_size: int, tower_size: Any, patch_size: Any, scale_
 def _check_frame_size(config: RunConfig, fail: Callable[[str, str], NoReturn]) -> None:
     """The frame size against what the file tells of the vision tower: the ``architecture`` block (what a
     random-init run builds and what the shipped configs say of the hub model), and for a pretrained local
-    folder its ``config.json``. A hub id's tower is checked when the model is built (``train.model``)."""
+    folder its ``config.json``. A hub id's tower is checked when the model is built (``crashwatch.train.model``)."""
     arch = config.backbone.architecture
     vision = arch.get("vision_config") or {}
     problem = frame_size_problem(config.image_size, vision.get("image_size"), vision.get("patch_size"),

@@ -1,7 +1,7 @@
 """Torch side of the data: window samples to model inputs, with the shared contract.
 
-Frames are picked with ``contract.window.pick_frames``, preprocessed with ``contract.preprocess`` and the
-prompt encoded with ``contract.prompt``: the exact code the exporter and the monitor use.
+Frames are picked with ``crashwatch.contract.window.pick_frames``, preprocessed with ``crashwatch.contract.preprocess`` and the
+prompt encoded with ``crashwatch.contract.prompt``: the exact code the exporter and the monitor use.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from contract.dataset import Clip
-from contract.preprocess import PixelSpec, normalise, preprocess_frames, resize_frame
-from contract.prompt import PromptEncoder
-from contract.sidecars import geometry_path
-from contract.video import read_frames
-from contract.window import WindowSpec, pick_frames
-from train.geometry import ClipGeometry, mirrored_motion, mirrored_nearest, mirrored_targets
-from train.windows import WindowSample
+from crashwatch.contract.dataset import Clip
+from crashwatch.contract.preprocess import PixelSpec, normalise, preprocess_frames, resize_frame
+from crashwatch.contract.prompt import PromptEncoder
+from crashwatch.contract.sidecars import geometry_path
+from crashwatch.contract.video import read_frames
+from crashwatch.contract.window import WindowSpec, pick_frames
+from crashwatch.train.geometry import ClipGeometry, mirrored_motion, mirrored_nearest, mirrored_targets
+from crashwatch.train.windows import WindowSample
 
 
 def window_frames(clip: Clip, end: float, geometry: WindowSpec) -> list[int]:
@@ -40,16 +40,16 @@ def model_inputs(clip: Clip, end: float, prompt: PromptEncoder, pixels: PixelSpe
 
 
 class WindowDataset(Dataset):
-    """Groups of windows of one clip (``train.windows.group_windows``; a group of one for evaluation) as model
+    """Groups of windows of one clip (``crashwatch.train.windows.group_windows``; a group of one for evaluation) as model
     inputs plus their labels. An item holds each frame its windows use once (``pixel_values`` ``[N, 3, S, S]``)
     and, per window, which of them it takes (``window_frames`` ``[K, F]``), its prompt and label: a frame shared
     by windows is decoded and encoded once, as the monitor does. With ``with_geometry`` it also holds the
-    per-frame grid and nearest-road-user targets and the per-window motion targets of ``train.geometry``
+    per-frame grid and nearest-road-user targets and the per-window motion targets of ``crashwatch.train.geometry``
     (training-only, never a model input).
 
     With ``cache_frames`` each item's frames are decoded and resized once and kept (uint8) for the next
     epochs: for small models, whose steps cost less than decoding video. The cache lives in the process that
-    reads the data, so with workers it needs them persistent (``train.fit`` sets that).
+    reads the data, so with workers it needs them persistent (``crashwatch.train.fit`` sets that).
 
     With ``mirror`` that share of the items read is mirrored left to right, drawn anew at each read (torch's
     generator, which the data loader seeds per worker from the run's seed)."""

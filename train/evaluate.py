@@ -18,14 +18,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from contract.dataset import read_split
-from contract.prompt import PromptEncoder
-from contract.risk import sigmoid
-from contract.sidecars import kinds_of, read_truth
-from train.checkpoint import load_checkpoint
-from train.dataset import Collator, WindowDataset
-from train.metrics import binary_metrics, by_kind
-from train.windows import clip_end_window
+from crashwatch.contract.dataset import read_split
+from crashwatch.contract.prompt import PromptEncoder
+from crashwatch.contract.risk import sigmoid
+from crashwatch.contract.sidecars import kinds_of, read_truth
+from crashwatch.train.checkpoint import load_checkpoint
+from crashwatch.train.dataset import Collator, WindowDataset
+from crashwatch.train.metrics import binary_metrics, by_kind
+from crashwatch.train.windows import clip_end_window
 
 log = logging.getLogger(__name__)
 

@@ -17,18 +17,18 @@ import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer, TrainingArguments, set_seed
 
-from contract.dataset import read_split
-from contract.prompt import PromptEncoder
-from contract.risk import sigmoid
-from contract.sidecars import GeometryError, geometry_path
-from train.checkpoint import save_checkpoint
-from train.config import RunConfig
-from train.dataset import Collator, WindowDataset
-from train.geometry import GeometrySupervised
-from train.metrics import binary_metrics, calibrate_threshold
-from train.model import CrashRiskModel
-from train.tokenizer import load_tokenizer
-from train.windows import clip_end_window, group_windows, training_windows
+from crashwatch.contract.dataset import read_split
+from crashwatch.contract.prompt import PromptEncoder
+from crashwatch.contract.risk import sigmoid
+from crashwatch.contract.sidecars import GeometryError, geometry_path
+from crashwatch.train.checkpoint import save_checkpoint
+from crashwatch.train.config import RunConfig
+from crashwatch.train.dataset import Collator, WindowDataset
+from crashwatch.train.geometry import GeometrySupervised
+from crashwatch.train.metrics import binary_metrics, calibrate_threshold
+from crashwatch.train.model import CrashRiskModel
+from crashwatch.train.tokenizer import load_tokenizer
+from crashwatch.train.windows import clip_end_window, group_windows, training_windows
 
 log = logging.getLogger(__name__)
 

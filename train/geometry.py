@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from contract.sidecars import FrameGeometry
-from train.model import CrashRiskModel, RiskOutput, risk_loss
+from crashwatch.contract.sidecars import FrameGeometry
+from crashwatch.train.model import CrashRiskModel, RiskOutput, risk_loss
 
 GRID = 4  # cells per side of the grid the targets are given on
 CHANNELS = 3  # occupied, nearness exp(-d/10 m), across offset x/5 m (of the nearest user in the cell)
@@ -40,7 +40,7 @@ FAR = 40.0  # m: a road user farther than this (or none) counts as this far
 
 
 class ClipGeometry:
-    """A clip's ``*.geometry.json`` (``contract.sidecars.FrameGeometry``), turned into targets frame by frame."""
+    """A clip's ``*.geometry.json`` (``crashwatch.contract.sidecars.FrameGeometry``), turned into targets frame by frame."""
 
     def __init__(self, path: Path) -> None:
         geometry = FrameGeometry.read(path)

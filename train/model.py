@@ -6,12 +6,12 @@ The forward pass is two parts, and the exporter turns exactly these into ONNX gr
    connector). A frame's embeddings depend on that frame alone, which lets the monitor cache them.
 2. ``window_logits``: prompt embeddings with the image embeddings merged in ``[B, L, D]`` and their attention mask
    -> one logit per window, from the last real token's hidden state. The language-model head is never run (a
-   zero-shot model's head is two of its rows, ``train.zeroshot``).
+   zero-shot model's head is two of its rows, ``crashwatch.export.zeroshot``).
 
 ``embed_prompt`` does the merge between the two (token embedding lookup, image rows scattered where the
 prompt holds ``<image>``); the monitor does the same merge in numpy from the bundle's embedding rows. A
 streaming-layout prompt runs through the same text model with that layout's mask (``pool``); its bundle runs
-it one segment at a time (``train.streaming``), to the same result.
+it one segment at a time (``crashwatch.export.streaming``), to the same result.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from torch import nn
 from transformers import AutoModelForImageTextToText, SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMModel
 from transformers.utils import ModelOutput
 
-from contract.config import ConfigError
-from contract.prompt import attention_allowed
-from train.config import BackboneConfig, HeadConfig, LoraConfig, frame_size_problem
+from crashwatch.contract.config import ConfigError
+from crashwatch.contract.prompt import attention_allowed
+from crashwatch.train.config import BackboneConfig, HeadConfig, LoraConfig, frame_size_problem
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,9 @@ class RiskOutput(ModelOutput):
 
 class CrashRiskModel(nn.Module):
     """SmolVLM2 backbone (no language-model head) plus a head from the last-token state to one logit (``RiskHead``;
-    a zero-shot model's ``train.zeroshot.AnswerHead``), fed frames of ``image_size`` px: at most the vision
+    a zero-shot model's ``crashwatch.export.zeroshot.AnswerHead``), fed frames of ``image_size`` px: at most the vision
     tower's own size, a smaller frame keeping the tower's pretrained position table (see
-    ``train.config.frame_size_problem``)."""
+    ``crashwatch.train.config.frame_size_problem``)."""
 
     def __init__(self, backbone: SmolVLMModel, head: nn.Module, image_size: int) -> None:
         super().__init__()
@@ -133,7 +133,7 @@ class CrashRiskModel(nn.Module):
              segments: torch.Tensor | None = None) -> torch.Tensor:
         """Merged embeddings ``[B, L, D]`` and mask ``[B, L]`` (right-padded) -> the last real token's hidden
         state ``[B, D]``, what the head reads. With ``segments`` ``[B, L]`` (a streaming prompt's segment ids,
-        ``contract.prompt``) the text model attends by the streaming layout's rule, given to it as a 4-D mask
+        ``crashwatch.contract.prompt``) the text model attends by the streaming layout's rule, given to it as a 4-D mask
         (the positions stay 0..L-1, its default)."""
         mask = attention_mask if segments is None else streaming_mask(segments, inputs_embeds.dtype)
         hidden = self.text_model(inputs_embeds=inputs_embeds, attention_mask=mask, use_cache=False).last_hidden_state
@@ -169,7 +169,7 @@ class CrashRiskModel(nn.Module):
         window_frames: torch.Tensor | None = None, segments: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The pooled state ``[B, D]`` the head reads and the image embeddings ``[N, T, D]`` it was computed
-        from (auxiliary losses read both, see ``train.geometry``). ``pixel_values`` is ``[B, F, 3, S, S]``, a
+        from (auxiliary losses read both, see ``crashwatch.train.geometry``). ``pixel_values`` is ``[B, F, 3, S, S]``, a
         window's frames per row; or, with ``window_frames`` ``[B, F]`` saying which of them make each window,
         the batch's distinct frames ``[N, 3, S, S]``, so that a frame shared by windows is encoded once.
         ``segments`` ``[B, L]``: a streaming prompt's segment ids (``pool``)."""
@@ -210,7 +210,7 @@ class CrashRiskModel(nn.Module):
 
 def streaming_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Segment ids ``[B, L]`` -> the additive 4-D mask ``[B, 1, L, L]`` of the streaming layout's rule
-    (``contract.prompt.attention_allowed``, the one the exported graphs are built to): 0 where a query may
+    (``crashwatch.contract.prompt.attention_allowed``, the one the exported graphs are built to): 0 where a query may
     attend a key, the dtype's minimum elsewhere. Additive, as eager attention adds the mask it is given."""
     allowed = torch.from_numpy(attention_allowed(segments.cpu().numpy())).to(segments.device)
     return torch.zeros(allowed.shape, dtype=dtype, device=segments.device).masked_fill(
@@ -223,7 +223,7 @@ def risk_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def load_pretrained(name: str, attn_implementation: str) -> SmolVLMForConditionalGeneration:
     """A hub id or local folder through ``from_pretrained``, in float32, language-model head included: the
-    trained model drops it, a zero-shot one reads two of its rows (``train.zeroshot``)."""
+    trained model drops it, a zero-shot one reads two of its rows (``crashwatch.export.zeroshot``)."""
     log.info("loading pretrained SmolVLM %s", name)
     return AutoModelForImageTextToText.from_pretrained(name, dtype=torch.float32,
                                                        attn_implementation=attn_implementation)

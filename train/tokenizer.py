@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from contract.prompt import DEFAULT_QUESTION, SMOLVLM_SPECIAL_TOKENS, render_prompt
-from contract.window import WindowSpec
-from contract.config import ConfigError
+from crashwatch.contract.config import ConfigError
+from crashwatch.contract.prompt import DEFAULT_QUESTION, SMOLVLM_SPECIAL_TOKENS, render_prompt
+from crashwatch.contract.window import WindowSpec
 
 BUILTIN = "builtin"
 BUILTIN_VOCAB = 512  # what configs using the built-in tokenizer give as vocab_size

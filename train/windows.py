@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from contract.dataset import Clip
-from contract.window import WindowSpec
+from crashwatch.contract.dataset import Clip
+from crashwatch.contract.window import WindowSpec
 
 
 @dataclass(frozen=True)

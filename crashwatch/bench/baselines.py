@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.bundle import PROMPT_IDS, Manifest
-from contract.prompt import PromptEncoder
 from crashwatch.bench.process import REPO
 from crashwatch.bench.report import median_time
+from crashwatch.contract.bundle import PROMPT_IDS, Manifest
+from crashwatch.contract.prompt import PromptEncoder
 
 
 def research_query_time(config_name: str, repeats: int, bundle: Path | None = None) -> tuple[float, int]:
@@ -20,9 +20,9 @@ def research_query_time(config_name: str, repeats: int, bundle: Path | None = No
     import torch
     from transformers import SmolVLMForConditionalGeneration
 
-    from train.config import load_config
-    from train.model import frame_tokens, smolvlm_config
-    from train.tokenizer import builtin_tokenizer
+    from crashwatch.train.config import load_config
+    from crashwatch.train.model import frame_tokens, smolvlm_config
+    from crashwatch.train.tokenizer import builtin_tokenizer
 
     config = load_config(REPO / "configs" / f"{config_name}.yaml")
     if bundle is not None:
@@ -48,8 +48,8 @@ def torch_stride_time(config_name: str, repeats: int, dtype: str, length: int) -
     (bf16 for reference)."""
     import torch
 
-    from train.config import load_config
-    from train.model import CrashRiskModel
+    from crashwatch.train.config import load_config
+    from crashwatch.train.model import CrashRiskModel
 
     config = load_config(REPO / "configs" / f"{config_name}.yaml")
     config.backbone.random_init = True

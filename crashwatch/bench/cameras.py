@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import zmq
 
-from crashwatch.bench.process import free_endpoint, peak_rss_mb, replay_clip, spawn_monitor
+from crashwatch.bench.process import free_endpoint, peak_rss_mb, spawn_monitor, write_moving_clip
 from crashwatch.bench.report import Table
-from monitor.messages import Message, Risk
+from crashwatch.monitor.messages import Message, Risk
 
 
 def _collect(endpoints: list[str], processes: list, seconds: float) -> list[tuple[float, str, Risk]]:
@@ -78,7 +78,7 @@ def separate_processes(bundle: Path, clip: Path, cameras: int, seconds: float) -
 
 def add_camera_rows(table: Table, bundle: Path, counts: tuple[int, ...], seconds: float, work: Path) -> None:
     """One row per camera count: in one process against as many processes, side by side in one run."""
-    clip = replay_clip(work, 10)
+    clip = write_moving_clip(work, 10)
     single = None
     for n in counts:
         together = one_process(bundle, clip, n, seconds, work)

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from contract.bundle import Manifest
 from crashwatch.bench.report import median_time
+from crashwatch.contract.bundle import Manifest
 
 
 def text_work(manifest: Manifest, prompt_tokens: int) -> dict[str, int]:

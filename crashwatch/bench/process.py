@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import zmq
 
-from monitor.messages import Risk, Status
-from monitor.subscribe import Subscriber
+from crashwatch.monitor.messages import Risk, Status
+from crashwatch.monitor.transports.subscribe import Subscriber
 
 REPO = Path(__file__).resolve().parents[2]  # configs/ and the working folder of the monitor processes
 
@@ -47,7 +47,7 @@ def spawn_monitor(options: list[str]) -> subprocess.Popen:
 
 def peak_rss_mb(stderr: str) -> float:
     """The peak resident memory a ``spawn_monitor`` process printed."""
-    return next((int(l.split()[1]) for l in stderr.splitlines() if l.startswith("MAXRSS")), 0) / 1024
+    return next((int(line.split()[1]) for line in stderr.splitlines() if line.startswith("MAXRSS")), 0) / 1024
 
 
 def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None = None,
@@ -98,18 +98,18 @@ def monitor_process(bundle: Path, clip: Path, replay: str, seconds: float | None
         result["latency_ms"] = {"p50": float(np.percentile(latencies, 50)), "p99": float(np.percentile(latencies, 99))}
     if lags:
         tenth = max(len(lags) // 10, 1)
-        first, last = [l for _, l in lags[:tenth]], [l for _, l in lags[-tenth:]]
-        result["lag_s"] = {"p99": float(np.percentile([l for _, l in lags], 99)),
+        first, last = [lag for _, lag in lags[:tenth]], [lag for _, lag in lags[-tenth:]]
+        result["lag_s"] = {"p99": float(np.percentile([lag for _, lag in lags], 99)),
                            "first_tenth": statistics.median(first), "last_tenth": statistics.median(last),
                            "first_tenth_p99": float(np.percentile(first, 99)),
                            "last_tenth_p99": float(np.percentile(last, 99))}
     return result
 
 
-def replay_clip(folder: Path, seconds: float, fps: int = 30) -> Path:
+def write_moving_clip(folder: Path, seconds: float, fps: int = 30) -> Path:
     """A 640x360 clip at ``fps`` with moving content, written for the latency and lag runs."""
     path = folder / f"replay_{int(seconds)}s.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 360))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (640, 360))
     for i in range(int(seconds * fps)):
         frame = np.full((360, 640, 3), 90, np.uint8)
         x = (i * 7) % 600

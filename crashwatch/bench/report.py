@@ -1,4 +1,4 @@
-"""The benchmark table, its timing helper, the machine it ran on, and BENCHMARKS.md's measured part."""
+"""The benchmark table, its timing helper, the machine it ran on, and docs/benchmarks.md's measured part."""
 
 from __future__ import annotations
 
@@ -40,10 +40,11 @@ def median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
 
 
 def machine() -> str:
-    model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                  if l.startswith("model name")), platform.processor())
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
     flags = Path("/proc/cpuinfo").read_text()
-    simd = sorted({f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8") if f in flags})
+    extensions = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+    simd = sorted({f for f in extensions if f in flags})
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{model}, {os.cpu_count()} cores, {memory:.0f} GiB, {' '.join(simd)}; Python {platform.python_version()}"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from crashwatch.bench.process import REPO, free_endpoint, free_port
-from monitor.messages import Risk, Status
-from monitor.subscribe import Subscriber
+from crashwatch.monitor.messages import Risk, Status
+from crashwatch.monitor.transports.subscribe import Subscriber
 
 # Debian's Python sees the `gi` bindings GStreamer's RTSP server needs; a venv's does not.
 GST_PYTHON = Path("/usr/bin/python3")

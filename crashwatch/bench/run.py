@@ -14,21 +14,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from contract.bundle import Manifest
-from contract.prompt import PromptLayout
-from crashwatch.bench.cameras import add_camera_rows
 from crashwatch.bench.baselines import research_query_time, torch_stride_time
+from crashwatch.bench.cameras import add_camera_rows
 from crashwatch.bench.floor import macs_per_stride, openvino_peak_macs_per_s, peak_macs_per_s, text_work
-from crashwatch.bench.process import monitor_process, replay_clip
+from crashwatch.bench.process import monitor_process, write_moving_clip
 from crashwatch.bench.report import Table, machine, write_report
 from crashwatch.bench.rtsp import reconnect_after_outage, rtsp_server_available
 from crashwatch.bench.strides import preprocess_times, stride_times
-from monitor.runtime import Runtime, openvino_installed, resolve
+from crashwatch.contract.bundle import Manifest
+from crashwatch.contract.prompt import PromptLayout
+from crashwatch.monitor.engines.local import Runtime, openvino_installed, resolve
 
 
 def _architecture(manifest: Manifest) -> dict[str, Any] | None:
     """The backbone architecture of a bundle's source checkpoint, when that checkpoint is still there."""
-    from train.checkpoint import META
+    from crashwatch.train.checkpoint import META
 
     meta = Path(manifest.raw.get("source_checkpoint", "")) / META
     if not meta.is_file():
@@ -126,7 +126,7 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
     _layout_rows(table, {name: Manifest.read(bundle) for name, bundle in bundles.items()}, strides)
 
     if bundles:  # the real-time replay each bundle faces live: effective stride, latency, frames encoded
-        live = live_clip or replay_clip(work, 4 if smoke else 20)
+        live = live_clip or write_moving_clip(work, 4 if smoke else 20)
         what = live.name if live_clip else f"{'4' if smoke else '20'} s at 30 fps"
         for name, bundle in bundles.items():
             for runtime in _runtimes_for(Manifest.read(bundle)):
@@ -150,12 +150,12 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
                           f"{research / strides[config_name]['cached']:.1f}x faster")
             bf16 = torch_stride_time(config_name, 3, "bf16", length)
             fp32 = torch_stride_time(config_name, 3, "fp32", length)
-            table.add(f"{config_name}: PyTorch stride (1 frame + score), fp32 / bf16", f"{fp32 * 1000:.0f} / {bf16 * 1000:.0f} ms",
-                      "reference for the ONNX figures")
+            table.add(f"{config_name}: PyTorch stride (1 frame + score), fp32 / bf16",
+                      f"{fp32 * 1000:.0f} / {bf16 * 1000:.0f} ms", "reference for the ONNX figures")
 
     if demo_bundle is not None and not bundles_only:
         replay_seconds = 5 if smoke else 600
-        clip = replay_clip(work, replay_seconds)
+        clip = write_moving_clip(work, replay_seconds)
         result = monitor_process(demo_bundle, clip, "realtime")
         if "latency_ms" in result:
             table.add("demo bundle: capture -> subscriber latency, 30 fps replay",
@@ -181,12 +181,12 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
             table.add("demo bundle: RTSP camera stopped for 8 s", f"first risk {outage['back_after_s']:.1f} s after it "
                       "came back", f"outage counted {outage['outages_total_s']:.1f} s; strides skipped meanwhile "
                       f"{outage['strides_skipped']}")
-        fast_clip = replay_clip(work, 10) if smoke else clip
+        fast_clip = write_moving_clip(work, 10) if smoke else clip
         plain = monitor_process(demo_bundle, fast_clip, "fast")["wall_s"]
         stalled = monitor_process(demo_bundle, fast_clip, "fast", stalled_subscriber=True)["wall_s"]
         table.add("demo bundle: fast replay with a stalled subscriber connected vs none",
                   f"{stalled:.1f} s vs {plain:.1f} s", f"ratio {stalled / plain:.2f} (1.00: the stalled reader costs nothing)")
-        short = replay_clip(work, 3 if smoke else 6)
+        short = write_moving_clip(work, 3 if smoke else 6)
         for name, bundle in bundles.items():
             table.add(f"{name}: monitor peak RSS", f"{monitor_process(bundle, short, 'fast')['peak_rss_mb']:.0f} MB")
 

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from crashwatch.bench.process import free_endpoint
-from monitor.fleet import resident_mb
-from monitor.messages import Risk, Status
-from monitor.subscribe import Subscriber
+from crashwatch.monitor.messages import Risk, Status
+from crashwatch.monitor.serving.fleet import resident_mb
+from crashwatch.monitor.transports.subscribe import Subscriber
 
 SAMPLE_EVERY_S = 10.0
 
@@ -60,9 +60,9 @@ def soak(bundle: Path, clip: Path, minutes: float, out: Path | None = None) -> s
         "rss_mb": {"first": samples[0][1], "after_warmup": steady[0], "last": samples[-1][1],
                    "max": max(m for _, m in samples)},
         "rss_growth_after_warmup_pct": 100 * (steady[-1] - steady[0]) / steady[0],
-        "lag_s": {"first_tenth_median": statistics.median(l for _, l in lags[:tenth]),
-                  "last_tenth_median": statistics.median(l for _, l in lags[-tenth:]),
-                  "p99": sorted(l for _, l in lags)[int(0.99 * (len(lags) - 1))]} if lags else None,
+        "lag_s": {"first_tenth_median": statistics.median(lag for _, lag in lags[:tenth]),
+                  "last_tenth_median": statistics.median(lag for _, lag in lags[-tenth:]),
+                  "p99": sorted(lag for _, lag in lags)[int(0.99 * (len(lags) - 1))]} if lags else None,
         "latency_ms": {"p50": statistics.median(latencies),
                        "p99": sorted(latencies)[int(0.99 * (len(latencies) - 1))]} if latencies else None,
     }

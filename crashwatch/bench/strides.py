@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from contract.preprocess import PixelSpec, normalise, preprocess_frame, resize_frame
 from crashwatch.bench.report import median_time
-from monitor.model import RiskModel
-from monitor.scorer import WindowScorer
-from monitor.source import Frame
+from crashwatch.contract.preprocess import PixelSpec, normalise, preprocess_frame, resize_frame
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.frame import Frame
+from crashwatch.monitor.pipeline.scorer import WindowScorer
 
 FPS = 30
 UHD = (3840, 2160)
@@ -40,7 +40,7 @@ def preprocess_times(size: int, repeats: int) -> dict[str, float]:
 
 def stride_times(bundle: Path, repeats: int, runtime: str = "onnxruntime") -> dict[str, float | str]:
     """Seconds per stride on ``runtime``: cached (one new frame) and naive (whole window re-encoded)."""
-    model = RiskModel(bundle, runtime=runtime)
+    model = RiskModel.open(bundle, runtime=runtime)
     m = model.manifest
     window = m.window
     frames = _frames(int((window.seconds + window.spacing * (repeats + 3)) * FPS) + 2)

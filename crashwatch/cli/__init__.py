@@ -12,10 +12,9 @@ import traceback
 
 import click
 
-from contract import __version__
-from contract.errors import CrashwatchError
 from crashwatch.cli import dashboard, evaluation, runtime, training, triton
-
+from crashwatch.contract import __version__
+from crashwatch.contract.errors import CrashwatchError
 
 # What the `train` and `dashboard` extras bring: a command that needs one of these says so instead of a
 # traceback. Module -> (the extra, what it is called).

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from crashwatch.cli.options import endpoint_callback
-from monitor.publisher import DEFAULT_ENDPOINT
+from crashwatch.monitor.transports.zeromq import DEFAULT_ENDPOINT
 
 DEFAULT_HTTP = "127.0.0.1:8080"
 
@@ -44,7 +44,7 @@ def dashboard_command(endpoints: tuple[str, ...], events_dir: Path | None, http:
     messages (/ws)."""
     from crashwatch.dashboard.access import read_token
     from crashwatch.dashboard.server import Dashboard, DashboardSettings
-    from monitor.security import ClientCurve
+    from crashwatch.monitor.transports.curve import ClientCurve
 
     if bool(curve_server_keys) != (curve_secret is not None):
         raise click.UsageError("--curve-server-key and --curve-secret go together")

@@ -8,9 +8,18 @@ from typing import Any
 
 import click
 
-from crashwatch.cli.options import (SECONDS, alert_on_option, budget_option, existing_dir, min_normal_hours_option,
-                                    runtime_option, skip_bad_option, split_option, stride_option,
-                                    warning_window_option)
+from crashwatch.cli.options import (
+    SECONDS,
+    alert_on_option,
+    budget_option,
+    existing_dir,
+    min_normal_hours_option,
+    runtime_option,
+    skip_bad_option,
+    split_option,
+    stride_option,
+    warning_window_option,
+)
 from crashwatch.evaluation.field import METRICS_CSV, METRICS_JSON, summary_lines
 
 
@@ -108,7 +117,7 @@ def _replay(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride:
     """replay-eval's run and its printed summary, shared with calibrate."""
     from crashwatch.evaluation.replay import replay_eval
 
-    s = replay_eval(bundle_dir, data_dir, split, out_dir, stride, {} if alert_on is None else {"on": alert_on}, skip_bad,
+    s = replay_eval(bundle_dir, data_dir, split, out_dir, stride, alert_on, skip_bad,
                     warning_window, budget, min_normal_hours, runtime)
     click.echo(f"{s['clips']} clips at threshold {s['threshold']:.3f}: crash clips alerted "
                f"{s['crash_clips_alerted']}/{s['crash_clips']}; {_scored(s)}")
@@ -152,7 +161,7 @@ def _scored(s: dict[str, Any]) -> str:
               help="Replay this video (e.g. a real dashcam clip) in each bundle's real-time replay instead of a "
                    "generated 20 s one.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Markdown file for the table, with the machine and this command [default: BENCHMARKS.md; "
+              help="Markdown file for the table, with the machine and this command [default: docs/benchmarks.md; "
                    "with --soak: a JSON report, none by default].")
 def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundle: Path | None,
                   soak_clip: Path | None, minutes: float, only_bundles: bool, cameras_bundle: Path | None,
@@ -169,7 +178,7 @@ def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundl
         return
     from crashwatch.bench.run import run
 
-    out = out or Path("BENCHMARKS.md")
+    out = out or Path("docs/benchmarks.md")
     table = run(smoke, dict(bundles), demo_bundle, out, "crashwatch " + " ".join(sys.argv[1:]), only_bundles,
                 cameras_bundle, live_clip)
     click.echo(table.markdown())

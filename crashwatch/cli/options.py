@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
-from contract.dataset import SPLITS
+from crashwatch.contract.dataset import SPLITS
 from crashwatch.evaluation.scoring import FALSE_ALERT_BUDGET, MIN_NORMAL_HOURS, WARNING_WINDOW
-from monitor.publisher import PublisherError, check_endpoint
-from monitor.runtime import LOCAL_RUNTIMES, Runtime
+from crashwatch.monitor.engines.local import LOCAL_RUNTIMES, Runtime
+from crashwatch.monitor.pipeline.options import SETTING, SETTINGS, Setting
+from crashwatch.monitor.transports.zeromq import PublisherError, check_endpoint
 
 
 class Finite(click.FloatRange):
@@ -40,6 +42,42 @@ class Fractions(click.ParamType):
         return parts
 
 
+class SettingType(click.ParamType):
+    """A monitor setting's value on the command line, checked by the setting's own parser (the one a cameras file's
+    value goes through)."""
+
+    name = "value"
+
+    def __init__(self, setting: Setting) -> None:
+        self.setting = setting
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        try:
+            return self.setting.parse(value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+def setting_option(setting: Setting) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The command-line option of one of ``MonitorOptions``' settings, its keyword the field's name."""
+    if setting.switch:
+        return click.option(setting.flag, setting.name, is_flag=True, help=setting.help)
+    if setting.choices:
+        return click.option(setting.flag, setting.name, type=click.Choice(setting.choices), default=setting.default,
+                            show_default=True, help=setting.help)
+    if setting.late:
+        return click.option(setting.flag, setting.name, metavar=setting.metavar, help=setting.help)
+    return click.option(setting.flag, setting.name, type=SettingType(setting), default=setting.default,
+                        show_default=setting.default is not None, metavar=setting.metavar, help=setting.help)
+
+
+def camera_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Every setting of one camera's monitor (``MonitorOptions``), in their order."""
+    for setting in reversed(SETTINGS):
+        command = setting_option(setting)(command)
+    return command
+
+
 def endpoint_callback(connect: bool):
     """An option callback: the endpoint checked, or each of a repeated option's (``host:port`` taken as
     tcp:// when connecting)."""
@@ -59,15 +97,12 @@ PROBABILITY = Finite(min=0, max=1)
 existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
 split_option = click.option("--split", default="test", show_default=True, type=click.Choice(SPLITS))
 skip_bad_option = click.option("--skip-bad", is_flag=True, help="Drop bad dataset lines with a warning instead of stopping.")
-stride_option = click.option("--stride", type=Finite(min=0, min_open=True, max=60),
-                             help="Seconds between risk queries, above 0 and at most 60 (default: the window's frame "
-                                  "spacing).")
+stride_option = setting_option(SETTING["stride"])
 runtime_option = click.option(
     "--runtime", type=click.Choice([r.value for r in LOCAL_RUNTIMES]), default=Runtime.AUTO.value, show_default=True,
     help="Inference engine. auto: OpenVINO for a bundle exported with --openvino on a CPU with AMX (where it is "
          "faster), onnxruntime otherwise and on GPUs; the choice and why are logged, the runtime named in status.")
-alert_on_option = click.option("--alert-on", type=PROBABILITY,
-                               help="Probability that starts an alert (default: the calibrated threshold).")
+alert_on_option = setting_option(SETTING["alert_on"])
 warning_window_option = click.option(
     "--warning-window", type=SECONDS, default=WARNING_WINDOW, show_default=True,
     help="Seconds before a collision in which an alert counts as its warning; earlier alerts are false alerts.")

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import click
 
-from contract.bundle import PRECISIONS
-from contract.prompt import DEFAULT_QUESTION, PromptLayout
-from train.importers import KINDS as IMPORT_KINDS, VAL_FRACTION
 from crashwatch.cli.options import Finite, Fractions, existing_dir, fmt, skip_bad_option, split_option
+from crashwatch.contract.bundle import PRECISIONS
+from crashwatch.contract.prompt import DEFAULT_QUESTION, PromptLayout
+from crashwatch.datasets.importers import KINDS as IMPORT_KINDS
+from crashwatch.datasets.importers import VAL_FRACTION
 
 
 @click.command()
@@ -22,7 +23,8 @@ from crashwatch.cli.options import Finite, Fractions, existing_dir, fmt, skip_ba
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder: the final checkpoint, and checkpoints/ for resuming.")
 @click.option("--epochs", type=Finite(min=0, min_open=True, max=10000), help="Override the config's number of epochs.")
-@click.option("--max-steps", type=click.IntRange(min=0), help="Stop after this many optimiser steps (smoke runs); 0 writes the model untrained (sizing, benchmarks).")
+@click.option("--max-steps", type=click.IntRange(min=0),
+              help="Stop after this many optimiser steps (smoke runs); 0 writes the model untrained (sizing, benchmarks).")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
 @click.option("--random-init", is_flag=True, help="Build the config's architecture with random weights (no hub).")
 @click.option("--tokenizer", help="Tokenizer to use instead of the config's (hub id, folder, or 'builtin').")
@@ -33,8 +35,8 @@ from crashwatch.cli.options import Finite, Fractions, existing_dir, fmt, skip_ba
 def train(config_path: Path, data_dir: Path, out_dir: Path, epochs: float | None, max_steps: int | None,
           resume: bool, random_init: bool, tokenizer: str | None, layout: str | None, skip_bad: bool) -> None:
     """Fine-tune the crash-risk classifier on a dataset of clips."""
-    from train.config import load_config
-    from train.fit import train as run_training
+    from crashwatch.train.config import load_config
+    from crashwatch.train.fit import train as run_training
 
     config = load_config(config_path)
     if random_init:
@@ -62,7 +64,7 @@ def train(config_path: Path, data_dir: Path, out_dir: Path, epochs: float | None
 @skip_bad_option
 def evaluate(checkpoint_dir: Path, data_dir: Path, split: str, out_dir: Path, skip_bad: bool) -> None:
     """Score every clip of a split and write predictions, metrics and a PR curve."""
-    from train.evaluate import evaluate as run_eval
+    from crashwatch.train.evaluate import evaluate as run_eval
 
     m = run_eval(checkpoint_dir, data_dir, split, out_dir, skip_bad=skip_bad)
     cm = m["confusion_matrix"]["matrix"]
@@ -105,8 +107,8 @@ def export_command(checkpoint_dir: Path | None, zero_shot: str | None, config_pa
                    openvino: bool) -> None:
     """Export a checkpoint, or a pretrained model's zero-shot answer, to an ONNX bundle the torch-free monitor
     runs."""
-    from export.exporter import export_bundle, export_zero_shot
-    from train.zeroshot import DEFAULT_ANSWERS
+    from crashwatch.export.exporter import export_bundle, export_zero_shot
+    from crashwatch.export.zeroshot import DEFAULT_ANSWERS
 
     if (checkpoint_dir is None) == (zero_shot is None):
         raise click.UsageError("give either --checkpoint RUN or --zero-shot MODEL")
@@ -135,7 +137,8 @@ def export_command(checkpoint_dir: Path | None, zero_shot: str | None, config_pa
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Dataset folder to write (train/ val/ test/ + JSONL, and drives/ with --drives).")
 @click.option("--clips", type=click.IntRange(min=0), default=200, show_default=True, help="Number of clips (split 70/15/15).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed: the same seed writes the same data.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed: the same seed writes the same data.")
 @click.option("--drives", type=click.IntRange(min=0), default=0, show_default=True,
               help="Long continuous drives for replay-eval, in OUT/drives.")
 @click.option("--drive-minutes", type=Finite(min=0, min_open=True, max=600), default=3.0, show_default=True,
@@ -146,7 +149,7 @@ def export_command(checkpoint_dir: Path | None, zero_shot: str | None, config_pa
 def synth_command(out_dir: Path, clips: int, seed: int, drives: int, drive_minutes: float, demo_drive: bool,
                   workers: int | None) -> None:
     """Render labelled dashcam scenarios (collisions, near misses, normal driving) with exact ground truth."""
-    from train.synth.generate import generate, write_demo_drive
+    from crashwatch.datasets.synth.generate import generate, write_demo_drive
 
     if demo_drive:
         truth = write_demo_drive(out_dir, seed)
@@ -179,7 +182,7 @@ def dataset_index(source: Path, out_dir: Path, fractions: tuple[float, float, fl
     SOURCE is a folder with positive/ and negative/ subfolders, or a CSV with columns video (or file),
     label and optionally event_time (or event_time_s), paths relative to the CSV.
     """
-    from train.index import index_dataset
+    from crashwatch.datasets.index import index_dataset
 
     counts = index_dataset(source, out_dir, question or DEFAULT_QUESTION, fractions, seed, link, skip_bad)
     click.echo(f"wrote {out_dir}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + " clips")
@@ -207,7 +210,7 @@ def dataset_import(kind: str, source: Path, out_dir: Path, fractions: tuple[floa
     ccd (videos/Crash-1500.txt, videos/Crash-1500/, videos/Normal/) or dota (dataset/annotations/*.json,
     frames/VIDEO/images/). Every file or line that cannot be used is listed with the reason.
     """
-    from train.importers import import_dataset
+    from crashwatch.datasets.importers import import_dataset
 
     report = import_dataset(kind, source, out_dir, question or DEFAULT_QUESTION, fractions, val_fraction, seed, link)
     click.echo(report.summary())

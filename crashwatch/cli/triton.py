@@ -25,7 +25,7 @@ def repository_options(command):
                      help="max_batch_size of the two graphs: frames or windows Triton runs in one call."),
         click.option("--queue-delay-us", type=click.IntRange(0, 10_000_000), default=2000, show_default=True,
                      help="How long Triton's dynamic batcher holds a request for others to join it (fp32 and fp16 "
-                          "bundles; int8 ones are not batched across requests, see README)."),
+                          "bundles; int8 ones are not batched across requests, see docs/fleet.md)."),
         click.option("--instances", type=click.IntRange(1, 64), default=1, show_default=True,
                      help="Instances of each graph model (each holds its own copy of the graph)."),
     )):
@@ -34,7 +34,7 @@ def repository_options(command):
 
 
 def _options(name: str, max_batch: int, queue_delay_us: int, instances: int, gpu: bool = False):
-    from monitor.triton.repository import RepositoryOptions
+    from crashwatch.monitor.serving.triton.repository import RepositoryOptions
 
     return RepositoryOptions(name=name, max_batch=max_batch, queue_delay_us=queue_delay_us, instances=instances,
                              gpu=gpu)
@@ -50,7 +50,7 @@ def export_triton_command(bundle_dir: Path, name: str, max_batch: int, queue_del
                           out_dir: Path, gpu: bool, force: bool) -> None:
     """Write a Triton model repository for a bundle: its graphs on Triton's onnxruntime backend and its manifest
     and prompt arrays on the Python backend."""
-    from monitor.triton.repository import write_repository
+    from crashwatch.monitor.serving.triton.repository import write_repository
 
     options = _options(name, max_batch, queue_delay_us, instances, gpu)
     if force and out_dir.exists():
@@ -74,8 +74,8 @@ def serve_triton_command(bundle_dir: Path, name: str, max_batch: int, queue_dela
                          http_port: int | None, metrics_port: int | None, host: str) -> None:
     """Serve a bundle with Triton's own server from the nvidia-pytriton wheel (no container needed): the same
     models, inputs and outputs as `export-triton`'s repository, the graphs run by onnxruntime in Python models."""
-    from monitor.signals import stop_on_signals
-    from monitor.triton.server import Ports, serve
+    from crashwatch.monitor.serving.signals import stop_on_signals
+    from crashwatch.monitor.serving.triton.server import Ports, serve
 
     ports = [p for p in (port, http_port, metrics_port) if p is not None]
     if len(set(ports)) != len(ports):

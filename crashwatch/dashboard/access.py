@@ -19,8 +19,8 @@ from starlette.responses import PlainTextResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
-from contract.errors import CrashwatchError
-from monitor.publisher import is_loopback
+from crashwatch.contract.errors import CrashwatchError
+from crashwatch.monitor.transports.zeromq import is_loopback
 
 COOKIE = "crashwatch_token"
 MIN_TOKEN_LENGTH = 16

@@ -10,7 +10,6 @@ renamed, so a half-written copy is never served. The evidence itself is left as 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -19,12 +18,12 @@ from pathlib import Path
 
 import cv2
 
-from contract.errors import CrashwatchError
-from monitor.recording import quiet_stderr
+from crashwatch.contract.errors import CrashwatchError
+from crashwatch.monitor.evidence.lock import SIDECAR, EventState, LockedEvent, UnreadableEvent
+from crashwatch.monitor.evidence.ring import quiet_stderr
 
 log = logging.getLogger(__name__)
 
-EVENT_SIDECAR = "event.json"  # an event folder's (monitor.evidence.SIDECAR)
 BROWSER_COPY = "clip.webm"  # in an event folder
 MAX_WIDTH = 480  # VP8 costs some 25 ms a frame at this size on one core, twice that at 640
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
@@ -53,7 +52,7 @@ class EventClip:
 
     @property
     def sidecar(self) -> Path:
-        return self.path / EVENT_SIDECAR if self.path.is_dir() else self.path.with_suffix(".json")
+        return self.path / SIDECAR if self.path.is_dir() else self.path.with_suffix(".json")
 
     @property
     def browser_copy(self) -> Path:
@@ -62,19 +61,21 @@ class EventClip:
     def complete(self) -> bool:
         """Whether the monitor has finished it: a clip's sidecar is written once the clip is whole; an event
         folder's says ``recording`` until its post-roll is locked (or a restart recovered it)."""
+        if not self.path.is_dir():
+            return self.sidecar.is_file()
         try:
-            if not self.path.is_dir():
-                return self.sidecar.is_file()
-            return json.loads(self.sidecar.read_text(encoding="utf-8")).get("state") != "recording"
-        except (OSError, ValueError):
+            return LockedEvent.read(self.path).state is not EventState.RECORDING
+        except UnreadableEvent:
             return False
 
     def videos(self) -> list[Path]:
         """The video files it holds, in stream order."""
         if not self.path.is_dir():
             return [self.path]
-        event = json.loads(self.sidecar.read_text(encoding="utf-8"))
-        return [self.path / segment["name"] for segment in event["segments"]]
+        try:
+            return [self.path / name for name in LockedEvent.read(self.path).videos()]
+        except UnreadableEvent as err:
+            raise ClipError(str(err)) from None
 
     def ensure_browser_copy(self) -> Path:
         """The WebM copy, made now if there is none yet (seconds for a long event: call it from a worker
@@ -111,7 +112,7 @@ def transcode(sources: list[Path], target: Path) -> None:
                     scale = min(1.0, MAX_WIDTH / width)
                     size = (round(width * scale / 2) * 2, round(height * scale / 2) * 2)
                     with quiet_stderr():  # FFmpeg says, on stderr, that it maps the tag VP80 to its own
-                        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"VP80"), fps, size)
+                        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter.fourcc(*"VP80"), fps, size)
                     if not writer.isOpened():
                         raise ClipError(f"{partial}: OpenCV cannot write VP8 WebM there")
                 if (image.shape[1], image.shape[0]) != size:

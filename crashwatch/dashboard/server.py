@@ -29,14 +29,14 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from contract.errors import CrashwatchError
+from crashwatch.contract.errors import CrashwatchError
 from crashwatch.dashboard.access import Access
 from crashwatch.dashboard.clips import ClipError, EventClip
 from crashwatch.dashboard.state import DashboardState
-from monitor.messages import Message
-from monitor.publisher import is_loopback
-from monitor.security import ClientCurve, load_pair, load_public
-from monitor.subscribe import Subscriber
+from crashwatch.monitor.messages import Message
+from crashwatch.monitor.transports.curve import ClientCurve, load_pair, load_public
+from crashwatch.monitor.transports.subscribe import Subscriber
+from crashwatch.monitor.transports.zeromq import is_loopback
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from crashwatch.dashboard.clips import ClipError, EventClip
-from monitor.messages import Alert, AlertEvent, Message, Preview, Risk, Status, Topic
+from crashwatch.monitor.messages import Alert, AlertEvent, Message, Preview, Risk, Status, Topic
 
 SCHEMA = "crashwatch.dashboard/1"
 SILENT_AFTER_S = 2.0  # two missed heartbeats (a monitor sends status every second): on the page within 3 s

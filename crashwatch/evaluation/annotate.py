@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 
 from crashwatch.evaluation.plot import risk_chart
-from monitor.alerts import alert_spans
-from monitor.messages import Alert, Risk
+from crashwatch.monitor.messages import Alert, Risk
+from crashwatch.monitor.pipeline.alerts import alert_spans
 
 
 def annotate_video(source: Path, out: Path, risks: Sequence[Risk], alerts: Sequence[Alert],
@@ -36,7 +36,8 @@ def annotate_video(source: Path, out: Path, risks: Sequence[Risk], alerts: Seque
             shown = [(ti, p) for ti, p in zip(times, probabilities) if ti <= t]
             active = any(start <= t < end for start, end in spans)
             panel = risk_chart([a for a, _ in shown], [p for _, p in shown], threshold,
-                               [(s, min(e, t)) for s, e in spans if s <= t], event_time if event_time is not None and t >= event_time else None,
+                               [(s, min(e, t)) for s, e in spans if s <= t],
+                               event_time if event_time is not None and t >= event_time else None,
                                f"t = {t:5.1f} s   risk {shown[-1][1]:.2f}" if shown else f"t = {t:5.1f} s",
                                size=(width, 160), t_end=duration)
             if active:
@@ -44,7 +45,7 @@ def annotate_video(source: Path, out: Path, risks: Sequence[Risk], alerts: Seque
                 cv2.putText(frame, "COLLISION RISK", (16, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 255), 3, cv2.LINE_AA)
             image = np.vstack([frame, panel])
             if writer is None:
-                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
             writer.write(image)
             index += 1
     finally:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from contract.bundle import set_threshold
-from contract.errors import CrashwatchError
+from crashwatch.contract.bundle import set_threshold
+from crashwatch.contract.errors import CrashwatchError
 from crashwatch.evaluation.curve import CURVE_THRESHOLDS
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crashwatch.evaluation.scoring import WARNING_WINDOW, score_alerts, summarise
-from monitor.alerts import AlertPolicy, AlertTracker, alert_starts
+from crashwatch.monitor.pipeline.alerts import AlertPolicy, AlertTracker, alert_starts
 
 # Every 0.02, and finer at the top, where the threshold of a strict false-alert budget lies for a model whose
 # risk before a collision saturates (0.99-1.00 for a second or more).

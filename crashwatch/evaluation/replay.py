@@ -18,49 +18,56 @@ from typing import Any
 
 import cv2
 
-from contract.dataset import read_split
-from contract.sidecars import read_truth, segments_of
+from crashwatch.contract.dataset import read_split
+from crashwatch.contract.sidecars import read_truth, segments_of
 from crashwatch.evaluation.curve import Trace, operating_curve, within_budget
 from crashwatch.evaluation.field import field_metrics, write_metrics
 from crashwatch.evaluation.plot import risk_chart
-from crashwatch.evaluation.scoring import (FALSE_ALERT_BUDGET, MIN_NORMAL_HOURS, WARNING_WINDOW, false_alert_starts,
-                                           score_alerts, summarise)
+from crashwatch.evaluation.scoring import (
+    FALSE_ALERT_BUDGET,
+    MIN_NORMAL_HOURS,
+    WARNING_WINDOW,
+    false_alert_starts,
+    score_alerts,
+    summarise,
+)
 from crashwatch.evaluation.traces import REPORT, TRACES, trace_path, write_trace, written
-from monitor.alerts import alert_spans, alert_starts
-from monitor.model import RiskModel
-from monitor.monitor import Monitor, MonitorOptions
-from monitor.publisher import Publisher
-from monitor.source import SourceSpec
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.messages import Collector
+from crashwatch.monitor.pipeline.alerts import alert_spans, alert_starts
+from crashwatch.monitor.pipeline.camera import Monitor
+from crashwatch.monitor.pipeline.options import MonitorOptions
+from crashwatch.monitor.pipeline.source import SourceSpec
 
 log = logging.getLogger(__name__)
 
 
-def replay_clip(model: RiskModel, video: Path, stride: float | None, alert: dict[str, Any]) -> Monitor:
-    """Replay one file as fast as inference allows, publishing on an in-process endpoint nobody reads."""
+def replay_clip(model: RiskModel, video: Path, stride: float | None, alert_on: float | None) -> Monitor:
+    """Replay one file as fast as inference allows; its messages are kept in the process (``Monitor.risks`` and
+    ``Monitor.alerts``), not sent."""
     options = MonitorOptions(source=SourceSpec("file", str(video), str(video)), replay="fast", camera=video.name,
-                             stride=stride, alert=dict(alert))
-    endpoint = f"inproc://replay-{id(options)}"
-    monitor = Monitor(model, options, lambda status: Publisher(endpoint, video.name, status=None))
+                             stride=stride, alert_on=alert_on)
+    monitor = Monitor(model, options, lambda status: Collector())
     monitor.run()
     return monitor
 
 
 def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float | None = None,
-                alert: dict[str, Any] | None = None, skip_bad: bool = False,
+                alert_on: float | None = None, skip_bad: bool = False,
                 warning_window: float = WARNING_WINDOW, budget: float = FALSE_ALERT_BUDGET,
                 min_normal_hours: float = MIN_NORMAL_HOURS, runtime: str = "auto") -> dict[str, Any]:
     """Replay every clip of the split, write the report, and return its summary, with the field's metrics under
     ``field``. ``within_budget`` is the threshold recommended for ``budget``, None when none keeps within it or
     when the split holds less than ``min_normal_hours`` of normal driving (``withheld`` then says why)."""
     clips = read_split(data, split, skip_bad)
-    model = RiskModel(bundle, runtime=runtime)
+    model = RiskModel.open(bundle, runtime=runtime)
     out.mkdir(parents=True, exist_ok=True)
     for folder in ("plots", TRACES):
         (out / folder).mkdir(exist_ok=True)
     segments = segments_of(read_truth(data, split))
     rows, traces = [], []
     for number, clip in enumerate(clips, 1):
-        monitor = replay_clip(model, clip.video, stride, alert or {})
+        monitor = replay_clip(model, clip.video, stride, alert_on)
         times, probabilities = [r.t for r in monitor.risks], [r.probability for r in monitor.risks]
         start_times = alert_starts(monitor.alerts)
         spans = [(a, min(b, clip.info.duration)) for a, b in alert_spans(monitor.alerts)]
@@ -83,13 +90,13 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
                  len(start_times), "" if tta is None else f", time-to-accident {tta:.2f} s")
         traces.append(Trace(clip.name, clip.label, clip.event_time, clip.info.duration,
                             *written(times, probabilities)))
-    summary = summarise(rows, model.manifest.threshold if not alert or "on" not in alert else alert["on"])
+    summary = summarise(rows, model.manifest.threshold if alert_on is None else alert_on)
     summary.update({"bundle": str(bundle), "data": str(data), "split": split, "warning_window_s": warning_window,
                     "runtime": model.engine.runtime.value, "inference_precision": model.engine.inference_precision})
     if segments:
         summary["false_alerts_by_segment"] = dict(collections.Counter(
             kind for row in rows for kind in row["false_alerts_in"].split()).most_common())
-    curve = operating_curve(traces, {k: v for k, v in (alert or {}).items() if k != "on"}, warning_window)
+    curve = operating_curve(traces, {}, warning_window)
     _write_csv(out / "operating_curve.csv", curve)
     summary["within_budget"] = within_budget(curve, budget)
     if summary["normal_hours"] < min_normal_hours:

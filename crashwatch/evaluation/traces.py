@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from contract.errors import CrashwatchError
+from crashwatch.contract.errors import CrashwatchError
 from crashwatch.evaluation.curve import Trace
 
 REPORT = "replay_eval.json"

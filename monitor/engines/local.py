@@ -1,0 +1,214 @@
+"""The engines that run a bundle's graphs: onnxruntime everywhere, OpenVINO on CPUs where it is faster.
+
+One interface, ``Graph`` (a feed of named arrays in, the graph's first output out), so the model above it
+never knows which engine runs. OpenVINO runs the fp32 graphs at the CPU's own inference precision (bf16 on
+CPUs with AVX-512 BF16 or AMX) and the onnxruntime-quantized int8 graphs slowly, so a bundle exported with
+``--openvino`` carries OpenVINO graphs of its own (``vision.openvino.xml`` and so on), checked by
+the export's parity step; ``auto`` picks OpenVINO only for those (docs/export.md). A Triton server's graphs
+(``crashwatch.monitor.serving.triton``) come through the same interface.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Protocol, Sequence
+
+import numpy as np
+
+from crashwatch.contract.bundle import GRAPH_FILES, GRAPH_OUTPUTS, BundleError, Manifest
+from crashwatch.contract.errors import CrashwatchError
+
+log = logging.getLogger(__name__)
+
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+class Runtime(str, enum.Enum):
+    ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
+    AUTO = "auto"
+    TRITON = "triton"  # a Triton server's graphs (``monitor --model triton://...``), not a way to run a local bundle
+
+
+LOCAL_RUNTIMES = (Runtime.ONNXRUNTIME, Runtime.OPENVINO, Runtime.AUTO)  # what ``--runtime`` offers for a bundle
+
+
+class EngineError(CrashwatchError):
+    """A graph call that failed for a reason that may pass (a Triton server down, restarting or too slow): the
+    monitor reports it in ``status`` and goes on, skipping what it cannot score. ``source`` names the graph
+    called (URL and model)."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+
+
+class Graph(Protocol):
+    def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """Named inputs -> the graph's first output."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A bundle's graphs opened on one runtime, by name (``crashwatch.contract.bundle.GRAPHS``: vision and head, or vision,
+    block and readout), and what names it in ``status`` and the bench."""
+
+    runtime: Runtime
+    device: str  # the onnxruntime execution provider, or OpenVINO's device name
+    inference_precision: str  # what the matrix products run at: the bundle's precision, or OpenVINO's (bf16, f32)
+    graphs: Mapping[str, Graph]
+
+
+def choose_providers(precision: str, requested: Sequence[str] | None = None) -> list[str]:
+    """TensorRT, then CUDA, then CPU, as far as this onnxruntime offers them; a warning names any fallback."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if requested:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise BundleError(f"execution provider(s) {missing} not available here; available: {available}")
+        return list(requested)
+    chosen = [p for p in GPU_PROVIDERS if p in available]
+    chosen.append("CPUExecutionProvider")
+    if len(chosen) == 1 and precision == "fp16":
+        log.warning("fp16 bundle on CPUExecutionProvider: no CUDA or TensorRT provider here (onnxruntime offers %s); "
+                    "it runs, but fp16 is meant for GPUs and is no faster than fp32 on a CPU", available)
+    return chosen
+
+
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux reports them (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def has_bf16_matrix_units() -> bool:
+    """AMX tiles for bf16: where OpenVINO's bf16 beats onnxruntime's int8 (AVX-512 BF16 alone does not,
+    docs/benchmarks.md)."""
+    return "amx_bf16" in cpu_flags()
+
+
+def resolve(requested: Runtime, manifest: Manifest, providers: Sequence[str] | None = None) -> tuple[Runtime, str]:
+    """The runtime ``requested`` means for this bundle here, and why (logged, and said by the bench)."""
+    if requested is Runtime.ONNXRUNTIME:
+        return requested, "asked for"
+    if requested is Runtime.TRITON:
+        raise BundleError("a local bundle does not run on Triton: serve it (`crashwatch serve-triton`) and give the "
+                          "monitor --model triton://HOST:PORT/NAME")
+    if requested is Runtime.OPENVINO:
+        if not openvino_installed():
+            raise BundleError("--runtime openvino: the openvino package is not installed "
+                              "(pip install 'crashwatch[openvino]')")
+        return requested, "asked for"
+    import onnxruntime as ort
+
+    if any(p in GPU_PROVIDERS for p in providers or ort.get_available_providers()):
+        return Runtime.ONNXRUNTIME, "a GPU provider is available to onnxruntime"
+    if manifest.openvino is None:
+        return Runtime.ONNXRUNTIME, "the bundle has no OpenVINO graphs (export with --openvino)"
+    if not openvino_installed():
+        return Runtime.ONNXRUNTIME, "the openvino package is not installed"
+    if not has_bf16_matrix_units():
+        return Runtime.ONNXRUNTIME, "this CPU has no AMX bf16 matrix units, without which OpenVINO is no faster"
+    return Runtime.OPENVINO, "OpenVINO graphs in the bundle and AMX bf16 matrix units on this CPU"
+
+
+def open_engine(folder: Path, manifest: Manifest, runtime: Runtime, providers: Sequence[str] | None = None,
+                threads: int | None = None) -> Engine:
+    """Open the bundle's graphs on ``runtime`` (``auto`` resolved first)."""
+    chosen, why = resolve(runtime, manifest, providers)
+    log.info("runtime %s (%s)", chosen.value, why)
+    if chosen is Runtime.OPENVINO:
+        return _open_openvino(folder, manifest, threads)
+    return _open_onnxruntime(folder, manifest, providers, threads)
+
+
+def _open_onnxruntime(folder: Path, manifest: Manifest, providers: Sequence[str] | None,
+                      threads: int | None) -> Engine:
+    import onnxruntime as ort
+
+    chosen = choose_providers(manifest.precision, providers)
+    options = _session_options(threads)
+    try:
+        sessions = {name: ort.InferenceSession(str(folder / GRAPH_FILES[name]), options, providers=chosen)
+                    for name in manifest.graphs}
+    except Exception as err:  # onnxruntime raises its own exception types, not importable portably
+        raise BundleError(f"{folder}: onnxruntime cannot load a graph ({err})") from None
+    running = sessions["vision"].get_providers()[0]
+    if running != chosen[0]:
+        log.warning("%s is installed but could not start (no usable GPU or driver?); running on %s", chosen[0], running)
+    graphs = {name: (lambda feed, s=s, out=GRAPH_OUTPUTS[name]: s.run([out], feed)[0])
+              for name, s in sessions.items()}
+    return Engine(Runtime.ONNXRUNTIME, running, manifest.precision, graphs)
+
+
+def _session_options(threads: int | None):
+    """Options whose thread pool stops spinning when a call returns. A session's pool otherwise spins its
+    threads for a while after each call, and the next graph's call (the block or head after a vision pass,
+    another camera's) ran beside them on the same cores: the 500M streaming stride took 568 and 579 ms so,
+    and 512 and 511 ms with ``session.force_spinning_stop`` (docs/benchmarks.md). Within a call they still spin
+    between ops: turning spinning off altogether was slower, the text graphs' small ops then waiting for their
+    threads to wake."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.force_spinning_stop", "1")
+    if threads:
+        options.intra_op_num_threads = threads
+    return options
+
+
+class _OpenVinoGraph:
+    """One compiled OpenVINO model with its own infer request; a lock, as a request serves one call at a time."""
+
+    def __init__(self, compiled) -> None:
+        self._request = compiled.create_infer_request()
+        self._lock = threading.Lock()
+
+    def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        with self._lock:
+            self._request.infer(feed)
+            return np.array(self._request.get_output_tensor(0).data)
+
+
+def _open_openvino(folder: Path, manifest: Manifest, threads: int | None) -> Engine:
+    import openvino as ov
+
+    if manifest.openvino is not None:
+        files = {name: manifest.openvino[name] for name in manifest.graphs}
+    else:
+        files = {name: GRAPH_FILES[name] for name in manifest.graphs}
+        log.warning("%s has no OpenVINO graphs: OpenVINO runs its %s ONNX graphs, a path the export's parity check "
+                    "did not cover%s; export with --openvino for graphs of its own", folder, manifest.precision,
+                    " (and int8 ones slower than onnxruntime)" if manifest.precision == "int8" else "")
+    core = ov.Core()
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    try:
+        compiled = {name: core.compile_model(core.read_model(str(folder / file)), "CPU", config)
+                    for name, file in files.items()}
+    except RuntimeError as err:
+        raise BundleError(f"{folder}: OpenVINO cannot load a graph ({err})") from None
+    precision = compiled["vision"].get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    return Engine(Runtime.OPENVINO, "CPU", _PRECISION_NAMES.get(precision, precision),
+                  {name: _OpenVinoGraph(model) for name, model in compiled.items()})
+
+
+_PRECISION_NAMES = {"bf16": "bf16", "f32": "fp32", "f16": "fp16"}  # OpenVINO's element type names -> ours

@@ -1,0 +1,246 @@
+"""A bundle opened for inference: the two calls the monitor makes.
+
+``RiskModel`` verifies the bundle (``crashwatch.contract.bundle``) on open, runs its graphs on the runtime asked for
+(``crashwatch.monitor.engines.local``), then encodes frames (once per frame, cacheable) and turns a window of encoded frames
+into its logit and probability. What a frame is encoded to depends on the bundle's prompt layout: its image
+embeddings (``ChatLayout``, SmolVLM2's own layout, whose text model then runs over the whole prompt), or its
+block's keys and values at every layer (``StreamingLayout``, after which a window runs only the readout).
+``RiskModel.open`` reads a bundle's folder; ``RiskModel.from_triton`` takes the manifest, the prompt arrays and
+the graphs from a Triton server instead (``crashwatch.monitor.engines.triton``): everything above the model is
+the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Mapping, Protocol, Sequence
+
+import numpy as np
+
+from crashwatch.contract.bundle import (
+    BLOCK_EMBEDS,
+    HEAD_EMBEDS,
+    HEAD_MASK,
+    PROMPT_IDS,
+    READOUT_BLOCKS,
+    READOUT_EMBEDS,
+    READOUT_PREFIX,
+    TOKEN_EMBEDDINGS,
+    TOKEN_IDS,
+    VISION_INPUT,
+    BundleError,
+    Manifest,
+    read_array,
+)
+from crashwatch.contract.prompt import PromptLayout
+from crashwatch.contract.risk import sigmoid
+from crashwatch.monitor.engines.local import Engine, Graph, Runtime, open_engine
+
+log = logging.getLogger(__name__)
+
+PROMPT_ARRAYS = (PROMPT_IDS, TOKEN_IDS, TOKEN_EMBEDDINGS)
+
+
+class ChatLayout:
+    """The smolvlm layout: a frame is its image embeddings ``[T, D]``; a window's are merged into the prompt's
+    embeddings and the head graph runs the text model over all of it. (Each call is given the engine's graphs:
+    the fleet puts them behind batching after the model opened, ``crashwatch.monitor.serving.fleet``.)"""
+
+    def __init__(self, manifest: Manifest, template: np.ndarray, image_rows: np.ndarray, graphs: Mapping[str, Graph],
+                 origin: str) -> None:
+        self._manifest, self._template, self._image_rows = manifest, template, image_rows
+
+    def frame_states(self, graphs: Mapping[str, Graph], frame_embeds: np.ndarray) -> np.ndarray:
+        return frame_embeds
+
+    def window_logit(self, graphs: Mapping[str, Graph], states: Sequence[np.ndarray]) -> float:
+        m = self._manifest
+        _check_window(states, m.window.num_frames, (m.tokens_per_frame, m.hidden_size), "frame embeddings")
+        embeds = self._template.copy()
+        embeds[self._image_rows] = np.concatenate(list(states))
+        mask = np.ones((1, embeds.shape[0]), np.int64)
+        return float(graphs["head"]({HEAD_EMBEDS: embeds[None], HEAD_MASK: mask})[0])
+
+
+class Layout(Protocol):
+    """How a prompt layout turns frames into a window's logit (``ChatLayout``, ``StreamingLayout``)."""
+
+    def frame_states(self, graphs: Mapping[str, Graph], frame_embeds: np.ndarray) -> np.ndarray: ...
+
+    def window_logit(self, graphs: Mapping[str, Graph], states: Sequence[np.ndarray]) -> float: ...
+
+
+def _check_window(states: Sequence[np.ndarray], frames: int, shape: tuple[int, ...], what: str) -> None:
+    if len(states) != frames or any(s.shape != shape for s in states):
+        raise ValueError(f"a window needs {frames} {what} of shape {shape}, got "
+                         f"{[tuple(s.shape) for s in states]}")
+
+
+class StreamingLayout:
+    """The streaming layout (``crashwatch.contract.prompt``): a frame is its block's state, the keys and values of every
+    layer ``[2, layers, kv_heads, B, head_dim]``, computed from the frame alone; a window runs the readout
+    graph over the prefix's state (computed once, here) and its frames'. Blocks go
+    through the block graph one at a time, so a frame's state is the same whichever call computed it (an int8
+    graph's dynamic scales would otherwise depend on the other frames of a call)."""
+
+    def __init__(self, manifest: Manifest, template: np.ndarray, image_rows: np.ndarray, graphs: Mapping[str, Graph],
+                 origin: str) -> None:
+        segments, frames = manifest.segments, manifest.window.num_frames
+        if segments is None:
+            raise BundleError(f"{origin}: a streaming-layout manifest without its prompt segments")
+        prefix, block, readout = segments.prefix, segments.block, segments.readout
+        if template.shape[0] != prefix + frames * block + readout:
+            raise BundleError(f"{origin}/{PROMPT_IDS}: {template.shape[0]} tokens, but the manifest's streaming "
+                              f"segments make {prefix} + {frames} x {block} + {readout}")
+        local = image_rows - prefix
+        if np.any(local < 0) or np.any(local >= frames * block) or not np.array_equal(
+                local.reshape(frames, -1) % block, np.tile(local[:local.size // frames], (frames, 1))):
+            raise BundleError(f"{origin}/{PROMPT_IDS}: image tokens outside the frame blocks, or blocks that "
+                              "differ from each other")
+        self._block_template = template[prefix:prefix + block]
+        self._block_rows = local[:local.size // frames]
+        self._readout = template[None, prefix + frames * block:]
+        self._manifest = manifest
+        self._block = block
+        self._buffers = threading.local()
+        self.prefix_state = graphs["block"]({BLOCK_EMBEDS: template[None, :prefix]})[0]
+
+    def frame_states(self, graphs: Mapping[str, Graph], frame_embeds: np.ndarray) -> np.ndarray:
+        states = []
+        for embeds in frame_embeds:
+            block = self._block_template.copy()
+            block[self._block_rows] = embeds
+            states.append(graphs["block"]({BLOCK_EMBEDS: block[None]})[0])
+        return np.stack(states).astype(np.float32, copy=False)
+
+    def window_logit(self, graphs: Mapping[str, Graph], states: Sequence[np.ndarray]) -> float:
+        m = self._manifest
+        frames, (two, layers, heads, _, head_dim) = m.window.num_frames, self.prefix_state.shape
+        _check_window(states, frames, (two, layers, heads, self._block, head_dim), "frame states")
+        # The readout takes the frames after the key/value heads (``crashwatch.export.streaming``), copied into a buffer of
+        # the calling thread's (each camera's scorer has one): 4 ms for the 500M's 44 MB, where a new array
+        # each stride took 12 to 17 (its pages faulted in afresh).
+        blocks = getattr(self._buffers, "blocks", None)
+        if blocks is None:
+            blocks = self._buffers.blocks = np.empty((1, two, layers, heads, frames, self._block, head_dim),
+                                                     np.float32)
+        np.stack(states, axis=3, out=blocks[0])
+        feed = {READOUT_EMBEDS: self._readout, READOUT_PREFIX: self.prefix_state[None],
+                READOUT_BLOCKS: blocks}
+        return float(graphs["readout"](feed)[0])
+
+
+LAYOUTS: dict[PromptLayout, type[ChatLayout] | type[StreamingLayout]] = {
+    PromptLayout.SMOLVLM: ChatLayout, PromptLayout.STREAMING: StreamingLayout}
+
+
+class RiskModel:
+    """A verified bundle, ready to encode frames and score windows: ``open`` a bundle's folder, or take one
+    ``from_triton``."""
+
+    def __init__(self, name: str, origin: str, manifest: Manifest, arrays: Mapping[str, np.ndarray],
+                 engine: Engine) -> None:
+        """A bundle's verified ``manifest`` and prompt ``arrays`` on ``engine``; ``origin`` (the folder, or the
+        server's URL) names it in logs and errors."""
+        self.name = name
+        self.manifest = manifest
+        self.engine = engine
+        log.info("bundle %s (%s) on %s %s at %s", origin, manifest.precision, engine.runtime.value, engine.device,
+                 engine.inference_precision)
+        if manifest.zero_shot is not None:
+            log.info("zero-shot baseline: %s's own answer, %s", manifest.zero_shot["model"],
+                     " vs ".join(map(repr, manifest.zero_shot["answers"])))
+        self._prompt_template, image_rows = self._prompt(arrays, origin)
+        self.layout: Layout = LAYOUTS[manifest.layout](manifest, self._prompt_template, image_rows, engine.graphs,
+                                                       origin)
+
+    @classmethod
+    def open(cls, folder: str | Path, providers: Sequence[str] | None = None, threads: int | None = None,
+             runtime: Runtime | str = Runtime.ONNXRUNTIME) -> "RiskModel":
+        """The bundle in ``folder``, its files checked against the manifest, its graphs on ``runtime`` and warmed
+        up."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise BundleError(f"{folder}: no such bundle folder")
+        manifest = Manifest.read(folder)
+        manifest.verify_files(folder)
+        engine = open_engine(folder, manifest, Runtime(runtime), providers, threads)
+        arrays = {name: read_array(folder / name, str(folder / name)) for name in PROMPT_ARRAYS}
+        model = cls(folder.name, str(folder), manifest, arrays, engine)
+        model._warm_up()
+        return model
+
+    @classmethod
+    def from_triton(cls, url: str, timeout: float) -> "RiskModel":
+        """The bundle a Triton server serves at ``triton://HOST:PORT/NAME`` (``crashwatch serve-triton``, or the
+        repository of ``crashwatch export-triton``): its manifest and prompt arrays, checked against the manifest's
+        checksums, and its graphs called over gRPC, each call within ``timeout`` seconds."""
+        from crashwatch.monitor.engines.triton import TritonClient
+
+        client = TritonClient(url, timeout)
+        manifest, arrays = client.fetch_bundle()
+        return cls(client.target.name, client.target.url, manifest, arrays, client.engine(manifest))
+
+    def _prompt(self, arrays: Mapping[str, np.ndarray], origin: str) -> tuple[np.ndarray, np.ndarray]:
+        """The prompt's embeddings with zeros at image positions [L, D], and those positions."""
+        prompt_ids, token_ids, table = (arrays[name] for name in PROMPT_ARRAYS)
+        m = self.manifest
+        if table.shape != (token_ids.shape[0], m.hidden_size) or prompt_ids.ndim != 1:
+            raise BundleError(f"{origin}: prompt arrays have shapes {prompt_ids.shape}, {token_ids.shape}, "
+                              f"{table.shape}, inconsistent with hidden size {m.hidden_size}")
+        image_rows = np.flatnonzero(prompt_ids == m.image_token_id)
+        if image_rows.size != m.window.num_frames * m.tokens_per_frame:
+            raise BundleError(f"{origin}/{PROMPT_IDS}: {image_rows.size} image tokens, expected "
+                              f"{m.window.num_frames} frames x {m.tokens_per_frame}")
+        text = prompt_ids != m.image_token_id
+        lookup = np.searchsorted(token_ids, prompt_ids[text])
+        if np.any(lookup >= token_ids.size) or np.any(token_ids[lookup.clip(max=token_ids.size - 1)] != prompt_ids[text]):
+            raise BundleError(f"{origin}/{TOKEN_IDS}: does not cover every prompt token")
+        template = np.zeros((prompt_ids.size, m.hidden_size), np.float32)
+        template[text] = table[lookup]
+        return template, image_rows
+
+    def _warm_up(self) -> None:
+        """One window of blank frames through every graph: a runtime's first calls of a graph (OpenVINO's above
+        all: 874 and 451 ms against 270 ms for the 256M streaming stride, docs/benchmarks.md) are slower than the
+        rest, and a stream's first windows should not pay for it."""
+        size = self.manifest.pixels.image_size
+        states = self.encode_frames(np.zeros((1, 3, size, size), np.float32))
+        self.window_logit([states[0]] * self.manifest.window.num_frames)
+
+    def identity(self, demo: bool = False) -> dict[str, object]:
+        """What names this model in ``status`` and alert starts: folder name (or the Triton model's name),
+        precision, alert threshold of the bundle, content hash, whether it is the demo model (generated scenes
+        only), the runtime with the precision its matrix products run at, the prompt layout, and for a zero-shot
+        baseline the pretrained model and its answers (None for a trained model)."""
+        m, e = self.manifest, self.engine
+        zero_shot = None if m.zero_shot is None else {"model": m.zero_shot["model"], "answers": m.zero_shot["answers"]}
+        return {"name": self.name, "precision": m.precision, "threshold": m.threshold,
+                "hash": m.content_hash, "demo": demo, "runtime": e.runtime.value, "device": e.device,
+                "inference_precision": e.inference_precision, "layout": m.layout.value, "zero_shot": zero_shot}
+
+    @property
+    def prompt_length(self) -> int:
+        return int(self._prompt_template.shape[0])
+
+    def embed_frames(self, pixels: np.ndarray) -> np.ndarray:
+        """Preprocessed frames [F, 3, S, S] -> image embeddings [F, T, D] (float32): the vision graph."""
+        feed = {VISION_INPUT: np.ascontiguousarray(pixels, np.float32)}
+        return self.engine.graphs["vision"](feed).astype(np.float32)
+
+    def encode_frames(self, pixels: np.ndarray) -> np.ndarray:
+        """Preprocessed frames [F, 3, S, S] -> what a window's score needs of each frame, which depends on that
+        frame alone (so the scorer caches it): its image embeddings [F, T, D], or in the streaming layout its
+        block's state [F, 2, layers, kv_heads, B, head_dim]."""
+        return self.layout.frame_states(self.engine.graphs, self.embed_frames(pixels))
+
+    def window_logit(self, states: Sequence[np.ndarray]) -> float:
+        """``encode_frames`` of one window's frames, oldest first (an array, or the frames' arrays one by one as
+        the scorer caches them) -> the window's logit."""
+        return self.layout.window_logit(self.engine.graphs, states)
+
+    def window_probability(self, states: Sequence[np.ndarray]) -> float:
+        """The window's crash-risk probability."""
+        return float(sigmoid(self.window_logit(states)))

@@ -1,0 +1,131 @@
+"""Event clips: on an alert, the frames of the window that raised it and a few seconds after, as a video with
+a JSON sidecar. Written by a thread of its own so that a slow disk never holds up the monitor; a failure
+(unwritable folder, full disk) is logged and reported in ``status``, and alerts go on being published."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from crashwatch.contract.video import VideoError, probe_clip
+from crashwatch.monitor.evidence.ring import safe_name
+from crashwatch.monitor.frame import Frame
+from crashwatch.monitor.messages import Alert
+
+log = logging.getLogger(__name__)
+
+
+class EventRecorder:
+    """Collects frames for open events and writes each event when its post-roll is complete."""
+
+    def __init__(self, folder: Path, camera: str, post_seconds: float = 3.0) -> None:
+        self.folder = folder
+        self.camera = camera
+        self.post_seconds = post_seconds
+        self.written = 0
+        self.failed = 0
+        self.last_error: str | None = None
+        self._open: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+        self._thread.start()
+
+    def path_for(self, alert: Alert) -> Path:
+        """Where the clip of ``alert``'s episode goes (named in its start message)."""
+        return self.folder / f"{safe_name(self.camera)}-alert{alert.alert_id:04d}-{alert.t:09.2f}s.mp4"
+
+    def start(self, alert: Alert, window: list[Frame]) -> None:
+        """Open an event with the window's frames, to be written at ``path_for(alert)``."""
+        with self._lock:
+            self._open.append({"path": self.path_for(alert), "alert": alert.to_wire(), "frames": list(window),
+                               "until": alert.t + self.post_seconds})
+
+    def feed(self, frame: Frame) -> None:
+        """Every captured frame passes here; events take what they need and are written when complete."""
+        with self._lock:
+            if not self._open:
+                return
+            done = []
+            for event in self._open:
+                if frame.t > event["frames"][-1].t:
+                    event["frames"].append(frame)
+                if frame.t >= event["until"]:
+                    done.append(event)
+            for event in done:
+                self._open.remove(event)
+                self._queue.put(event)
+
+    def close(self) -> None:
+        """Write the events still open (stopping mid post-roll keeps what there is), then stop the writer."""
+        with self._lock:
+            for event in self._open:
+                self._queue.put(event)
+            self._open.clear()
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while (event := self._queue.get()) is not None:
+            try:
+                self._write(event)
+                self.written += 1
+            except Exception as err:  # any I/O failure: report and keep the monitor going
+                self.failed += 1
+                self.last_error = f"{event['path']}: {err}"
+                log.error("event clip not written: %s", self.last_error)
+
+    def _write(self, event: dict[str, Any]) -> None:
+        path: Path = event["path"]
+        frames: list[Frame] = event["frames"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fps, slots = clip_timing([f.t for f in frames])
+        height, width = frames[0].image.shape[:2]
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise OSError("cannot open a video writer there")
+        try:
+            for k, frame in enumerate(frames):
+                image = frame.image
+                if image.shape[:2] != (height, width):
+                    image = cv2.resize(image, (width, height))
+                following = slots[k + 1] if k + 1 < len(frames) else slots[k] + 1
+                for _ in range(following - slots[k]):  # a frame the capture dropped: the one before it held
+                    writer.write(image)
+        finally:
+            writer.release()
+        # OpenCV's writer reports no I/O errors: read the clip back to know it is whole (a full disk cuts it).
+        expected = slots[-1] + 1
+        try:
+            written = probe_clip(path).num_frames
+        except VideoError as err:
+            raise OSError(f"the clip cannot be read back ({err}); disk full?") from None
+        if written != expected:
+            raise OSError(f"only {written} of {expected} frames were written (disk full?)")
+        sidecar = {
+            "camera": self.camera, "clip": path.name, "alert": event["alert"], "fps": fps,
+            "frames": [{"id": f.id, "t": f.t, "captured_at": f.wall, "clip_t": slot / fps}
+                       for f, slot in zip(frames, slots)],
+        }
+        path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+        log.info("event clip written: %s (%d frames, %.2f s at %.2f fps)", path, len(frames), expected / fps, fps)
+
+
+def clip_timing(times: list[float]) -> tuple[float, list[int]]:
+    """The frame rate to write a clip of frames taken at stream ``times`` at, and the clip frame each one
+    starts at, so that the clip plays at the stream's own speed: the rate is the stream's (the median spacing,
+    which frames dropped by the capture do not move), and a gap holds the frame before it. Each frame then
+    shows within half a frame of its own time since the first."""
+    gaps = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
+    fps = 1.0 / gaps[len(gaps) // 2] if gaps else 10.0
+    slots, last = [], -1
+    for t in times:
+        last = max(last + 1, round((t - times[0]) * fps))
+        slots.append(last)
+    return fps, slots

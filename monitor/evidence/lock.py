@@ -1,0 +1,228 @@
+"""Event lock: an alert's evidence taken out of the loop recording into an event folder, so that it survives the
+ring, a crash and a power cut.
+
+On an alert ``start`` the event's sidecar (``event.json``: camera, the alert with its model, the window that
+raised it) is written atomically before anything else, in the monitor's thread, so every published start has
+one. Then, in the recorder's thread, the open segment is cut so the window's newest frames are in a closed
+file, and every segment from the window's start on is hard-linked (or copied, across file systems) into the
+folder, the sidecar rewritten after each; segments that close later are linked until the alert's end plus the
+post-roll. A monitor that dies leaves the folder consistent: the sidecar lists what is linked, with every
+frame's stream and wall time. At the next start ``recover`` links what the dead run closed after its last
+link and marks the event ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crashwatch.contract.errors import CrashwatchError
+from crashwatch.contract.window import EPSILON
+from crashwatch.monitor.evidence.durable import fsync, write_json
+from crashwatch.monitor.evidence.ring import LoopRecorder, Segment, safe_name
+from crashwatch.monitor.messages import Alert
+
+log = logging.getLogger(__name__)
+
+SIDECAR = "event.json"
+
+
+class EventState(str, enum.Enum):
+    RECORDING = "recording"  # the alert or its post-roll goes on
+    COMPLETE = "complete"  # linked up to the end of the post-roll
+    STOPPED = "stopped"  # the monitor was stopped before the post-roll ended
+    INTERRUPTED = "interrupted"  # the monitor died; a later start linked what that run had closed
+
+
+class UnreadableEvent(CrashwatchError):
+    """An event folder whose sidecar cannot be read; the message names it."""
+
+
+@dataclass
+class LockedEvent:
+    """What ``event.json`` holds."""
+
+    camera: str
+    session: str  # the recording run whose segments it takes
+    alert: dict[str, Any]  # the start message's body
+    window_start: float
+    window_end: float
+    state: EventState = EventState.RECORDING
+    until: float | None = None  # stream time the post-roll ends at, known once the alert ends
+    end: dict[str, Any] | None = None  # the end message's body
+    segments: list[dict[str, Any]] = field(default_factory=list)  # Segment fields, in order
+    errors: list[str] = field(default_factory=list)
+    updated_at: float = 0.0
+
+    def wants(self, segment: Segment) -> bool:
+        """Whether ``segment`` belongs in this event: its run, and overlapping the window to the post-roll."""
+        if segment.session != self.session or any(s["name"] == segment.name for s in self.segments):
+            return False
+        return segment.t_end > self.window_start + EPSILON and (self.until is None or segment.t_start < self.until)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "state": self.state.value}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "LockedEvent":
+        return cls(**{**data, "state": EventState(data["state"])})
+
+    @classmethod
+    def read(cls, folder: Path) -> "LockedEvent":
+        """The sidecar of the event ``folder``; an unreadable or malformed one raises ``UnreadableEvent``."""
+        try:
+            return cls.from_json(json.loads((folder / SIDECAR).read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UnreadableEvent(f"{folder / SIDECAR}: not an event sidecar ({err})") from None
+
+    def videos(self) -> list[str]:
+        """The names of the segment files it holds, in stream order."""
+        return [segment["name"] for segment in self.segments]
+
+
+class EventLocker:
+    """Locks alerts' segments from ``recorder`` into folders under ``folder``."""
+
+    def __init__(self, folder: Path, camera: str, recorder: LoopRecorder, post_seconds: float = 3.0) -> None:
+        self.folder = folder
+        self.camera = camera
+        self.recorder = recorder
+        self.post_seconds = post_seconds
+        self.locked = 0  # events started
+        self.complete = 0
+        self.recovered = 0
+        self.failed = 0
+        self.last_error: str | None = None
+        self._open: dict[int, tuple[Path, LockedEvent]] = {}  # alert id -> folder, event (recorder's thread)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.recover()
+        recorder.listeners.append(self)
+
+    def path_for(self, alert: Alert) -> Path:
+        """The event's folder, named for the camera, the wall-clock time and the alert (unique across runs)."""
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        return self.folder / f"{safe_name(self.camera)}-{stamp}-alert{alert.alert_id:04d}"
+
+    # -- the monitor's thread -------------------------------------------------------------------------------
+
+    def start(self, alert: Alert, path: Path, window_start: float, window_end: float) -> None:
+        """Write the event's sidecar now, then lock the window's segments in the recorder's thread."""
+        event = LockedEvent(self.camera, self.recorder.session, alert.to_wire(), window_start, window_end)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            self._save(path, event)
+        except OSError as err:
+            self._fail(f"{path}: the event sidecar cannot be written ({err.strerror or err})")
+            return
+        self.locked += 1
+        self.recorder.call(lambda: self._begin(alert.alert_id, path, event))
+
+    def end(self, alert: Alert) -> None:
+        """The alert ended: lock segments until its post-roll is over."""
+        until = alert.t + self.post_seconds
+        self.recorder.call(lambda: self._finish(alert.alert_id, until, alert.to_wire()))
+
+    def close(self) -> None:
+        """Called after the recorder closed: events whose post-roll the stop cut short say so."""
+        for path, event in self._open.values():
+            event.state = EventState.STOPPED
+            self._save(path, event)
+            log.info("event %s: the monitor stopped before its post-roll ended; kept what was recorded", path.name)
+        self._open.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "locked": self.locked, "open": len(self._open), "complete": self.complete,
+                "recovered": self.recovered, "failed": self.failed, "last_error": self.last_error}
+
+    # -- the recorder's thread ------------------------------------------------------------------------------
+
+    def _begin(self, alert_id: int, path: Path, event: LockedEvent) -> None:
+        self._open[alert_id] = (path, event)
+        for segment in list(self.recorder.segments):
+            if event.wants(segment):
+                self._link(path, event, segment)
+        self._save(path, event)
+        self.recorder.cut()  # the window's newest frames are in the open segment: close it, it is linked then
+
+    def _finish(self, alert_id: int, until: float, end: dict[str, Any]) -> None:
+        if alert_id not in self._open:
+            return
+        path, event = self._open[alert_id]
+        event.until, event.end = until, end
+        self._settle(alert_id)
+
+    def segment_closed(self, segment: Segment) -> None:
+        for alert_id, (path, event) in list(self._open.items()):
+            if event.wants(segment):
+                self._link(path, event, segment)
+                self._save(path, event)
+            self._settle(alert_id)
+
+    def _settle(self, alert_id: int) -> None:
+        """Complete an event whose segments reach the end of its post-roll."""
+        path, event = self._open[alert_id]
+        if event.until is not None and event.segments and event.segments[-1]["frames"][-1]["t"] >= event.until - EPSILON:
+            event.state = EventState.COMPLETE
+            self._save(path, event)
+            del self._open[alert_id]
+            self.complete += 1
+            log.info("event %s complete: %d segments", path.name, len(event.segments))
+
+    def _link(self, path: Path, event: LockedEvent, segment: Segment) -> None:
+        source = self.recorder.dir / segment.name
+        target = path / segment.name
+        try:
+            if not target.exists():
+                try:
+                    os.link(source, target)
+                except OSError:  # another file system, or links not allowed: copy
+                    shutil.copyfile(source, target)
+                    fsync(target)
+                fsync(path)
+            event.segments.append(asdict(segment))
+        except OSError as err:
+            message = f"{target}: cannot lock the segment ({err.strerror or err})"
+            event.errors.append(message)
+            self._fail(message)
+
+    def _save(self, path: Path, event: LockedEvent) -> None:
+        event.updated_at = time.time()
+        try:
+            write_json(path / SIDECAR, event.to_json())
+        except OSError as err:
+            self._fail(f"{path / SIDECAR}: cannot be written ({err.strerror or err})")
+
+    def _fail(self, message: str) -> None:
+        self.failed += 1
+        self.last_error = message
+        log.error("event: %s", message)
+
+    # -- start ----------------------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Finish the events a dead run left ``recording``: link the segments it closed after its last link."""
+        for sidecar in sorted(self.folder.glob(f"*/{SIDECAR}")):
+            try:
+                event = LockedEvent.read(sidecar.parent)
+            except UnreadableEvent as err:
+                log.warning("event: %s; left alone", err)
+                continue
+            if event.state is not EventState.RECORDING or event.camera != self.camera:
+                continue
+            before = len(event.segments)
+            for segment in self.recorder.segments:
+                if event.wants(segment):
+                    self._link(sidecar.parent, event, segment)
+            event.state = EventState.INTERRUPTED
+            self._save(sidecar.parent, event)
+            self.recovered += 1
+            log.warning("event %s was interrupted (the monitor stopped without finishing it): %d segments locked "
+                        "now, %d in all, up to stream time %.2f s", sidecar.parent.name, len(event.segments) - before,
+                        len(event.segments), event.segments[-1]["frames"][-1]["t"] if event.segments else event.window_end)

@@ -1,0 +1,440 @@
+"""Loop recording, as every dashcam does it: the camera stream written continuously to disk as short segments,
+each playable on its own once closed, kept in a ring bounded by size and age.
+
+A thread of its own writes, so a slow disk never holds up the capture (frames beyond a few seconds of backlog
+are dropped from the recording and counted). Each closed segment gets a JSON sidecar with every frame's
+stream and wall-clock time, written atomically after the video is closed, fsynced and read back, so a segment
+with a sidecar is whole; a video without one is the segment that was open when the monitor died, removed at
+the next start. ``index.jsonl`` beside them maps stream and wall-clock time to files for readers (event
+locking, a dashboard). Listeners (the event locker) hear of each segment as it closes, in the recorder's
+thread and before the ring drops anything, and may run work in that thread with ``call``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import queue
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+import cv2
+import numpy as np
+
+from crashwatch.contract.errors import CrashwatchError
+from crashwatch.contract.video import VideoError, probe_clip
+from crashwatch.monitor.evidence.durable import append_line, fsync, read_lines, write_json
+from crashwatch.monitor.frame import Frame
+
+log = logging.getLogger(__name__)
+
+# name -> (OpenCV fourcc, container). h264 where the installed OpenCV can encode it (browsers play it); the
+# pip wheels cannot, so auto falls back to mp4v, which costs ~2 ms a 640x360 frame; vp8 (WebM, which browsers
+# play too) costs ~10x that.
+CODECS = {"h264": ("avc1", ".mp4"), "mp4v": ("mp4v", ".mp4"), "vp8": ("VP80", ".webm")}
+CODEC_CHOICES = ("auto", *CODECS)
+INDEX = "index.jsonl"
+GAP_SECONDS = 1.0  # a longer gap between frames (an outage) ends the segment instead of holding a frame
+LOSSLESS_BACKLOG_FRAMES = 64  # frames a file replay may run ahead of the recorder before the capture waits
+FPS_PROBE_FRAMES = 5  # frames the first segment waits for to measure the stream's rate
+
+
+class RecordingError(CrashwatchError):
+    """The recording folder or its settings cannot be used; the message names them."""
+
+
+@dataclass(frozen=True)
+class KeepPolicy:
+    """How much of the ring to keep: at most ``max_bytes`` of segments, none older than ``max_age_s``."""
+
+    max_bytes: int | None = None
+    max_age_s: float | None = None
+
+    UNITS = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+    AGES = {"s": 1, "min": 60, "h": 3600, "d": 86400}
+
+    @classmethod
+    def parse(cls, text: str) -> "KeepPolicy":
+        """``2GB``, ``30min``, ``2GB,1h`` (size and/or age); ValueError saying what is wrong."""
+        max_bytes = max_age = None
+        for part in (p.strip() for p in text.split(",")):
+            match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-zA-Z]+)", part)
+            unit = match.group(2).lower() if match else ""
+            if match and unit in cls.UNITS and max_bytes is None:
+                max_bytes = int(float(match.group(1)) * cls.UNITS[unit])
+            elif match and unit in cls.AGES and max_age is None:
+                max_age = float(match.group(1)) * cls.AGES[unit]
+            else:
+                raise ValueError(f"{text!r}: give a size (500MB, 2GB), an age (30min, 24h, 7d) or both, "
+                                 "comma-separated")
+        if max_bytes == 0 or max_age == 0:
+            raise ValueError(f"{text!r}: a ring of nothing records nothing")
+        return cls(max_bytes, max_age)
+
+    def describe(self) -> str:
+        parts = ([f"{self.max_bytes / 1e6:.0f} MB"] if self.max_bytes else []) + \
+                ([f"{self.max_age_s / 3600:g} h"] if self.max_age_s else [])
+        return " and ".join(parts) or "unbounded"
+
+
+@dataclass
+class Segment:
+    """One closed segment: its file, and each frame's id, stream time, wall-clock time and time in the file."""
+
+    name: str
+    session: str  # the monitor run that wrote it: stream times of different runs are not comparable
+    number: int
+    fps: float
+    codec: str
+    bytes: int
+    frames: list[dict[str, float]] = field(repr=False)  # id, t, wall, clip_t
+
+    @property
+    def t_start(self) -> float:
+        return self.frames[0]["t"]
+
+    @property
+    def t_end(self) -> float:
+        """Just after the last frame: the stream time the next segment starts at."""
+        return self.frames[-1]["t"] + 1.0 / self.fps
+
+    @property
+    def wall_start(self) -> float:
+        return self.frames[0]["wall"]
+
+    @property
+    def wall_end(self) -> float:
+        return self.frames[-1]["wall"] + 1.0 / self.fps
+
+    @property
+    def duration(self) -> float:
+        return self.frames[-1]["clip_t"] + 1.0 / self.fps
+
+    def summary(self) -> dict[str, Any]:
+        """The index line: where this file lies in stream and wall-clock time."""
+        return {"name": self.name, "session": self.session, "number": self.number, "t_start": self.t_start,
+                "t_end": self.t_end, "wall_start": self.wall_start, "wall_end": self.wall_end,
+                "frames": len(self.frames), "fps": self.fps, "codec": self.codec, "bytes": self.bytes}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Segment":
+        return cls(**{key: data[key] for key in ("name", "session", "number", "fps", "codec", "bytes", "frames")})
+
+
+class SegmentListener(Protocol):
+    def segment_closed(self, segment: Segment) -> None: ...
+
+
+@dataclass
+class _OpenSegment:
+    path: Path
+    number: int
+    fps: float
+    size: tuple[int, int]  # height, width
+    writer: cv2.VideoWriter
+    frames: list[dict[str, float]] = field(default_factory=list)
+    last_slot: int = -1
+    last_image: np.ndarray | None = None
+
+    @property
+    def t0(self) -> float:
+        return self.frames[0]["t"]
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """FFmpeg prints each encoder it fails to open straight to the process's stderr: hide that while probing."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def probe_codec(name: str, folder: Path) -> str:
+    """The codec to record with: ``name``, or for ``auto`` the first of h264, mp4v this OpenCV can write."""
+    for candidate in (("h264", "mp4v") if name == "auto" else (name,)):
+        fourcc, suffix = CODECS[candidate]
+        with tempfile.TemporaryDirectory(dir=folder) as scratch, quiet_stderr():
+            path = Path(scratch) / f"probe{suffix}"
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), 10.0, (64, 48))
+            ok = writer.isOpened()
+            if ok:
+                writer.write(np.zeros((48, 64, 3), np.uint8))
+            writer.release()
+        if ok:
+            return candidate
+        if name != "auto":
+            raise RecordingError(f"--record-codec {name}: this OpenCV build cannot encode it; try mp4v")
+    raise RecordingError("this OpenCV build can encode neither H.264 nor MPEG-4 video")
+
+
+def safe_name(camera: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in camera)
+
+
+class LoopRecorder:
+    """Writes ``camera``'s frames as segments of at most ``segment_seconds`` in ``folder/CAMERA/``."""
+
+    def __init__(self, folder: Path, camera: str, keep: KeepPolicy, codec: str = "auto",
+                 segment_seconds: float = 2.0, backlog_seconds: float = 5.0, lossless: bool = False,
+                 nominal_fps: Callable[[], float | None] | None = None) -> None:
+        if not (math.isfinite(segment_seconds) and 0.2 <= segment_seconds <= 60):
+            raise RecordingError(f"segment length {segment_seconds} s: give 0.2 to 60 seconds")
+        self.dir = folder / safe_name(camera)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RecordingError(f"{self.dir}: cannot create the recording folder ({err.strerror})") from None
+        if not os.access(self.dir, os.W_OK):
+            raise RecordingError(f"{self.dir}: the recording folder is not writable")
+        self.camera = camera
+        self.keep = keep
+        self.codec = probe_codec(codec, self.dir)
+        self.fourcc, self.suffix = CODECS[self.codec]
+        self.segment_seconds = segment_seconds
+        self.backlog_seconds = backlog_seconds
+        self.lossless = lossless
+        self.nominal_fps = nominal_fps  # the source's declared frame rate, where it has one
+        now = time.time()
+        self.session = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
+        self.segments: list[Segment] = []
+        self.listeners: list[SegmentListener] = []
+        self.deleted = 0
+        self.failed = 0
+        self.frames_dropped = 0
+        self.last_error: str | None = None
+        self._number = 0
+        self._open: _OpenSegment | None = None
+        self._pending: list[Frame] = []  # the first frames, held until the stream's rate is known
+        self._gaps: list[float] = []  # the latest spacings between frames, for the segments' frame rate
+        self._last_t: float | None = None
+        self._index_deleted = 0
+        self._queue: queue.Queue[Frame | Callable[[], None] | None] = queue.Queue()
+        self._recover()
+        if self.codec != "h264":
+            log.info("recording %s to %s as %s (this OpenCV cannot encode H.264): players such as VLC and mpv "
+                     "play it, browsers need --record-codec vp8", camera, self.dir, self.codec)
+        self._thread = threading.Thread(target=self._run, name=f"recorder-{camera}", daemon=True)
+        self._thread.start()
+
+    # -- called from other threads --------------------------------------------------------------------------
+
+    def feed(self, frame: Frame) -> None:
+        """Every captured frame passes here (from the capture thread). Live, it never blocks: past
+        ``backlog_seconds`` of frames waiting for a slow disk, frames are dropped from the recording (counted);
+        a file replay (``lossless``) waits instead, as it may run faster than real time."""
+        if self.lossless:
+            while self._queue.qsize() >= LOSSLESS_BACKLOG_FRAMES and self._thread.is_alive():
+                time.sleep(0.005)
+        else:
+            spacing = statistics.median(self._gaps) if self._gaps else 0.1
+            if self._queue.qsize() * spacing > self.backlog_seconds:
+                self.frames_dropped += 1
+                return
+        self._queue.put(frame)
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in the recorder's thread after the frames fed so far."""
+        self._queue.put(fn)
+
+    def close(self) -> None:
+        """Close the open segment (its frames are kept) and stop the writer."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def stats(self) -> dict[str, Any]:
+        segments = list(self.segments)
+        return {"dir": str(self.dir), "codec": self.codec, "session": self.session, "keep": self.keep.describe(),
+                "segments": len(segments), "bytes": sum(s.bytes for s in segments),
+                "oldest_age_s": round(time.time() - segments[0].wall_start, 1) if segments else None,
+                "deleted": self.deleted, "failed": self.failed, "frames_dropped": self.frames_dropped,
+                "last_error": self.last_error}
+
+    # -- the recorder's thread ------------------------------------------------------------------------------
+
+    def cut(self) -> None:
+        """Close the open segment now (in the recorder's thread: from a function given to ``call``)."""
+        self._close_open()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                if isinstance(item, Frame):
+                    self._write(item)
+                else:
+                    item()
+            except Exception as err:  # a disk that fails: report it and keep recording what can be
+                self._fail(str(err))
+        while True:  # what came in behind the stop marker
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and not isinstance(item, Frame):
+                item()
+        self._flush_pending()
+        self._close_open()
+
+    def _fail(self, error: str) -> None:
+        self.failed += 1
+        self.last_error = error
+        log.error("recording: %s", error)
+
+    def _write(self, frame: Frame) -> None:
+        """Take a frame; the first few wait until the stream's frame rate is known."""
+        if self._last_t is not None and 0 < frame.t - self._last_t <= GAP_SECONDS:
+            self._gaps.append(frame.t - self._last_t)
+            del self._gaps[:-60]
+        self._last_t = frame.t
+        if self._number == 0 and len(self._gaps) < FPS_PROBE_FRAMES - 1:  # no segment yet
+            self._pending.append(frame)
+            return
+        self._flush_pending()
+        self._append(frame)
+
+    def _flush_pending(self) -> None:
+        held, self._pending = self._pending, []
+        for frame in held:
+            self._append(frame)
+
+    def _append(self, frame: Frame) -> None:
+        segment = self._open
+        if segment is not None:
+            slot = max(segment.last_slot + 1, round((frame.t - segment.t0) * segment.fps))
+            if frame.image.shape[:2] != segment.size or slot >= round(self.segment_seconds * segment.fps) \
+                    or frame.t - segment.frames[-1]["t"] > GAP_SECONDS or frame.t < segment.frames[-1]["t"]:
+                self._close_open()
+                segment = None
+        if segment is None:
+            segment = self._open = self._start_segment(frame)
+            slot = 0
+        if segment.last_image is not None:  # frames the capture dropped: the one before held
+            for _ in range(slot - segment.last_slot - 1):
+                segment.writer.write(segment.last_image)
+        segment.writer.write(frame.image)
+        segment.frames.append({"id": frame.id, "t": frame.t, "wall": frame.wall, "clip_t": slot / segment.fps})
+        segment.last_slot, segment.last_image = slot, frame.image
+
+    def _start_segment(self, frame: Frame) -> _OpenSegment:
+        nominal = self.nominal_fps() if self.nominal_fps is not None else None
+        if nominal:  # the source's own rate: arrival times of a live stream come in bursts
+            fps = round(nominal, 3)
+        else:
+            fps = round(1.0 / statistics.median(self._gaps), 3) if self._gaps else 10.0
+        self._number += 1
+        path = self.dir / f"{self.session}-{self._number:06d}{self.suffix}"
+        height, width = frame.image.shape[:2]
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*self.fourcc), fps, (width, height))
+        if not writer.isOpened():
+            raise OSError(f"{path}: cannot open a video writer there")
+        return _OpenSegment(path, self._number, fps, (height, width), writer)
+
+    def _close_open(self) -> None:
+        segment, self._open = self._open, None
+        if segment is None:
+            return
+        segment.writer.release()
+        if not segment.frames:
+            segment.path.unlink(missing_ok=True)
+            return
+        try:
+            fsync(segment.path)
+            # OpenCV's writer reports no I/O error: read the file back to know it is whole (a full disk cuts it).
+            expected = segment.last_slot + 1
+            try:
+                written = probe_clip(segment.path).num_frames
+            except VideoError as err:
+                raise OSError(f"{segment.path}: the segment cannot be read back ({err}); disk full?") from None
+            if written != expected:
+                raise OSError(f"{segment.path}: only {written} of {expected} frames were written (disk full?)")
+            closed = Segment(segment.path.name, self.session, segment.number, segment.fps, self.codec,
+                             segment.path.stat().st_size, segment.frames)
+            self._prune(incoming=closed.bytes)
+            write_json(segment.path.with_suffix(".json"), asdict(closed))
+            append_line(self.dir / INDEX, closed.summary())
+        except OSError as err:
+            segment.path.unlink(missing_ok=True)
+            self._fail(str(err))
+            return
+        self.segments.append(closed)
+        for listener in self.listeners:
+            listener.segment_closed(closed)
+
+    def _prune(self, incoming: int) -> None:
+        """Make room for a closed segment of ``incoming`` bytes: drop the oldest while the ring would be over
+        its size, and those over its age. Events hold hard links to what they locked (taken when their alert
+        started and as each segment closed), so an event's evidence outlives the ring's copy."""
+        now = time.time()
+        total = sum(s.bytes for s in self.segments) + incoming
+        while self.segments:
+            oldest = self.segments[0]
+            over_size = self.keep.max_bytes is not None and total > self.keep.max_bytes
+            over_age = self.keep.max_age_s is not None and now - oldest.wall_end > self.keep.max_age_s
+            if not (over_size or over_age):
+                break
+            self.segments.pop(0)
+            total -= oldest.bytes
+            for path in (self.dir / oldest.name, (self.dir / oldest.name).with_suffix(".json")):
+                path.unlink(missing_ok=True)
+            self.deleted += 1
+            self._index_deleted += 1
+            append_line(self.dir / INDEX, {"deleted": oldest.name})
+        if self._index_deleted > max(100, len(self.segments)):
+            self._write_index()
+
+    def _write_index(self) -> None:
+        temp = self.dir / f".{INDEX}.tmp"
+        temp.write_text("".join(json.dumps(s.summary()) + "\n" for s in self.segments), encoding="utf-8")
+        fsync(temp)
+        os.replace(temp, self.dir / INDEX)
+        self._index_deleted = 0
+
+    # -- start ----------------------------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Take up the segments earlier runs closed; remove what a run killed mid-write left."""
+        closed: dict[str, Segment] = {}
+        for sidecar in self.dir.glob("*.json"):
+            try:
+                segment = Segment.from_json(json.loads(sidecar.read_text(encoding="utf-8")))
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("recording: %s is not a segment sidecar; left alone", sidecar)
+                continue
+            if (self.dir / segment.name).is_file():
+                closed[segment.name] = segment
+        for path in self.dir.iterdir():
+            if path.name.startswith(".") and path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)
+            elif path.suffix in (".mp4", ".webm") and path.name not in closed:
+                log.warning("recording: removed %s, the segment being written when the monitor stopped", path.name)
+                path.unlink(missing_ok=True)
+        self.segments = sorted(closed.values(), key=lambda s: (s.wall_start, s.number))
+        if self.segments:
+            log.info("recording: %d segments from earlier runs kept in %s", len(self.segments), self.dir)
+        self._write_index()
+
+
+def read_index(folder: Path) -> list[dict[str, Any]]:
+    """The live segments of a recording folder (``folder/CAMERA``), oldest first, from its index."""
+    live: dict[str, dict[str, Any]] = {}
+    for record in read_lines(folder / INDEX):
+        if "deleted" in record:
+            live.pop(record["deleted"], None)
+        elif "name" in record:
+            live[record["name"]] = record
+    return list(live.values())
