@@ -3,7 +3,7 @@ chromium and chromium-driver, through selenium) on a real dashboard process foll
 that replay real dashcam clips; CURVE and the bearer token against real processes; the state and the clips on
 their own. Everything listens on loopback.
 
-``CRASHWATCH_SCREENSHOT=docs/dashboard.png`` makes the browser test save the page it sees there (the README's
+``CRASHWATCH_SCREENSHOT=docs/dashboard.png`` makes the browser test save the page it sees there (docs/dashboard.md's
 picture); without it nothing is written outside the test's folder.
 """
 
@@ -184,7 +184,7 @@ def test_the_page_follows_real_monitors_live(chromium, tmp_path):
         assert played > 0.2, "the clip does not play"
 
         time.sleep(2)
-        if os.environ.get("CRASHWATCH_SCREENSHOT"):  # the README's picture
+        if os.environ.get("CRASHWATCH_SCREENSHOT"):  # docs/dashboard.md's picture
             chromium.save_screenshot(os.environ["CRASHWATCH_SCREENSHOT"])
 
         # Both cameras' risk, every value on the page within a second of being published, counted from the first

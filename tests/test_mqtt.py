@@ -16,7 +16,8 @@ import pytest
 
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.monitor.messages import Alert, AlertEvent, Topic, envelope
-from crashwatch.monitor.transports.mqtt import PASSWORD_ENV, USERNAME_ENV, MqttError, MqttSink, MqttTarget
+from crashwatch.monitor.transports.mqtt import MqttSink
+from crashwatch.monitor.transports.mqtt_target import PASSWORD_ENV, USERNAME_ENV, MqttError, MqttTarget
 from crashwatch.monitor.transports.outbox import Outbox, OutboxError
 from tests.conftest import REPO
 from tests.mqtt_broker import Broker, Subscriber, free_port, need_mosquitto, wait_until
@@ -161,7 +162,8 @@ CHILD = """
 import json, logging, sys, time
 from pathlib import Path
 from crashwatch.monitor.messages import Topic
-from crashwatch.monitor.transports.mqtt import MqttSink, MqttTarget
+from crashwatch.monitor.transports.mqtt import MqttSink
+from crashwatch.monitor.transports.mqtt_target import MqttTarget
 logging.basicConfig(level=logging.WARNING)
 port, outbox, mode = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 sink = MqttSink(MqttTarget.parse(f"mqtt://127.0.0.1:{port}"), "cam1", outbox_path=outbox, keepalive=2)

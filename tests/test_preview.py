@@ -20,7 +20,8 @@ from crashwatch.monitor.pipeline.options import MonitorOptions
 from crashwatch.monitor.pipeline.preview import PREVIEW_PERIOD_S, PREVIEW_WIDTH
 from crashwatch.monitor.pipeline.source import parse_source
 from crashwatch.monitor.serving.cameras import load_cameras
-from crashwatch.monitor.transports.mqtt import MqttSink, MqttTarget
+from crashwatch.monitor.transports.mqtt import MqttSink
+from crashwatch.monitor.transports.mqtt_target import MqttTarget
 from crashwatch.monitor.transports.outbox import Outbox
 from crashwatch.monitor.transports.subscribe import describe
 from crashwatch.monitor.transports.zeromq import Publisher

@@ -19,7 +19,7 @@ from crashwatch.cli import main
 from crashwatch.contract.video import probe_clip, read_frames
 from crashwatch.monitor.engines.model import RiskModel
 from crashwatch.monitor.evidence.lock import SIDECAR
-from crashwatch.monitor.evidence.ring import KeepPolicy, read_index
+from crashwatch.monitor.evidence.segments import KeepPolicy, read_index
 from crashwatch.monitor.pipeline.camera import Monitor
 from crashwatch.monitor.pipeline.options import MonitorOptions, OptionsError
 from crashwatch.monitor.pipeline.source import parse_source

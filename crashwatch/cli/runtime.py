@@ -126,7 +126,8 @@ def _mqtt_sinks(url: str, password_file: Path | None, ca: Path | None, prefix: s
                 outbox_for: Callable[[str], Path | None]) -> list:
     """The MQTT sink's maker for a camera name (the URL checked now, so a bad one stops the start); a camera
     whose ``outbox_for`` is None gets the default outbox."""
-    from crashwatch.monitor.transports.mqtt import MqttSink, MqttTarget, default_outbox
+    from crashwatch.monitor.transports.mqtt import MqttSink, default_outbox
+    from crashwatch.monitor.transports.mqtt_target import MqttTarget
 
     target = MqttTarget.parse(url, password_file, ca)
     return [lambda name: MqttSink(target, name, prefix, outbox_path=outbox_for(name) or default_outbox(name),

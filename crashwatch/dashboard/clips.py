@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 
 from crashwatch.contract.errors import CrashwatchError
+from crashwatch.monitor.evidence.codecs import quiet_stderr
 from crashwatch.monitor.evidence.lock import SIDECAR, EventState, LockedEvent, UnreadableEvent
-from crashwatch.monitor.evidence.ring import quiet_stderr
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 
 from crashwatch.contract.video import VideoError, probe_clip
-from crashwatch.monitor.evidence.ring import safe_name
+from crashwatch.monitor.evidence.segments import safe_name
 from crashwatch.monitor.frame import Frame
 from crashwatch.monitor.messages import Alert
 

@@ -26,7 +26,8 @@ from typing import Any
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.contract.window import EPSILON
 from crashwatch.monitor.evidence.durable import fsync, write_json
-from crashwatch.monitor.evidence.ring import LoopRecorder, Segment, safe_name
+from crashwatch.monitor.evidence.ring import LoopRecorder
+from crashwatch.monitor.evidence.segments import Segment, safe_name
 from crashwatch.monitor.messages import Alert
 
 log = logging.getLogger(__name__)

@@ -12,127 +12,39 @@ thread and before the ring drops anything, and may run work in that thread with 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
 import queue
-import re
 import statistics
-import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
-from crashwatch.contract.errors import CrashwatchError
 from crashwatch.contract.video import VideoError, probe_clip
-from crashwatch.monitor.evidence.durable import append_line, fsync, read_lines, write_json
+from crashwatch.monitor.evidence.codecs import CODECS, probe_codec
+from crashwatch.monitor.evidence.durable import append_line, fsync, write_json
+from crashwatch.monitor.evidence.segments import (
+    INDEX,
+    KeepPolicy,
+    RecordingError,
+    Segment,
+    SegmentListener,
+    safe_name,
+)
 from crashwatch.monitor.frame import Frame
 
 log = logging.getLogger(__name__)
 
-# name -> (OpenCV fourcc, container). h264 where the installed OpenCV can encode it (browsers play it); the
-# pip wheels cannot, so auto falls back to mp4v, which costs ~2 ms a 640x360 frame; vp8 (WebM, which browsers
-# play too) costs ~10x that.
-CODECS = {"h264": ("avc1", ".mp4"), "mp4v": ("mp4v", ".mp4"), "vp8": ("VP80", ".webm")}
-CODEC_CHOICES = ("auto", *CODECS)
-INDEX = "index.jsonl"
 GAP_SECONDS = 1.0  # a longer gap between frames (an outage) ends the segment instead of holding a frame
 LOSSLESS_BACKLOG_FRAMES = 64  # frames a file replay may run ahead of the recorder before the capture waits
 FPS_PROBE_FRAMES = 5  # frames the first segment waits for to measure the stream's rate
-
-
-class RecordingError(CrashwatchError):
-    """The recording folder or its settings cannot be used; the message names them."""
-
-
-@dataclass(frozen=True)
-class KeepPolicy:
-    """How much of the ring to keep: at most ``max_bytes`` of segments, none older than ``max_age_s``."""
-
-    max_bytes: int | None = None
-    max_age_s: float | None = None
-
-    UNITS = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-    AGES = {"s": 1, "min": 60, "h": 3600, "d": 86400}
-
-    @classmethod
-    def parse(cls, text: str) -> "KeepPolicy":
-        """``2GB``, ``30min``, ``2GB,1h`` (size and/or age); ValueError saying what is wrong."""
-        max_bytes = max_age = None
-        for part in (p.strip() for p in text.split(",")):
-            match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-zA-Z]+)", part)
-            unit = match.group(2).lower() if match else ""
-            if match and unit in cls.UNITS and max_bytes is None:
-                max_bytes = int(float(match.group(1)) * cls.UNITS[unit])
-            elif match and unit in cls.AGES and max_age is None:
-                max_age = float(match.group(1)) * cls.AGES[unit]
-            else:
-                raise ValueError(f"{text!r}: give a size (500MB, 2GB), an age (30min, 24h, 7d) or both, "
-                                 "comma-separated")
-        if max_bytes == 0 or max_age == 0:
-            raise ValueError(f"{text!r}: a ring of nothing records nothing")
-        return cls(max_bytes, max_age)
-
-    def describe(self) -> str:
-        parts = ([f"{self.max_bytes / 1e6:.0f} MB"] if self.max_bytes else []) + \
-                ([f"{self.max_age_s / 3600:g} h"] if self.max_age_s else [])
-        return " and ".join(parts) or "unbounded"
-
-
-@dataclass
-class Segment:
-    """One closed segment: its file, and each frame's id, stream time, wall-clock time and time in the file."""
-
-    name: str
-    session: str  # the monitor run that wrote it: stream times of different runs are not comparable
-    number: int
-    fps: float
-    codec: str
-    bytes: int
-    frames: list[dict[str, float]] = field(repr=False)  # id, t, wall, clip_t
-
-    @property
-    def t_start(self) -> float:
-        return self.frames[0]["t"]
-
-    @property
-    def t_end(self) -> float:
-        """Just after the last frame: the stream time the next segment starts at."""
-        return self.frames[-1]["t"] + 1.0 / self.fps
-
-    @property
-    def wall_start(self) -> float:
-        return self.frames[0]["wall"]
-
-    @property
-    def wall_end(self) -> float:
-        return self.frames[-1]["wall"] + 1.0 / self.fps
-
-    @property
-    def duration(self) -> float:
-        return self.frames[-1]["clip_t"] + 1.0 / self.fps
-
-    def summary(self) -> dict[str, Any]:
-        """The index line: where this file lies in stream and wall-clock time."""
-        return {"name": self.name, "session": self.session, "number": self.number, "t_start": self.t_start,
-                "t_end": self.t_end, "wall_start": self.wall_start, "wall_end": self.wall_end,
-                "frames": len(self.frames), "fps": self.fps, "codec": self.codec, "bytes": self.bytes}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Segment":
-        return cls(**{key: data[key] for key in ("name", "session", "number", "fps", "codec", "bytes", "frames")})
-
-
-class SegmentListener(Protocol):
-    def segment_closed(self, segment: Segment) -> None: ...
 
 
 @dataclass
@@ -149,42 +61,6 @@ class _OpenSegment:
     @property
     def t0(self) -> float:
         return self.frames[0]["t"]
-
-
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """FFmpeg prints each encoder it fails to open straight to the process's stderr: hide that while probing."""
-    sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
-def probe_codec(name: str, folder: Path) -> str:
-    """The codec to record with: ``name``, or for ``auto`` the first of h264, mp4v this OpenCV can write."""
-    for candidate in (("h264", "mp4v") if name == "auto" else (name,)):
-        fourcc, suffix = CODECS[candidate]
-        with tempfile.TemporaryDirectory(dir=folder) as scratch, quiet_stderr():
-            path = Path(scratch) / f"probe{suffix}"
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), 10.0, (64, 48))
-            ok = writer.isOpened()
-            if ok:
-                writer.write(np.zeros((48, 64, 3), np.uint8))
-            writer.release()
-        if ok:
-            return candidate
-        if name != "auto":
-            raise RecordingError(f"--record-codec {name}: this OpenCV build cannot encode it; try mp4v")
-    raise RecordingError("this OpenCV build can encode neither H.264 nor MPEG-4 video")
-
-
-def safe_name(camera: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in camera)
 
 
 class LoopRecorder:
@@ -427,14 +303,3 @@ class LoopRecorder:
         if self.segments:
             log.info("recording: %d segments from earlier runs kept in %s", len(self.segments), self.dir)
         self._write_index()
-
-
-def read_index(folder: Path) -> list[dict[str, Any]]:
-    """The live segments of a recording folder (``folder/CAMERA``), oldest first, from its index."""
-    live: dict[str, dict[str, Any]] = {}
-    for record in read_lines(folder / INDEX):
-        if "deleted" in record:
-            live.pop(record["deleted"], None)
-        elif "name" in record:
-            live[record["name"]] = record
-    return list(live.values())

@@ -30,7 +30,7 @@ class AlertPolicy:
 
     @classmethod
     def around(cls, threshold: float, **overrides: Any) -> "AlertPolicy":
-        """The default policy for a calibrated threshold: off 0.1 below it (or at 80 % for small thresholds)."""
+        """The default policy for a calibrated threshold: off at the lower of 0.1 below it and 80 % of it."""
         off = overrides.pop("off", None)
         if off is None:
             off = max(min(threshold - 0.1, threshold * 0.8), 0.0)

@@ -31,11 +31,12 @@ from crashwatch.monitor.evidence.ring import LoopRecorder
 from crashwatch.monitor.frame import Frame
 from crashwatch.monitor.messages import Alert, AlertEvent, Outlet, Risk, Status
 from crashwatch.monitor.pipeline.alerts import AlertPolicy, AlertTracker, alert_starts
+from crashwatch.monitor.pipeline.buffer import FrameBuffer
 from crashwatch.monitor.pipeline.options import MonitorOptions, OptionsError
 from crashwatch.monitor.pipeline.prefetch import WindowPrefetcher, first_window_end
 from crashwatch.monitor.pipeline.preview import Previewer
 from crashwatch.monitor.pipeline.scorer import WindowScore, WindowScorer
-from crashwatch.monitor.pipeline.source import Capture, FrameBuffer
+from crashwatch.monitor.pipeline.source import Capture
 
 log = logging.getLogger(__name__)
 

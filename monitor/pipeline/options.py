@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from crashwatch.contract.errors import CrashwatchError
-from crashwatch.monitor.evidence.ring import CODEC_CHOICES, KeepPolicy
+from crashwatch.monitor.evidence.codecs import CODEC_CHOICES
+from crashwatch.monitor.evidence.segments import KeepPolicy
 from crashwatch.monitor.pipeline.source import SourceSpec, parse_source
 
 CAMERA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a replay names its camera after its file
@@ -168,8 +169,8 @@ class MonitorOptions:
         "--alert-on", "alert.on", "Probability that starts an alert (default: the calibrated threshold).",
         "PROBABILITY", number(0, 1))
     alert_off: float | None = setting(
-        "--alert-off", "alert.off", "Probability below which an alert ends (default: 0.1 below --alert-on).",
-        "PROBABILITY", number(0, 1))
+        "--alert-off", "alert.off", "Probability below which an alert ends (default: the lower of 0.1 below "
+        "--alert-on and 80 % of it).", "PROBABILITY", number(0, 1))
     alert_min_on_seconds: float = setting(
         "--alert-min-on", "alert.min_on_seconds", "Seconds above --alert-on before an alert starts.",
         "SECONDS", number(0, 3600), 0.0)

@@ -20,8 +20,8 @@ import threading
 from crashwatch.contract.window import EPSILON, WindowSpec
 from crashwatch.monitor.engines.local import EngineError
 from crashwatch.monitor.frame import Frame
+from crashwatch.monitor.pipeline.buffer import FrameBuffer
 from crashwatch.monitor.pipeline.scorer import WindowScorer
-from crashwatch.monitor.pipeline.source import FrameBuffer
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-// The crashwatch dashboard page: draws what /ws sends (README, "Dashboard"). The server keeps the state and
+// The crashwatch dashboard page: draws what /ws sends (docs/dashboard.md). The server keeps the state and
 // sends it whole on connecting, then every monitor message and its own events (a camera silent or heard again,
 // an alert record changed); this file only keeps the last minute of risk per camera and draws.
 "use strict";
