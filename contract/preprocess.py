@@ -5,7 +5,7 @@ resized to the model's size (aspect kept), then the frame is resized to a square
 Pillow's Lanczos filter on uint8 pixels; it is then rescaled by 1/255 and normalised with the model's mean and
 std. We call the same Pillow resampler, so the pixels are bit-identical to transformers' (OpenCV's Lanczos
 differs by up to 1.1 on the [-1, 1] scale at sharp edges when downscaling 1280x720, as it does not widen the
-filter), without needing torch or transformers. ``tests/test_contract.py`` holds this to transformers.
+filter), without needing torch or transformers. ``tests/contract/test_contract.py`` holds this to transformers.
 
 A frame far larger than the model's size (longest edge over ``PRE_SHRINK_ABOVE`` times it, 1080p and 4K for
 512 px) is first shrunk with OpenCV's area filter by the whole factor that brings it to at most

@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.shared import REPO
 
 
 def rooms() -> dict[str, str]:

@@ -1,0 +1,91 @@
+"""A monitor on a bundle too slow for its stride: the stride lengthens, windows keep sharing frames, and no
+frame is encoded twice. The bundle is made slow on purpose: a 12-layer text model over a 648-token
+prompt, run on one thread, takes about twice the 0.2 s stride a window on this project's CPUs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from crashwatch.bench.process import free_port
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.pipeline.camera import Monitor
+from crashwatch.monitor.pipeline.options import MonitorOptions
+from crashwatch.monitor.pipeline.source import parse_source
+from crashwatch.monitor.transports.zeromq import Publisher
+from tests.support.collector import Collector
+from tests.support.media import QUESTION, write_split, write_video
+from tests.support.shared import TINY_CONFIG
+
+SLOW = {"window_seconds": 1.4, "num_frames": 8, "image_size": 256,
+        "text_config": {"hidden_size": 512, "intermediate_size": 1024, "num_hidden_layers": 12,
+                        "num_attention_heads": 8},
+        "vision_config": {"image_size": 256}}
+
+
+@pytest.fixture(scope="module")
+def slow_bundle(tmp_path_factory) -> Path:
+    """The tiny config with a large text model and 8 frames of 64 tokens, random weights, exported to fp32."""
+    from crashwatch.export.exporter import export_bundle
+    from crashwatch.train.config import load_config
+    from crashwatch.train.fit import train
+
+    root = tmp_path_factory.mktemp("slow")
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    architecture = config["backbone"]["architecture"]
+    for part in ("text_config", "vision_config"):
+        architecture[part].update(SLOW[part])
+    config.update({k: SLOW[k] for k in ("window_seconds", "num_frames", "image_size")})
+    (root / "slow.yaml").write_text(yaml.safe_dump(config))
+    for split in ("train", "val"):
+        write_split(root / "data", split, [{"video": f"{split}{i}.mp4", "text": QUESTION, "label": i} for i in (0, 1)])
+    train(load_config(root / "slow.yaml"), root / "data", root / "run", max_steps=0)
+    export_bundle(root / "run", root / "bundle", "fp32", write_video(root / "parity.mp4", 30))
+    return root / "bundle"
+
+
+@pytest.mark.timed
+def test_an_overloaded_monitor_lengthens_its_stride_and_encodes_only_new_frames(slow_bundle, tmp_path):
+    clip = write_video(tmp_path / "drive.mp4", 200, fps=25.0)  # 8 s, replayed in real time
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    monitor = Monitor(RiskModel.open(slow_bundle, threads=1),
+                      MonitorOptions(source=parse_source(str(clip)), replay="realtime"),
+                      lambda status: Publisher(endpoint, "cam0", status=status))
+    assert monitor.stride == pytest.approx(0.2)
+    collector = Collector(endpoint)
+    try:
+        assert collector.wait_for(lambda c: c.of("status"), 5), "no status heartbeat reached the subscriber"
+        summary = monitor.run()
+        collector.wait_for(lambda c: len(c.of("risk")) >= summary["strides"], 3)
+    finally:
+        collector.stop()
+    risks = collector.of("risk")
+    assert len(risks) == summary["strides"] and summary["strides_skipped"] > 0, summary
+
+    previous: set[int] = set()
+    for risk in risks:  # never more vision passes than frames the window does not share with the last one
+        ids = set(risk["frame_ids"])
+        assert risk["timings"]["frames_encoded"] <= len(ids - previous), risk
+        previous = ids
+    scored = set().union(*(r["frame_ids"] for r in risks))
+    assert monitor.scorer.passes == len(scored)  # each frame scored encoded once, none encoded in vain
+    effective = [r["effective_stride_s"] for r in risks[1:]]
+    assert all(round(e / 0.2, 6).is_integer() for e in effective), effective  # whole strides: frames shared
+    longer = [r for r in risks if r["effective_stride_s"] and r["effective_stride_s"] > 0.2 + 1e-6]
+    assert longer and all("head takes" in r["stride_reason"] for r in longer), longer[:1]
+    full = [r for r in risks if not r["partial"]]
+    for a, b in zip(full, full[1:]):  # a window slid by k strides keeps all but k of its 8 frames
+        assert len(set(a["frame_ids"]) & set(b["frame_ids"])) == 8 - round(b["effective_stride_s"] / 0.2), (a, b)
+    typical = float(np.mean(effective))
+    assert typical > 0.2  # the machine cannot keep the 0.2 s stride with this bundle on one thread
+    # No backlog: a queue of windows would raise every latency and go on raising it, so the median is held to
+    # 2 strides and the worst window to 3. A p99 over a dozen windows is the worst one, which one stall of a
+    # loaded shared host pushed past 2 strides (1.31 to 1.46 s against 1.3 s, on unchanged code too).
+    latencies = [r["latency_ms"] for r in risks]
+    assert np.median(latencies) <= 2 * typical * 1000 and max(latencies) <= 3 * typical * 1000, latencies
+
+    statuses = [s for s in collector.of("status") if s.get("effective_stride_s")]
+    assert statuses and statuses[-1]["stride_s"] == pytest.approx(0.2)

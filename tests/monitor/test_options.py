@@ -1,0 +1,104 @@
+"""A camera's monitor options are declared once (``MonitorOptions``' settings): the command line and a cameras
+file offer every one of them, and a value is checked by the same parser, with the same reason, from either."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from crashwatch.cli import main
+from crashwatch.contract.config import ConfigError
+from crashwatch.monitor.pipeline.options import SETTINGS, MonitorOptions
+from crashwatch.monitor.serving.cameras import load_cameras
+from tests.support.media import write_video
+
+# A value for every setting, none of them its default.
+CHANGED = {"source": None, "name": "yard", "stride": 1.5, "replay": "fast", "loop": True, "preview": True,
+           "events": "ev", "record": "rec", "record_keep": "2GB,1h", "record_codec": "mp4v", "record_segment": 4.0,
+           "alert.on": 0.7, "alert.off": 0.4, "alert.min_on_seconds": 0.5, "alert.min_off_seconds": 2.0,
+           "window_seconds": 3.0}
+
+
+def _entry(values: dict) -> dict:
+    entry: dict = {}
+    for key, value in values.items():
+        outer, _, inner = key.partition(".")
+        if inner:
+            entry.setdefault(outer, {})[inner] = value
+        else:
+            entry[key] = value
+    return entry
+
+
+def _cameras_file(tmp_path, entry: dict):
+    path = tmp_path / "cameras.yaml"
+    path.write_text(yaml.safe_dump({"cameras": [entry]}), encoding="utf-8")
+    return path
+
+
+def test_every_setting_is_an_option_of_the_command_line_with_its_help():
+    params = {p.name: p for p in main.commands["monitor"].params}
+    for setting in SETTINGS:
+        assert setting.name in params, setting.flag
+        assert params[setting.name].opts == [setting.flag]
+        assert params[setting.name].help == setting.help
+
+
+def test_a_cameras_file_sets_every_setting(tmp_path):
+    assert set(CHANGED) == {s.key for s in SETTINGS}
+    clip = write_video(tmp_path / "yard.mp4", 10)
+    path = _cameras_file(tmp_path, _entry({**CHANGED, "source": str(clip)}))
+    (options,) = load_cameras(path).options()
+    defaults = MonitorOptions(source=options.source)
+    for setting in SETTINGS:
+        assert getattr(options, setting.name) != getattr(defaults, setting.name) or setting.name == "source", \
+            setting.key
+    assert options.record_keep.max_bytes == 2 * 10**9 and options.record_keep.max_age_s == 3600
+    assert options.alert_overrides() == {"off": 0.4, "min_on_seconds": 0.5, "min_off_seconds": 2.0}
+
+
+@pytest.mark.parametrize("key,flag,value,reason", [
+    ("stride", "--stride", -1, "must be a number above 0 and at most 60"),
+    ("alert.on", "--alert-on", 1.5, "must be a number from 0 to 1"),
+    ("record_segment", "--record-segment", 0.1, "must be a number from 0.2 to 60"),
+    ("record_keep", "--record-keep", "lots", "give a size (500MB, 2GB), an age (30min, 24h, 7d) or both"),
+    ("name", "--camera", "front/left", "letters, digits, ., - and _"),
+])
+def test_a_bad_value_gets_the_same_reason_from_the_command_line_and_a_cameras_file(tmp_path, key, flag, value,
+                                                                                     reason):
+    clip = write_video(tmp_path / "c.mp4", 10)
+    result = CliRunner().invoke(main, ["monitor", "--source", str(clip), flag, str(value)])
+    assert result.exit_code == 2 and f"Invalid value for '{flag}'" in result.output and reason in result.output
+    entry = _entry({"name": "a", "source": str(clip), key: value})
+    with pytest.raises(ConfigError, match=rf"cameras\[0\]\.{key}: .*{re.escape(reason[:20])}"):
+        load_cameras(_cameras_file(tmp_path, entry))
+
+
+@pytest.mark.parametrize("key,value", [("loop", "no"), ("loop", "maybe"), ("preview", 1)])
+def test_a_boolean_in_a_cameras_file_is_true_or_false(tmp_path, key, value):
+    clip = write_video(tmp_path / "c.mp4", 10)
+    with pytest.raises(ConfigError, match=rf"cameras\[0\]\.{key}: must be true or false"):
+        load_cameras(_cameras_file(tmp_path, {"name": "a", "source": str(clip), key: value}))
+
+
+def test_rules_between_settings_name_the_setting_at_fault(tmp_path):
+    clip = write_video(tmp_path / "c.mp4", 10)
+    result = CliRunner().invoke(main, ["monitor", "--source", str(clip), "--alert-on", "0.3", "--alert-off", "0.5"])
+    assert result.exit_code == 2 and "--alert-off: 0.5 is above the alert's start (0.3)" in result.output
+    with pytest.raises(ConfigError, match=r"cameras\[0\]\.alert\.off: 0.5 is above the alert's start"):
+        load_cameras(_cameras_file(tmp_path, {"name": "a", "source": str(clip), "alert": {"on": 0.3, "off": 0.5}}))
+
+
+def test_options_given_beside_a_cameras_file_are_refused(tmp_path):
+    clip = write_video(tmp_path / "c.mp4", 10)
+    path = _cameras_file(tmp_path, {"name": "a", "source": str(clip)})
+    result = CliRunner().invoke(main, ["monitor", "--config", str(path), "--record-segment", "3"])
+    assert result.exit_code == 2 and "--record-segment: set in the cameras file with --config" in result.output
+
+
+def test_the_library_takes_the_options_as_fields():
+    assert [f.name for f in dataclasses.fields(MonitorOptions)][:len(SETTINGS)] == [s.name for s in SETTINGS]
