@@ -9,6 +9,7 @@ this on a decoded clip and the monitor on its live buffer, so both feed the mode
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -48,16 +49,33 @@ class WindowSpec:
 EPSILON = 1e-6
 
 
-def pick_frames(timestamps: Sequence[float], end: float, window: WindowSpec) -> list[int]:
-    """Indices into ``timestamps`` (sorted, seconds) of the frames that make up the window ending at ``end``.
+def pick_frame(timestamps: Sequence[float], nominal: float) -> int:
+    """The index into ``timestamps`` (sorted, seconds, not empty) of the frame a window takes for the nominal
+    time ``nominal``: the newest at or before it, or the first frame where all are later (a clip shorter than
+    the window is padded by repeating its first frame)."""
+    return max(bisect.bisect_right(timestamps, nominal + EPSILON) - 1, 0)
 
-    A nominal time earlier than the first frame takes the first frame (a clip shorter than the window is
-    padded by repeating its first frame). Raises ValueError when there are no frames at all.
-    """
+
+def pick_frames(timestamps: Sequence[float], end: float, window: WindowSpec) -> list[int]:
+    """Indices into ``timestamps`` (sorted, seconds) of the frames that make up the window ending at ``end``;
+    ValueError when there are no frames at all."""
     if not timestamps:
         raise ValueError("cannot sample a window from zero frames")
-    picked = []
-    for t in window.nominal_times(end):
-        i = bisect.bisect_right(timestamps, t + EPSILON) - 1
-        picked.append(max(i, 0))
-    return picked
+    return [pick_frame(timestamps, t) for t in window.nominal_times(end)]
+
+
+def arrived(nominal: float, newest: float) -> bool:
+    """Whether the frame for ``nominal`` is known once the newest frame is at ``newest``: a later frame can no
+    longer be the newest at or before it."""
+    return nominal <= newest + EPSILON
+
+
+def grid_at_or_after(t: float, step: float) -> float:
+    """The first multiple of ``step`` at or after ``t``: where windows end (a stride grid) and where nominal frame
+    times lie (a lattice of the frame spacing), anchored to the stream clock."""
+    return math.ceil((t - EPSILON) / step) * step
+
+
+def grid_at_or_before(t: float, step: float) -> float:
+    """The last multiple of ``step`` at or before ``t``."""
+    return math.floor((t + EPSILON) / step) * step

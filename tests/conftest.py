@@ -13,7 +13,7 @@ from tests.support.shared import CLIPS, TINY_CONFIG, need_shared
 
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
-    """A small dataset in the research layout: 3-second clips, crash clips with an event time."""
+    """A small dataset in the research format: 3-second clips, crash clips with an event time."""
     root = tmp_path / "data"
     for split, count in (("train", 6), ("val", 4), ("test", 4)):
         entries = []

@@ -1,4 +1,4 @@
-"""The ``crashwatch`` command: one click group, its commands split by part (``training``, ``runtime``,
+"""The ``crashwatch`` command: one click group, its commands split by part (``training``, ``monitor``,
 ``evaluation``, ``triton``, ``dashboard``), each its options and a few lines calling the library.
 
 Commands import their heavy modules (torch, transformers) only when run, so that ``crashwatch --help`` is
@@ -12,7 +12,7 @@ import traceback
 
 import click
 
-from crashwatch.cli import dashboard, evaluation, runtime, training, triton
+from crashwatch.cli import dashboard, evaluation, monitor, training, triton
 from crashwatch.contract import __version__
 from crashwatch.contract.errors import CrashwatchError
 
@@ -41,7 +41,7 @@ class CrashwatchGroup(click.Group):
             extra, called = EXTRAS[missing]
             raise click.ClickException(
                 f"`crashwatch {ctx.invoked_subcommand}` needs the {called} extra, and {missing} is not installed "
-                f"here (the runtime-only install has the monitor's commands): pip install 'crashwatch[cpu,{extra}]', "
+                f"here (the monitor-only install has the monitor's commands): pip install 'crashwatch[cpu,{extra}]', "
                 f"or in a clone `pip install -c constraints.txt -e '.[cpu,{extra}]'`") from None
 
     @staticmethod
@@ -70,6 +70,6 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-for part in (training, runtime, evaluation, triton, dashboard):
+for part in (training, monitor, evaluation, triton, dashboard):
     for command in part.COMMANDS:
         main.add_command(command)

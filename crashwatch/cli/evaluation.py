@@ -25,7 +25,7 @@ from crashwatch.evaluation.field import METRICS_CSV, METRICS_JSON, summary_lines
 
 @click.command("replay-eval")
 @click.option("--bundle", "bundle_dir", required=True, type=click.Path(path_type=Path), help="Bundle folder.")
-@click.option("--data", "data_dir", required=True, type=existing_dir, help="Dataset folder (research layout).")
+@click.option("--data", "data_dir", required=True, type=existing_dir, help="Dataset folder (research format).")
 @split_option
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where replay_eval.csv, replay_eval.json, metrics.json, metrics.csv, plots/ and traces/ go.")
@@ -85,7 +85,7 @@ def metrics_command(traces_dir: Path, out_dir: Path | None, budget: float, clip_
 @click.command("calibrate")
 @click.option("--bundle", "bundle_dir", required=True, type=existing_dir, help="Bundle folder whose alert threshold is set.")
 @click.option("--data", "data_dir", required=True, type=existing_dir,
-              help="Dataset folder of drives (research layout) NOT used for testing: e.g. `crashwatch synth "
+              help="Dataset folder of drives (research format) NOT used for testing: e.g. `crashwatch synth "
                    "--drives` of a seed used for neither training nor testing, or your own recorded driving.")
 @split_option
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),

@@ -161,7 +161,7 @@ def synth_command(out_dir: Path, clips: int, seed: int, drives: int, drive_minut
 
 @click.group()
 def dataset() -> None:
-    """Build and check datasets in the research layout."""
+    """Build and check datasets in the research format."""
 
 
 @dataset.command("index")
@@ -204,7 +204,7 @@ def dataset_index(source: Path, out_dir: Path, fractions: tuple[float, float, fl
 @click.option("--link", is_flag=True, help="Hard-link videos instead of copying them.")
 def dataset_import(kind: str, source: Path, out_dir: Path, fractions: tuple[float, float, float] | None,
                    val_fraction: float, seed: int, question: str | None, link: bool) -> None:
-    """Write the research layout from a public data set in its own published layout.
+    """Write the research format from a public data set in its own published layout.
 
     KIND is nexar (Kaggle: train.csv, train/NNNNN.mp4), dad (videos/{training,testing}/{positive,negative}/),
     ccd (videos/Crash-1500.txt, videos/Crash-1500/, videos/Normal/) or dota (dataset/annotations/*.json,

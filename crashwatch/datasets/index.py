@@ -2,7 +2,7 @@
 
 From a folder of labelled videos (``positive/`` and ``negative/`` subfolders) or a CSV (columns ``video`` or
 ``file``, ``label``, optional ``event_time`` or ``event_time_s``; paths relative to the CSV), write the
-research layout: ``OUT/{train,val,test}/`` with the videos and ``OUT/{split}.jsonl``. Splits are stratified
+research format: ``OUT/{train,val,test}/`` with the videos and ``OUT/{split}.jsonl``. Splits are stratified
 by label and drawn with a seed. Every video is checked to decode first. The importers of public data sets
 (``crashwatch.datasets.importers``) write the layout with the same functions.
 """

@@ -4,11 +4,10 @@ from and a paced replay waits on."""
 from __future__ import annotations
 
 import collections
-import math
 import threading
 import time
 
-from crashwatch.contract.window import EPSILON
+from crashwatch.contract.window import grid_at_or_after, pick_frame
 from crashwatch.monitor.frame import Frame
 
 
@@ -89,7 +88,6 @@ class FrameBuffer:
 
 
 def _picks(t: float, following: float, lattice: float) -> bool:
-    """Whether a frame at ``t`` followed by one at ``following`` is the newest at or before a lattice point,
-    that is whether a window can pick it (``crashwatch.contract.window.pick_frames``)."""
-    point = math.ceil((t - EPSILON) / lattice) * lattice
-    return point < following - EPSILON
+    """Whether a frame at ``t`` followed by one at ``following`` is what a window takes for the lattice point at
+    or after ``t`` (the contract's rule, ``crashwatch.contract.window``)."""
+    return pick_frame([t, following], grid_at_or_after(t, lattice)) == 0

@@ -12,12 +12,10 @@ pause; live, the retry is for the newest window by then, so the windows in betwe
 
 from __future__ import annotations
 
-import bisect
 import logging
-import math
 import threading
 
-from crashwatch.contract.window import EPSILON, WindowSpec
+from crashwatch.contract.window import EPSILON, WindowSpec, arrived, grid_at_or_after, grid_at_or_before, pick_frame
 from crashwatch.monitor.engines.local import EngineError
 from crashwatch.monitor.frame import Frame
 from crashwatch.monitor.pipeline.buffer import FrameBuffer
@@ -31,7 +29,7 @@ RETRY_S = 0.5  # pause after a failed vision call (the scorer counts it for stat
 def first_window_end(since: float, stride: float) -> float:
     """The first grid point at or after ``since``: windows are scored from the stream's first frame on, those
     shorter than the window padded with their first frame as training pads short clips."""
-    return math.ceil((since - EPSILON) / stride) * stride
+    return grid_at_or_after(since, stride)
 
 
 class WindowPrefetcher(threading.Thread):
@@ -102,15 +100,15 @@ class WindowPrefetcher(threading.Thread):
                 continue
             newest = frames[-1].t
             if not self.paced:
-                target = max(target, math.floor((newest + EPSILON) / self.stride) * self.stride)
+                target = max(target, grid_at_or_before(newest, self.stride))
             times = [f.t for f in frames]
             waiting_for, taken = None, []
             try:
                 for nominal in self.window.nominal_times(target):
-                    if nominal > newest + EPSILON:  # its frame has not arrived yet
+                    if not arrived(nominal, newest):
                         waiting_for = nominal
                         break
-                    taken.append(frames[max(bisect.bisect_right(times, nominal + EPSILON) - 1, 0)])
+                    taken.append(frames[pick_frame(times, nominal)])
                     self.scorer.encode(taken[-1])
             except EngineError:
                 self.stop_event.wait(RETRY_S)

@@ -1,11 +1,13 @@
 """Many cameras in one process, one model: each camera is the single-camera ``Monitor`` (its own capture,
 prefetcher, window cache, alert tracker, recording and seq numbers), all calling one bundle whose graphs
-batch what arrives together (``crashwatch.monitor.engines.batching``), all publishing on one socket through channels of their own.
+batch what arrives together (``crashwatch.monitor.engines.batching``), all publishing on one socket through
+channels of their own.
 
 A camera that goes offline, stalls or sends 4K frames only holds up its own threads: capture and
 preprocessing are per camera, and the shared graphs serve calls in arrival order, so under overload every
 camera's effective stride grows alike and none starves. A camera whose file ends stops alone; a signal stops
-them all.
+them all. One camera (``crashwatch monitor --source``) is a fleet of one: its calls are not batched and there
+is no process heartbeat.
 """
 
 from __future__ import annotations
@@ -48,7 +50,10 @@ class Fleet:
         self.model = model
         self.stop = stop or threading.Event()
         self.graphs: list[BatchingGraph] = []
-        if model.engine.runtime is not Runtime.TRITON:  # a Triton server batches the cameras' calls itself
+        many = len(cameras) > 1
+        # Batching joins the calls of several cameras (a Triton server batches them itself); one camera's
+        # prefetch and head calls run side by side, as they would alone.
+        if many and model.engine.runtime is not Runtime.TRITON:
             model.engine, self.graphs = batching_engine(model.engine)
         self.publisher = publisher
         self.monitors: list[Monitor] = []
@@ -60,9 +65,12 @@ class Fleet:
             try:
                 self.monitors.append(Monitor(model, options, outlet(options.camera), stop=threading.Event()))
             except CrashwatchError as err:  # say which camera's settings are wrong
+                if not many:
+                    raise
                 raise type(err)(f"camera {options.camera}: {err}") from None
         self.identity = self.monitors[0].identity if self.monitors else None
-        self.channel = publisher.channel(PROCESS_CAMERA, self.process_status)
+        # The process's own heartbeat (memory, batches) is for a fleet; one camera's status says it all.
+        self.channel = publisher.channel(PROCESS_CAMERA, self.process_status) if many else None
 
     def process_status(self) -> ProcessStatus:
         cameras = {}
@@ -96,7 +104,8 @@ class Fleet:
                 thread.join()
         finally:
             self.stop.set()
-            self.channel.close()
+            if self.channel is not None:
+                self.channel.close()
             for graph in self.graphs:
                 graph.close()
         for camera, err in errors.items():

@@ -12,7 +12,14 @@ import pytest
 from crashwatch.contract.preprocess import PixelSpec, preprocess_frame
 from crashwatch.contract.prompt import render_prompt
 from crashwatch.contract.video import probe_clip, read_frames
-from crashwatch.contract.window import WindowSpec, pick_frames
+from crashwatch.contract.window import (
+    WindowSpec,
+    arrived,
+    grid_at_or_after,
+    grid_at_or_before,
+    pick_frame,
+    pick_frames,
+)
 from tests.support.media import QUESTION, frame_index, write_video
 from tests.support.reference import transformers_pixels
 from tests.support.shared import CLIPS, SMOLVLM_TOKENIZER, need_shared
@@ -48,6 +55,35 @@ def test_window_rejects_nonsense():
         WindowSpec(2.0, 0)
     with pytest.raises(ValueError):
         pick_frames([], 1.0, WindowSpec(1.0, 2))
+
+
+def test_the_monitor_s_frame_buffer_keeps_every_frame_a_window_can_pick():
+    """The buffer drops a frame no lattice point can pick (``_picks``) by the contract's own rule: whatever the
+    frame rate and jitter, the frames it keeps give every window exactly the frames of the full stream."""
+    from crashwatch.monitor.frame import Frame
+    from crashwatch.monitor.pipeline.buffer import FrameBuffer
+
+    rng = np.random.default_rng(0)
+    window = WindowSpec(seconds=2.0, num_frames=5)
+    for fps in (7.0, 10.0, 29.97, 30.0):
+        times = np.cumsum(rng.uniform(0.5, 1.5, int(fps * 8)) / fps)
+        buffer = FrameBuffer(span=60.0, lattice=window.spacing)
+        for i, t in enumerate(times):
+            buffer.push(Frame(i, float(t), 0.0, np.zeros((1, 1, 3), np.uint8)))
+        kept = buffer.snapshot()
+        assert len(kept) < len(times) / 2 or fps < 10
+        for k in range(1, int(times[-1] / window.spacing)):
+            end = k * window.spacing
+            full = [int(i) for i in pick_frames(list(times), end, window)]
+            mine = [kept[i].id for i in pick_frames([f.t for f in kept], end, window)]
+            assert mine == full, (fps, end)
+
+
+def test_grid_points_and_arrival_follow_the_stream_clock():
+    assert grid_at_or_after(1.0000001, 0.5) == 1.0 and grid_at_or_after(1.01, 0.5) == 1.5
+    assert grid_at_or_before(0.9999999, 0.5) == 1.0 and grid_at_or_before(0.99, 0.5) == 0.5
+    assert arrived(1.0, 0.9999999) and not arrived(1.0, 0.99)
+    assert pick_frame([0.0, 0.1, 0.30000000000000004], 0.3) == 2
 
 
 def test_read_frames_returns_the_frames_asked_for(tmp_path):

@@ -1,5 +1,5 @@
 """`crashwatch dataset import`: each public set's own layout, replicated small with real videos (and the real DAD
-and CCD clips of ../shared), read into the research layout that the training reader accepts; every file or line
+and CCD clips of ../shared), read into the research format that the training reader accepts; every file or line
 that cannot be used is reported with its reason."""
 
 from __future__ import annotations

@@ -173,7 +173,7 @@ def test_subscribe_to_a_dead_endpoint_says_so_and_keeps_waiting():
     assert "nothing from tcp://localhost:" in err and "Traceback" not in err
 
 
-# -- 5. the runtime-only install names the extra ----------------------------------------------------------------
+# -- 5. the monitor-only install names the extra ----------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [["train", "--config", str(TINY_CONFIG), "--data", "{data}", "--out", "{out}"],
                                   ["export", "--checkpoint", "{data}", "--out", "{out}", "--video", "{video}"],

@@ -215,3 +215,25 @@ def test_the_buffer_keeps_only_frames_a_window_can_pick(tiny_bundle, tmp_path):
         runs[name] = ([r.frame_ids for r in monitor.risks], max(held))
     assert runs["thinned"][0] == runs["every frame"][0]  # every window picked the very same frames
     assert runs["thinned"][1] * 5 < runs["every frame"][1]  # at 30 fps, 2 s windows of 4 frames
+
+
+def test_one_camera_is_a_fleet_of_one_without_batching_or_a_process_heartbeat(tiny_bundle, tmp_path):
+    clip = write_video(tmp_path / "c.mp4", 100)
+    cameras = [MonitorOptions(source=parse_source(str(clip)), camera=name) for name in ("a", "b")]
+    for count in (1, 2):
+        endpoint = f"tcp://127.0.0.1:{free_port()}"
+        publisher = Publisher(endpoint)
+        collector = Collector(endpoint)
+        try:
+            fleet = Fleet(RiskModel.open(tiny_bundle), cameras[:count], publisher)
+            runner = threading.Thread(target=fleet.run)
+            runner.start()
+            assert collector.wait_for(lambda c: len(c.of("status")) >= 2 * count, 10)
+            heard_process = bool(collector.of("process"))
+            fleet.stop.set()
+            runner.join(timeout=10)
+        finally:
+            publisher.close()
+            collector.stop()
+        assert heard_process == (count == 2)
+        assert (fleet.channel is None, fleet.graphs == []) == (count == 1, count == 1)

@@ -1,4 +1,4 @@
-"""A subprocess on which some packages look not installed: the runtime-only install, as on a vehicle."""
+"""A subprocess on which some packages look not installed: the monitor-only install, as on a vehicle."""
 
 from __future__ import annotations
 
@@ -15,5 +15,5 @@ sys.meta_path.insert(0, _Forbid())
 """
 
 
-# As on a host with the runtime-only install.
+# As on a host with the monitor-only install.
 FORBID_TORCH = forbid("torch", "transformers", "onnx")

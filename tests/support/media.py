@@ -1,5 +1,5 @@
 """Real video files the tests write themselves: frames that carry their own index, and datasets in the
-research layout."""
+research format."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def write_split(root: Path, split: str, entries: list[dict], frames: int = 30, f
 
 
 def write_training_clips(root: Path) -> Path:
-    """What the tiny runs train on: 4 training and 2 validation clips in the research layout, half positive."""
+    """What the tiny runs train on: 4 training and 2 validation clips in the research format, half positive."""
     for split, count in (("train", 4), ("val", 2)):
         write_split(root, split, [{"video": f"{split}{i}.mp4", "text": QUESTION, "label": i % 2} for i in range(count)])
     return root

@@ -1,5 +1,5 @@
 """``crashwatch dataset import KIND SRC``: a public crash data set, in the layout its authors publish, written as
-this project's research layout (``crashwatch.datasets.index``), with ``event_time``, ``alert_time`` where the set has one, and
+this project's research format (``crashwatch.datasets.index``), with ``event_time``, ``alert_time`` where the set has one, and
 what the set says of each clip in ``meta``.
 
 Each kind's module reads its set (``read(source, staging, problems)``): the clips it can use, each with the split
@@ -53,7 +53,7 @@ class ImportReport:
 def import_dataset(kind: str, source: Path, out: Path, question: str,
                    fractions: tuple[float, float, float] | None = None, val_fraction: float = VAL_FRACTION,
                    seed: int = 0, link: bool = False) -> ImportReport:
-    """Read ``source`` as a set of ``kind``, write the research layout into ``out`` and return the report
+    """Read ``source`` as a set of ``kind``, write the research format into ``out`` and return the report
     (also in ``out/import_report.json``). Raises DatasetError when nothing in ``source`` can be used."""
     if kind not in KINDS:
         raise DatasetError(f"unknown data set kind {kind!r}; known: {', '.join(KINDS)}")

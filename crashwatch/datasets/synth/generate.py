@@ -1,4 +1,4 @@
-"""``crashwatch synth``: generated clips in the trainer's dataset layout, and long drives for replay.
+"""``crashwatch synth``: generated clips in the trainer's dataset format, and long drives for replay.
 
 Validation and test clips are the research clip: one scenario, ending 1 to 2 s before its critical moment. A
 collision clip is then labelled 1 in the research sense (a collision 1 to 2 s after the clip ends) and carries

@@ -60,7 +60,7 @@ def monitor_command(bundle_dir: Path | None, model_url: str | None, model_timeou
     """Watch a camera, stream or file (or the cameras of a --config file) and publish risk, alerts and status
     over ZeroMQ (and MQTT)."""
     from crashwatch.monitor.pipeline.options import SETTING, MonitorOptions, OptionsError
-    from crashwatch.monitor.serving.run import run_monitor
+    from crashwatch.monitor.serving.run import run_cameras
     from crashwatch.monitor.transports.curve import ServerCurve
 
     if (curve_secret is None) != (curve_allow is None):
@@ -92,10 +92,10 @@ def monitor_command(bundle_dir: Path | None, model_url: str | None, model_timeou
     model, demo = _open_model(bundle_dir, model_url, model_timeout, threads, runtime)
     options.demo_model = demo
     try:
-        summary = run_monitor(model, options, endpoint, curve, sinks)
+        summaries = run_cameras(model, [options], endpoint, curve, sinks)
     except OptionsError as err:  # options that do not fit the bundle (thresholds, the window)
         raise click.UsageError(str(err)) from None
-    click.echo(f"stopped: {_said(summary)}")
+    click.echo(f"stopped: {_said(summaries[options.camera])}")
 
 
 def _said(summary: dict) -> str:
@@ -140,7 +140,7 @@ BESIDE_CONFIG = ("config_file", "curve_secret", "curve_allow")
 
 def _run_cameras_file(ctx: click.Context, path: Path, curve) -> None:
     from crashwatch.monitor.serving.cameras import load_cameras
-    from crashwatch.monitor.serving.run import run_fleet
+    from crashwatch.monitor.serving.run import run_cameras
 
     flags = {param.name: param.opts[0] for param in ctx.command.params}
     given = [flag for name, flag in flags.items()
@@ -156,7 +156,7 @@ def _run_cameras_file(ctx: click.Context, path: Path, curve) -> None:
         sinks = _mqtt_sinks(m.url, Path(m.password_file) if m.password_file else None, Path(m.ca) if m.ca else None,
                             m.prefix, m.risk,
                             lambda name: Path(m.outbox_dir) / f"outbox-{name}.sqlite" if m.outbox_dir else None)
-    summaries = run_fleet(model, config, demo, curve, sinks)
+    summaries = run_cameras(model, config.options(demo), config.pub, curve, sinks)
     for name, summary in summaries.items():
         click.echo(f"{name} stopped: {_said(summary)}")
 
