@@ -5,97 +5,90 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
-from crashwatch.cli.options import Finite, camera_options, endpoint_callback, runtime_option
+from crashwatch.cli.options import camera_options, endpoint_callback, serve_options, setting_option
 from crashwatch.monitor.messages import TOPIC_NAMES
+from crashwatch.monitor.serving.options import SERVE_SETTING
 from crashwatch.monitor.transports.zeromq import DEFAULT_ENDPOINT
 
 SILENCE_WARNING_S = 3.0  # three missed heartbeats
 
-pub_option = click.option("--pub", "endpoint", default=DEFAULT_ENDPOINT, show_default=True, callback=endpoint_callback(False),
-                          help="ZeroMQ PUB endpoint to bind.")
-
-
 @click.command("monitor")
-@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path),
-              help="Bundle folder from `crashwatch export` (default: the demo bundle, generated scenes only).")
-@click.option("--model", "model_url", metavar="URL",
-              help="Instead of --bundle: the bundle a Triton server serves, triton://HOST:PORT/NAME (gRPC; "
-                   "`crashwatch serve-triton` or the repository of `crashwatch export-triton`).")
-@click.option("--model-timeout", type=Finite(min=0, min_open=True, max=600),
-              help="With --model: seconds each call to the server may take before it counts as failed "
-                   "[default: 10].")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Instead of --source: a cameras file (YAML, see configs/cameras.example.yaml) listing many "
-                   "cameras served by one model in this process; its settings replace the per-camera options.")
-@pub_option
-@click.option("--mqtt", "mqtt_url", metavar="URL",
-              help="Also publish to an MQTT broker: mqtt://[USER[:PASS]@]HOST[:PORT] or mqtts://... (TLS). Alerts "
-                   "wait in an on-disk outbox until the broker acknowledges them.")
-@click.option("--mqtt-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="With mqtts://: the CA certificate (PEM) to verify the broker against (default: the system's).")
-@click.option("--mqtt-password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The broker password, alone on one line (else the URL's, else $CRASHWATCH_MQTT_PASSWORD; the "
-                   "user from the URL or $CRASHWATCH_MQTT_USERNAME).")
-@click.option("--mqtt-prefix", default="crashwatch", show_default=True,
-              help="Topic prefix: PREFIX/CAMERA/alert, /status, /availability (and /risk).")
-@click.option("--mqtt-risk", is_flag=True, help="Also publish every risk message (QoS 0) to PREFIX/CAMERA/risk.")
-@click.option("--mqtt-outbox", type=click.Path(dir_okay=False, path_type=Path),
-              help="The outbox file (SQLite) [default: $XDG_STATE_HOME or ~/.local/state, crashwatch/outbox-CAMERA.sqlite].")
-@click.option("--threads", type=click.IntRange(1, 256), help="Inference threads per graph (default: all cores).")
-@runtime_option
+                   "cameras served by one model in this process; its settings replace the other options.")
+@serve_options
 @click.option("--curve-secret", type=click.Path(dir_okay=False, path_type=Path),
               help="Encrypt with CURVE: the monitor's secret key file (from `crashwatch keys`).")
 @click.option("--curve-allow", type=click.Path(file_okay=False, path_type=Path),
               help="With --curve-secret: folder of the public keys (*.key) of the subscribers admitted.")
 @camera_options
-def monitor_command(bundle_dir: Path | None, model_url: str | None, model_timeout: float | None,
-                    config_file: Path | None, endpoint: str, mqtt_url: str | None, mqtt_ca: Path | None,
-                    mqtt_password_file: Path | None, mqtt_prefix: str, mqtt_risk: bool, mqtt_outbox: Path | None,
-                    threads: int | None, runtime: str, curve_secret: Path | None, curve_allow: Path | None,
-                    **camera: Any) -> None:
+def monitor_command(config_file: Path | None, curve_secret: Path | None, curve_allow: Path | None,
+                    **settings: Any) -> None:
     """Watch a camera, stream or file (or the cameras of a --config file) and publish risk, alerts and status
     over ZeroMQ (and MQTT)."""
-    from crashwatch.monitor.pipeline.options import SETTING, MonitorOptions, OptionsError
-    from crashwatch.monitor.serving.run import run_cameras
+    from crashwatch.monitor.pipeline.options import SETTING, SETTINGS, MonitorOptions, OptionsError
+    from crashwatch.monitor.serving.cameras import load_cameras
+    from crashwatch.monitor.serving.options import SERVE_SETTINGS, ServeOptions
     from crashwatch.monitor.transports.curve import ServerCurve
 
     if (curve_secret is None) != (curve_allow is None):
         raise click.UsageError("--curve-secret and --curve-allow go together")
-    if model_url is not None and (bundle_dir is not None or threads is not None or runtime != "auto"):
-        raise click.UsageError("--model runs the bundle a Triton server serves: --bundle, --threads and --runtime "
-                               "are for a local bundle")
-    if model_url is None and model_timeout is not None:
-        raise click.UsageError("--model-timeout needs --model URL")
     curve = ServerCurve(curve_secret, curve_allow) if curve_secret is not None else None
     if config_file is not None:
-        _run_cameras_file(click.get_current_context(), config_file, curve)
+        ctx = click.get_current_context()
+        given = [s.flag for s in (*SERVE_SETTINGS, *SETTINGS)
+                 if s.flag and ctx.get_parameter_source(s.name) is click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: set in the cameras file with --config, not beside it")
+        config = load_cameras(config_file)
+        for name, summary in _serve(config.serve, config.cameras, curve).items():
+            click.echo(f"{name} stopped: {_said(summary)}")
         return
-    if camera["source"] is None:
+    serve = ServeOptions(**{s.name: settings[s.name] for s in SERVE_SETTINGS if s.flag})
+    _check_serve(serve)
+    if settings["source"] is None:
         raise click.UsageError("give --source (one camera) or --config (a cameras file)")
+    camera = {s.name: settings[s.name] for s in SETTINGS}
     options = MonitorOptions(**{**camera, "source": SETTING["source"].parse(camera["source"])})
     try:
         options.check()
     except OptionsError as err:
         raise click.UsageError(str(err)) from None
-    if mqtt_url is not None:
-        sinks = _mqtt_sinks(mqtt_url, mqtt_password_file, mqtt_ca, mqtt_prefix, mqtt_risk,
-                            lambda name: mqtt_outbox)
-    elif mqtt_ca or mqtt_password_file or mqtt_risk or mqtt_outbox or mqtt_prefix != "crashwatch":
+    summaries = _serve(serve, [options], curve)
+    click.echo(f"stopped: {_said(summaries[options.camera])}")
+
+
+def _check_serve(serve) -> None:
+    """What only the command line can contradict: a Triton model beside a local bundle's options, and options
+    that need another one."""
+    if serve.model is not None and (serve.bundle is not None or serve.threads is not None or serve.runtime != "auto"):
+        raise click.UsageError("--model runs the bundle a Triton server serves: --bundle, --threads and --runtime "
+                               "are for a local bundle")
+    if serve.model is None and serve.model_timeout is not None:
+        raise click.UsageError("--model-timeout needs --model URL")
+    if serve.mqtt_url is None and (serve.mqtt_ca or serve.mqtt_password_file or serve.mqtt_risk or serve.mqtt_outbox
+                                   or serve.mqtt_prefix != "crashwatch"):
         raise click.UsageError("--mqtt-ca, --mqtt-password-file, --mqtt-prefix, --mqtt-risk and --mqtt-outbox "
                                "need --mqtt URL")
-    else:
-        sinks = []
-    model, demo = _open_model(bundle_dir, model_url, model_timeout, threads, runtime)
-    options.demo_model = demo
+
+
+def _serve(serve, cameras: list, curve) -> dict[str, dict]:
+    """Open the model, make the MQTT sinks, and run the cameras until they end or a signal."""
+    import dataclasses
+
+    from crashwatch.monitor.pipeline.options import OptionsError
+    from crashwatch.monitor.serving.run import run_cameras
+
+    model, demo = _open_model(serve.bundle, serve.model, serve.model_timeout, serve.threads, serve.runtime)
+    sinks = _mqtt_sinks(serve) if serve.mqtt_url is not None else []
     try:
-        summaries = run_cameras(model, [options], endpoint, curve, sinks)
+        return run_cameras(model, [dataclasses.replace(c, demo_model=demo) for c in cameras], serve.pub, curve, sinks)
     except OptionsError as err:  # options that do not fit the bundle (thresholds, the window)
         raise click.UsageError(str(err)) from None
-    click.echo(f"stopped: {_said(summaries[options.camera])}")
 
 
 def _said(summary: dict) -> str:
@@ -122,55 +115,26 @@ def _open_model(bundle_dir: Path | None, model_url: str | None, model_timeout: f
     return model, demo
 
 
-def _mqtt_sinks(url: str, password_file: Path | None, ca: Path | None, prefix: str, risk: bool,
-                outbox_for: Callable[[str], Path | None]) -> list:
-    """The MQTT sink's maker for a camera name (the URL checked now, so a bad one stops the start); a camera
-    whose ``outbox_for`` is None gets the default outbox."""
+def _mqtt_sinks(serve) -> list:
+    """The MQTT sink's maker for a camera name (the URL checked now, so a bad one stops the start)."""
     from crashwatch.monitor.transports.mqtt import MqttSink, default_outbox
     from crashwatch.monitor.transports.mqtt_target import MqttTarget
 
-    target = MqttTarget.parse(url, password_file, ca)
-    return [lambda name: MqttSink(target, name, prefix, outbox_path=outbox_for(name) or default_outbox(name),
-                                 publish_risk=risk)]
-
-
-# What a cameras file cannot set: every other option given beside --config would be ignored, so it is refused.
-BESIDE_CONFIG = ("config_file", "curve_secret", "curve_allow")
-
-
-def _run_cameras_file(ctx: click.Context, path: Path, curve) -> None:
-    from crashwatch.monitor.serving.cameras import load_cameras
-    from crashwatch.monitor.serving.run import run_cameras
-
-    flags = {param.name: param.opts[0] for param in ctx.command.params}
-    given = [flag for name, flag in flags.items()
-             if name not in BESIDE_CONFIG and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
-    if given:
-        raise click.UsageError(f"{', '.join(given)}: set in the cameras file with --config, not beside it")
-    config = load_cameras(path)
-    model, demo = _open_model(Path(config.bundle) if config.bundle else None, config.model, config.model_timeout,
-                              config.threads, config.runtime)
-    sinks = []
-    if config.mqtt is not None:
-        m = config.mqtt
-        sinks = _mqtt_sinks(m.url, Path(m.password_file) if m.password_file else None, Path(m.ca) if m.ca else None,
-                            m.prefix, m.risk,
-                            lambda name: Path(m.outbox_dir) / f"outbox-{name}.sqlite" if m.outbox_dir else None)
-    summaries = run_cameras(model, config.options(demo), config.pub, curve, sinks)
-    for name, summary in summaries.items():
-        click.echo(f"{name} stopped: {_said(summary)}")
+    target = MqttTarget.parse(serve.mqtt_url, serve.mqtt_password_file, serve.mqtt_ca)
+    return [lambda name: MqttSink(target, name, serve.mqtt_prefix, publish_risk=serve.mqtt_risk,
+                                 outbox_path=serve.outbox_for(name) or default_outbox(name))]
 
 
 @click.command("demo")
 @click.option("--out", "out_dir", default="demo-output", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where the annotated video, the risk chart and event clips go.")
-@pub_option
+@setting_option(SERVE_SETTING["pub"])
 @click.option("--fast", is_flag=True, help="Replay as fast as inference allows instead of in real time.")
-def demo_command(out_dir: Path, endpoint: str, fast: bool) -> None:
+def demo_command(out_dir: Path, pub: str, fast: bool) -> None:
     """Run the monitor on the shipped demo drive in real time, printing risk and alerts as they come."""
     from crashwatch.demo import run_demo
 
-    run_demo(out_dir, endpoint, fast, click.echo)
+    run_demo(out_dir, pub, fast, click.echo)
 
 
 @click.command("subscribe")

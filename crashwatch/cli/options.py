@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import click
 
 from crashwatch.contract.dataset import SPLITS
 from crashwatch.evaluation.scoring import FALSE_ALERT_BUDGET, MIN_NORMAL_HOURS, WARNING_WINDOW
-from crashwatch.monitor.engines.local import LOCAL_RUNTIMES, Runtime
 from crashwatch.monitor.pipeline.options import SETTING, SETTINGS, Setting
+from crashwatch.monitor.serving.options import SERVE_SETTING, SERVE_SETTINGS
 from crashwatch.monitor.transports.zeromq import PublisherError, check_endpoint
 
 
@@ -59,7 +59,8 @@ class SettingType(click.ParamType):
 
 
 def setting_option(setting: Setting) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The command-line option of one of ``MonitorOptions``' settings, its keyword the field's name."""
+    """The command-line option of a setting (``MonitorOptions``', ``ServeOptions``'), its keyword the field's
+    name."""
     if setting.switch:
         return click.option(setting.flag, setting.name, is_flag=True, help=setting.help)
     if setting.choices:
@@ -71,11 +72,18 @@ def setting_option(setting: Setting) -> Callable[[Callable[..., Any]], Callable[
                         show_default=setting.default is not None, metavar=setting.metavar, help=setting.help)
 
 
-def camera_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Every setting of one camera's monitor (``MonitorOptions``), in their order."""
-    for setting in reversed(SETTINGS):
-        command = setting_option(setting)(command)
-    return command
+def settings_options(settings: Sequence[Setting]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The command-line options of ``settings`` that have a flag, in their order."""
+    def add(command: Callable[..., Any]) -> Callable[..., Any]:
+        for setting in reversed(settings):
+            if setting.flag:
+                command = setting_option(setting)(command)
+        return command
+    return add
+
+
+camera_options = settings_options(SETTINGS)  # one camera's monitor (``MonitorOptions``)
+serve_options = settings_options(SERVE_SETTINGS)  # what a monitor process serves with (``ServeOptions``)
 
 
 def endpoint_callback(connect: bool):
@@ -98,10 +106,7 @@ existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
 split_option = click.option("--split", default="test", show_default=True, type=click.Choice(SPLITS))
 skip_bad_option = click.option("--skip-bad", is_flag=True, help="Drop bad dataset lines with a warning instead of stopping.")
 stride_option = setting_option(SETTING["stride"])
-runtime_option = click.option(
-    "--runtime", type=click.Choice([r.value for r in LOCAL_RUNTIMES]), default=Runtime.AUTO.value, show_default=True,
-    help="Inference engine. auto: OpenVINO for a bundle exported with --openvino on a CPU with AMX (where it is "
-         "faster), onnxruntime otherwise and on GPUs; the choice and why are logged, the runtime named in status.")
+runtime_option = setting_option(SERVE_SETTING["runtime"])
 alert_on_option = setting_option(SETTING["alert_on"])
 warning_window_option = click.option(
     "--warning-window", type=SECONDS, default=WARNING_WINDOW, show_default=True,

@@ -41,9 +41,9 @@ class OptionsError(CrashwatchError):
 class Setting:
     """One option of a camera's monitor, as the command line and a cameras file offer it."""
 
-    name: str  # the ``MonitorOptions`` field
-    flag: str  # on the command line
-    key: str  # in a cameras file's camera; dotted is nested (``alert.on`` is ``alert: {on: ...}``)
+    name: str  # the options' field
+    flag: str  # on the command line ("": none)
+    key: str  # in a cameras file ("": none); dotted is nested (``alert.on`` is ``alert: {on: ...}``)
     help: str
     metavar: str  # what the value is, in --help
     parse: Callable[[Any], Any]  # a flag's text or a YAML value -> the value; ValueError saying why not
@@ -210,7 +210,11 @@ class MonitorOptions:
         return {key: value for key, value in overrides.items() if value is not None}
 
 
-SETTINGS: tuple[Setting, ...] = tuple(
-    dataclasses.replace(f.metadata["setting"], name=f.name) for f in dataclasses.fields(MonitorOptions)
-    if "setting" in f.metadata)
+def settings_of(options: type) -> tuple[Setting, ...]:
+    """The settings of an options dataclass, in field order, each named for its field."""
+    return tuple(dataclasses.replace(f.metadata["setting"], name=f.name) for f in dataclasses.fields(options)
+                 if "setting" in f.metadata)
+
+
+SETTINGS = settings_of(MonitorOptions)
 SETTING = {s.name: s for s in SETTINGS}

@@ -40,7 +40,7 @@ def test_the_example_cameras_file_loads(tmp_path, monkeypatch):
     write_video(tmp_path / "recordings" / "yard.mp4", 10)
     config = load_cameras(REPO / "configs" / "cameras.example.yaml")
     assert [c.camera for c in config.cameras] == ["front", "yard"]
-    assert config.cameras[0].source.target == "rtsp://cam1.local/stream" and config.pub == "tcp://127.0.0.1:5555"
+    assert config.cameras[0].source.target == "rtsp://cam1.local/stream" and config.serve.pub == "tcp://127.0.0.1:5555"
 
 
 @pytest.mark.parametrize("text,message", [
@@ -145,9 +145,9 @@ cameras:
   - {{name: gate, source: '{rtsp_camera.url}'}}
 """)
     config = load_cameras(path)
-    model = RiskModel.open(config.bundle)
-    publisher = Publisher(config.pub)
-    collector = Collector(config.pub)
+    model = RiskModel.open(config.serve.bundle)
+    publisher = Publisher(config.serve.pub)
+    collector = Collector(config.serve.pub)
     stop = threading.Event()
     fleet = Fleet(model, config.options(), publisher, stop=stop)
     runner = threading.Thread(target=fleet.run)

@@ -1,5 +1,6 @@
-"""A camera's monitor options are declared once (``MonitorOptions``' settings): the command line and a cameras
-file offer every one of them, and a value is checked by the same parser, with the same reason, from either."""
+"""The monitor's options are declared once (``MonitorOptions``' and ``ServeOptions``' settings): the command line
+and a cameras file offer every one of them, and a value is checked by the same parser, with the same reason, from
+either."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from crashwatch.cli import main
 from crashwatch.contract.config import ConfigError
 from crashwatch.monitor.pipeline.options import SETTINGS, MonitorOptions
 from crashwatch.monitor.serving.cameras import load_cameras
+from crashwatch.monitor.serving.options import SERVE_SETTINGS, ServeOptions
 from tests.support.media import write_video
 
 # A value for every setting, none of them its default.
@@ -34,15 +36,15 @@ def _entry(values: dict) -> dict:
     return entry
 
 
-def _cameras_file(tmp_path, entry: dict):
+def _cameras_file(tmp_path, entry: dict, top: dict | None = None):
     path = tmp_path / "cameras.yaml"
-    path.write_text(yaml.safe_dump({"cameras": [entry]}), encoding="utf-8")
+    path.write_text(yaml.safe_dump({**(top or {}), "cameras": [entry]}), encoding="utf-8")
     return path
 
 
 def test_every_setting_is_an_option_of_the_command_line_with_its_help():
     params = {p.name: p for p in main.commands["monitor"].params}
-    for setting in SETTINGS:
+    for setting in (*SETTINGS, *(s for s in SERVE_SETTINGS if s.flag)):
         assert setting.name in params, setting.flag
         assert params[setting.name].opts == [setting.flag]
         assert params[setting.name].help == setting.help
@@ -76,6 +78,41 @@ def test_a_bad_value_gets_the_same_reason_from_the_command_line_and_a_cameras_fi
     entry = _entry({"name": "a", "source": str(clip), key: value})
     with pytest.raises(ConfigError, match=rf"cameras\[0\]\.{key}: .*{re.escape(reason[:20])}"):
         load_cameras(_cameras_file(tmp_path, entry))
+
+
+def test_a_cameras_file_sets_every_process_setting_at_its_top(tmp_path):
+    clip = write_video(tmp_path / "c.mp4", 10)
+    (tmp_path / "ca.pem").write_text("x")
+    (tmp_path / "pw").write_text("x")
+    top = {"bundle": str(tmp_path / "b"), "pub": "tcp://127.0.0.1:5601", "runtime": "openvino", "threads": 2,
+           "mqtt.url": "mqtt://broker", "mqtt.ca": str(tmp_path / "ca.pem"), "mqtt.password_file": str(tmp_path / "pw"),
+           "mqtt.prefix": "fleet", "mqtt.risk": True, "mqtt.outbox_dir": str(tmp_path / "ob")}
+    assert set(top) | {"model", "model_timeout"} == {s.key for s in SERVE_SETTINGS if s.key}
+    data = {**_entry(top), "cameras": [{"name": "a", "source": str(clip)}]}
+    path = tmp_path / "cameras.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    serve = load_cameras(path).serve
+    defaults = ServeOptions()
+    for setting in SERVE_SETTINGS:
+        if setting.key in top:
+            assert getattr(serve, setting.name) != getattr(defaults, setting.name), setting.key
+    assert serve.outbox_for("a") == tmp_path / "ob" / "outbox-a.sqlite"
+    path.write_text(yaml.safe_dump({**data, "model": "triton://h:1/m"}), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"model: .* instead of `bundle` \(not both\)"):
+        load_cameras(path)
+
+
+@pytest.mark.parametrize("key,flag,value,reason", [
+    ("threads", "--threads", 0, "must be a whole number from 1 to 256"),
+    ("pub", "--pub", "tcp://127.0.0.1:99999", "port '99999' is not a number from 1 to 65535"),
+    ("runtime", "--runtime", "tensorrt", "tensorrt"),
+])
+def test_a_bad_process_value_is_refused_from_the_command_line_and_a_cameras_file(tmp_path, key, flag, value, reason):
+    clip = write_video(tmp_path / "c.mp4", 10)
+    result = CliRunner().invoke(main, ["monitor", "--source", str(clip), flag, str(value)])
+    assert result.exit_code == 2 and f"Invalid value for '{flag}'" in result.output and reason in result.output
+    with pytest.raises(ConfigError, match=rf": {key}: .*{re.escape(reason)}"):
+        load_cameras(_cameras_file(tmp_path, {"name": "a", "source": str(clip)}, {key: value}))
 
 
 @pytest.mark.parametrize("key,value", [("loop", "no"), ("loop", "maybe"), ("preview", 1)])

@@ -86,15 +86,19 @@ def test_the_monitor_page_names_every_option_of_the_monitor():
     assert not missing, f"docs/monitor.md does not name {missing}"
 
 
-def test_the_fleet_page_names_every_key_of_a_camera_beside_its_option():
+def test_the_fleet_page_names_every_key_of_a_cameras_file_beside_its_option():
     from crashwatch.monitor.pipeline.options import SETTINGS
+    from crashwatch.monitor.serving.options import SERVE_SETTINGS
 
     rows = [line for line in (REPO / "docs" / "fleet.md").read_text(encoding="utf-8").splitlines()
-            if line.startswith("| `cameras[]")]
-    for setting in SETTINGS:
-        key = setting.key.rsplit(".", 1)[-1]
-        assert any(f"`{key}`" in row or f"cameras[].{key}`" in row for row in rows if f"`{setting.flag}`" in row), \
-            f"docs/fleet.md has no row naming {setting.key} with {setting.flag}"
+            if line.startswith("| `")]
+    for setting in (*SETTINGS, *SERVE_SETTINGS):
+        if not setting.key:
+            continue
+        leaf = setting.key.rsplit(".", 1)[-1]
+        assert any(f"`{leaf}`" in row or f"].{leaf}`" in row for row in rows
+                   if not setting.flag or f"`{setting.flag}`" in row), \
+            f"docs/fleet.md has no row naming {setting.key} with {setting.flag or 'its meaning'}"
 
 
 def test_the_negative_control_catches_an_option_that_does_not_exist():
