@@ -17,8 +17,8 @@ from crashwatch.monitor.transports.zeromq import DEFAULT_ENDPOINT
 SILENCE_WARNING_S = 3.0  # three missed heartbeats
 
 @click.command("monitor")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Instead of --source: a cameras file (YAML, see configs/cameras.example.yaml) listing many "
+@click.option("--config", "config_file", type=click.Path(path_type=Path),
+              help="Instead of --source: a cameras file (YAML, or a shipped one by name: cameras.example) listing many "
                    "cameras served by one model in this process; its settings replace the other options.")
 @serve_options
 @click.option("--curve-secret", type=click.Path(dir_okay=False, path_type=Path),
@@ -40,10 +40,13 @@ def monitor_command(config_file: Path | None, curve_secret: Path | None, curve_a
     curve = ServerCurve(curve_secret, curve_allow) if curve_secret is not None else None
     if config_file is not None:
         ctx = click.get_current_context()
-        given = [s.flag for s in (*SERVE_SETTINGS, *SETTINGS)
+        given = [s for s in (*SERVE_SETTINGS, *SETTINGS)
                  if s.flag and ctx.get_parameter_source(s.name) is click.core.ParameterSource.COMMANDLINE]
         if given:
-            raise click.UsageError(f"{', '.join(given)}: set in the cameras file with --config, not beside it")
+            in_file = [s.flag for s in given if s.key]
+            raise click.UsageError("; ".join(
+                ([f"{', '.join(in_file)}: set in the cameras file with --config, not beside it"] if in_file else [])
+                + [f"{s.flag}: not with --config (a cameras file has no such key)" for s in given if not s.key]))
         config = load_cameras(config_file)
         for name, summary in _serve(config.serve, config.cameras, curve).items():
             click.echo(f"{name} stopped: {_said(summary)}")

@@ -13,6 +13,10 @@ from typing import Any, Sequence
 
 from crashwatch.monitor.messages import Alert, AlertEvent
 
+# An alert ends below this fraction of its start unless told otherwise: room to end whatever the start (the
+# rule it replaces, the lower of 0.1 below the start and 80 % of it, left none for a start of 0.1 or less).
+OFF_FRACTION = 0.8
+
 
 @dataclass(frozen=True)
 class AlertPolicy:
@@ -30,10 +34,10 @@ class AlertPolicy:
 
     @classmethod
     def around(cls, threshold: float, **overrides: Any) -> "AlertPolicy":
-        """The default policy for a calibrated threshold: off at the lower of 0.1 below it and 80 % of it."""
+        """The default policy for a calibrated threshold: off at ``OFF_FRACTION`` of it."""
         off = overrides.pop("off", None)
         if off is None:
-            off = max(min(threshold - 0.1, threshold * 0.8), 0.0)
+            off = threshold * OFF_FRACTION
         return cls(on=threshold, off=off, **overrides)
 
 

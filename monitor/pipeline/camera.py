@@ -32,13 +32,26 @@ from crashwatch.monitor.frame import Frame
 from crashwatch.monitor.messages import Alert, AlertEvent, Outlet, Risk, Status
 from crashwatch.monitor.pipeline.alerts import AlertPolicy, AlertTracker, alert_starts
 from crashwatch.monitor.pipeline.buffer import FrameBuffer
-from crashwatch.monitor.pipeline.options import MonitorOptions, OptionsError
+from crashwatch.monitor.pipeline.options import SETTING, MonitorOptions, OptionsError
 from crashwatch.monitor.pipeline.prefetch import WindowPrefetcher, first_window_end
 from crashwatch.monitor.pipeline.preview import Previewer
 from crashwatch.monitor.pipeline.scorer import WindowScore, WindowScorer
 from crashwatch.monitor.pipeline.source import Capture
 
 log = logging.getLogger(__name__)
+
+MIN_STRIDE_S = 0.05  # no CPU scores a window more often; a shorter stride only multiplies skipped strides
+
+
+class CameraLog(logging.LoggerAdapter):
+    """A camera's log lines name the camera: a process may watch many."""
+
+    def __init__(self, logger: logging.Logger, camera: str) -> None:
+        super().__init__(logger, {"camera": camera})
+        self.camera = camera
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"camera {self.camera}: {msg}", kwargs
 
 
 
@@ -64,10 +77,11 @@ class Monitor:
         self.options = options
         self.stop = stop or threading.Event()
         options.check()
+        self.log = CameraLog(log, options.camera)
         m = model.manifest
         seconds, frames = m.window.seconds, m.window.num_frames
         if options.window_seconds is not None and options.window_seconds != seconds:
-            log.warning("window overridden: %.2f s instead of the bundle's %.2f s; the model was trained on %.2f s",
+            self.log.warning("window overridden: %.2f s instead of the bundle's %.2f s; the model was trained on %.2f s",
                         options.window_seconds, seconds, seconds)
             seconds = options.window_seconds
         if options.num_frames is not None and options.num_frames != frames:
@@ -75,10 +89,17 @@ class Monitor:
                              "needs a bundle exported for it")
         self.window = WindowSpec(seconds, frames)
         self.stride = options.stride if options.stride is not None else self.window.spacing
+        if self.stride < MIN_STRIDE_S:  # nearly every stride would be skipped, and said only as a count
+            given = options.stride is not None
+            raise OptionsError(
+                f"a stride of {self.stride:.4f} s ({'given' if given else 'the window frame spacing, '}"
+                f"{'' if given else f'{seconds:g} s over {frames - 1} gaps'}) asks for more than "
+                f"{1 / MIN_STRIDE_S:.0f} risk queries a second; give at least {MIN_STRIDE_S} s",
+                SETTING["stride"] if given else SETTING["window_seconds"])
         # Window ends on the stride grid put every nominal frame time on multiples of the spacing.
         on_lattice = abs(self.stride / self.window.spacing - round(self.stride / self.window.spacing)) <= 1e-6
         if not on_lattice:
-            log.warning("stride %.3f s is not a multiple of the frame spacing %.3f s: windows will share fewer "
+            self.log.warning("stride %.3f s is not a multiple of the frame spacing %.3f s: windows will share fewer "
                         "frames and each stride will cost more vision passes", self.stride, self.window.spacing)
         try:
             self.policy = AlertPolicy.around(m.threshold if options.alert_on is None else options.alert_on,
@@ -157,9 +178,9 @@ class Monitor:
     # -- the loop -------------------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        log.info("monitoring %s as %s: window %.2f s x %d frames, stride %.3f s, alert at %.3f (off below %.3f)",
-                 self.options.source.display, self.options.camera, self.window.seconds, self.window.num_frames, self.stride,
-                 self.policy.on, self.policy.off)
+        self.log.info("monitoring %s: window %.2f s x %d frames, stride %.3f s, alert at %.3f (off below %.3f)",
+                      self.options.source.display, self.window.seconds, self.window.num_frames, self.stride,
+                      self.policy.on, self.policy.off)
         self.capture.start()
         self.prefetcher.start()
         next_end: float | None = None
@@ -214,10 +235,11 @@ class Monitor:
         self.stats.strides += 1
         self.stats.last_end = end
         self.stats.model_ms.append(result.model_ms)
+        events = self.tracker.update(end, result.probability)  # first, so the risk says this stride's state
         risk = self._risk(result)
         self.risks.append(risk)
         self.outlet.publish(risk)
-        for event in self.tracker.update(end, result.probability):
+        for event in events:
             self._alert(event, result)
 
     def _pace(self, result: WindowScore) -> None:
@@ -262,7 +284,7 @@ class Monitor:
             self.evidence.end(event)
         self.alerts.append(event)
         self.outlet.publish(event)
-        log.warning("alert %d %s at %.2f s (probability %s, peak %.3f)", event.alert_id, event.event.value,
+        self.log.warning("alert %d %s at %.2f s (probability %s, peak %.3f)", event.alert_id, event.event.value,
                     event.t, "n/a" if event.probability is None else f"{event.probability:.3f}", event.peak)
 
     def _risk(self, r: WindowScore) -> Risk:

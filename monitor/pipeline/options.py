@@ -169,8 +169,8 @@ class MonitorOptions:
         "--alert-on", "alert.on", "Probability that starts an alert (default: the calibrated threshold).",
         "PROBABILITY", number(0, 1))
     alert_off: float | None = setting(
-        "--alert-off", "alert.off", "Probability below which an alert ends (default: the lower of 0.1 below "
-        "--alert-on and 80 % of it).", "PROBABILITY", number(0, 1))
+        "--alert-off", "alert.off", "Probability below which an alert ends (default: 80 % of --alert-on, so "
+        "an alert can always end).", "PROBABILITY", number(0, 1))
     alert_min_on_seconds: float = setting(
         "--alert-min-on", "alert.min_on_seconds", "Seconds above --alert-on before an alert starts.",
         "SECONDS", number(0, 3600), 0.0)
@@ -199,6 +199,14 @@ class MonitorOptions:
                     raise OptionsError(str(err), s) from None
         if self.replay == "fast" and self.source.live:
             raise OptionsError("fast is for files; a live source runs in real time", SETTING["replay"])
+        if self.loop and self.source.live:
+            raise OptionsError("is for files; a live source runs until it stops", SETTING["loop"])
+        if self.record_dir is None:
+            for name in ("record_keep", "record_codec", "record_segment_seconds"):
+                s = SETTING[name]
+                if getattr(self, name) != s.parse(s.default):
+                    raise OptionsError(f"is for the loop recording, which {SETTING['record_dir'].flag} turns on",
+                                       s)
         if self.alert_on is not None and self.alert_off is not None and self.alert_off > self.alert_on:
             raise OptionsError(f"{self.alert_off} is above the alert's start ({self.alert_on}): an alert would end "
                                "before it starts", SETTING["alert_off"])

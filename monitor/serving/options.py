@@ -96,7 +96,7 @@ class ServeOptions:
         False, switch=True)
     mqtt_outbox: Path | None = setting(
         "--mqtt-outbox", "", "The outbox file (SQLite) [default: $XDG_STATE_HOME or ~/.local/state, "
-        "crashwatch/outbox-CAMERA.sqlite].", "FILE", Path)
+        "crashwatch/outbox-CAMERA.sqlite]; a cameras file names a folder instead, mqtt.outbox_dir.", "FILE", Path)
     mqtt_outbox_dir: Path | None = setting(
         "", "mqtt.outbox_dir", "The folder of the cameras' outboxes, outbox-CAMERA.sqlite each (default: as "
         "--mqtt-outbox defaults).", "FOLDER", folder)

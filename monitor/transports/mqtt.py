@@ -20,10 +20,10 @@ broker's URL and credentials are ``mqtt_target``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
+import secrets
 import socket
 import ssl
 import sys
@@ -120,10 +120,10 @@ class MqttSink:
         self._said_offline = False
         self._deadline = float("inf")
 
-        # Stable per camera and outbox, so the broker sees one client across restarts and two monitors with
-        # different outboxes do not throw each other off.
-        digest = hashlib.sha1(str(outbox_path.resolve()).encode()).hexdigest()[:8]
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"crashwatch-{camera}-{digest}")
+        # Unique to this process: a broker disconnects a client whose id another connection takes, and two
+        # monitors of one camera name (on two hosts, or with two outboxes) must not knock each other off.
+        self.client_id = f"crashwatch-{camera}-{secrets.token_hex(4)}"
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id)
         if target.username is not None:
             self._client.username_pw_set(target.username, target.password)
         if target.tls:

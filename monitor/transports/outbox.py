@@ -4,11 +4,18 @@ SQLite in WAL mode with ``synchronous=FULL``: a ``put`` has reached the disk whe
 survives SIGKILL or a power cut, and a restart delivers what was left. The queue is bounded: past the count
 bound the oldest non-critical rows (risk) go first and critical ones (alerts) only when nothing else is left;
 past the age bound a row goes whatever it is. Each drop is counted, a critical one apart and with a warning.
+
+One process owns an outbox: it holds the exclusive lock of a small SQLite file beside it for as long as the
+outbox is open (SQLite's own locking, on every platform; the outbox stays readable), and a text file beside it
+names the holder, so a second monitor given the same outbox (the same camera name and default place) is
+refused in one line naming the first instead of both delivering from it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -20,6 +27,23 @@ from typing import Any
 from crashwatch.contract.errors import CrashwatchError
 
 log = logging.getLogger(__name__)
+
+LOCK_WAIT_S = 1.0  # how long an open waits for another process's lock before it says who holds it
+
+
+def _own(lock: Path) -> sqlite3.Connection:
+    """Take the exclusive lock of the SQLite file ``lock``, held until the returned connection closes."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    owner = sqlite3.connect(lock, check_same_thread=False, isolation_level=None, timeout=LOCK_WAIT_S)
+    try:
+        owner.execute("PRAGMA locking_mode=EXCLUSIVE")
+        owner.execute("BEGIN IMMEDIATE")
+        owner.execute("CREATE TABLE IF NOT EXISTS owner (pid INTEGER)")
+        owner.execute("COMMIT")  # in exclusive mode the lock stays after the commit
+    except sqlite3.Error:
+        owner.close()
+        raise
+    return owner
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -65,10 +89,19 @@ class Outbox:
         self.dropped_critical = 0
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._owner = _own(path.with_name(path.name + ".lock"))
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err):
+                raise OutboxError(f"{path}: cannot lock the MQTT outbox: {err}") from None
+            raise OutboxError(f"{path}: the MQTT outbox is in use by another monitor ({self._holder()}); give "
+                              "each monitor its own camera name or --mqtt-outbox") from None
+        except OSError as err:
+            raise OutboxError(f"{path}: cannot open the MQTT outbox: {err}") from None
+        try:
             # Autocommit (isolation_level None): every transaction is an explicit BEGIN IMMEDIATE ... COMMIT.
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as err:
+            self._owner.close()
             raise OutboxError(f"{path}: cannot open the MQTT outbox: {err}") from None
         try:
             if self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
@@ -83,8 +116,11 @@ class Outbox:
             self._db.execute("COMMIT")
         except sqlite3.Error as err:
             self._db.close()
+            self._owner.close()
             raise OutboxError(f"{path}: cannot use the MQTT outbox: {err} (corrupt, or not writable? move it away "
                               "to start with an empty one)") from None
+        self._holder_file.write_text(f"process {os.getpid()} on {socket.gethostname()} since "
+                                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n", encoding="utf-8")
 
     def put(self, topic: str, payload: str, qos: int, retain: bool = False, critical: bool = False) -> int:
         """Queue a message and enforce the bounds; returns its id."""
@@ -121,6 +157,18 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._holder_file.unlink(missing_ok=True)
+        self._owner.close()
+
+    @property
+    def _holder_file(self) -> Path:
+        return self.path.with_name(self.path.name + ".holder")
+
+    def _holder(self) -> str:
+        try:
+            return self._holder_file.read_text(encoding="utf-8").strip() or "holder unknown"
+        except OSError:
+            return "holder unknown"
 
     def _expire(self) -> None:
         """Drop what is older than ``max_age_s``, alerts too: a reader acts on an alert that is minutes old, not

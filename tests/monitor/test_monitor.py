@@ -18,6 +18,7 @@ from crashwatch.bench.process import free_port
 from crashwatch.contract.bundle import Manifest
 from crashwatch.monitor.engines.model import RiskModel
 from crashwatch.monitor.frame import Frame
+from crashwatch.monitor.messages import CollectingOutlet
 from crashwatch.monitor.pipeline.alerts import AlertPolicy, AlertTracker
 from crashwatch.monitor.pipeline.camera import Monitor
 from crashwatch.monitor.pipeline.options import MonitorOptions
@@ -248,6 +249,39 @@ def test_alert_hysteresis_makes_one_episode_one_alert():
     assert events == [(1.0, "start", 1), (1.5, "update", 1), (4.5, "end", 1)]
     with pytest.raises(ValueError):
         AlertPolicy(on=0.3, off=0.5)
+
+
+def test_an_alert_can_end_whatever_its_start():
+    for on in (0.94, 0.5, 0.1, 0.02):
+        policy = AlertPolicy.around(on)
+        assert 0 < policy.off < on
+        tracker = AlertTracker(policy)
+        kinds = [e.event.value for k, p in enumerate([on, on, 0.0, 0.0, 0.0]) for e in tracker.update(k * 0.5, p)]
+        assert kinds == ["start", "end"], on
+    assert AlertPolicy.around(0.94).off == pytest.approx(0.752)  # the demo bundle's, as before
+
+
+def test_a_risk_says_whether_an_alert_is_open_after_its_own_stride(tiny_bundle, tmp_path):
+    """The stride that starts an alert is active, the one that ends it is not (it lagged a stride)."""
+    clip = write_video(tmp_path / "c.mp4", 80)
+
+    def replay(**alert) -> Monitor:
+        options = MonitorOptions(source=parse_source(str(clip)), replay="fast", stride=0.5, alert_min_off_seconds=0.0,
+                                 **alert)
+        monitor = Monitor(RiskModel.open(tiny_bundle), options, lambda status: CollectingOutlet())
+        monitor.run()
+        return monitor
+
+    probabilities = sorted({r.probability for r in replay(alert_on=1.0).risks})
+    assert len(probabilities) > 2, "the tiny model's probability does not move on this clip"
+    on = probabilities[len(probabilities) // 2]
+    monitor = replay(alert_on=on, alert_off=on - 1e-9)
+    opened = {a.t: a.event.value for a in monitor.alerts}
+    assert "start" in opened.values() and "end" in opened.values()
+    active = False
+    for risk in monitor.risks:
+        active = {"start": True, "end": False}.get(opened.get(risk.t, ""), active)
+        assert risk.alert_active is active, (risk.t, opened)
 
 
 def test_credentials_never_leave_the_url_redactor():

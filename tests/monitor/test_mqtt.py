@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -113,7 +114,10 @@ def test_close_flushes_the_outbox_and_leaves_what_it_cannot_deliver_for_the_next
     sink.close()
     assert [m.payload["seq"] for m in subscriber.wait_for(lambda got: len(got) == 20, 2, "20 alerts")] == \
         list(range(1, 21))
-    assert Outbox(tmp_path / "cam1-outbox.db").stats()["queued"] == 0
+    box = Outbox(tmp_path / "cam1-outbox.db")
+    queued = box.stats()["queued"]
+    box.close()  # an open outbox is owned: the next sink would be refused
+    assert queued == 0
 
     sink = sink_for(broker, tmp_path)
     wait_until(lambda: sink.connected, 10, "sink connected")
@@ -123,7 +127,10 @@ def test_close_flushes_the_outbox_and_leaves_what_it_cannot_deliver_for_the_next
     started = time.monotonic()
     sink.close(timeout=0.5)
     assert time.monotonic() - started < within(2.5)
-    assert [json.loads(row.payload) for row in Outbox(tmp_path / "cam1-outbox.db").peek(5)] == [last]
+    box = Outbox(tmp_path / "cam1-outbox.db")
+    left = [json.loads(row.payload) for row in box.peek(5)]
+    box.close()
+    assert left == [last]
     subscriber.close()
 
 
@@ -408,3 +415,30 @@ def test_a_corrupt_or_unwritable_outbox_is_a_clear_error_naming_it(tmp_path):
     with pytest.raises(OutboxError, match=f"{not_a_folder}: cannot open the MQTT outbox"):
         Outbox(not_a_folder)
     assert issubclass(OutboxError, CrashwatchError)
+
+
+def test_a_second_monitor_on_the_same_outbox_is_refused_naming_the_first(tmp_path):
+    first = Outbox(tmp_path / "outbox-front.sqlite")
+    script = ("import sys; from pathlib import Path; from crashwatch.monitor.transports.outbox import Outbox, "
+              "OutboxError\ntry:\n    Outbox(Path(sys.argv[1]))\nexcept OutboxError as err:\n    print(err)\n")
+    try:
+        second = subprocess.run([sys.executable, "-c", script, str(tmp_path / "outbox-front.sqlite")],
+                                capture_output=True, text=True, timeout=60)
+        assert "in use by another monitor (process" in second.stdout and f"process {os.getpid()} on" in second.stdout
+        first.put("t", "still mine", qos=1, critical=True)  # the first goes on
+    finally:
+        first.close()
+    again = Outbox(tmp_path / "outbox-front.sqlite")  # free once closed
+    assert [row.payload for row in again.peek(5)] == ["still mine"]
+    again.close()
+
+
+def test_two_sinks_of_one_camera_name_are_two_clients_to_the_broker(tmp_path):
+    target = MqttTarget.parse(f"mqtt://127.0.0.1:{free_port()}")
+    sinks = [MqttSink(target, "front", outbox_path=tmp_path / f"o{i}.db") for i in range(2)]
+    try:
+        ids = {sink.client_id for sink in sinks}
+    finally:
+        for sink in sinks:
+            sink.close(timeout=0.1)
+    assert len(ids) == 2 and all(i.startswith("crashwatch-front-") for i in ids)

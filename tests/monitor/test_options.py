@@ -5,15 +5,17 @@ either."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from crashwatch.bench.process import free_port
 from crashwatch.cli import main
 from crashwatch.contract.config import ConfigError
-from crashwatch.monitor.pipeline.options import SETTINGS, MonitorOptions
+from crashwatch.monitor.pipeline.options import SETTING, SETTINGS, MonitorOptions
 from crashwatch.monitor.serving.cameras import load_cameras
 from crashwatch.monitor.serving.options import SERVE_SETTINGS, ServeOptions
 from tests.support.media import write_video
@@ -115,11 +117,13 @@ def test_a_bad_process_value_is_refused_from_the_command_line_and_a_cameras_file
         load_cameras(_cameras_file(tmp_path, {"name": "a", "source": str(clip)}, {key: value}))
 
 
-@pytest.mark.parametrize("key,value", [("loop", "no"), ("loop", "maybe"), ("preview", 1)])
+@pytest.mark.parametrize("key,value", [("loop", "no"), ("loop", "maybe"), ("preview", 1), ("mqtt.risk", "no")])
 def test_a_boolean_in_a_cameras_file_is_true_or_false(tmp_path, key, value):
     clip = write_video(tmp_path / "c.mp4", 10)
-    with pytest.raises(ConfigError, match=rf"cameras\[0\]\.{key}: must be true or false"):
-        load_cameras(_cameras_file(tmp_path, {"name": "a", "source": str(clip), key: value}))
+    camera, top = ({key: value}, {}) if "." not in key else ({}, _entry({"mqtt.url": "mqtt://h", key: value}))
+    where = re.escape(key if "." in key else f"cameras[0].{key}")
+    with pytest.raises(ConfigError, match=rf"{where}: must be true or false"):
+        load_cameras(_cameras_file(tmp_path, {"name": "a", "source": str(clip), **camera}, top))
 
 
 def test_rules_between_settings_name_the_setting_at_fault(tmp_path):
@@ -139,3 +143,47 @@ def test_options_given_beside_a_cameras_file_are_refused(tmp_path):
 
 def test_the_library_takes_the_options_as_fields():
     assert [f.name for f in dataclasses.fields(MonitorOptions)][:len(SETTINGS)] == [s.name for s in SETTINGS]
+
+
+@pytest.mark.parametrize("args,key,entry,reason", [
+    (["--record-keep", "2GB"], "record_keep", {"record_keep": "2GB"}, "is for the loop recording, which --record"),
+    (["--record-codec", "mp4v"], "record_codec", {"record_codec": "mp4v"}, "is for the loop recording"),
+    (["--record-segment", "5"], "record_segment", {"record_segment": 5}, "is for the loop recording"),
+    (["--loop"], "loop", {"loop": True}, "is for files; a live source runs until it stops"),
+])
+def test_an_option_that_would_do_nothing_is_refused(tmp_path, args, key, entry, reason):
+    clip = str(write_video(tmp_path / "c.mp4", 10))
+    source = "rtsp://127.0.0.1:9/none" if key == "loop" else clip
+    result = CliRunner().invoke(main, ["monitor", "--source", source, *args])
+    assert result.exit_code == 2 and reason in result.output, result.output
+    with pytest.raises(ConfigError, match=rf"cameras\[0\]\.{key}: {re.escape(reason)}"):
+        load_cameras(_cameras_file(tmp_path, {"name": "a", "source": source, **entry}))
+
+
+def test_an_option_a_cameras_file_has_no_key_for_is_refused_beside_it_as_such(tmp_path):
+    clip = write_video(tmp_path / "c.mp4", 10)
+    path = _cameras_file(tmp_path, {"name": "a", "source": str(clip)})
+    result = CliRunner().invoke(main, ["monitor", "--config", str(path), "--mqtt-outbox", str(tmp_path / "o.sqlite")])
+    assert result.exit_code == 2 and "--mqtt-outbox: not with --config (a cameras file has no such key)" in result.output
+    assert "set in the cameras file" not in result.output
+
+
+def test_a_camera_s_warnings_name_the_camera(tiny_bundle, tmp_path, caplog):
+    from crashwatch.monitor.engines.model import RiskModel
+    from crashwatch.monitor.messages import CollectingOutlet
+    from crashwatch.monitor.pipeline.camera import Monitor
+
+    clip = write_video(tmp_path / "c.mp4", 10)
+    options = MonitorOptions(source=SETTING["source"].parse(str(clip)), camera="yard", stride=0.37)
+    with caplog.at_level(logging.WARNING):
+        Monitor(RiskModel.open(tiny_bundle), options, lambda status: CollectingOutlet())
+    assert any(r.getMessage().startswith("camera yard: stride 0.370 s is not a multiple") for r in caplog.records)
+
+
+def test_a_window_or_stride_that_would_skip_nearly_every_stride_is_refused(tiny_bundle, tmp_path):
+    clip = str(write_video(tmp_path / "c.mp4", 10))
+    for args, flag in ((["--stride", "0.01"], "--stride"), (["--window-seconds", "0.05"], "--window-seconds")):
+        result = CliRunner().invoke(main, ["monitor", "--bundle", str(tiny_bundle), "--source", clip,
+                                           "--pub", f"tcp://127.0.0.1:{free_port()}", *args])
+        assert result.exit_code == 2 and f"{flag}: a stride of" in result.output, result.output
+        assert "risk queries a second; give at least 0.05 s" in result.output
