@@ -71,7 +71,8 @@ demo-eval: $(TRAIN_STAMP)
 STREAMING := $(BUILD)/demo-streaming
 demo-streaming: $(TRAIN_STAMP)
 	test -f $(BUILD)/demo-data/test.jsonl || $(BIN)/crashwatch synth --out $(BUILD)/demo-data --clips 24000 --seed 1
-	$(BIN)/crashwatch train --config configs/demo.yaml --layout streaming --data $(BUILD)/demo-data --out $(STREAMING)/run
+	$(BIN)/crashwatch train --config configs/demo.yaml --layout streaming --data $(BUILD)/demo-data --out $(STREAMING)/run \
+		--force
 	$(BIN)/crashwatch export --checkpoint $(STREAMING)/run --out $(STREAMING)/bundle --precision int8 --force \
 		--video $$(ls $(BUILD)/demo-data/test/*.mp4 | head -n 1)
 	test -d $(BUILD)/demo-calibration/drives || \

@@ -5,6 +5,7 @@ typo never silently falls back to a default."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import re
 import types
 import typing
@@ -34,6 +35,31 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
                               list("tTfF"))
+
+
+SHIPPED = "crashwatch.configs"  # the example configurations, shipped in the package
+
+
+def shipped_configs() -> dict[str, Path]:
+    """The configurations shipped with crashwatch, by name (``tiny``, ``cameras.example``)."""
+    folder = Path(str(importlib.resources.files(SHIPPED)))
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+
+
+def find_config(value: str | Path) -> Path:
+    """A configuration given by its path, or by the name of one shipped with crashwatch (``--config tiny``); a
+    path that exists wins. ConfigError naming what was asked and the shipped names otherwise."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    name = path.name.removesuffix(".yaml")
+    if path.name == str(value) and name in shipped:
+        return shipped[name]
+    if path.exists():
+        raise ConfigError(f"{path}: not a file")
+    raise ConfigError(f"{value}: no such file, nor a configuration shipped with crashwatch "
+                      f"({', '.join(shipped)})")
 
 
 def read_yaml(path: Path) -> Any:

@@ -244,7 +244,7 @@ class Outlet(Protocol):
         """What ``status`` reports of the delivery: ``publisher`` counts and ``sinks`` states (None for none)."""
 
 
-class Collector:
+class CollectingOutlet:
     """An outlet that keeps every message body it is given, in order, for a replay or a benchmark that reads
     them in the process rather than over a socket."""
 

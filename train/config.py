@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from crashwatch.contract.config import Fail, build, read_yaml
+from crashwatch.contract.config import Fail, build, find_config, read_yaml
 from crashwatch.contract.preprocess import PixelSpec
 from crashwatch.contract.prompt import DEFAULT_QUESTION, PromptLayout
 from crashwatch.contract.window import WindowSpec
@@ -209,5 +209,5 @@ def _check_frame_size(config: RunConfig, fail: Callable[[str, str], NoReturn]) -
 
 def load_config(path: str | Path) -> RunConfig:
     """Read a run configuration YAML file. Raises ConfigError naming the file on any problem."""
-    path = Path(path)
+    path = find_config(path)
     return RunConfig.from_dict(read_yaml(path) or {}, str(path))

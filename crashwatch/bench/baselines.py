@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from crashwatch.bench.process import REPO
 from crashwatch.bench.report import median_time
 from crashwatch.contract.bundle import PROMPT_IDS, Manifest
 from crashwatch.contract.prompt import PromptEncoder
@@ -24,7 +23,7 @@ def research_query_time(config_name: str, repeats: int, bundle: Path | None = No
     from crashwatch.train.model import frame_tokens, smolvlm_config
     from crashwatch.train.tokenizer import builtin_tokenizer
 
-    config = load_config(REPO / "configs" / f"{config_name}.yaml")
+    config = load_config(config_name)
     if bundle is not None:
         prompt = np.load(bundle / PROMPT_IDS)
         image_token_id = Manifest.read(bundle).image_token_id
@@ -51,7 +50,7 @@ def torch_stride_time(config_name: str, repeats: int, dtype: str, length: int) -
     from crashwatch.train.config import load_config
     from crashwatch.train.model import CrashRiskModel
 
-    config = load_config(REPO / "configs" / f"{config_name}.yaml")
+    config = load_config(config_name)
     config.backbone.random_init = True
     model = CrashRiskModel.from_backbone_config(config.backbone, config.head, 257, config.image_size).eval()
     hidden = model.backbone.config.text_config.hidden_size

@@ -58,7 +58,8 @@ def dashboard_command(endpoints: tuple[str, ...], events_dir: Path | None, http:
                                             read_token(token_file) if token_file else None))
     opening = f"{dashboard.url}?token=TOKEN (TOKEN: the first line of {token_file})" if token_file else dashboard.url
     click.echo(f"dashboard of {', '.join(endpoints)}: open {opening} (Ctrl-C stops)", err=True)
-    dashboard.serve()
+    stopped_by = dashboard.serve()
+    click.echo(f"dashboard stopped{f' ({stopped_by})' if stopped_by else ''}", err=True)
 
 
 COMMANDS = (dashboard_command,)

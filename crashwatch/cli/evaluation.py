@@ -62,10 +62,12 @@ def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: P
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where metrics.json and metrics.csv go [default: TRACES].")
 @budget_option
+@min_normal_hours_option
 @click.option("--clip-seconds", type=SECONDS,
               help="Clip length the DAD/CCD protocol's published times are scaled by (UString multiplies its "
                    "relative times by it: 5 for DAD and CCD) [default: the median clip length].")
-def metrics_command(traces_dir: Path, out_dir: Path | None, budget: float, clip_seconds: float | None) -> None:
+def metrics_command(traces_dir: Path, out_dir: Path | None, budget: float, min_normal_hours: float,
+                    clip_seconds: float | None) -> None:
     """Compute the field's metrics again from a replay-eval folder (its replay_eval.json and traces/), without
     replaying: the DAD/CCD protocol, the Nexar score, and recall at a false-alarm budget beside the project's
     own alerts."""
@@ -73,7 +75,8 @@ def metrics_command(traces_dir: Path, out_dir: Path | None, budget: float, clip_
     from crashwatch.evaluation.traces import read_replay
 
     summary, traces = read_replay(traces_dir)
-    metrics = field_metrics(traces, summary["threshold"], budget, summary["warning_window_s"], clip_seconds)
+    metrics = field_metrics(traces, summary["threshold"], budget, summary["warning_window_s"], clip_seconds,
+                            min_normal_hours)
     out_dir = out_dir or traces_dir
     write_metrics(out_dir, metrics)
     click.echo(f"{len(traces)} clips of {traces_dir}")

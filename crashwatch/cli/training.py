@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import click
@@ -17,7 +18,7 @@ from crashwatch.datasets.importers import VAL_FRACTION
 
 @click.command()
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
-              help="Run configuration YAML (see configs/).")
+              help="Run configuration YAML, or a shipped one by name: tiny, demo, smolvlm2-256m, smolvlm2-500m.")
 @click.option("--data", "data_dir", required=True, type=existing_dir,
               help="Dataset folder: train/, val/ and train.jsonl, val.jsonl.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -26,6 +27,7 @@ from crashwatch.datasets.importers import VAL_FRACTION
 @click.option("--max-steps", type=click.IntRange(min=0),
               help="Stop after this many optimiser steps (smoke runs); 0 writes the model untrained (sizing, benchmarks).")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/checkpoints.")
+@click.option("--force", is_flag=True, help="Replace the run OUT holds (its checkpoints are deleted first).")
 @click.option("--random-init", is_flag=True, help="Build the config's architecture with random weights (no hub).")
 @click.option("--tokenizer", help="Tokenizer to use instead of the config's (hub id, folder, or 'builtin').")
 @click.option("--layout", type=click.Choice([layout.value for layout in PromptLayout]),
@@ -33,7 +35,8 @@ from crashwatch.datasets.importers import VAL_FRACTION
                    "streaming (each frame computed once by the monitor; must be learnt in fine-tuning).")
 @skip_bad_option
 def train(config_path: Path, data_dir: Path, out_dir: Path, epochs: float | None, max_steps: int | None,
-          resume: bool, random_init: bool, tokenizer: str | None, layout: str | None, skip_bad: bool) -> None:
+          resume: bool, force: bool, random_init: bool, tokenizer: str | None, layout: str | None,
+          skip_bad: bool) -> None:
     """Fine-tune the crash-risk classifier on a dataset of clips."""
     from crashwatch.train.config import load_config
     from crashwatch.train.fit import train as run_training
@@ -47,8 +50,15 @@ def train(config_path: Path, data_dir: Path, out_dir: Path, epochs: float | None
         config.backbone.tokenizer = tokenizer
     if layout:
         config.prompt.layout = layout
+    if resume and force:
+        raise click.UsageError("--resume continues the run in OUT and --force replaces it: give one")
     if resume and not (out_dir / "checkpoints").is_dir():
         raise click.UsageError(f"--resume: {out_dir / 'checkpoints'} does not exist; nothing to resume")
+    if not resume and out_dir.is_dir() and any(out_dir.iterdir()):
+        if not force:
+            raise click.UsageError(f"--out {out_dir}: holds a run already (hours of training, perhaps); --resume "
+                                   "continues it, --force replaces it")
+        shutil.rmtree(out_dir)  # a new run's checkpoints must not mix with the old run's
     metrics = run_training(config, data_dir, out_dir, epochs=epochs, resume=resume, skip_bad=skip_bad,
                            max_steps=max_steps)
     click.echo(f"run written to {out_dir}; validation: accuracy {metrics['accuracy']:.3f}, "
@@ -86,9 +96,10 @@ def _answers(ctx: click.Context, param: click.Parameter, value: str | None) -> t
 @click.option("--zero-shot", "zero_shot", metavar="MODEL",
               help="Instead of a checkpoint: a SmolVLM2 hub id or local folder whose own answer to the question is "
                    "the risk (its logit of the first of --answers minus the second's); no training.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="With --zero-shot: the run configuration whose window, frame size, pixels and question the "
-                   "bundle uses (e.g. the one a fine-tune of MODEL trains with); its backbone block is not used.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="With --zero-shot: the run configuration (or a shipped one by name) whose window, frame size, "
+                   "pixels and question the bundle uses (e.g. the one a fine-tune of MODEL trains with); its "
+                   "backbone block is not used.")
 @click.option("--answers", callback=_answers,
               help="With --zero-shot: the positive and the negative answer, each one token of MODEL's tokenizer "
                    "as the assistant's reply starts [default: Yes,No].")
@@ -218,5 +229,32 @@ def dataset_import(kind: str, source: Path, out_dir: Path, fractions: tuple[floa
         click.echo(f"not used ({len(report.problems)}):")
         for problem in report.problems:
             click.echo(f"  {problem}")
+
+
+@dataset.command("check")
+@click.argument("data_dir", metavar="DATA", type=existing_dir)
+def dataset_check(data_dir: Path) -> None:
+    """Check every line and video of DATA's splits as `crashwatch train` does before it starts, and report each
+    split's clips by class; exit 1 naming every problem."""
+    from crashwatch.contract.dataset import SPLITS, DatasetError, read_split
+
+    problems = []
+    for split in SPLITS:
+        if not (data_dir / f"{split}.jsonl").is_file():
+            if split in ("train", "val"):
+                problems.append(f"{data_dir / split}.jsonl: missing (crashwatch train needs train and val)")
+            continue
+        try:
+            clips = read_split(data_dir, split)
+        except DatasetError as err:
+            problems.append(str(err))
+            continue
+        positive = sum(clip.label for clip in clips)
+        click.echo(f"{split}: {len(clips)} clips, {positive} positive, {len(clips) - positive} negative"
+                   + ("" if 0 < positive < len(clips) else " (one class only: AUROC and calibration need both)"))
+    if problems:
+        raise click.ClickException("\n".join(problems))
+    click.echo(f"{data_dir}: every line and video is usable")
+
 
 COMMANDS = (train, evaluate, export_command, synth_command, dataset)

@@ -14,12 +14,13 @@ import collections
 import contextlib
 import json
 import logging
+import signal
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Iterator, Sequence
 
 import uvicorn
 from starlette.applications import Starlette
@@ -261,7 +262,28 @@ class Dashboard:
         host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
         return f"http://{host}:{self.settings.port}/"
 
-    def serve(self) -> None:
+    def serve(self) -> str | None:
+        """Serve until SIGINT or SIGTERM; returns the name of the signal that stopped it."""
         config = uvicorn.Config(create_app(self.settings), log_level="warning", ws="websockets-sansio",
                                 timeout_graceful_shutdown=2)
-        uvicorn.Server(config).run(sockets=[self.socket])
+        server = _Server(config)
+        server.run(sockets=[self.socket])
+        return server.stopped_by
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that the signal that ended it is not raised again once it has shut down: uvicorn
+    does so, and SIGTERM then killed the command (exit 143) before it could say it stopped."""
+
+    stopped_by: str | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                captured = getattr(self, "_captured_signals", [])
+                if captured:
+                    self.stopped_by = signal.Signals(captured[-1]).name
+                captured.clear()

@@ -104,7 +104,9 @@ def from_csv(table: Path) -> tuple[list[LabelledVideo], list[Problem]]:
 
 def split_videos(videos: list[LabelledVideo], fractions: tuple[float, float, float],
                  seed: int) -> dict[str, list[LabelledVideo]]:
-    """Stratified split: each label's videos shuffled with ``seed`` and cut by ``fractions`` (train, val, test)."""
+    """Stratified split: each label's videos shuffled with ``seed`` and cut by ``fractions`` (train, val, test).
+    A split with a share gets at least one video of each label where there are enough (train first, then val,
+    then test): a small set would otherwise leave val or test without a class, or empty."""
     rng = random.Random(seed)
     splits: dict[str, list[LabelledVideo]] = {s: [] for s in SPLITS}
     for label in (0, 1):
@@ -112,6 +114,10 @@ def split_videos(videos: list[LabelledVideo], fractions: tuple[float, float, flo
         rng.shuffle(group)
         n_val = round(len(group) * fractions[1])
         n_test = round(len(group) * fractions[2])
+        if fractions[1] > 0 and n_val == 0 and len(group) - n_test >= 2:
+            n_val = 1
+        if fractions[2] > 0 and n_test == 0 and len(group) - n_val >= 2:
+            n_test = 1
         n_train = len(group) - n_val - n_test
         splits["train"] += group[:n_train]
         splits["val"] += group[n_train:n_train + n_val]
@@ -119,10 +125,27 @@ def split_videos(videos: list[LabelledVideo], fractions: tuple[float, float, flo
     return splits
 
 
+def describe_splits(splits: dict[str, list[LabelledVideo]]) -> str:
+    """Each split's clips by class, and what a split lacks that training or evaluation needs."""
+    parts, lacking = [], []
+    for split in SPLITS:
+        videos = splits.get(split, [])
+        positive = sum(v.label for v in videos)
+        parts.append(f"{split} {len(videos)} ({positive} positive, {len(videos) - positive} negative)")
+        if split in ("train", "val") and not videos:
+            lacking.append(f"{split} is empty (crashwatch train needs train and val)")
+        elif videos and positive in (0, len(videos)):
+            lacking.append(f"{split} holds one class only (AUROC and calibration need both)")
+    return ", ".join(parts) + ("" if not lacking else "; " + "; ".join(lacking) + ": the set is too small to split")
+
+
 def write_dataset(splits: dict[str, list[LabelledVideo]], out: Path, question: str,
                   link: bool = False) -> dict[str, int]:
     """Put the videos into ``out/{split}/`` (copied, hard-linked with ``link``, moved when made for this import)
-    and write the JSONL files. Returns the count per split."""
+    and write the JSONL files; says each split's clips by class (a warning where a split lacks what training
+    or evaluation needs). Returns the count per split."""
+    described = describe_splits(splits)
+    (log.warning if "too small to split" in described else log.info)("%s: %s", out, described)
     for split in SPLITS:
         (out / split).mkdir(parents=True, exist_ok=True)
     placed = [(split, video) for split in SPLITS for video in splits.get(split, [])]

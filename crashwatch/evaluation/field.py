@@ -15,18 +15,21 @@ from crashwatch.evaluation.anticipation import anticipation_metrics
 from crashwatch.evaluation.curve import CURVE_THRESHOLDS, Trace, operating_curve, within_budget
 from crashwatch.evaluation.false_alarms import at_false_alarm_budget
 from crashwatch.evaluation.nexar_score import nexar_score
+from crashwatch.evaluation.scoring import MIN_NORMAL_HOURS
 
 METRICS_JSON, METRICS_CSV = "metrics.json", "metrics.csv"
 
 
 def field_metrics(traces: Sequence[Trace], threshold: float, budget: float, warning_window: float,
-                  clip_seconds: float | None = None) -> dict[str, Any]:
-    """Every metric of the replay's traces; ``threshold`` is the alert threshold the replay ran at."""
+                  clip_seconds: float | None = None, min_normal_hours: float = MIN_NORMAL_HOURS) -> dict[str, Any]:
+    """Every metric of the replay's traces; ``threshold`` is the alert threshold the replay ran at. Figures at a
+    false-alarm budget from less than ``min_normal_hours`` of normal driving are kept and marked indicative."""
     curve = operating_curve(list(traces), {}, warning_window, [threshold, *CURVE_THRESHOLDS])
     return {
         "dad_ccd": anticipation_metrics(traces, clip_seconds),
         "nexar": nexar_score(traces),
-        "false_alarm_budget": at_false_alarm_budget(traces, budget, warning_window),
+        "false_alarm_budget": {**at_false_alarm_budget(traces, budget, warning_window),
+                               "min_normal_hours": min_normal_hours},
         "project_alerts": {"at_threshold": curve[0], "within_budget": within_budget(curve[1:], budget)},
         "warning_window_s": warning_window,
     }
@@ -47,20 +50,24 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
     """What the commands print."""
     dad, nexar, budget = metrics["dad_ccd"], metrics["nexar"], metrics["false_alarm_budget"]
     own = metrics["project_alerts"]["within_budget"]
+    short = budget["normal_hours"] < budget.get("min_normal_hours", 0.0)
+    caveat = (f" (indicative only: {budget['normal_hours'] * 60:.1f} min of normal driving, under the "
+              f"{budget['min_normal_hours'] * 60:.0f} min a false-alarm rate needs to pick a threshold by)"
+              if short else "")
     return [
-        f"DAD/CCD protocol: AP {_f(dad['ap'])}, mTTA {_f(dad['mtta_s'])} s (published form "
-        f"{_f(dad['mtta_published_s'])} s), TTA@R80 {_f(dad['tta_r80_s'])} s (published form "
-        f"{_f(dad['tta_r80_published_s'])} s), P@R80 {_f(dad['precision_r80'])}",
+        f"DAD/CCD protocol: AP {_f(dad['ap'])}, mTTA {_s(dad['mtta_s'])} (published form "
+        f"{_s(dad['mtta_published_s'])}), TTA@R80 {_s(dad['tta_r80_s'])} (published form "
+        f"{_s(dad['tta_r80_published_s'])}), P@R80 {_f(dad['precision_r80'])}",
         f"Nexar score {_f(nexar['score'])}: AP at 0.5 s {_f(nexar['ap_at_0.5s'])}, 1.0 s {_f(nexar['ap_at_1s'])}, "
         f"1.5 s {_f(nexar['ap_at_1.5s'])}",
         f"within {budget['budget_per_hour']:g} false alarms/h ({budget['normal_hours'] * 60:.1f} min of normal "
         "driving): " + (budget.get("withheld") or
                         f"recall {_f(budget['recall'])} at threshold {budget['threshold']:.3f}, mean "
-                        f"time-to-accident {_f(budget['mean_time_to_accident_s'])} s, "
+                        f"time-to-accident {_s(budget['mean_time_to_accident_s'])}, "
                         f"{budget['false_alarms_per_hour']:.1f} false alarms/h")
         + ("; the project's alerts: " + (f"{own['alerted_before_collision_rate'] or 0:.0%} warned at threshold "
                                          f"{own['threshold']:.2f}, {own['false_alerts_per_hour']:.1f} false alerts/h"
-                                         if own else "no threshold within it")),
+                                         if own else "no threshold within it")) + caveat,
     ]
 
 
@@ -72,3 +79,8 @@ def _flat(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 def _f(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _s(value: float | None) -> str:
+    """Seconds, or n/a without a unit."""
+    return "n/a" if value is None else f"{value:.3f} s"

@@ -30,11 +30,19 @@ def risk_chart(times: Sequence[float], probabilities: Sequence[float], threshold
     for t in range(0, int(t_max) + 1, step):
         cv2.putText(image, f"{t}s", (x(t) - 8, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, GREY, 1, cv2.LINE_AA)
     cv2.line(image, (left, y(threshold)), (width - right, y(threshold)), ORANGE, 1, cv2.LINE_AA)
-    cv2.putText(image, f"threshold {threshold:.2f}", (width - right - 120, y(threshold) - 5),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.4, ORANGE, 1, cv2.LINE_AA)
+    taken = []
     if event_time is not None:
         cv2.line(image, (x(event_time), y(1.0)), (x(event_time), y(0.0)), RED, 2)
-        cv2.putText(image, "collision", (x(event_time) + 4, y(1.0) + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, RED, 1, cv2.LINE_AA)
+        # Right of the line, or left of it where the text would run off the chart.
+        text_width = _text_size("collision")[0]
+        at = x(event_time) + 4 if x(event_time) + 4 + text_width <= width - 2 else x(event_time) - 4 - text_width
+        taken.append(_label(image, "collision", at, y(1.0) + 12, RED))
+    # Above the threshold's line at its left end, or below it where that would cover the collision's label.
+    label = f"threshold {threshold:.2f}"
+    box = _box(label, left + 4, y(threshold) - 5)
+    if any(_overlap(box, other) for other in taken) or box[1] < 0:
+        box = _box(label, left + 4, y(threshold) + 5 + _text_size(label)[1])
+    _label(image, label, box[0], box[3], ORANGE)
     points = np.array([[x(t), y(p)] for t, p in zip(times, probabilities)], np.int32)
     if len(points) > 1:
         cv2.polylines(image, [points], False, BLUE, 2, cv2.LINE_AA)
@@ -42,3 +50,29 @@ def risk_chart(times: Sequence[float], probabilities: Sequence[float], threshold
         cv2.circle(image, tuple(int(v) for v in point), 2, BLUE, -1)
     cv2.putText(image, title, (left, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (40, 40, 40), 1, cv2.LINE_AA)
     return image
+
+
+FONT, SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.4
+
+
+def _text_size(text: str) -> tuple[int, int]:
+    (w, h), _ = cv2.getTextSize(text, FONT, SCALE, 1)
+    return w, h
+
+
+def _box(text: str, x: int, baseline: int) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1) ``text`` covers written at ``x`` on ``baseline``."""
+    w, h = _text_size(text)
+    return x, baseline - h, x + w, baseline
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _label(image: np.ndarray, text: str, x: int, baseline: int, color: tuple[int, int, int]) -> tuple[int, ...]:
+    """Write ``text``, kept inside the image; returns the box it covers."""
+    w, h = _text_size(text)
+    x = min(max(x, 2), image.shape[1] - w - 2)
+    cv2.putText(image, text, (x, baseline), FONT, SCALE, color, 1, cv2.LINE_AA)
+    return _box(text, x, baseline)

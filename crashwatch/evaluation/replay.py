@@ -33,7 +33,7 @@ from crashwatch.evaluation.scoring import (
 )
 from crashwatch.evaluation.traces import REPORT, TRACES, trace_path, write_trace, written
 from crashwatch.monitor.engines.model import RiskModel
-from crashwatch.monitor.messages import Collector
+from crashwatch.monitor.messages import CollectingOutlet
 from crashwatch.monitor.pipeline.alerts import alert_spans, alert_starts
 from crashwatch.monitor.pipeline.camera import Monitor
 from crashwatch.monitor.pipeline.options import MonitorOptions
@@ -47,7 +47,7 @@ def replay_clip(model: RiskModel, video: Path, stride: float | None, alert_on: f
     ``Monitor.alerts``), not sent."""
     options = MonitorOptions(source=SourceSpec("file", str(video), str(video)), replay="fast", camera=video.name,
                              stride=stride, alert_on=alert_on)
-    monitor = Monitor(model, options, lambda status: Collector())
+    monitor = Monitor(model, options, lambda status: CollectingOutlet())
     monitor.run()
     return monitor
 
@@ -105,7 +105,7 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
                                f"{min_normal_hours * 60:.0f} min a false-alert rate needs to set a threshold by")
     _write_csv(out / "replay_eval.csv", rows)
     (out / REPORT).write_text(json.dumps({"summary": summary, "clips": rows}, indent=2) + "\n", encoding="utf-8")
-    metrics = field_metrics(traces, summary["threshold"], budget, warning_window)
+    metrics = field_metrics(traces, summary["threshold"], budget, warning_window, min_normal_hours=min_normal_hours)
     write_metrics(out, metrics)
     return {**summary, "field": metrics}
 

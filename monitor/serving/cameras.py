@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from crashwatch.contract.config import ConfigError, read_yaml
+from crashwatch.contract.config import ConfigError, find_config, read_yaml
 from crashwatch.monitor.pipeline.options import SETTINGS, MonitorOptions, OptionsError, Setting
 from crashwatch.monitor.pipeline.source import SourceError
 from crashwatch.monitor.serving.options import SERVE_SETTINGS, ServeOptions
@@ -34,6 +34,7 @@ class CamerasConfig:
 
 def load_cameras(path: Path) -> CamerasConfig:
     """Read and check a cameras file; ConfigError naming the file and the key on any problem."""
+    path = find_config(path)
     data = read_yaml(path)
     if data is None:
         raise ConfigError(f"{path}: the file is empty; it needs at least `cameras:` with one camera")

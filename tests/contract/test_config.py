@@ -9,7 +9,7 @@ import yaml
 
 from crashwatch.contract.config import ConfigError
 from crashwatch.train.config import RunConfig, load_config
-from tests.support.shared import REPO, SHARED, need_shared
+from tests.support.shared import REPO, SHARED, TINY_CONFIG, need_shared
 
 
 @pytest.mark.parametrize("name", ["tiny", "demo", "smolvlm2-256m", "smolvlm2-500m"])
@@ -83,6 +83,15 @@ def test_config_mistakes_name_file_and_key(tmp_path, text, message):
     assert message in str(caught.value)
 
 
-def test_missing_config_file(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read"):
+def test_missing_config_file_names_the_shipped_ones(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope.yaml: no such file, nor a configuration shipped with crashwatch "
+                                          r"\(cameras.example, demo, smolvlm2-256m, smolvlm2-500m, tiny\)"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_shipped_configuration_is_found_by_its_name_and_a_path_wins_over_it(tmp_path, monkeypatch):
+    assert load_config("tiny") == load_config(TINY_CONFIG)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny").write_text("backbone: {random_init: true}\nwindow_seconds: -1\n")
+    with pytest.raises(ConfigError, match="tiny: window_seconds"):  # the file named tiny here, not the shipped one
+        load_config("tiny")

@@ -241,3 +241,19 @@ def test_mirrored_windows_flip_the_frames_and_their_geometry_together(tmp_path):
 
 def torch_equal(x, y) -> bool:
     return x.shape == y.shape and bool((x == y).all())
+
+
+def test_dataset_check_reports_each_split_and_names_every_problem(tiny_dataset):
+    from click.testing import CliRunner
+
+    from crashwatch.cli import main
+
+    ok = CliRunner().invoke(main, ["dataset", "check", str(tiny_dataset)])
+    assert ok.exit_code == 0, ok.output
+    assert "train: 6 clips, 3 positive, 3 negative" in ok.output and "every line and video is usable" in ok.output
+    with (tiny_dataset / "val.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write('{"video": "none.mp4", "text": "q", "label": 1}\n')
+    (tiny_dataset / "test.jsonl").write_text("not json\n", encoding="utf-8")
+    bad = CliRunner().invoke(main, ["dataset", "check", str(tiny_dataset)])
+    assert bad.exit_code == 1
+    assert "val.jsonl:5:" in bad.output and "test.jsonl:1:" in bad.output and "train: 6 clips" in bad.output

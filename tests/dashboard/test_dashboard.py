@@ -89,12 +89,14 @@ class DashboardProcess:
         assert status == 200, body
         return json.loads(body)
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM, as systemd stops it; its exit code (None if it had to be killed)."""
         self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout=10)
+            return self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            return None
 
 
 def _stop(*processes: subprocess.Popen) -> None:
@@ -242,7 +244,9 @@ def test_the_page_needs_its_token_and_opens_with_it(chromium, tmp_path):
         assert chromium.current_url == dashboard.url + "/"
         assert "nothing heard yet" in chromium.find_element("id", "endpoints").text
     finally:
-        dashboard.stop()
+        code = dashboard.stop()
+    # SIGTERM (as systemd stops it) ends it like Ctrl-C: exit 0 and a closing line (uvicorn's re-raise gave 143).
+    assert code == 0 and "dashboard stopped (SIGTERM)" in (tmp_path / "dashboard.log").read_text()
 
 
 # -- access: token and CURVE -------------------------------------------------------------------------------

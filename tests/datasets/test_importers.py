@@ -292,3 +292,18 @@ def test_dota_annotations_and_frames(tmp_path):
     assert [frame_index(f) for f in read_frames(test_clip.video, [0, 19])] == [0, 19]
     assert set(lines(out, "train")) | set(lines(out, "val")) == {"a_000001.mp4", "a_000100.mp4", "b_000050.mp4",
                                                                  "e_000001.mp4"}
+
+
+def test_a_small_set_keeps_each_class_in_each_split_and_says_what_a_split_lacks():
+    from crashwatch.datasets.index import LabelledVideo, describe_splits, split_videos
+
+    videos = [LabelledVideo(Path(f"{label}{i}.mp4"), label) for label in (0, 1) for i in range(3)]
+    splits = split_videos(videos, (0.7, 0.15, 0.15), seed=0)  # round(3 x 0.15) = 0 left val and test empty
+    for split in ("train", "val", "test"):
+        assert sorted(v.label for v in splits[split]) == [0, 1], split
+    assert describe_splits(splits) == ("train 2 (1 positive, 1 negative), val 2 (1 positive, 1 negative), "
+                                       "test 2 (1 positive, 1 negative)")
+    tiny = split_videos(videos[:3] + videos[3:4], (0.7, 0.15, 0.15), seed=0)  # one positive: train keeps it
+    said = describe_splits(tiny)
+    assert "train 2 (1 positive, 1 negative)" in said and "val holds one class only" in said
+    assert said.endswith(": the set is too small to split")

@@ -137,7 +137,8 @@ def test_field_metrics_beside_the_projects_alerts_and_crashwatch_metrics_reads_t
     own = metrics["project_alerts"]["at_threshold"]
     assert own["threshold"] == 0.65 and own["alerted_before_collision"] == 2 and own["false_alerts"] == 0
     assert own["median_time_to_accident_s"] == pytest.approx(2.25)
-    assert metrics["false_alarm_budget"] == at_false_alarm_budget(FALSE_ALARM_CASE, 4.0, 5.0)
+    budget = dict(metrics["false_alarm_budget"])
+    assert budget.pop("min_normal_hours") == 1.0 and budget == at_false_alarm_budget(FALSE_ALARM_CASE, 4.0, 5.0)
 
     # A replay folder as replay-eval writes it, read back by the command.
     replay = tmp_path / "replay"
@@ -153,6 +154,9 @@ def test_field_metrics_beside_the_projects_alerts_and_crashwatch_metrics_reads_t
     assert result.returncode == 0, result.stderr
     assert json.loads((replay / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
     assert "recall 1.000 at threshold 0.051" in result.stdout and "Nexar score" in result.stdout
+    # Minutes of normal driving pick a threshold only indicatively, as replay-eval says; no unit after n/a.
+    assert "indicative only" in result.stdout and "under the 60 min a false-alarm rate needs" in result.stdout
+    assert "n/a s" not in result.stdout
     with (replay / "metrics.csv").open() as handle:
         rows = {row["metric"]: row["value"] for row in csv.DictReader(handle)}
     assert float(rows["false_alarm_budget.threshold"]) == pytest.approx(0.051)

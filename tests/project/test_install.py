@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from crashwatch.bench.process import free_port
+from tests.support.media import write_training_clips
 from tests.support.shared import REPO
 
 BIN = Path(sys.executable).parent
@@ -81,3 +82,10 @@ def test_a_wheel_holds_crashwatch_alone_and_runs_the_demo_from_a_fresh_venv(tmp_
                  f"tcp://127.0.0.1:{free_port()}"], shadowed)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "the alert came" in demo.stdout and "false alerts before that: 0" in demo.stdout
+
+    # A shipped configuration by its name, where there is no configs/ folder.
+    data = write_training_clips(tmp_path / "data")
+    trained = _run([str(venv / "bin" / "crashwatch"), "train", "--config", "tiny", "--data", str(data), "--out",
+                    str(tmp_path / "run"), "--max-steps", "1"], shadowed)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "run written to" in trained.stdout and (tmp_path / "run" / "model.safetensors").is_file()

@@ -73,7 +73,7 @@ def test_user_mistakes_are_one_clear_line_not_a_traceback(tiny_dataset, tmp_path
     (tiny_dataset / "val.jsonl").write_text('{"video": "val_0.mp4", "text": "q", "label": 3}\n')
     cases = [
         (["train", "--config", str(tmp_path / "none.yaml"), "--data", str(tiny_dataset), "--out", str(tmp_path / "r")],
-         "none.yaml: cannot read it"),
+         "none.yaml: no such file, nor a configuration shipped with crashwatch"),
         (["train", "--config", str(TINY_CONFIG), "--data", str(tiny_dataset), "--out", str(tmp_path / "r")],
          "val.jsonl:1: 'label' must be 0 or 1"),
         (["train", "--config", str(TINY_CONFIG), "--data", str(tiny_dataset), "--out", str(tmp_path / "r2"), "--resume"],
@@ -140,3 +140,18 @@ def test_tiny_training_on_real_dashcam_clips(tmp_path):
     crashwatch("train", "--config", str(TINY_CONFIG), "--data", str(data), "--out", str(run))
     out = crashwatch("eval", "--checkpoint", str(run), "--data", str(data), "--out", str(tmp_path / "eval"))
     assert "test: 3 clips" in out.stdout
+
+
+def test_a_run_is_replaced_only_when_asked(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    args = ("train", "--config", str(TINY_CONFIG), "--data", str(tiny_dataset), "--out", str(run), "--max-steps", "1")
+    crashwatch(*args)
+    (run / "checkpoints" / "checkpoint-999").mkdir()  # stands for a longer run's checkpoint
+    made = (run / "crashwatch.json").stat().st_mtime_ns
+    refused = crashwatch(*args, check=False)
+    assert refused.returncode == 2 and "holds a run already" in refused.stderr and "--force" in refused.stderr
+    assert (run / "crashwatch.json").stat().st_mtime_ns == made
+    both = crashwatch(*args, "--force", "--resume", check=False)
+    assert both.returncode == 2 and "give one" in both.stderr
+    crashwatch(*args, "--force")
+    assert not (run / "checkpoints" / "checkpoint-999").exists() and _state(run)["global_step"] == 1
