@@ -68,6 +68,7 @@ class Risk:
     latency_ms: float  # from that capture to building this message
     effective_stride_s: float | None = None  # since the previous window (None for the first after a start)
     stride_reason: str | None = None  # why that is longer than the stride; None when it is not
+    late: bool = False  # latency_ms past the window's frame spacing (``status.realtime.late_after_s``)
 
     @property
     def model_ms(self) -> float:
@@ -89,6 +90,7 @@ class Risk:
             "latency_ms": self.latency_ms,
             "effective_stride_s": self.effective_stride_s,
             "stride_reason": self.stride_reason,
+            "late": self.late,
         }
 
     @classmethod
@@ -99,7 +101,7 @@ class Risk:
                    alert_active=m["alert_active"], encode_ms=timings["encode_ms"], score_ms=timings["score_ms"],
                    frames_encoded=timings["frames_encoded"], partial=m.get("partial", False), captured_at=m["captured_at"],
                    latency_ms=m["latency_ms"], effective_stride_s=m.get("effective_stride_s"),
-                   stride_reason=m.get("stride_reason"))
+                   stride_reason=m.get("stride_reason"), late=m.get("late", False))
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,8 @@ class Status:
     sinks: dict[str, dict[str, Any]] | None = None  # per further transport (``mqtt``): its ``status()``
     model_calls: dict[str, Any] | None = None  # failed model calls: state (ok, failing), failures, failing_since,
     #                                            source (the URL and model called), last_error, last_error_at
+    realtime: dict[str, Any] | None = None  # whether this machine holds real time with the bundle: holds,
+    #                                         encode_ms, score_ms, spacing_s, stride_s, late_after_s, reasons
 
     def to_wire(self) -> dict[str, Any]:
         body = {f.name: getattr(self, f.name) for f in fields(self)}

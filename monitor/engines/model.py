@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
@@ -62,6 +64,14 @@ class ChatLayout:
         embeds[self._image_rows] = np.concatenate(list(states))
         mask = np.ones((1, embeds.shape[0]), np.int64)
         return float(graphs["head"]({HEAD_EMBEDS: embeds[None], HEAD_MASK: mask})[0])
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds this machine takes to encode one frame (``encode_frames``) and score one window."""
+
+    encode_ms: float
+    score_ms: float
 
 
 class Layout(Protocol):
@@ -147,6 +157,7 @@ class RiskModel:
         self.name = name
         self.manifest = manifest
         self.engine = engine
+        self.timing: Timing | None = None  # measured on this machine by ``open`` (a Triton server's: not)
         log.info("bundle %s (%s) on %s %s at %s", origin, manifest.precision, engine.runtime.value, engine.device,
                  engine.inference_precision)
         if manifest.zero_shot is not None:
@@ -170,6 +181,7 @@ class RiskModel:
         arrays = {name: read_array(folder / name, str(folder / name)) for name in PROMPT_ARRAYS}
         model = cls(folder.name, str(folder), manifest, arrays, engine)
         model._warm_up()
+        model.timing = model.measure()
         return model
 
     @classmethod
@@ -209,6 +221,25 @@ class RiskModel:
         size = self.manifest.pixels.image_size
         states = self.encode_frames(np.zeros((1, 3, size, size), np.float32))
         self.window_logit([states[0]] * self.manifest.window.num_frames)
+
+    def measure(self, repeats: int = 3) -> "Timing":
+        """What this machine takes to encode a frame and to score a window (medians of ``repeats`` calls, after
+        the warm-up): the monitor says at start whether that holds real time."""
+        size = self.manifest.pixels.image_size
+        pixels = np.zeros((1, 3, size, size), np.float32)
+        encodes, scores = [], []
+        states = None
+        for _ in range(repeats):
+            start = time.perf_counter()
+            states = self.encode_frames(pixels)
+            encodes.append((time.perf_counter() - start) * 1000)
+        assert states is not None
+        window = [states[0]] * self.manifest.window.num_frames
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.window_logit(window)
+            scores.append((time.perf_counter() - start) * 1000)
+        return Timing(float(np.median(encodes)), float(np.median(scores)))
 
     def identity(self, demo: bool = False) -> dict[str, object]:
         """What names this model in ``status`` and alert starts: folder name (or the Triton model's name),

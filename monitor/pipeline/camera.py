@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import numpy as np
 
 from crashwatch.contract.window import EPSILON, WindowSpec
 from crashwatch.monitor.engines.local import EngineError
-from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.engines.model import RiskModel, Timing
 from crashwatch.monitor.evidence.clips import EventRecorder
 from crashwatch.monitor.evidence.keeper import Evidence, HeldEvidence, NoEvidence, RecordedEvidence
 from crashwatch.monitor.evidence.lock import EventLocker
@@ -107,6 +108,7 @@ class Monitor:
         except ValueError as err:
             raise OptionsError(str(err)) from None
         self.tracker = AlertTracker(self.policy)
+        self.realtime = self._realtime(model.timing)
         self.identity = model.identity(options.demo_model)
         self.scorer = WindowScorer(model, self.window, m.pixels)
         # The buffer holds full-resolution frames, so only what a window can still need; event clips take
@@ -127,6 +129,32 @@ class Monitor:
         self.risks: list[Risk] = []  # every risk message, for replay evaluation
         self.alerts: list[Alert] = []
         self.outlet = outlet(self.status)
+
+    def _realtime(self, timing: Timing | None) -> dict[str, Any] | None:
+        """Whether this machine holds real time with this bundle, from the model's measured times: each frame
+        encoded within the window's frame spacing, and a stride's new frames plus the score within the stride.
+        Where it does not, one WARNING with the figures and the ways out. A risk later than one frame spacing
+        after its newest frame's capture is marked ``late``."""
+        if timing is None:
+            return None
+        spacing, stride = self.window.spacing, self.stride
+        new = max(1, math.ceil(stride / spacing - 1e-9))  # frames a stride brings when windows share frames
+        stride_ms = new * timing.encode_ms + timing.score_ms
+        reasons = []
+        if timing.encode_ms > spacing * 1000:
+            reasons.append(f"a frame takes {timing.encode_ms:.0f} ms to encode, more than the {spacing:.2f} s "
+                           "between a window's frames")
+        if stride_ms > stride * 1000:
+            reasons.append(f"a stride takes about {stride_ms:.0f} ms ({new} new frame(s) and the score, "
+                           f"{timing.score_ms:.0f} ms), more than the {stride:.2f} s stride")
+        if reasons:
+            self.log.warning("this machine cannot hold real time with this bundle: %s. Windows will be scored "
+                             "further apart and late (each risk later than %.2f s is marked late). Ways out: "
+                             "smaller frames (a bundle exported at a smaller image size), another runtime "
+                             "(--runtime), a longer frame spacing (a bundle with a longer window or fewer "
+                             "frames), fewer cameras on this machine", "; ".join(reasons), spacing)
+        return {"holds": not reasons, "encode_ms": round(timing.encode_ms, 1), "score_ms": round(timing.score_ms, 1),
+                "spacing_s": spacing, "stride_s": stride, "late_after_s": spacing, "reasons": reasons}
 
     def _open_evidence(self, options: MonitorOptions) -> Evidence:
         """The loop recording with events locked out of it, event clips from memory, or nothing."""
@@ -173,6 +201,7 @@ class Monitor:
             recording=self.evidence.recording(),
             sinks=delivery["sinks"],
             model_calls=self.scorer.calls.status(),
+            realtime=self.realtime,
         )
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -289,12 +318,13 @@ class Monitor:
 
     def _risk(self, r: WindowScore) -> Risk:
         newest = r.frames[-1]
+        latency_ms = (time.time() - newest.wall) * 1000
         return Risk(t=r.end, window_start=r.end - self.window.seconds, frame_ids=[f.id for f in r.frames],
                     frame_times=[round(f.t, 4) for f in r.frames], probability=r.probability,
                     threshold=self.policy.on, alert_active=self.tracker.active, encode_ms=r.encode_ms,
                     score_ms=r.score_ms, frames_encoded=r.encoded, partial=r.partial, captured_at=newest.wall,
-                    latency_ms=(time.time() - newest.wall) * 1000, effective_stride_s=self.stats.effective_stride_s,
-                    stride_reason=self.stats.stride_reason)
+                    latency_ms=latency_ms, effective_stride_s=self.stats.effective_stride_s,
+                    stride_reason=self.stats.stride_reason, late=latency_ms > self.window.spacing * 1000)
 
     def summary(self) -> dict[str, Any]:
         return {"strides": self.stats.strides, "strides_skipped": self.stats.skipped,

@@ -57,7 +57,8 @@ def describe(message: Message) -> str:
     body = message.body
     if isinstance(body, Risk):
         bar = "#" * int(round(body.probability * 20))
-        flag = (" partial" if body.partial else "") + (" ALERT" if body.alert_active else "")
+        flag = (" partial" if body.partial else "") + (" ALERT" if body.alert_active else "") + \
+            (" LATE" if body.late else "")
         return (f"{head} risk  t={body.t:8.2f}s p={body.probability:.3f} [{bar:<20}]{flag} "
                 f"model {body.model_ms:.0f} ms, latency {body.latency_ms:.0f} ms")
     if isinstance(body, Alert):

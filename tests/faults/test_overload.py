@@ -4,6 +4,7 @@ prompt, run on one thread, takes about twice the 0.2 s stride a window on this p
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import yaml
 
 from crashwatch.bench.process import free_port
 from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.messages import CollectingOutlet
 from crashwatch.monitor.pipeline.camera import Monitor
 from crashwatch.monitor.pipeline.options import MonitorOptions
 from crashwatch.monitor.pipeline.source import parse_source
@@ -89,3 +91,30 @@ def test_an_overloaded_monitor_lengthens_its_stride_and_encodes_only_new_frames(
 
     statuses = [s for s in collector.of("status") if s.get("effective_stride_s")]
     assert statuses and statuses[-1]["stride_s"] == pytest.approx(0.2)
+
+
+def test_a_monitor_that_cannot_hold_real_time_says_so_at_start_and_marks_its_late_risks(slow_bundle, tmp_path,
+                                                                                     caplog):
+    clip = write_video(tmp_path / "drive.mp4", 100, fps=25.0)
+    model = RiskModel.open(slow_bundle, threads=1)
+    assert model.timing is not None and model.timing.score_ms > 200  # measured at open: the head is the slow part
+    with caplog.at_level(logging.WARNING):
+        monitor = Monitor(model, MonitorOptions(source=parse_source(str(clip)), replay="realtime"),
+                          lambda status: CollectingOutlet())
+    said = [r.getMessage() for r in caplog.records if "cannot hold real time" in r.getMessage()]
+    assert len(said) == 1 and "more than the 0.20 s stride" in said[0] and "Ways out" in said[0], said
+    realtime = monitor.status().realtime
+    assert realtime is not None and realtime["holds"] is False and realtime["late_after_s"] == pytest.approx(0.2)
+    monitor.run()
+    assert any(risk.late for risk in monitor.risks)
+    assert all(risk.late == (risk.latency_ms > 200) for risk in monitor.risks)
+
+
+def test_a_monitor_that_holds_real_time_says_nothing_and_marks_nothing_late(tiny_bundle, tmp_path, caplog):
+    clip = write_video(tmp_path / "drive.mp4", 30)
+    with caplog.at_level(logging.WARNING):
+        monitor = Monitor(RiskModel.open(tiny_bundle), MonitorOptions(source=parse_source(str(clip)), replay="fast"),
+                          lambda status: CollectingOutlet())
+    assert "cannot hold real time" not in caplog.text
+    realtime = monitor.status().realtime
+    assert realtime is not None and realtime["holds"] and realtime["encode_ms"] > 0 and realtime["reasons"] == []
