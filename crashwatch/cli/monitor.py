@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,7 +14,12 @@ from crashwatch.monitor.messages import TOPIC_NAMES
 from crashwatch.monitor.serving.options import SERVE_SETTING
 from crashwatch.monitor.transports.zeromq import DEFAULT_ENDPOINT
 
+if TYPE_CHECKING:
+    from crashwatch.monitor.pipeline.options import MonitorOptions
+    from crashwatch.monitor.serving.options import ServeOptions
+
 SILENCE_WARNING_S = 3.0  # three missed heartbeats
+
 
 @click.command("monitor")
 @click.option("--config", "config_file", type=click.Path(path_type=Path),
@@ -65,7 +70,7 @@ def monitor_command(config_file: Path | None, curve_secret: Path | None, curve_a
     click.echo(f"stopped: {_said(summaries[options.camera])}")
 
 
-def _check_serve(serve) -> None:
+def _check_serve(serve: ServeOptions) -> None:
     """What only the command line can contradict: a Triton model beside a local bundle's options, and options
     that need another one."""
     if serve.model is not None and (serve.bundle is not None or serve.threads is not None or serve.runtime != "auto"):
@@ -79,7 +84,7 @@ def _check_serve(serve) -> None:
                                "need --mqtt URL")
 
 
-def _serve(serve, cameras: list, curve) -> dict[str, dict]:
+def _serve(serve: ServeOptions, cameras: list[MonitorOptions], curve: Any) -> dict[str, dict]:
     """Open the model, make the MQTT sinks, and run the cameras until they end or a signal."""
     import dataclasses
 
@@ -118,7 +123,7 @@ def _open_model(bundle_dir: Path | None, model_url: str | None, model_timeout: f
     return model, demo
 
 
-def _mqtt_sinks(serve) -> list:
+def _mqtt_sinks(serve: ServeOptions) -> list:
     """The MQTT sink's maker for a camera name (the URL checked now, so a bad one stops the start)."""
     from crashwatch.monitor.transports.mqtt import MqttSink, default_outbox
     from crashwatch.monitor.transports.mqtt_target import MqttTarget
