@@ -38,8 +38,16 @@ def train(config_path: Path, data_dir: Path, out_dir: Path, epochs: float | None
           resume: bool, force: bool, random_init: bool, tokenizer: str | None, layout: str | None,
           skip_bad: bool) -> None:
     """Fine-tune the crash-risk classifier on a dataset of clips."""
+    if resume and force:
+        raise click.UsageError("--resume continues the run in OUT and --force replaces it: give one")
+    if resume and not (out_dir / "checkpoints").is_dir():
+        raise click.UsageError(f"--resume: {out_dir / 'checkpoints'} does not exist; nothing to resume")
+    replace = not resume and out_dir.is_dir() and any(out_dir.iterdir())
+    if replace and not force:
+        raise click.UsageError(f"--out {out_dir}: holds a run already (hours of training, perhaps); --resume "
+                               "continues it, --force replaces it")
+    # The config is read (torch-free, quick) before anything is deleted or the training libraries load.
     from crashwatch.train.config import load_config
-    from crashwatch.train.fit import train as run_training
 
     config = load_config(config_path)
     if random_init:
@@ -50,15 +58,10 @@ def train(config_path: Path, data_dir: Path, out_dir: Path, epochs: float | None
         config.backbone.tokenizer = tokenizer
     if layout:
         config.prompt.layout = layout
-    if resume and force:
-        raise click.UsageError("--resume continues the run in OUT and --force replaces it: give one")
-    if resume and not (out_dir / "checkpoints").is_dir():
-        raise click.UsageError(f"--resume: {out_dir / 'checkpoints'} does not exist; nothing to resume")
-    if not resume and out_dir.is_dir() and any(out_dir.iterdir()):
-        if not force:
-            raise click.UsageError(f"--out {out_dir}: holds a run already (hours of training, perhaps); --resume "
-                                   "continues it, --force replaces it")
+    if replace:
         shutil.rmtree(out_dir)  # a new run's checkpoints must not mix with the old run's
+    from crashwatch.train.fit import train as run_training
+
     metrics = run_training(config, data_dir, out_dir, epochs=epochs, resume=resume, skip_bad=skip_bad,
                            max_steps=max_steps)
     click.echo(f"run written to {out_dir}; validation: accuracy {metrics['accuracy']:.3f}, "

@@ -153,5 +153,9 @@ def test_a_run_is_replaced_only_when_asked(tiny_dataset, tmp_path):
     assert (run / "crashwatch.json").stat().st_mtime_ns == made
     both = crashwatch(*args, "--force", "--resume", check=False)
     assert both.returncode == 2 and "give one" in both.stderr
+    typo = crashwatch("train", "--config", "tinny", "--data", str(tiny_dataset), "--out", str(run), "--force",
+                      check=False)
+    assert typo.returncode == 1 and "tinny: no such file" in typo.stderr
+    assert (run / "crashwatch.json").stat().st_mtime_ns == made  # a bad config deletes nothing
     crashwatch(*args, "--force")
     assert not (run / "checkpoints" / "checkpoint-999").exists() and _state(run)["global_step"] == 1
