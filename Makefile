@@ -39,11 +39,13 @@ $(MONITOR_STAMP): $(BIN)/python setup.cfg setup.py pyproject.toml constraints.tx
 test: lint
 	$(BIN)/python -m pytest
 
-# ruff (with the bare top-level names banned), then mypy over the package as installed: mypy finds modules by
-# their folders, so the folders setup.cfg maps into the namespace are linked into one tree first.
+# ruff (with the bare top-level names banned), then import-linter's contracts and mypy over the package as
+# installed: both find modules by their folders, so the folders setup.cfg maps into the namespace are linked
+# into one tree first (run from the repository root, lint-imports would not see them).
 lint: $(TRAIN_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m tests.support.tree $(BUILD)/tree
+	cd $(BUILD)/tree && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/setup.cfg --no-cache
 	cd $(BUILD)/tree && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/setup.cfg
 
 demo: $(MONITOR_STAMP)
