@@ -91,7 +91,7 @@ def _serve(serve: ServeOptions, cameras: list[MonitorOptions], curve: Any) -> di
     from crashwatch.monitor.pipeline.options import OptionsError
     from crashwatch.monitor.serving.run import run_cameras
 
-    model, demo = _open_model(serve.bundle, serve.model, serve.model_timeout, serve.threads, serve.runtime)
+    model, demo = _open_model(serve)
     sinks = _mqtt_sinks(serve) if serve.mqtt_url is not None else []
     try:
         return run_cameras(model, [dataclasses.replace(c, demo_model=demo) for c in cameras], serve.pub, curve, sinks)
@@ -104,19 +104,18 @@ def _said(summary: dict) -> str:
             f"{summary['frames']} frames ({summary['frames_dropped']} dropped), source {summary['source_state']}")
 
 
-def _open_model(bundle_dir: Path | None, model_url: str | None, model_timeout: float | None, threads: int | None,
-                runtime: str):
+def _open_model(serve: ServeOptions):
     """The model to run (a local bundle, the demo's by default, or a Triton server's) and whether it is the demo
     model, which is said on the terminal."""
     from crashwatch.demo import NOTICE, demo_bundle, is_demo_model
     from crashwatch.monitor.engines.model import RiskModel
 
-    if model_url is not None:
+    if serve.model is not None:
         from crashwatch.monitor.engines.triton import DEFAULT_TIMEOUT_S
 
-        model = RiskModel.from_triton(model_url, model_timeout or DEFAULT_TIMEOUT_S)
+        model = RiskModel.from_triton(serve.model, serve.model_timeout or DEFAULT_TIMEOUT_S)
     else:
-        model = RiskModel.open(bundle_dir or demo_bundle(), threads=threads, runtime=runtime)
+        model = RiskModel.open(serve.bundle or demo_bundle(), threads=serve.threads, runtime=serve.runtime)
     demo = is_demo_model(model.manifest)
     if demo:
         click.echo(NOTICE, err=True)
@@ -125,12 +124,12 @@ def _open_model(bundle_dir: Path | None, model_url: str | None, model_timeout: f
 
 def _mqtt_sinks(serve: ServeOptions) -> list:
     """The MQTT sink's maker for a camera name (the URL checked now, so a bad one stops the start)."""
-    from crashwatch.monitor.transports.mqtt import MqttSink, default_outbox
+    from crashwatch.monitor.transports.mqtt import MqttSink
     from crashwatch.monitor.transports.mqtt_target import MqttTarget
 
     target = MqttTarget.parse(serve.mqtt_url, serve.mqtt_password_file, serve.mqtt_ca)
     return [lambda name: MqttSink(target, name, serve.mqtt_prefix, publish_risk=serve.mqtt_risk,
-                                 outbox_path=serve.outbox_for(name) or default_outbox(name))]
+                                 outbox_path=serve.outbox_for(name))]
 
 
 @click.command("demo")

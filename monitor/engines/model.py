@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -146,6 +146,15 @@ LAYOUTS: dict[PromptLayout, type[ChatLayout] | type[StreamingLayout]] = {
     PromptLayout.SMOLVLM: ChatLayout, PromptLayout.STREAMING: StreamingLayout}
 
 
+def _median_ms(call: Callable[[], object], repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
 class RiskModel:
     """A verified bundle, ready to encode frames and score windows: ``open`` a bundle's folder, or take one
     ``from_triton``."""
@@ -157,7 +166,7 @@ class RiskModel:
         self.name = name
         self.manifest = manifest
         self.engine = engine
-        self.timing: Timing | None = None  # measured on this machine by ``open`` (a Triton server's: not)
+        self._timing: Timing | None = None
         log.info("bundle %s (%s) on %s %s at %s", origin, manifest.precision, engine.runtime.value, engine.device,
                  engine.inference_precision)
         if manifest.zero_shot is not None:
@@ -181,7 +190,6 @@ class RiskModel:
         arrays = {name: read_array(folder / name, str(folder / name)) for name in PROMPT_ARRAYS}
         model = cls(folder.name, str(folder), manifest, arrays, engine)
         model._warm_up()
-        model.timing = model.measure()
         return model
 
     @classmethod
@@ -222,24 +230,17 @@ class RiskModel:
         states = self.encode_frames(np.zeros((1, 3, size, size), np.float32))
         self.window_logit([states[0]] * self.manifest.window.num_frames)
 
-    def measure(self, repeats: int = 3) -> "Timing":
-        """What this machine takes to encode a frame and to score a window (medians of ``repeats`` calls, after
-        the warm-up): the monitor says at start whether that holds real time."""
-        size = self.manifest.pixels.image_size
-        pixels = np.zeros((1, 3, size, size), np.float32)
-        encodes, scores = [], []
-        states = None
-        for _ in range(repeats):
-            start = time.perf_counter()
-            states = self.encode_frames(pixels)
-            encodes.append((time.perf_counter() - start) * 1000)
-        assert states is not None
-        window = [states[0]] * self.manifest.window.num_frames
-        for _ in range(repeats):
-            start = time.perf_counter()
-            self.window_logit(window)
-            scores.append((time.perf_counter() - start) * 1000)
-        return Timing(float(np.median(encodes)), float(np.median(scores)))
+    def timing(self) -> "Timing | None":
+        """What this machine takes to encode a frame and to score a window (medians of a few calls, after the
+        warm-up), measured at the first call and kept, so that a monitor can say at start whether it holds real
+        time; None for a Triton server's model, whose times are the server's."""
+        if self._timing is None and self.engine.runtime is not Runtime.TRITON:
+            size = self.manifest.pixels.image_size
+            pixels = np.zeros((1, 3, size, size), np.float32)
+            window = [self.encode_frames(pixels)[0]] * self.manifest.window.num_frames
+            self._timing = Timing(_median_ms(lambda: self.encode_frames(pixels)),
+                                  _median_ms(lambda: self.window_logit(window)))
+        return self._timing
 
     def identity(self, demo: bool = False) -> dict[str, object]:
         """What names this model in ``status`` and alert starts: folder name (or the Triton model's name),

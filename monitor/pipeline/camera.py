@@ -83,7 +83,7 @@ class Monitor:
         seconds, frames = m.window.seconds, m.window.num_frames
         if options.window_seconds is not None and options.window_seconds != seconds:
             self.log.warning("window overridden: %.2f s instead of the bundle's %.2f s; the model was trained on %.2f s",
-                        options.window_seconds, seconds, seconds)
+                             options.window_seconds, seconds, seconds)
             seconds = options.window_seconds
         if options.num_frames is not None and options.num_frames != frames:
             raise OptionsError(f"the bundle's prompt holds {frames} frames; a window of {options.num_frames} frames "
@@ -101,14 +101,15 @@ class Monitor:
         on_lattice = abs(self.stride / self.window.spacing - round(self.stride / self.window.spacing)) <= 1e-6
         if not on_lattice:
             self.log.warning("stride %.3f s is not a multiple of the frame spacing %.3f s: windows will share fewer "
-                        "frames and each stride will cost more vision passes", self.stride, self.window.spacing)
+                             "frames and each stride will cost more vision passes", self.stride, self.window.spacing)
         try:
             self.policy = AlertPolicy.around(m.threshold if options.alert_on is None else options.alert_on,
                                              **options.alert_overrides())
         except ValueError as err:
             raise OptionsError(str(err)) from None
         self.tracker = AlertTracker(self.policy)
-        self.realtime = self._realtime(model.timing)
+        self.late_after_s = self.window.spacing  # a risk later than this after its newest frame is late
+        self.realtime = self._realtime(model.timing())
         self.identity = model.identity(options.demo_model)
         self.scorer = WindowScorer(model, self.window, m.pixels)
         # The buffer holds full-resolution frames, so only what a window can still need; event clips take
@@ -152,9 +153,9 @@ class Monitor:
                              "further apart and late (each risk later than %.2f s is marked late). Ways out: "
                              "smaller frames (a bundle exported at a smaller image size), another runtime "
                              "(--runtime), a longer frame spacing (a bundle with a longer window or fewer "
-                             "frames), fewer cameras on this machine", "; ".join(reasons), spacing)
+                             "frames), fewer cameras on this machine", "; ".join(reasons), self.late_after_s)
         return {"holds": not reasons, "encode_ms": round(timing.encode_ms, 1), "score_ms": round(timing.score_ms, 1),
-                "spacing_s": spacing, "stride_s": stride, "late_after_s": spacing, "reasons": reasons}
+                "spacing_s": spacing, "stride_s": stride, "late_after_s": self.late_after_s, "reasons": reasons}
 
     def _open_evidence(self, options: MonitorOptions) -> Evidence:
         """The loop recording with events locked out of it, event clips from memory, or nothing."""
@@ -324,7 +325,7 @@ class Monitor:
                     threshold=self.policy.on, alert_active=self.tracker.active, encode_ms=r.encode_ms,
                     score_ms=r.score_ms, frames_encoded=r.encoded, partial=r.partial, captured_at=newest.wall,
                     latency_ms=latency_ms, effective_stride_s=self.stats.effective_stride_s,
-                    stride_reason=self.stats.stride_reason, late=latency_ms > self.window.spacing * 1000)
+                    stride_reason=self.stats.stride_reason, late=latency_ms > self.late_after_s * 1000)
 
     def summary(self) -> dict[str, Any]:
         return {"strides": self.stats.strides, "strides_skipped": self.stats.skipped,

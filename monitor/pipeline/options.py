@@ -48,17 +48,21 @@ class Setting:
     metavar: str  # what the value is, in --help
     parse: Callable[[Any], Any]  # a flag's text or a YAML value -> the value; ValueError saying why not
     default: Any  # as a user writes it (``1GB,24h``); None where unset means the bundle's or the window's
-    choices: tuple[str, ...] = ()  # the values a choice takes (shown as such in --help)
     switch: bool = False  # a flag without a value on the command line; true or false in a file
     # Read as text on the command line and checked when the run starts (a source that cannot be used is a failed
     # run, not a mistyped command).
     late: bool = False
 
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The values a choice takes (the command line offers them as such); none for other settings."""
+        return self.parse.values if isinstance(self.parse, Choice) else ()
+
 
 def setting(flag: str, key: str, help: str, metavar: str, parse: Callable[[Any], Any], default: Any = None,
-            choices: tuple[str, ...] = (), switch: bool = False, late: bool = False, required: bool = False) -> Any:
+            switch: bool = False, late: bool = False, required: bool = False) -> Any:
     """A ``MonitorOptions`` field a user sets; ``default`` as a user would write it (None: not set)."""
-    value = Setting("", flag, key, help, metavar, parse, default, choices, switch, late)
+    value = Setting("", flag, key, help, metavar, parse, default, switch, late)
     if required:
         return field(metadata={"setting": value})
     return field(default=None if default is None else parse(default), metadata={"setting": value})
@@ -89,12 +93,20 @@ def boolean(value: Any) -> bool:
     return value
 
 
-def choice(*values: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        if value not in values:
-            raise ValueError(f"must be one of {', '.join(values)}, got {value!r}")
+@dataclass(frozen=True)
+class Choice:
+    """One of ``values``."""
+
+    values: tuple[str, ...]
+
+    def __call__(self, value: Any) -> str:
+        if value not in self.values:
+            raise ValueError(f"must be one of {', '.join(self.values)}, got {value!r}")
         return str(value)
-    return parse
+
+
+def choice(*values: str) -> Choice:
+    return Choice(values)
 
 
 def camera_name(value: Any) -> str:
@@ -141,7 +153,7 @@ class MonitorOptions:
         "spacing, so consecutive windows share frames).", "SECONDS", number(0, 60, low_open=True))
     replay: str = setting(
         "--replay", "replay", "For files: at the file's frame rate, or as fast as inference allows without "
-        "skipping a stride.", "MODE", choice(*REPLAYS), "realtime", choices=REPLAYS)
+        "skipping a stride.", "MODE", choice(*REPLAYS), "realtime")
     loop: bool = setting("--loop", "loop", "For files: start again at the end (demos, soak tests).", "", boolean, False,
                          switch=True)
     preview: bool = setting(
@@ -161,7 +173,7 @@ class MonitorOptions:
     record_codec: str = setting(
         "--record-codec", "record_codec", "With --record: auto is H.264 where this OpenCV can encode it, else mp4v "
         "(cheap; VLC and mpv play it); vp8 (WebM) plays in browsers and costs about 10x mp4v to encode.",
-        "CODEC", choice(*CODEC_CHOICES), "auto", choices=CODEC_CHOICES)
+        "CODEC", choice(*CODEC_CHOICES), "auto")
     record_segment_seconds: float = setting(
         "--record-segment", "record_segment", "With --record: seconds per segment (at most this much is lost if the "
         "monitor dies).", "SECONDS", number(0.2, 60), 2.0)
@@ -202,11 +214,11 @@ class MonitorOptions:
         if self.loop and self.source.live:
             raise OptionsError("is for files; a live source runs until it stops", SETTING["loop"])
         if self.record_dir is None:
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
             for name in ("record_keep", "record_codec", "record_segment_seconds"):
-                s = SETTING[name]
-                if getattr(self, name) != s.parse(s.default):
+                if getattr(self, name) != defaults[name]:
                     raise OptionsError(f"is for the loop recording, which {SETTING['record_dir'].flag} turns on",
-                                       s)
+                                       SETTING[name])
         if self.alert_on is not None and self.alert_off is not None and self.alert_off > self.alert_on:
             raise OptionsError(f"{self.alert_off} is above the alert's start ({self.alert_on}): an alert would end "
                                "before it starts", SETTING["alert_off"])

@@ -41,11 +41,12 @@ def load_cameras(path: Path) -> CamerasConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the file must be a mapping, got {type(data).__name__}")
     top = {key: value for key, value in data.items() if key != "cameras"}
-    serve = ServeOptions(**read_settings(top, SERVE_SETTINGS, path, "", ["cameras"]))
+    values = read_settings(top, SERVE_SETTINGS, path, "")
+    serve = ServeOptions(**values)
     if serve.model is not None and serve.bundle is not None:
         raise ConfigError(f"{path}: model: a Triton server's model, triton://HOST:PORT/NAME, instead of `bundle` "
                           "(not both)")
-    if serve.mqtt_url is None and any(key.startswith("mqtt.") for key in _flat(top, path, "")):
+    if serve.mqtt_url is None and any(name.startswith("mqtt_") for name in values):
         raise ConfigError(f"{path}: mqtt: needs url, mqtt://[USER[:PASS]@]HOST[:PORT] or mqtts://...")
     entries = data.get("cameras")
     if not entries:
@@ -78,20 +79,17 @@ def camera_from_file(entry: Any, path: Path, where: str) -> MonitorOptions:
     return options
 
 
-def read_settings(entry: dict[Any, Any], settings: Sequence[Setting], path: Path, where: str,
-                  others: Sequence[str] = ()) -> dict[str, Any]:
-    """The values of ``settings`` a file's mapping gives, each checked by its setting, by field name; ``others``
-    are keys read elsewhere. ``where`` prefixes the key path in errors."""
+def read_settings(entry: dict[Any, Any], settings: Sequence[Setting], path: Path, where: str) -> dict[str, Any]:
+    """The values of ``settings`` a file's mapping gives, each checked by its setting, by field name. ``where``
+    prefixes the key path in errors."""
     by_key = {s.key: s for s in settings if s.key}
     values = _flat(entry, path, where)
-    unknown = sorted(set(values) - set(by_key) - set(others))
+    unknown = sorted(set(values) - set(by_key))
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(where + key for key in unknown)}; "
-                          f"known: {', '.join([*others, *by_key])}")
+                          f"known: {', '.join(by_key)}")
     parsed = {}
     for key, value in values.items():
-        if key in others:
-            continue
         try:
             parsed[by_key[key].name] = by_key[key].parse(value)
         except (ValueError, SourceError) as err:
@@ -99,12 +97,14 @@ def read_settings(entry: dict[Any, Any], settings: Sequence[Setting], path: Path
     return parsed
 
 
+NESTED = {s.key.split(".")[0] for s in (*SETTINGS, *SERVE_SETTINGS) if "." in s.key}  # alert, mqtt
+
+
 def _flat(entry: dict[Any, Any], path: Path, where: str) -> dict[str, Any]:
     """A mapping with its nested parts' keys dotted: ``alert: {on: 0.6}`` is ``alert.on``."""
-    nested = {s.key.split(".")[0] for s in (*SETTINGS, *SERVE_SETTINGS) if "." in s.key}
     values: dict[str, Any] = {}
     for key, value in entry.items():
-        if key in nested:
+        if key in NESTED:
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: {where}{key} must be a mapping, got {type(value).__name__}")
             values.update({f"{key}.{inner}": v for inner, v in value.items()})

@@ -14,6 +14,7 @@ from typing import Any
 
 from crashwatch.monitor.engines.local import LOCAL_RUNTIMES, Runtime
 from crashwatch.monitor.pipeline.options import boolean, choice, folder, number, setting, settings_of
+from crashwatch.monitor.transports.mqtt import default_outbox
 from crashwatch.monitor.transports.zeromq import DEFAULT_ENDPOINT, PublisherError, check_endpoint
 
 RUNTIMES = tuple(r.value for r in LOCAL_RUNTIMES)
@@ -76,7 +77,7 @@ class ServeOptions:
     runtime: str = setting(
         "--runtime", "runtime", "Inference engine. auto: OpenVINO for a bundle exported with --openvino on a CPU with "
         "AMX (where it is faster), onnxruntime otherwise and on GPUs; the choice and why are logged, the runtime "
-        "named in status.", "RUNTIME", choice(*RUNTIMES), Runtime.AUTO.value, choices=RUNTIMES)
+        "named in status.", "RUNTIME", choice(*RUNTIMES), Runtime.AUTO.value)
     threads: int | None = setting(
         "--threads", "threads", "Inference threads per graph (default: all cores).", "N", whole(1, 256))
     mqtt_url: str | None = setting(
@@ -101,11 +102,13 @@ class ServeOptions:
         "", "mqtt.outbox_dir", "The folder of the cameras' outboxes, outbox-CAMERA.sqlite each (default: as "
         "--mqtt-outbox defaults).", "FOLDER", folder)
 
-    def outbox_for(self, camera: str) -> Path | None:
-        """Where ``camera``'s MQTT outbox is, None for the default place."""
+    def outbox_for(self, camera: str) -> Path:
+        """Where ``camera``'s MQTT outbox is: the one given, one in the folder given, or the default place."""
         if self.mqtt_outbox is not None:
             return self.mqtt_outbox
-        return self.mqtt_outbox_dir / f"outbox-{camera}.sqlite" if self.mqtt_outbox_dir is not None else None
+        if self.mqtt_outbox_dir is not None:
+            return self.mqtt_outbox_dir / f"outbox-{camera}.sqlite"
+        return default_outbox(camera)
 
 
 SERVE_SETTINGS = settings_of(ServeOptions)
