@@ -29,7 +29,6 @@ from crashwatch.monitor.transports.zeromq import Publisher, Sink
 log = logging.getLogger(__name__)
 
 
-
 def resident_mb(pid: int | str = "self") -> float | None:
     """A process's resident memory (Linux; this process by default), None where it cannot be read."""
     try:
