@@ -4,7 +4,8 @@ Every producer builds a message through the type of its topic and every reader (
 evaluation, benchmarks) reads it back through the same type, so the wire layout is written here only, as
 openpilot's ``fill_model_msg`` is the one place that knows its message. On the wire a message is two ZeroMQ
 frames, ``[topic, JSON]``; the JSON is ``envelope``'s header (``schema``, a per-topic ``seq``, ``camera``,
-``sent_at``) followed by the body's fields. A new field goes into its type's dataclass, ``to_wire`` and
+``sent_at``) followed by the body's fields. A message resent to a subscriber that joined late (the newest
+heartbeat, an open alert) is the same message with ``replay: true`` and ``replayed_at`` added. A new field goes into its type's dataclass, ``to_wire`` and
 ``from_wire``; a change that breaks readers bumps ``SCHEMA_VERSION``.
 """
 
@@ -269,7 +270,8 @@ class CollectingOutlet:
 @dataclass(frozen=True)
 class Message:
     """A message as a subscriber receives it: the header, the wire JSON, and the typed body (None for a
-    topic or schema this crashwatch does not know)."""
+    topic or schema this crashwatch does not know). ``replay``: resent for a subscriber that joined late;
+    ``missed``: how many messages of its camera and topic this subscriber lost just before it."""
 
     topic: str
     seq: int
@@ -277,6 +279,8 @@ class Message:
     sent_at: float
     wire: dict[str, Any] = field(repr=False)
     body: Body | None
+    replay: bool = False
+    missed: int = 0
 
     @classmethod
     def decode(cls, topic: bytes, payload: bytes) -> "Message":
@@ -284,4 +288,5 @@ class Message:
         body = None
         if name in Topic._value2member_map_ and wire.get("schema") == schema_of(Topic(name)):
             body = BODIES[Topic(name)].from_wire(wire)
-        return cls(name, wire["seq"], wire.get("camera", "?"), wire.get("sent_at", time.time()), wire, body)
+        return cls(name, wire["seq"], wire.get("camera", "?"), wire.get("sent_at", time.time()), wire, body,
+                   replay=wire.get("replay") is True)

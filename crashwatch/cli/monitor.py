@@ -182,14 +182,16 @@ def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, cou
             heard_at, warned = time.monotonic(), False
             if topics and message.topic not in topics:
                 continue
-            click.echo(json.dumps({"topic": message.topic, **message.wire}) if as_json else describe(message))
+            extra = {"missed": message.missed} if message.missed else {}
+            click.echo(json.dumps({"topic": message.topic, **message.wire, **extra}) if as_json else describe(message))
             received += 1
     except KeyboardInterrupt:
         pass
     finally:
         subscriber.close()
         if subscriber.gaps:
-            click.echo(f"missed messages (seq gaps): {subscriber.gaps}", err=True)
+            lost = ", ".join(f"{name} {count}" for name, count in sorted(subscriber.gaps.items()))
+            click.echo(f"messages missed (seq gaps, per camera/topic): {lost}", err=True)
 
 
 @click.command("keys")

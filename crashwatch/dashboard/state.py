@@ -79,14 +79,17 @@ class CameraView:
     risk: dict[str, Any] | None = None
     preview: dict[str, Any] | None = None
     history: collections.deque[Point] = field(default_factory=collections.deque)
+    missed: dict[str, int] = field(default_factory=dict)  # topic -> messages lost on the way (seq gaps)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "endpoint": self.endpoint, "silent": self.silent,
                 "heard_at": self.heard_at, "status": self.status, "risk": self.risk, "preview": self.preview,
-                "history": [list(p) for p in self.history]}
+                "history": [list(p) for p in self.history], "missed": self.missed}
 
-    def silence(self) -> dict[str, Any]:
-        return {"type": "camera", "camera": self.id, "silent": self.silent, "heard_at": self.heard_at}
+    def reception(self) -> dict[str, Any]:
+        """The ``camera`` event: whether it is heard, and what was lost on the way."""
+        return {"type": "camera", "camera": self.id, "silent": self.silent, "heard_at": self.heard_at,
+                "missed": self.missed}
 
 
 class DashboardState:
@@ -114,9 +117,11 @@ class DashboardState:
         camera = self._camera(endpoint, message.camera)
         camera.heard, camera.heard_at = now, wall
         events = []
-        if camera.silent:
+        if message.missed:
+            camera.missed[message.topic] = camera.missed.get(message.topic, 0) + message.missed
+        if camera.silent or message.missed:
             camera.silent = False
-            events.append(camera.silence())
+            events.append(camera.reception())
         body = message.body
         if isinstance(body, Status):
             camera.status = message.wire
@@ -136,7 +141,7 @@ class DashboardState:
             silent = now - camera.heard > SILENT_AFTER_S
             if silent != camera.silent:
                 camera.silent = silent
-                events.append(camera.silence())
+                events.append(camera.reception())
         for record in self.alerts:
             if record.clip_state == ClipState.PENDING and self._clip_complete(record.clip):
                 record.clip_state = ClipState.READY

@@ -5,8 +5,10 @@ before ``send`` returns and leaves it only once the broker has acknowledged it (
 broker outage nor a crash of the monitor loses one; alerts go out strictly in order, one in flight at a time,
 each stamped with ``delivered_at`` beside its original ``seq`` and ``sent_at``. Risk (only with
 ``publish_risk``) goes the same way at QoS 0 and is dropped first when the outbox is full. Status is not
-queued: the latest is published, retained, at most every ``status_period``. ``availability`` says ``online``
-(retained) on every connect and ``offline`` on close, or through the broker's last will when the monitor dies.
+queued: the latest is published, retained, at most every ``status_period``, naming this client
+(``mqtt_client``). ``availability`` says ``online`` (retained) on every connect and ``offline`` on close, or
+through the broker's last will when the monitor dies. The sink listens on its own status topic: a live status
+there from another client is a second monitor publishing under this camera's name, and is warned about.
 
 ``send`` never blocks on the broker and never raises for it: the network is paho's thread, delivery is ours,
 and a broker that cannot be reached, refuses us or fails TLS verification is one warning naming the broker
@@ -102,6 +104,7 @@ class MqttSink:
         self.status_period = status_period
         self.delivered = 0
         self.last_error: str | None = None
+        self.camera = camera
         self._base = f"{prefix}/{camera}"
         self._outbox = Outbox(outbox_path, max_messages, max_age_s)
         self._unwritten = 0  # messages the outbox could not take (disk full, file damaged)
@@ -135,6 +138,7 @@ class MqttSink:
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
         self._client.connect_async(target.host, target.port, keepalive)
         self._client.loop_start()
         self._thread = threading.Thread(target=self._run, name="mqtt-delivery", daemon=True)
@@ -262,7 +266,8 @@ class MqttSink:
         if work.announce:
             self._client.publish(self._topic("availability"), "online", qos=1, retain=True)
         if work.status is not None:
-            self._client.publish(self._topic("status"), json.dumps(work.status), qos=0, retain=True)
+            status = {**work.status, "mqtt_client": self.client_id}
+            self._client.publish(self._topic("status"), json.dumps(status), qos=0, retain=True)
         if work.peek:
             rows = self._outbox.peek(1)
             if rows:
@@ -299,6 +304,7 @@ class MqttSink:
             self._maybe_rows = True
             self._reported = None
             self._cond.notify_all()
+        client.subscribe(self._topic("status"), qos=0)  # a second monitor of this name shows itself there
         log.info("%s: connected", self.target.display)
 
     def _on_connect_fail(self, client, userdata) -> None:
@@ -326,6 +332,20 @@ class MqttSink:
         with self._cond:
             self._acked.add(mid)
             self._cond.notify_all()
+
+    def _on_message(self, client, userdata, message) -> None:
+        """A live status of this camera's name from another client: two monitors mix their messages. (A retained
+        one may be a dead run's, waiting for its last will; a live one is not.)"""
+        if message.retain:
+            return
+        try:
+            other = json.loads(message.payload).get("mqtt_client")
+        except (ValueError, AttributeError):
+            other = "unknown"
+        if other != self.client_id:
+            self._problem(f"another monitor (MQTT client {other}) is publishing as camera "
+                          f"{self.camera!r} under {self._base}: alerts, status and availability of "
+                          "the two mix; give each camera its own name", retrying=False)
 
     def _why(self, err: BaseException | None) -> str:
         """A connect failure in words."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Iterator
@@ -14,7 +15,13 @@ from crashwatch.monitor.transports.zeromq import check_endpoint
 
 
 class Subscriber:
-    """Connects to a monitor's publisher and yields each ``Message``; counts ``seq`` gaps per topic."""
+    """Connects to a monitor's publisher and yields each ``Message``, each marked with the messages of its
+    camera and topic lost just before it (``gaps`` adds them up, keyed ``CAMERA/TOPIC``).
+
+    A publisher resends its current state to every subscriber when one joins (``replay``); a copy of what this
+    subscriber already has is dropped here, so readers see each message once. A ``seq`` that starts again
+    without a replay is a monitor that restarted, not a loss; nor are the updates a replay leaves out. An alert's update or end whose start this
+    subscriber never saw counts as one lost message, whatever the ``seq``: it joined too late for the start."""
 
     def __init__(self, endpoint: str, topics: tuple[str, ...] = (), context: zmq.Context | None = None,
                  curve: ClientCurve | None = None) -> None:
@@ -26,18 +33,44 @@ class Subscriber:
         for topic in topics or ("",):
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._socket.connect(self.endpoint)
-        self._last_seq: dict[str, int] = {}
+        self._last_seq: dict[tuple[str, str], int] = {}
+        self._alerts_started: set[tuple[str, int]] = set()
         self.gaps: dict[str, int] = {}
 
     def receive(self, timeout: float | None = None) -> Message | None:
         """The next message, or None after ``timeout`` seconds without one."""
-        if timeout is not None and not self._socket.poll(int(timeout * 1000)):
-            return None
-        message = Message.decode(*self._socket.recv_multipart())
-        last = self._last_seq.get(message.topic)
-        if last is not None and message.seq != last + 1:
-            self.gaps[message.topic] = self.gaps.get(message.topic, 0) + message.seq - last - 1
-        self._last_seq[message.topic] = message.seq
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = -1 if deadline is None else max(int((deadline - time.monotonic()) * 1000), 0)
+            if not self._socket.poll(wait):
+                return None
+            message = self._account(Message.decode(*self._socket.recv_multipart()))
+            if message is not None:
+                return message
+
+    def _account(self, message: Message) -> Message | None:
+        """``message`` with what was lost before it, or None for a replayed copy of one already here."""
+        key = (message.camera, message.topic)
+        last = self._last_seq.get(key)
+        if last is not None and message.seq <= last:
+            if message.replay:
+                return None
+            last = None  # the monitor started again
+            self._alerts_started = {a for a in self._alerts_started if a[0] != message.camera}
+        self._last_seq[key] = message.seq
+        # a replay is the current state, not the stream: the updates it leaves out are not losses
+        missed = 0 if last is None or message.replay else message.seq - last - 1
+        alert = message.body
+        if isinstance(alert, Alert):
+            if alert.event is AlertEvent.START:
+                self._alerts_started.add((message.camera, alert.alert_id))
+            elif (message.camera, alert.alert_id) not in self._alerts_started:
+                missed = max(missed, 1)
+                self._alerts_started.add((message.camera, alert.alert_id))
+        if missed:
+            name = f"{message.camera}/{message.topic}"
+            self.gaps[name] = self.gaps.get(name, 0) + missed
+            message = dataclasses.replace(message, missed=missed)
         return message
 
     def __iter__(self) -> Iterator[Message]:
@@ -53,7 +86,14 @@ class Subscriber:
 def describe(message: Message) -> str:
     """One line a person can read."""
     clock = time.strftime("%H:%M:%S", time.localtime(message.sent_at))
-    head = f"{clock} {message.camera} #{message.seq}"
+    head = f"{clock} {message.camera} #{message.seq}" + (" (replay)" if message.replay else "")
+    text = _describe_body(head, message)
+    if message.missed:
+        text += f"  [{message.missed} earlier {message.topic} message(s) of {message.camera} missed]"
+    return text
+
+
+def _describe_body(head: str, message: Message) -> str:
     body = message.body
     if isinstance(body, Risk):
         bar = "#" * int(round(body.probability * 20))

@@ -1,12 +1,19 @@
-"""Alerts over ZeroMQ, and to any further sinks (MQTT): a PUB socket fed by one sender thread.
+"""Alerts over ZeroMQ, and to any further sinks (MQTT): an XPUB socket fed by one sender thread.
 
 Every message is two frames, ``[topic, payload]``, laid out by ``crashwatch.monitor.messages`` (a per-topic ``seq`` lets a
 subscriber of one topic still detect gaps). ZeroMQ sockets are not
 thread-safe, so all sends happen in the sender thread; other threads enqueue. The sender also emits the
-``status`` heartbeat every second, so it keeps its rhythm however slow the model is. PUB never blocks: past
-the send high-water mark a slow subscriber's messages are dropped by ZeroMQ, and the monitor goes on. Each
+``status`` heartbeat every second, so it keeps its rhythm however slow the model is. Publishing never blocks:
+past the send high-water mark a slow subscriber's messages are dropped by ZeroMQ, and the monitor goes on. Each
 message, stamped, is also handed to every ``Sink``, whose ``send`` must return at once whatever its far end
 does (the MQTT sink puts alerts in its on-disk outbox and delivers them from a thread of its own).
+
+A subscription reaches a publisher some milliseconds after the subscriber connects, and ZeroMQ drops what is
+sent before (its "slow joiner"), so a subscriber waiting for a monitor to start lost its first alert. The
+socket is therefore an XPUB, which hands each subscription to the sender thread, and ``LastValues`` (the
+ZeroMQ guide's last-value cache) resends at once what a newcomer must know: each camera's newest heartbeat and
+every open alert, marked ``replay``. The resend reaches every subscriber of the topic; readers drop the
+copies they already have (``crashwatch.monitor.transports.subscribe``).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any, Callable, Protocol, Sequence
 import zmq
 
 from crashwatch.contract.errors import CrashwatchError
-from crashwatch.monitor.messages import Body, Topic, envelope
+from crashwatch.monitor.messages import AlertEvent, Body, Topic, envelope
 from crashwatch.monitor.transports.curve import ServerCurve
 
 log = logging.getLogger(__name__)
@@ -35,6 +42,8 @@ class PublisherError(CrashwatchError):
 
 
 SCHEMES = ("tcp://", "ipc://", "inproc://")
+SUBSCRIPTION_POLL_S = 0.05  # how soon a newcomer's subscription is answered with the current state
+SUBSCRIBE = 1  # the first byte of a subscription message on an XPUB socket (0 is an unsubscription)
 
 
 class Sink(Protocol):
@@ -114,8 +123,44 @@ class Channel:
             sink.close()
 
 
+class LastValues:
+    """The messages a subscriber joining now must receive at once: per channel the newest ``status`` and
+    ``process`` heartbeat, and each open alert's start and newest update (gone with its end)."""
+
+    NEWEST = (Topic.STATUS, Topic.PROCESS)
+
+    def __init__(self) -> None:
+        self._newest: dict[tuple[Channel, Topic], dict[str, Any]] = {}
+        self._alerts: dict[tuple[Channel, int], list[dict[str, Any]]] = {}
+
+    def keep(self, channel: Channel, topic: Topic, message: dict[str, Any]) -> None:
+        if topic in self.NEWEST:
+            self._newest[(channel, topic)] = message
+        elif topic is Topic.ALERT:
+            key = (channel, message["alert_id"])
+            event = AlertEvent(message["event"])
+            if event is AlertEvent.START:
+                self._alerts[key] = [message]
+            elif event is AlertEvent.UPDATE and key in self._alerts:
+                self._alerts[key][1:] = [message]
+            else:
+                self._alerts.pop(key, None)
+
+    def keep_only(self, channels: Sequence[Channel]) -> None:
+        """Forget the channels that were closed."""
+        self._newest = {key: m for key, m in self._newest.items() if key[0] in channels}
+        self._alerts = {key: m for key, m in self._alerts.items() if key[0] in channels}
+
+    def matching(self, prefix: bytes) -> list[tuple[Topic, dict[str, Any]]]:
+        """What a subscription to topics starting with ``prefix`` must be sent, oldest first."""
+        kept = [(topic, m) for (_, topic), m in self._newest.items()]
+        kept += [(Topic.ALERT, m) for messages in self._alerts.values() for m in messages]
+        return sorted(((topic, m) for topic, m in kept if topic.value.encode().startswith(prefix)),
+                      key=lambda item: item[1]["sent_at"])
+
+
 class Publisher:
-    """Binds a PUB socket and sends whatever its channels enqueue, plus each channel's heartbeat every
+    """Binds an XPUB socket and sends whatever its channels enqueue, plus each channel's heartbeat every
     ``period``. Given a ``camera``, it opens that camera's channel itself and ``publish``/``close`` are its."""
 
     def __init__(self, endpoint: str, camera: str | None = None, status: Callable[[], Body] | None = None,
@@ -124,7 +169,8 @@ class Publisher:
         self.endpoint = endpoint = check_endpoint(endpoint)
         self._period = period
         self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.PUB)
+        self._socket = self._context.socket(zmq.XPUB)
+        self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscriber's subscription, not only a topic's first
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, 500)
         self._authenticator = None
@@ -151,6 +197,7 @@ class Publisher:
             queue.SimpleQueue()
         self._channels: list[Channel] = []
         self._lock = threading.Lock()
+        self._last = LastValues()  # the sender thread's alone
         self.default = self.channel(camera, status, sinks) if camera is not None else None
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self._thread.start()
@@ -202,16 +249,31 @@ class Publisher:
 
     def _send(self, channel: Channel, topic: Topic, message: dict[str, Any]) -> None:
         message["sent_at"] = time.time()
-        try:
-            self._socket.send_multipart([topic.value.encode(), json.dumps(message).encode()], flags=zmq.NOBLOCK)
+        if self._transmit(topic, message):
             channel.sent += 1
-        except zmq.Again:
+        else:
             channel.dropped += 1
+        self._last.keep(channel, topic, message)
         for sink in channel.sinks:
             try:
                 sink.send(topic, message)
             except Exception:  # a sink's bug must not silence ZeroMQ or the heartbeat
                 log.exception("the %s sink failed to take a %s message", sink.name, topic.value)
+
+    def _transmit(self, topic: Topic, message: dict[str, Any]) -> bool:
+        try:
+            self._socket.send_multipart([topic.value.encode(), json.dumps(message).encode()], flags=zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
+
+    def _welcome(self) -> None:
+        """Answer each new subscription with the current state, marked as a replay (not again to the sinks)."""
+        while self._socket.poll(0, zmq.POLLIN):
+            subscription = self._socket.recv()
+            if subscription[:1] == bytes([SUBSCRIBE]):
+                for topic, message in self._last.matching(subscription[1:]):
+                    self._transmit(topic, {**message, "replay": True, "replayed_at": time.time()})
 
     def _beat(self) -> None:
         with self._lock:
@@ -227,8 +289,9 @@ class Publisher:
                 next_beat += self._period
                 if next_beat < time.monotonic():  # we were held up: no burst of catch-up beats
                     next_beat = time.monotonic() + self._period
+            self._welcome()
             try:
-                item = self._queue.get(timeout=max(next_beat - time.monotonic(), 0.0))
+                item = self._queue.get(timeout=min(max(next_beat - time.monotonic(), 0.0), SUBSCRIPTION_POLL_S))
             except queue.Empty:
                 continue
             if item is None:
@@ -243,6 +306,8 @@ class Publisher:
     def _handle(self, item: tuple[Channel, Topic, dict[str, Any]] | threading.Event | None) -> None:
         """Send a message, or tell a detaching channel that what it enqueued before is sent."""
         if isinstance(item, threading.Event):
+            with self._lock:
+                self._last.keep_only(self._channels)
             item.set()
         elif item is not None:
             self._send(*item)

@@ -419,7 +419,7 @@ def test_the_state_keeps_a_minute_of_risk_the_risk_around_each_alert_and_says_si
 
     clock.now += SILENT_AFTER_S + 0.1
     assert state.tick() == [{"type": "camera", "camera": "front", "silent": True,
-                             "heard_at": snapshot["cameras"]["front"]["heard_at"]}]
+                             "heard_at": snapshot["cameras"]["front"]["heard_at"], "missed": {}}]
     assert state.tick() == []
     _, events = state.apply("tcp://a:1", _risk(seq + 1, 0.5, 0.2))  # the monitor restarted
     assert events[0]["silent"] is False

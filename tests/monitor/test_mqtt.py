@@ -442,3 +442,38 @@ def test_two_sinks_of_one_camera_name_are_two_clients_to_the_broker(tmp_path):
         for sink in sinks:
             sink.close(timeout=0.1)
     assert len(ids) == 2 and all(i.startswith("crashwatch-front-") for i in ids)
+
+
+def test_a_second_live_monitor_of_one_camera_name_is_warned_about_and_a_dead_runs_status_is_not(broker, tmp_path,
+                                                                                               caplog):
+    dead = sink_for(broker, tmp_path, "front", status_period=0.1)
+    dead.send(Topic.STATUS, envelope(Topic.STATUS, 1, "front", {"state": "a run that will be gone"}))
+    watcher = Subscriber(broker, "crashwatch/front/status")
+    watcher.wait_for(lambda got: got, 10, "the first run's status")
+    dead.close()
+    first = sink_for(broker, tmp_path, "front", status_period=0.2)  # the retained status is the dead run's
+    try:
+        wait_until(lambda: first.connected, 10, "the first monitor connected")
+        first.send(Topic.STATUS, envelope(Topic.STATUS, 2, "front", {}))
+        time.sleep(1.0)
+        assert first.status()["last_error"] is None, "a dead run's retained status was taken for a live monitor"
+        second = MqttSink(MqttTarget.parse(f"mqtt://127.0.0.1:{broker.port}"), "front",
+                          outbox_path=tmp_path / "second-outbox.db", status_period=0.2)
+        try:
+            for seq in range(3, 30):
+                first.send(Topic.STATUS, envelope(Topic.STATUS, seq, "front", {}))
+                second.send(Topic.STATUS, envelope(Topic.STATUS, seq, "front", {}))
+                if first.status()["last_error"] and second.status()["last_error"]:
+                    break
+                time.sleep(0.2)
+            for sink, other in ((first, second), (second, first)):
+                assert f"another monitor (MQTT client {other.client_id}) is publishing as camera 'front'" in \
+                    sink.status()["last_error"]
+            assert "give each camera its own name" in caplog.text
+            online = [r.payload for r in watcher.on("crashwatch/front/status")]
+            assert {p["mqtt_client"] for p in online[-4:]} == {first.client_id, second.client_id}
+        finally:
+            second.close()
+    finally:
+        first.close()
+        watcher.close()

@@ -4,7 +4,7 @@
 "use strict";
 
 const HISTORY_S = 60;
-const cameras = new Map(); // id -> {id, name, endpoint, status, risk, preview, history, silent, heardAt, el}
+const cameras = new Map(); // id -> {id, name, endpoint, status, risk, preview, history, silent, heardAt, missed, el}
 const alerts = new Map(); // key -> {record, el}
 let endpoints = {};
 
@@ -31,7 +31,7 @@ function setConnection(text, kind) {
 function handle(event) {
   if (event.type === "state") load(event.state);
   else if (event.type === "message") onMessage(event);
-  else if (event.type === "camera") onSilence(event);
+  else if (event.type === "camera") onReception(event);
   else if (event.type === "alert") showAlert(event.alert);
 }
 
@@ -43,7 +43,7 @@ function load(state) {
   endpoints = state.endpoints;
   for (const c of Object.values(state.cameras)) {
     Object.assign(camera(c.id, c.name, c.endpoint), {status: c.status, risk: c.risk, preview: c.preview,
-      history: c.history, silent: c.silent, heardAt: c.heard_at});
+      history: c.history, silent: c.silent, heardAt: c.heard_at, missed: c.missed});
     render(cameras.get(c.id));
   }
   state.alerts.forEach(showAlert);
@@ -70,10 +70,10 @@ function onMessage({endpoint, camera: id, topic, message}) {
   render(cam, topic);
 }
 
-function onSilence({camera: id, silent, heard_at}) {
+function onReception({camera: id, silent, heard_at, missed}) {
   const cam = cameras.get(id);
   if (!cam) return;
-  Object.assign(cam, {silent, heardAt: heard_at});
+  Object.assign(cam, {silent, heardAt: heard_at, missed});
   renderState(cam);
 }
 
@@ -85,7 +85,8 @@ function camera(id, name, endpoint) {
     $(el, ".endpoint").textContent = endpoint;
     const list = document.getElementById("cameras");
     list.insertBefore(el, [...list.children].find((card) => card.dataset.camera > id) || null); // by name
-    cameras.set(id, {id, name, endpoint, status: null, risk: null, preview: null, history: [], silent: false, el});
+    cameras.set(id, {id, name, endpoint, status: null, risk: null, preview: null, history: [], silent: false,
+      missed: {}, el});
   }
   return cameras.get(id);
 }
@@ -123,6 +124,9 @@ function renderState(cam) {
   }
   badge.textContent = text;
   cam.el.dataset.state = state;
+  const missed = Object.entries(cam.missed).map(([topic, count]) => `${count} ${topic}`).join(", ");
+  $(cam.el, ".missed").textContent = missed || "none";
+  cam.el.classList.toggle("lossy", Boolean(missed));
 }
 
 function renderEndpoints() {
