@@ -21,7 +21,9 @@ Layout (``manifest.json`` lists every file with its SHA-256; nothing else may be
 
 Version 2 named the prompt layout (``prompt``: ``smolvlm``, or ``streaming`` with its segments' lengths);
 version 1, which had none, is read as the ``smolvlm`` layout. Version 3 moved the frame axis of the readout's
-``blocks`` after the key/value heads; a version 2 streaming bundle must be exported again.
+``blocks`` after the key/value heads; a version 2 streaming bundle must be exported again. Version 4 covers
+the manifest itself: ``content_sha256`` hashes every field but the threshold and its calibration record
+(``UNCOVERED``), so an edit of the window or the normalisation is refused at load rather than taken.
 
 ``build_manifest`` is what the exporter writes, ``Manifest.read`` what every reader gets: the two sides of
 one format, kept in one module (past 300 lines) so that a change to one is made beside the other.
@@ -47,9 +49,13 @@ from crashwatch.contract.versioned import parse_versioned_json, read_versioned_j
 from crashwatch.contract.window import WindowSpec
 
 FORMAT = "crashwatch-bundle"
-VERSION = 3
-READS = (1, 2, 3)  # the versions this crashwatch reads (2 for the smolvlm layout only)
+VERSION = 4
+READS = (1, 2, 3, 4)  # the versions this crashwatch reads (2 for the smolvlm layout only)
+COVERED_SINCE = 4  # the first version whose manifest carries its own content hash
 MANIFEST = "manifest.json"
+CONTENT = "content_sha256"
+# What may change without changing the model's output: the threshold (``crashwatch calibrate``) and its record.
+UNCOVERED = ("threshold", "threshold_from_validation", "threshold_calibration", CONTENT)
 VISION = "vision.onnx"
 HEAD = "head.onnx"
 BLOCK = "block.onnx"
@@ -182,8 +188,17 @@ def build_manifest(*, precision: str, backbone: str, hidden_size: int, tokens_pe
     }
 
 
+def content_sha256(raw: dict[str, Any]) -> str:
+    """The SHA-256 of everything in a manifest that defines the model's output (all but ``UNCOVERED``), as
+    canonical JSON; the files' own checksums are in it, so it covers the graphs and arrays too."""
+    defining = {key: value for key, value in raw.items() if key not in UNCOVERED}
+    return hashlib.sha256(json.dumps(defining, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    """Write ``manifest`` with its content hash, so that ``Manifest.read`` notices any later edit."""
+    stamped = {**manifest, CONTENT: content_sha256(manifest)}
+    (folder / MANIFEST).write_text(json.dumps(stamped, indent=2) + "\n", encoding="utf-8")
 
 
 def set_threshold(folder: Path, threshold: float, calibration: dict[str, Any]) -> None:
@@ -270,6 +285,10 @@ class Manifest:
                 isinstance(manifest.zero_shot.get("model"), str) and isinstance(manifest.zero_shot.get("answers"), list)
                 and len(manifest.zero_shot["answers"]) == 2):
             raise BundleError(f"{where}: `zero_shot` must name its `model` and its two `answers`")
+        if raw.get("version", 1) >= COVERED_SINCE and raw.get(CONTENT) != content_sha256(raw):
+            raise BundleError(f"{where}: edited after export: its content hash no longer matches what defines the "
+                              f"model (every field but {', '.join(UNCOVERED[:-1])}); export again, and change only "
+                              "the threshold, with `crashwatch calibrate`")
         return manifest
 
     @property
@@ -279,12 +298,9 @@ class Manifest:
 
     @property
     def content_hash(self) -> str:
-        """A short hash of the bundle's files (graphs and prompt arrays, by their SHA-256): the same model
-        whatever its folder is called, and a new one after any re-export. The threshold is not in it."""
-        digest = hashlib.sha256()
-        for name, entry in sorted(self.files.items()):
-            digest.update(f"{name}:{entry.get('sha256')}\n".encode())
-        return digest.hexdigest()[:12]
+        """A short form of ``content_sha256``: the same model whatever its folder is called or where it is
+        served from, and a new one after any re-export or edit. The threshold is not in it."""
+        return content_sha256(self.raw)[:12]
 
     def verify_files(self, folder: Path) -> None:
         """Every listed file present with its size and checksum, and nothing unlisted beside them."""

@@ -5,8 +5,9 @@ evaluation, benchmarks) reads it back through the same type, so the wire layout 
 openpilot's ``fill_model_msg`` is the one place that knows its message. On the wire a message is two ZeroMQ
 frames, ``[topic, JSON]``; the JSON is ``envelope``'s header (``schema``, a per-topic ``seq``, ``camera``,
 ``sent_at``) followed by the body's fields. A message resent to a subscriber that joined late (the newest
-heartbeat, an open alert) is the same message with ``replay: true`` and ``replayed_at`` added. A new field goes into its type's dataclass, ``to_wire`` and
-``from_wire``; a change that breaks readers bumps ``SCHEMA_VERSION``.
+heartbeat, an open alert) is the same message with ``replay: true`` and ``replayed_at`` added. A new field
+goes into its type's dataclass, ``to_wire`` and ``from_wire``; a change that breaks readers bumps
+``SCHEMA_VERSION``.
 """
 
 from __future__ import annotations

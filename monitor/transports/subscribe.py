@@ -20,8 +20,9 @@ class Subscriber:
 
     A publisher resends its current state to every subscriber when one joins (``replay``); a copy of what this
     subscriber already has is dropped here, so readers see each message once. A ``seq`` that starts again
-    without a replay is a monitor that restarted, not a loss; nor are the updates a replay leaves out. An alert's update or end whose start this
-    subscriber never saw counts as one lost message, whatever the ``seq``: it joined too late for the start."""
+    without a replay is a monitor that restarted, not a loss; nor are the updates a replay leaves out. An
+    alert's update or end whose start this subscriber never saw counts as one lost message, whatever the
+    ``seq``: it joined too late for the start."""
 
     def __init__(self, endpoint: str, topics: tuple[str, ...] = (), context: zmq.Context | None = None,
                  curve: ClientCurve | None = None) -> None:
@@ -110,7 +111,8 @@ def _describe_body(head: str, message: Message) -> str:
         return text
     if isinstance(body, Status):
         s, lat, lag, calls = body.source, body.model_ms or {}, body.lag_s, body.model_calls or {}
-        model = f", model {body.model['name']} {body.model['precision']} #{body.model['hash']}" + (
+        model = f", model {body.model['name']} {body.model['precision']} #{body.model['hash']}" \
+            f" threshold {body.model['threshold']:.3f}" + (
             " (demo)" if body.model["demo"] else "") if body.model else ""
         return (f"{head} status {s['name']} {s['state']}"
                 + (f" (retry in {s['backoff_s']:.1f} s, outage {s['outage_s']:.1f} s)" if s["state"] == "reconnecting" else "")

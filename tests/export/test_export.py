@@ -173,10 +173,12 @@ def _flip_byte(path: Path, offset: int = 100) -> None:
     (lambda b: (b / "notes.txt").write_text("hello"), "not in the manifest: notes.txt"),
     (lambda b: (b / "manifest.json").unlink(), "manifest.json: missing; is"),
     (lambda b: (b / "manifest.json").write_text("{not json"), "manifest.json: unreadable"),
-    (lambda b: _edit_manifest(b, version=4), "format version 4; this crashwatch reads version 1, 2 and 3 (upgrade"),
+    (lambda b: _edit_manifest(b, version=5), "format version 5; this crashwatch reads version 1, 2, 3 and 4 (upgrade"),
     (lambda b: _edit_manifest(b, prompt={"layout": "sideways"}), "malformed manifest"),
     (lambda b: _edit_manifest(b, precision="int4"), "unknown precision 'int4'"),
-    (lambda b: _edit_manifest(b, window={"seconds": 2.0, "num_frames": 5}), "prompt_ids.npy: 16 image tokens, expected 5 frames"),
+    (lambda b: _edit_manifest(b, window={"seconds": 2.0, "num_frames": 5}), "manifest.json: edited after export"),
+    (lambda b: _edit_manifest(b, pixels={"image_size": 64, "mean": [0.4, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}),
+     "manifest.json: edited after export"),
     (lambda b: _edit_manifest(b, model=None), "malformed manifest"),
 ])
 def test_damaged_bundles_are_refused_with_the_file_named(bundles, tmp_path, damage, message):
@@ -309,3 +311,25 @@ def test_a_checkpoint_whose_token_count_disagrees_is_refused(run, tmp_path):
     (copy / "crashwatch.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="crashwatch.json: tokens_per_frame is 5, but 64 px frames make 4"):
         load_checkpoint(copy)
+
+
+def test_the_content_hash_covers_all_that_defines_the_model_and_not_the_threshold(bundles, tmp_path):
+    from crashwatch.contract.bundle import UNCOVERED, content_sha256, set_threshold
+
+    bundle = _copy(bundles["fp32"], tmp_path)
+    manifest = Manifest.read(bundle)
+    assert manifest.raw["content_sha256"] == content_sha256(manifest.raw)
+    set_threshold(bundle, 0.42, {"by": "a test"})
+    recalibrated = RiskModel.open(bundle)
+    assert (recalibrated.manifest.content_hash, recalibrated.manifest.threshold) == (manifest.content_hash, 0.42)
+    covered = [key for key in manifest.raw if key not in UNCOVERED]
+    assert {"window", "pixels", "prompt", "model", "question", "graphs", "files"} <= set(covered)
+    for key in covered:
+        edited = json.loads(json.dumps(manifest.raw))
+        value = edited[key]  # changed in kind, so that only the hash can tell
+        edited[key] = {**value, "edited": 1} if isinstance(value, dict) else value + 1 if isinstance(value, int) \
+            else value + " edited" if isinstance(value, str) else value + [1]
+        with pytest.raises(BundleError) as refused:
+            Manifest.from_json(json.dumps(edited), f"{key}/manifest.json")
+        if key not in ("format", "version", "precision"):  # those the reader refuses by name first
+            assert "edited after export" in str(refused.value), key

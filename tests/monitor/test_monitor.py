@@ -399,7 +399,9 @@ def test_calibrate_sets_the_bundles_threshold_for_a_false_alert_budget(bundle, t
     assert manifest.raw["threshold_from_validation"] == Manifest.read(bundle).threshold
     assert manifest.raw["threshold_calibration"]["false_alerts_per_hour_budget"] == 0
     assert f"alert threshold {pick:.2f}" in result.stdout
-    RiskModel.open(copy)  # still a valid bundle: the checksummed files are untouched
+    model = RiskModel.open(copy)  # still a valid bundle: the checksummed files are untouched
+    assert model.manifest.content_hash == Manifest.read(bundle).content_hash  # the same model, another threshold
+    assert model.identity()["threshold"] == pick
 
 
 def test_the_monitor_command_runs_without_torch(bundle, tmp_path):
