@@ -14,11 +14,12 @@ DEFAULT_HTTP = "127.0.0.1:8080"
 
 def _http(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:8080`` for IPv6) as (host, port)."""
-    host, _, port = value.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not host or not (port.isdigit() and 1 <= int(port) <= 65535):
-        raise click.BadParameter(f"{value!r}: give HOST:PORT, the port a number from 1 to 65535", ctx, param)
-    return host, int(port)
+    from crashwatch.monitor.transports.metrics import parse_address
+
+    try:
+        return parse_address(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err), ctx, param) from None
 
 
 @click.command("dashboard")
@@ -38,8 +39,12 @@ def _http(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, 
                    "in the same order).")
 @click.option("--curve-secret", type=click.Path(dir_okay=False, path_type=Path),
               help="With --curve-server-key: this dashboard's secret key file.")
+@click.option("--metrics", metavar="HOST:PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics: per camera silence, messages received and "
+                   "missed, alerts heard; pages open (e.g. 127.0.0.1:9109).")
 def dashboard_command(endpoints: tuple[str, ...], events_dir: Path | None, http: tuple[str, int],
-                      token_file: Path | None, curve_server_keys: tuple[Path, ...], curve_secret: Path | None) -> None:
+                      token_file: Path | None, curve_server_keys: tuple[Path, ...], curve_secret: Path | None,
+                      metrics: str | None) -> None:
     """Serve a live page of the monitors' cameras, risk and alerts, with a JSON API (/api/state) and the live
     messages (/ws)."""
     from crashwatch.dashboard.access import read_token
@@ -55,7 +60,9 @@ def dashboard_command(endpoints: tuple[str, ...], events_dir: Path | None, http:
     curves = [ClientCurve(key, curve_secret) for key in keys] or [None] * len(endpoints)
     host, port = http
     dashboard = Dashboard(DashboardSettings(endpoints, curves, events_dir, host, port,
-                                            read_token(token_file) if token_file else None))
+                                            read_token(token_file) if token_file else None, metrics))
+    if dashboard.metrics_url is not None:
+        click.echo(f"Prometheus metrics at {dashboard.metrics_url}", err=True)
     opening = f"{dashboard.url}?token=TOKEN (TOKEN: the first line of {token_file})" if token_file else dashboard.url
     click.echo(f"dashboard of {', '.join(endpoints)}: open {opening} (Ctrl-C stops)", err=True)
     stopped_by = dashboard.serve()

@@ -93,10 +93,20 @@ def _serve(serve: ServeOptions, cameras: list[MonitorOptions], curve: Any) -> di
 
     model, demo = _open_model(serve)
     sinks = _mqtt_sinks(serve) if serve.mqtt_url is not None else []
+    metrics = None
+    if serve.metrics is not None:
+        from crashwatch.monitor.transports.metrics import Metrics
+
+        metrics = Metrics()
+        click.echo(f"Prometheus metrics at {metrics.serve(serve.metrics)}", err=True)
     try:
-        return run_cameras(model, [dataclasses.replace(c, demo_model=demo) for c in cameras], serve.pub, curve, sinks)
+        return run_cameras(model, [dataclasses.replace(c, demo_model=demo) for c in cameras], serve.pub, curve, sinks,
+                           metrics)
     except OptionsError as err:  # options that do not fit the bundle (thresholds, the window)
         raise click.UsageError(str(err)) from None
+    finally:
+        if metrics is not None:
+            metrics.close()
 
 
 def _said(summary: dict) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Sequence
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
@@ -33,9 +34,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.dashboard.access import Access
 from crashwatch.dashboard.clips import ClipError, EventClip
+from crashwatch.dashboard.metrics import DashboardCollector
 from crashwatch.dashboard.state import DashboardState
 from crashwatch.monitor.messages import Message
 from crashwatch.monitor.transports.curve import ClientCurve, load_pair, load_public
+from crashwatch.monitor.transports.metrics import serve_registry
 from crashwatch.monitor.transports.subscribe import Subscriber
 from crashwatch.monitor.transports.zeromq import is_loopback
 
@@ -58,6 +61,7 @@ class DashboardSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     token: str | None = None
+    metrics: str | None = None  # HOST:PORT to serve Prometheus metrics on
 
     @property
     def loopback(self) -> bool:
@@ -92,13 +96,13 @@ class Hub:
         self._threads: list[threading.Thread] = []
         self._transcoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcode")
         self._transcoding: dict[str, asyncio.Future] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the event loop, once serving
 
     # -- lifetime -------------------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         for endpoint, curve in zip(self.settings.endpoints, self.settings.curves):
             thread = threading.Thread(target=self._listen, args=(endpoint, curve), name=f"subscribe-{endpoint}",
                                       daemon=True)
@@ -125,7 +129,7 @@ class Hub:
                     log.warning("%s: a message that is not a monitor's was skipped (%s)", endpoint, err)
                     continue
                 if message is not None:
-                    self._loop.call_soon_threadsafe(self._deliver, endpoint, message)
+                    self.loop.call_soon_threadsafe(self._deliver, endpoint, message)
         finally:
             subscriber.close()
 
@@ -217,9 +221,9 @@ async def _clip_error(request: Request, err: Exception) -> Response:
     return PlainTextResponse(str(err), status_code=404)
 
 
-def create_app(settings: DashboardSettings) -> Access:
+def create_app(hub: Hub) -> Access:
     """The whole dashboard as one ASGI app, behind its access check."""
-    hub = Hub(settings)
+    settings = hub.settings
     app = Starlette(routes=[
         Route("/", hub.index),
         Route("/api/state", hub.api_state),
@@ -256,6 +260,17 @@ class Dashboard:
             self.socket.close()
             raise DashboardError(f"--http {settings.host}:{settings.port}: cannot serve there "
                                  f"({err.strerror or err})") from None
+        self.hub = Hub(settings)
+        self.metrics_url: str | None = None
+        self._metrics: Any = None
+        if settings.metrics is not None:
+            registry = CollectorRegistry()
+            registry.register(DashboardCollector(self.hub))
+            try:
+                self._metrics, self.metrics_url = serve_registry(registry, settings.metrics)
+            except CrashwatchError:
+                self.socket.close()
+                raise
 
     @property
     def url(self) -> str:
@@ -264,10 +279,15 @@ class Dashboard:
 
     def serve(self) -> str | None:
         """Serve until SIGINT or SIGTERM; returns the name of the signal that stopped it."""
-        config = uvicorn.Config(create_app(self.settings), log_level="warning", ws="websockets-sansio",
+        config = uvicorn.Config(create_app(self.hub), log_level="warning", ws="websockets-sansio",
                                 timeout_graceful_shutdown=2)
         server = _Server(config)
-        server.run(sockets=[self.socket])
+        try:
+            server.run(sockets=[self.socket])
+        finally:
+            if self._metrics is not None:
+                self._metrics.shutdown()
+                self._metrics.server_close()
         return server.stopped_by
 
 

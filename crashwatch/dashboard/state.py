@@ -80,6 +80,8 @@ class CameraView:
     preview: dict[str, Any] | None = None
     history: collections.deque[Point] = field(default_factory=collections.deque)
     missed: dict[str, int] = field(default_factory=dict)  # topic -> messages lost on the way (seq gaps)
+    received: dict[str, int] = field(default_factory=dict)  # topic -> messages heard (for the metrics)
+    alerts: int = 0  # alert episodes heard (for the metrics: the list keeps only the newest)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "endpoint": self.endpoint, "silent": self.silent,
@@ -116,6 +118,7 @@ class DashboardState:
             return None, []
         camera = self._camera(endpoint, message.camera)
         camera.heard, camera.heard_at = now, wall
+        camera.received[message.topic] = camera.received.get(message.topic, 0) + 1
         events = []
         if message.missed:
             camera.missed[message.topic] = camera.missed.get(message.topic, 0) + message.missed
@@ -195,6 +198,7 @@ class DashboardState:
             if record is not None:  # its monitor died in it and started again
                 record.gathering = False
             self._count += 1
+            camera.alerts += 1
             clip = None if alert.clip is None else Path(alert.clip).name
             state = ClipState.NONE if clip is None else \
                 ClipState.UNSERVED if self.events_dir is None else ClipState.PENDING

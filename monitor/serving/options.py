@@ -14,6 +14,7 @@ from typing import Any
 
 from crashwatch.monitor.engines.local import LOCAL_RUNTIMES, Runtime
 from crashwatch.monitor.pipeline.options import boolean, choice, folder, number, setting, settings_of
+from crashwatch.monitor.transports.metrics import parse_address
 from crashwatch.monitor.transports.mqtt import default_outbox
 from crashwatch.monitor.transports.zeromq import DEFAULT_ENDPOINT, PublisherError, check_endpoint
 
@@ -53,6 +54,12 @@ def existing_file(value: Any) -> Path:
     return path
 
 
+def address(value: Any) -> str:
+    """HOST:PORT to serve on."""
+    parse_address(text(value))
+    return str(value)
+
+
 def mqtt_url(value: Any) -> str:
     """The broker's URL, its form only: the host, credentials and TLS are checked as the monitor starts."""
     if not isinstance(value, str) or not value.startswith(("mqtt://", "mqtts://")):
@@ -80,6 +87,10 @@ class ServeOptions:
         "named in status.", "RUNTIME", choice(*RUNTIMES), Runtime.AUTO.value)
     threads: int | None = setting(
         "--threads", "threads", "Inference threads per graph (default: all cores).", "N", whole(1, 256))
+    metrics: str | None = setting(
+        "--metrics", "metrics", "Serve Prometheus metrics at http://HOST:PORT/metrics: per camera capture, strides, "
+        "lag, latency and model-time histograms, alerts, recording, MQTT outbox; the process's memory and batches "
+        "(e.g. 127.0.0.1:9108).", "HOST:PORT", address)
     mqtt_url: str | None = setting(
         "--mqtt", "mqtt.url", "Also publish to an MQTT broker: mqtt://[USER[:PASS]@]HOST[:PORT] or mqtts://... "
         "(TLS). Alerts wait in an on-disk outbox until the broker acknowledges them.", "URL", mqtt_url, late=True)

@@ -11,18 +11,23 @@ from crashwatch.monitor.pipeline.source import SourceError
 from crashwatch.monitor.serving.fleet import Fleet
 from crashwatch.monitor.serving.signals import stop_on_signals
 from crashwatch.monitor.transports.curve import ServerCurve
+from crashwatch.monitor.transports.metrics import Metrics
 from crashwatch.monitor.transports.zeromq import Publisher, Sink
 
 
 def run_cameras(model: RiskModel, cameras: Sequence[MonitorOptions], endpoint: str, curve: ServerCurve | None = None,
-                sinks: Sequence[Callable[[str], Sink]] = ()) -> dict[str, dict[str, Any]]:
+                sinks: Sequence[Callable[[str], Sink]] = (), metrics: Metrics | None = None) -> dict[str, dict[str, Any]]:
     """Run every camera on ``model``, publishing on ``endpoint``, until all end or SIGINT/SIGTERM; returns each
-    camera's ``Monitor.summary`` by name. ``sinks`` make the further transports for a camera name (MQTT). When
-    no camera could use its source at all, ``SourceError`` says why."""
+    camera's ``Monitor.summary`` by name. ``sinks`` make the further transports for a camera name (MQTT);
+    ``metrics`` (served by the caller) is fed every camera's messages and the process's batches. When no camera
+    could use its source at all, ``SourceError`` says why."""
     stop = stop_on_signals()
+    makers = [*sinks, metrics.sink] if metrics is not None else list(sinks)
     publisher = Publisher(endpoint, curve=curve)
     try:
-        fleet = Fleet(model, cameras, publisher, lambda camera: [make(camera) for make in sinks], stop=stop)
+        fleet = Fleet(model, cameras, publisher, lambda camera: [make(camera) for make in makers], stop=stop)
+        if metrics is not None:
+            metrics.watch_process(fleet.process_status)
         summaries = fleet.run()
     finally:
         publisher.close()

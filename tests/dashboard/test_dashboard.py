@@ -19,10 +19,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from crashwatch.bench.process import free_port
 from crashwatch.cli import main
@@ -162,8 +164,9 @@ def test_the_page_follows_real_monitors_live(chromium, tmp_path):
     crash, highway = need_shared(CLIPS / "dad_000493.mp4"), need_shared(CLIPS / "highway_640.mp4")
     events = tmp_path / "events"
     front, rear = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
+    metrics = f"127.0.0.1:{free_port()}"
     dashboard = DashboardProcess(tmp_path / "dashboard.log", "--connect", front, "--connect", rear,
-                                 "--events", str(events))
+                                 "--events", str(events), "--metrics", metrics)
     collector = Collector(front), Collector(rear)
     monitors = []
     try:
@@ -224,6 +227,18 @@ def test_the_page_follows_real_monitors_live(chromium, tmp_path):
         assert silent[0] - killed < within(3.0)
         card = chromium.find_element("css selector", '.camera[data-camera="front"]')
         assert card.get_attribute("data-state") == "online"
+        assert card.find_element("css selector", ".missed").text == "none"
+
+        # Its Prometheus metrics say the same, read with Prometheus' own parser.
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(
+            urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5).read().decode()) for s in family.samples}
+        assert samples[("crashwatch_dashboard_camera_silent", (("camera", "rear"),))] == 1
+        assert samples[("crashwatch_dashboard_camera_silent", (("camera", "front"),))] == 0
+        assert samples[("crashwatch_dashboard_alerts_total", (("camera", "front"),))] >= 1
+        assert samples[("crashwatch_dashboard_messages_received_total", (("camera", "front"), ("topic", "risk")))] \
+            >= len([m for name, m in published if name == "front"])
+        assert samples[("crashwatch_dashboard_pages", ())] == 1
+        assert samples[("crashwatch_dashboard_endpoint_heard", (("endpoint", rear),))] == 1
     finally:
         _stop(*monitors)
         for c in collector:

@@ -77,7 +77,7 @@ def _torch_probability(run: Path, pixels: np.ndarray) -> float:
 def test_bundle_manifest_and_parity(bundles, precision):
     folder = bundles[precision]
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["precision"] == precision and manifest["version"] == 3 and manifest["prompt"] == {"layout": "smolvlm"}
+    assert manifest["precision"] == precision and manifest["version"] == 4 and manifest["prompt"] == {"layout": "smolvlm"}
     assert set(manifest["files"]) == {p.name for p in folder.iterdir()} - {"manifest.json"}
     assert {"vision.onnx", "head.onnx", "prompt_ids.npy", "token_ids.npy", "token_embeddings.npy"} <= set(manifest["files"])
     assert manifest["window"] == {"seconds": 2.0, "num_frames": 4} and manifest["question"] == QUESTION

@@ -170,7 +170,7 @@ def test_int8_and_openvino_streaming_strides_stay_within_their_tolerance(streami
 
 def test_the_bundle_names_its_layout_and_graphs(streaming_bundles):
     manifest = Manifest.read(streaming_bundles["int8"])
-    assert manifest.raw["version"] == 3 and manifest.layout is PromptLayout.STREAMING
+    assert manifest.raw["version"] == 4 and manifest.layout is PromptLayout.STREAMING
     assert manifest.graphs == ("vision", "block", "readout") and "head.onnx" not in manifest.files
     segments = manifest.segments
     assert segments.block == manifest.tokens_per_frame + 3 and segments.state[0] == 2
