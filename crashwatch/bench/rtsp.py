@@ -3,6 +3,7 @@ costs the monitor: the time from the camera coming back to the first risk messag
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -44,6 +45,11 @@ class RtspServer:
             self.kill()
             raise RuntimeError(f"the RTSP server on port {self.port} did not start")
         return self
+
+    def pause(self, paused: bool = True) -> None:
+        """Freeze the server (SIGSTOP: connections stay open, nothing is sent) or let it go on (SIGCONT)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
 
     def kill(self) -> None:
         if self._process is not None:

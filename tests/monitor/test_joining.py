@@ -40,8 +40,9 @@ def _status(state: str = "live") -> Status:
 
 
 def _alert(event: AlertEvent, alert_id: int, t: float) -> Alert:
+    ended = {"duration": t - 1.0, "reason": "risk subsided"} if event is AlertEvent.END else {}
     return Alert(event=event, alert_id=alert_id, start=1.0, t=t, probability=0.9, peak=0.9, peak_at=1.0,
-                 threshold=0.5)
+                 threshold=0.5, **ended)
 
 
 def test_a_subscriber_waiting_before_the_monitor_starts_receives_its_first_alert(tiny_bundle, tmp_path):
