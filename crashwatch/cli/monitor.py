@@ -91,6 +91,13 @@ def _serve(serve: ServeOptions, cameras: list[MonitorOptions], curve: Any) -> di
     from crashwatch.monitor.pipeline.options import OptionsError
     from crashwatch.monitor.serving.run import run_cameras
 
+    if serve.sign_key is not None and not any(c.events_dir or c.record_dir for c in cameras):
+        raise click.UsageError("--sign-key signs event evidence: give --events or --record too")
+    signer = None
+    if serve.sign_key is not None:
+        from crashwatch.monitor.evidence.proof import Signer
+
+        signer = Signer.load(serve.sign_key)
     model, demo = _open_model(serve)
     sinks = _mqtt_sinks(serve) if serve.mqtt_url is not None else []
     metrics = None
@@ -100,8 +107,8 @@ def _serve(serve: ServeOptions, cameras: list[MonitorOptions], curve: Any) -> di
         metrics = Metrics()
         click.echo(f"Prometheus metrics at {metrics.serve(serve.metrics)}", err=True)
     try:
-        return run_cameras(model, [dataclasses.replace(c, demo_model=demo) for c in cameras], serve.pub, curve, sinks,
-                           metrics)
+        return run_cameras(model, [dataclasses.replace(c, demo_model=demo, signer=signer) for c in cameras], serve.pub,
+                           curve, sinks, metrics)
     except OptionsError as err:  # options that do not fit the bundle (thresholds, the window)
         raise click.UsageError(str(err)) from None
     finally:
@@ -208,12 +215,45 @@ def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, cou
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the key files.")
 @click.option("--name", required=True, help="Whose keys: e.g. the monitor's or a subscriber's name.")
-def keys_command(out_dir: Path, name: str) -> None:
-    """Create a CURVE key pair: NAME.key (public) and NAME.key_secret (private)."""
+@click.option("--signing", is_flag=True,
+              help="An Ed25519 key to sign evidence with (NAME.sign, and NAME.sign.pub to check it), instead of a "
+                   "CURVE pair for the ZeroMQ link.")
+def keys_command(out_dir: Path, name: str, signing: bool) -> None:
+    """Create a CURVE key pair: NAME.key (public) and NAME.key_secret (private); with --signing an evidence
+    signing key: NAME.sign (private) and NAME.sign.pub (public)."""
+    if signing:
+        from crashwatch.monitor.evidence.proof import Signer, create_signing_key
+
+        private, public = create_signing_key(out_dir, name)
+        click.echo(f"wrote {private} (secret: the monitor's --sign-key, keep it on the device) and {public} "
+                   f"(public: keep a copy away from the device; `crashwatch verify --key` checks evidence with it); "
+                   f"key {Signer.load(private).fingerprint}")
+        return
     from crashwatch.monitor.transports.curve import create_keys
 
     public, secret = create_keys(out_dir, name)
     click.echo(f"wrote {public} (public: give it to the other side) and {secret} (secret: keep it here)")
 
 
-COMMANDS = (monitor_command, demo_command, subscribe_command, keys_command)
+@click.command("verify")
+@click.argument("event", type=click.Path(exists=True, path_type=Path))
+@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The device's public key (NAME.sign.pub from `crashwatch keys --signing`): the signature must be "
+                   "this key's. Without it the signature is checked against the key the sidecar names.")
+def verify_command(event: Path, key_file: Path | None) -> None:
+    """Check that an event's evidence (an event folder, or an event clip) is as the monitor wrote it: every
+    file's SHA-256, the chain of segments, nothing added, and the signature. Exit 1 naming what differs."""
+    from crashwatch.monitor.evidence.proof import load_public_key
+    from crashwatch.monitor.evidence.verify import verify
+
+    verdict = verify(event, load_public_key(key_file) if key_file is not None else None)
+    for problem in verdict.problems:
+        click.echo(problem)
+    if not verdict.intact:
+        raise click.ClickException(f"{event}: NOT intact ({len(verdict.problems)} problem(s))")
+    trust = "the key given" if verdict.trusted else \
+        "the key its sidecar names, not one you gave (--key checks it against the device's)"
+    click.echo(f"{event}: intact; signed by key {verdict.signed_by} ({trust})")
+
+
+COMMANDS = (monitor_command, demo_command, subscribe_command, keys_command, verify_command)

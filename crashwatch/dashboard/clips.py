@@ -10,9 +10,11 @@ renamed, so a half-written copy is never served. The evidence itself is left as 
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +23,10 @@ import cv2
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.monitor.evidence.codecs import quiet_stderr
 from crashwatch.monitor.evidence.lock import SIDECAR, EventState, LockedEvent, UnreadableEvent
+from crashwatch.monitor.evidence.segments import BROWSER_COPY
 
 log = logging.getLogger(__name__)
 
-BROWSER_COPY = "clip.webm"  # in an event folder
 MAX_WIDTH = 480  # VP8 costs some 25 ms a frame at this size on one core, twice that at 640
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
@@ -76,6 +78,18 @@ class EventClip:
             return [self.path / name for name in LockedEvent.read(self.path).videos()]
         except UnreadableEvent as err:
             raise ClipError(str(err)) from None
+
+    def evidence_zip(self) -> bytes:
+        """The evidence as the monitor wrote it, in a ZIP that unpacks to what ``crashwatch verify`` checks: an
+        event folder (its sidecar and segments, not the browser copy), or a clip and its sidecar."""
+        if not self.complete():
+            raise ClipError(f"{self.path.name}: the monitor is still writing it")
+        files = [self.sidecar, *self.videos()]
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # video does not compress
+            for file in files:
+                archive.write(file, f"{self.path.name}/{file.name}" if self.path.is_dir() else file.name)
+        return buffer.getvalue()
 
     def ensure_browser_copy(self) -> Path:
         """The WebM copy, made now if there is none yet (seconds for a long event: call it from a worker

@@ -211,6 +211,12 @@ class Hub:
     async def event_sidecar(self, request: Request) -> Response:
         return FileResponse(self._clip(request).sidecar, media_type="application/json")
 
+    async def event_evidence(self, request: Request) -> Response:
+        clip = self._clip(request)
+        data = await asyncio.get_running_loop().run_in_executor(self._transcoder, clip.evidence_zip)
+        return Response(data, media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="{clip.path.stem}.zip"'})
+
     def _clip(self, request: Request) -> EventClip:
         if self.settings.events_dir is None:
             raise ClipError("this dashboard serves no clips: start it with --events DIR")
@@ -230,6 +236,7 @@ def create_app(hub: Hub) -> Access:
         WebSocketRoute("/ws", hub.websocket),
         Route("/events/{name}/video", hub.event_video),
         Route("/events/{name}/sidecar", hub.event_sidecar),
+        Route("/events/{name}/evidence", hub.event_evidence),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ], lifespan=hub.lifespan, exception_handlers={ClipError: _clip_error})
     return Access(app, settings.token, settings.loopback)

@@ -58,7 +58,8 @@ class AlertRecord:
     def to_json(self) -> dict[str, Any]:
         clip = None if self.clip is None else {
             "name": self.clip, "state": self.clip_state,
-            "video": f"/events/{self.clip}/video", "sidecar": f"/events/{self.clip}/sidecar"}
+            "video": f"/events/{self.clip}/video", "sidecar": f"/events/{self.clip}/sidecar",
+            "evidence": f"/events/{self.clip}/evidence"}
         return {"key": self.key, "camera": self.camera, "alert_id": self.alert_id, "started_at": self.started_at,
                 "start": self.start, "peak": self.peak, "peak_at": self.peak_at, "threshold": self.threshold,
                 "end": self.end, "duration": self.duration, "reason": self.reason, "active": self.end is None,

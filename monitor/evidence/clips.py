@@ -1,6 +1,7 @@
 """Event clips: on an alert, the frames of the window that raised it and a few seconds after, as a video with
-a JSON sidecar. Written by a thread of its own so that a slow disk never holds up the monitor; a failure
-(unwritable folder, full disk) is logged and reported in ``status``, and alerts go on being published."""
+a JSON sidecar holding the clip's SHA-256 (signed with a ``Signer``). Written by a thread of its own so that a
+slow disk never holds up the monitor; a failure (unwritable folder, full disk) is logged and reported in
+``status``, and alerts go on being published."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any
 
 import cv2
 
+from crashwatch.contract.bundle import sha256_of
 from crashwatch.contract.video import VideoError, probe_clip
+from crashwatch.monitor.evidence.proof import Signer
 from crashwatch.monitor.evidence.segments import safe_name
 from crashwatch.monitor.frame import Frame
 from crashwatch.monitor.messages import Alert
@@ -24,10 +27,11 @@ log = logging.getLogger(__name__)
 class EventRecorder:
     """Collects frames for open events and writes each event when its post-roll is complete."""
 
-    def __init__(self, folder: Path, camera: str, post_seconds: float = 3.0) -> None:
+    def __init__(self, folder: Path, camera: str, post_seconds: float = 3.0, signer: Signer | None = None) -> None:
         self.folder = folder
         self.camera = camera
         self.post_seconds = post_seconds
+        self.signer = signer
         self.written = 0
         self.failed = 0
         self.last_error: str | None = None
@@ -110,9 +114,12 @@ class EventRecorder:
             raise OSError(f"only {written} of {expected} frames were written (disk full?)")
         sidecar = {
             "camera": self.camera, "clip": path.name, "alert": event["alert"], "fps": fps,
+            "bytes": path.stat().st_size, "sha256": sha256_of(path),
             "frames": [{"id": f.id, "t": f.t, "captured_at": f.wall, "clip_t": slot / fps}
                        for f, slot in zip(frames, slots)],
         }
+        if self.signer is not None:
+            sidecar = self.signer.sign(sidecar)
         path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
         log.info("event clip written: %s (%d frames, %.2f s at %.2f fps)", path, len(frames), expected / fps, fps)
 

@@ -8,7 +8,8 @@ file, and every segment from the window's start on is hard-linked (or copied, ac
 folder, the sidecar rewritten after each; segments that close later are linked until the alert's end plus the
 post-roll. A monitor that dies leaves the folder consistent: the sidecar lists what is linked, with every
 frame's stream and wall time. At the next start ``recover`` links what the dead run closed after its last
-link and marks the event ``interrupted``.
+link and marks the event ``interrupted``. Each segment is listed with its SHA-256 and its link of the chain,
+and with a ``Signer`` every save of the sidecar is signed (``crashwatch.monitor.evidence.proof``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.contract.window import EPSILON
 from crashwatch.monitor.evidence.durable import fsync, write_json
+from crashwatch.monitor.evidence.proof import CHAIN_SEED, SIGNATURE, Signer, link
 from crashwatch.monitor.evidence.ring import LoopRecorder
 from crashwatch.monitor.evidence.segments import Segment, safe_name
 from crashwatch.monitor.messages import Alert
@@ -58,7 +60,7 @@ class LockedEvent:
     state: EventState = EventState.RECORDING
     until: float | None = None  # stream time the post-roll ends at, known once the alert ends
     end: dict[str, Any] | None = None  # the end message's body
-    segments: list[dict[str, Any]] = field(default_factory=list)  # Segment fields, in order
+    segments: list[dict[str, Any]] = field(default_factory=list)  # Segment fields and its ``chain`` link, in order
     errors: list[str] = field(default_factory=list)
     updated_at: float = 0.0
 
@@ -73,7 +75,8 @@ class LockedEvent:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "LockedEvent":
-        return cls(**{**data, "state": EventState(data["state"])})
+        """The event of a sidecar (its signature, checked by ``crashwatch verify``, is not part of it)."""
+        return cls(**{**{k: v for k, v in data.items() if k != SIGNATURE}, "state": EventState(data["state"])})
 
     @classmethod
     def read(cls, folder: Path) -> "LockedEvent":
@@ -91,11 +94,13 @@ class LockedEvent:
 class EventLocker:
     """Locks alerts' segments from ``recorder`` into folders under ``folder``."""
 
-    def __init__(self, folder: Path, camera: str, recorder: LoopRecorder, post_seconds: float = 3.0) -> None:
+    def __init__(self, folder: Path, camera: str, recorder: LoopRecorder, post_seconds: float = 3.0,
+                 signer: Signer | None = None) -> None:
         self.folder = folder
         self.camera = camera
         self.recorder = recorder
         self.post_seconds = post_seconds
+        self.signer = signer
         self.locked = 0  # events started
         self.complete = 0
         self.recovered = 0
@@ -187,7 +192,8 @@ class EventLocker:
                     shutil.copyfile(source, target)
                     fsync(target)
                 fsync(path)
-            event.segments.append(asdict(segment))
+            previous = event.segments[-1].get("chain", "") if event.segments else CHAIN_SEED
+            event.segments.append({**asdict(segment), "chain": link(previous, segment.name, segment.sha256)})
         except OSError as err:
             message = f"{target}: cannot lock the segment ({err.strerror or err})"
             event.errors.append(message)
@@ -195,8 +201,9 @@ class EventLocker:
 
     def _save(self, path: Path, event: LockedEvent) -> None:
         event.updated_at = time.time()
+        document = event.to_json()
         try:
-            write_json(path / SIDECAR, event.to_json())
+            write_json(path / SIDECAR, self.signer.sign(document) if self.signer is not None else document)
         except OSError as err:
             self._fail(f"{path / SIDECAR}: cannot be written ({err.strerror or err})")
 

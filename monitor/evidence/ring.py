@@ -27,6 +27,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from crashwatch.contract.bundle import sha256_of
 from crashwatch.contract.video import VideoError, probe_clip
 from crashwatch.monitor.evidence.codecs import CODECS, probe_codec
 from crashwatch.monitor.evidence.durable import append_line, fsync, write_json
@@ -239,7 +240,7 @@ class LoopRecorder:
             if written != expected:
                 raise OSError(f"{segment.path}: only {written} of {expected} frames were written (disk full?)")
             closed = Segment(segment.path.name, self.session, segment.number, segment.fps, self.codec,
-                             segment.path.stat().st_size, segment.frames)
+                             segment.path.stat().st_size, segment.frames, sha256_of(segment.path))
             self._prune(incoming=closed.bytes)
             write_json(segment.path.with_suffix(".json"), asdict(closed))
             append_line(self.dir / INDEX, closed.summary())

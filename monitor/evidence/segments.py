@@ -12,6 +12,7 @@ from crashwatch.contract.errors import CrashwatchError
 from crashwatch.monitor.evidence.durable import read_lines
 
 INDEX = "index.jsonl"
+BROWSER_COPY = "clip.webm"  # the dashboard's playable copy in an event folder: derived, not evidence
 
 
 class RecordingError(CrashwatchError):
@@ -63,6 +64,7 @@ class Segment:
     codec: str
     bytes: int
     frames: list[dict[str, float]] = field(repr=False)  # id, t, wall, clip_t
+    sha256: str = ""  # of the file as closed ("" in a recording made before files were hashed)
 
     @property
     def t_start(self) -> float:
@@ -89,11 +91,13 @@ class Segment:
         """The index line: where this file lies in stream and wall-clock time."""
         return {"name": self.name, "session": self.session, "number": self.number, "t_start": self.t_start,
                 "t_end": self.t_end, "wall_start": self.wall_start, "wall_end": self.wall_end,
-                "frames": len(self.frames), "fps": self.fps, "codec": self.codec, "bytes": self.bytes}
+                "frames": len(self.frames), "fps": self.fps, "codec": self.codec, "bytes": self.bytes,
+                "sha256": self.sha256}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Segment":
-        return cls(**{key: data[key] for key in ("name", "session", "number", "fps", "codec", "bytes", "frames")})
+        return cls(**{key: data[key] for key in ("name", "session", "number", "fps", "codec", "bytes", "frames")},
+                   sha256=data.get("sha256", ""))
 
 
 class SegmentListener(Protocol):

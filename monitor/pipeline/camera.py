@@ -164,9 +164,11 @@ class Monitor:
                                     options.record_segment_seconds, lossless=not options.source.live,
                                     nominal_fps=lambda: self.capture.source_fps)
             return RecordedEvidence(recorder, EventLocker(options.events_dir or options.record_dir / "events",
-                                                          options.camera, recorder, options.event_post_seconds))
+                                                          options.camera, recorder, options.event_post_seconds,
+                                                          options.signer))
         if options.events_dir is not None:
-            return HeldEvidence(EventRecorder(options.events_dir, options.camera, options.event_post_seconds))
+            return HeldEvidence(EventRecorder(options.events_dir, options.camera, options.event_post_seconds,
+                                              options.signer))
         return NoEvidence()
 
     # -- status ---------------------------------------------------------------------------------------------

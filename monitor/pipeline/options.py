@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.monitor.evidence.codecs import CODEC_CHOICES
+from crashwatch.monitor.evidence.proof import Signer
 from crashwatch.monitor.evidence.segments import KeepPolicy
 from crashwatch.monitor.pipeline.source import SourceSpec, parse_source
 
@@ -196,6 +197,7 @@ class MonitorOptions:
     event_post_seconds: float = 3.0  # evidence kept after an alert ends
     num_frames: int | None = None  # a window of another frame count than the bundle's is refused
     demo_model: bool = False  # the bundle is the demo model: said in every status and alert start
+    signer: Signer | None = None  # signs every event's sidecar (``--sign-key``, a setting of the process)
     backoff_initial: float = 0.5
     backoff_max: float = 10.0
 

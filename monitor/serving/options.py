@@ -91,6 +91,9 @@ class ServeOptions:
         "--metrics", "metrics", "Serve Prometheus metrics at http://HOST:PORT/metrics: per camera capture, strides, "
         "lag, latency and model-time histograms, alerts, recording, MQTT outbox; the process's memory and batches "
         "(e.g. 127.0.0.1:9108).", "HOST:PORT", address)
+    sign_key: Path | None = setting(
+        "--sign-key", "sign_key", "Sign every event's sidecar (and so its files, by their SHA-256) with this Ed25519 "
+        "key (`crashwatch keys --signing`); `crashwatch verify` checks them.", "FILE", existing_file)
     mqtt_url: str | None = setting(
         "--mqtt", "mqtt.url", "Also publish to an MQTT broker: mqtt://[USER[:PASS]@]HOST[:PORT] or mqtts://... "
         "(TLS). Alerts wait in an on-disk outbox until the broker acknowledges them.", "URL", mqtt_url, late=True)

@@ -29,11 +29,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from crashwatch.bench.process import free_port
 from crashwatch.cli import main
 from crashwatch.contract.video import probe_clip
-from crashwatch.dashboard.clips import BROWSER_COPY, ClipError, EventClip
+from crashwatch.dashboard.clips import ClipError, EventClip
 from crashwatch.dashboard.server import PAGE_BACKLOG, DashboardSettings, Hub
 from crashwatch.dashboard.state import AFTER_ALERT_S, BEFORE_ALERT_S, SILENT_AFTER_S, DashboardState
 from crashwatch.demo import DEMO_BUNDLE
 from crashwatch.monitor.evidence.lock import SIDECAR, EventState, LockedEvent
+from crashwatch.monitor.evidence.segments import BROWSER_COPY
 from crashwatch.monitor.messages import Alert, AlertEvent, Message, Risk, Topic, envelope
 from crashwatch.monitor.transports.curve import create_keys
 from tests.support.collector import Collector

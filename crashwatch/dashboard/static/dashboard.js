@@ -166,7 +166,9 @@ function showClip(box, clip) {
       const video = Object.assign(document.createElement("video"),
         {src: clip.video, controls: true, muted: true, preload: "metadata"});
       const sidecar = Object.assign(document.createElement("a"), {href: clip.sidecar, textContent: "sidecar (JSON)"});
-      box.replaceChildren(video, sidecar);
+      const evidence = Object.assign(document.createElement("a"), {href: clip.evidence, className: "evidence",
+        textContent: "evidence (ZIP, as recorded: `crashwatch verify` checks it)"});
+      box.replaceChildren(video, sidecar, " ", evidence);
     }
     return;
   }
