@@ -169,10 +169,13 @@ class Status:
     #                                            source (the URL and model called), last_error, last_error_at
     realtime: dict[str, Any] | None = None  # whether this machine holds real time with the bundle: holds,
     #                                         encode_ms, score_ms, spacing_s, stride_s, late_after_s, reasons
+    probability: float | None = None  # the newest window's (None before the first)
+    controls: dict[str, Any] | None = None  # with --mqtt: alerts, threshold, suspended_until (the operator's),
+    #                                         threshold_in_force
 
     def to_wire(self) -> dict[str, Any]:
         body = {f.name: getattr(self, f.name) for f in fields(self)}
-        for optional in ("events", "recording", "sinks"):
+        for optional in ("events", "recording", "sinks", "controls"):
             if body[optional] is None:
                 del body[optional]
         return body

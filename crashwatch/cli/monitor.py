@@ -79,9 +79,9 @@ def _check_serve(serve: ServeOptions) -> None:
     if serve.model is None and serve.model_timeout is not None:
         raise click.UsageError("--model-timeout needs --model URL")
     if serve.mqtt_url is None and (serve.mqtt_ca or serve.mqtt_password_file or serve.mqtt_risk or serve.mqtt_outbox
-                                   or serve.mqtt_prefix != "crashwatch"):
-        raise click.UsageError("--mqtt-ca, --mqtt-password-file, --mqtt-prefix, --mqtt-risk and --mqtt-outbox "
-                               "need --mqtt URL")
+                                   or serve.mqtt_prefix != "crashwatch" or serve.mqtt_discovery != "homeassistant"):
+        raise click.UsageError("--mqtt-ca, --mqtt-password-file, --mqtt-prefix, --mqtt-risk, --mqtt-outbox and "
+                               "--mqtt-discovery need --mqtt URL")
 
 
 def _serve(serve: ServeOptions, cameras: list[MonitorOptions], curve: Any) -> dict[str, dict]:
@@ -99,7 +99,12 @@ def _serve(serve: ServeOptions, cameras: list[MonitorOptions], curve: Any) -> di
 
         signer = Signer.load(serve.sign_key)
     model, demo = _open_model(serve)
-    sinks = _mqtt_sinks(serve) if serve.mqtt_url is not None else []
+    controls = {}
+    if serve.mqtt_url is not None:
+        from crashwatch.monitor.controls import Controls
+
+        controls = {c.camera: Controls(serve.controls_for(c.camera)) for c in cameras}
+    sinks = _mqtt_sinks(serve, controls) if serve.mqtt_url is not None else []
     metrics = None
     if serve.metrics is not None:
         from crashwatch.monitor.transports.metrics import Metrics
@@ -107,8 +112,9 @@ def _serve(serve: ServeOptions, cameras: list[MonitorOptions], curve: Any) -> di
         metrics = Metrics()
         click.echo(f"Prometheus metrics at {metrics.serve(serve.metrics)}", err=True)
     try:
-        return run_cameras(model, [dataclasses.replace(c, demo_model=demo, signer=signer) for c in cameras], serve.pub,
-                           curve, sinks, metrics)
+        cameras = [dataclasses.replace(c, demo_model=demo, signer=signer, controls=controls.get(c.camera))
+                   for c in cameras]
+        return run_cameras(model, cameras, serve.pub, curve, sinks, metrics)
     except OptionsError as err:  # options that do not fit the bundle (thresholds, the window)
         raise click.UsageError(str(err)) from None
     finally:
@@ -139,14 +145,17 @@ def _open_model(serve: ServeOptions):
     return model, demo
 
 
-def _mqtt_sinks(serve: ServeOptions) -> list:
-    """The MQTT sink's maker for a camera name (the URL checked now, so a bad one stops the start)."""
+def _mqtt_sinks(serve: ServeOptions, controls: dict) -> list:
+    """The MQTT sink's maker for a camera name (the URL checked now, so a bad one stops the start), each with the
+    camera's controls."""
     from crashwatch.monitor.transports.mqtt import MqttSink
     from crashwatch.monitor.transports.mqtt_target import MqttTarget
 
     target = MqttTarget.parse(serve.mqtt_url, serve.mqtt_password_file, serve.mqtt_ca)
+    discovery = None if serve.mqtt_discovery == "off" else serve.mqtt_discovery
     return [lambda name: MqttSink(target, name, serve.mqtt_prefix, publish_risk=serve.mqtt_risk,
-                                 outbox_path=serve.outbox_for(name))]
+                                 outbox_path=serve.outbox_for(name), controls=controls[name],
+                                 discovery_prefix=discovery)]
 
 
 @click.command("demo")

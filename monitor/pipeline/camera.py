@@ -205,6 +205,9 @@ class Monitor:
             sinks=delivery["sinks"],
             model_calls=self.scorer.calls.status(),
             realtime=self.realtime,
+            probability=self.risks[-1].probability if self.risks else None,
+            controls=None if self.options.controls is None else {
+                **self.options.controls.state.to_json(), "threshold_in_force": self.policy.on},
         )
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -267,12 +270,29 @@ class Monitor:
         self.stats.strides += 1
         self.stats.last_end = end
         self.stats.model_ms.append(result.model_ms)
-        events = self.tracker.update(end, result.probability)  # first, so the risk says this stride's state
+        # first, so the risk says this stride's state
+        events = self.tracker.update(end, result.probability) if self._obey(end) else []
         risk = self._risk(result)
         self.risks.append(risk)
         self.outlet.publish(risk)
         for event in events:
             self._alert(event, result)
+
+    def _obey(self, t: float) -> bool:
+        """Apply the operator's controls (``--mqtt``): a threshold set takes over the policy at once (off at its
+        usual fraction); alerts turned off end an open one. Whether alerts may be raised."""
+        controls = self.options.controls
+        if controls is None:
+            return True
+        state = controls.state
+        if state.threshold is not None and state.threshold != self.policy.on:
+            overrides = {k: v for k, v in self.options.alert_overrides().items() if k != "off"}
+            self.policy = self.tracker.policy = AlertPolicy.around(state.threshold, **overrides)
+            self.log.warning("alert threshold set to %.3f by the operator (off below %.3f)", self.policy.on,
+                             self.policy.off)
+        if not state.alerts and self.tracker.active:
+            self._alert(self.tracker.finish(t, reason="alerts turned off"), None)
+        return state.alerts
 
     def _pace(self, result: WindowScore) -> None:
         """The effective stride from the last window to this one, and why it is longer than the stride (the

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from crashwatch.contract.errors import CrashwatchError
+from crashwatch.monitor.controls import Controls
 from crashwatch.monitor.evidence.codecs import CODEC_CHOICES
 from crashwatch.monitor.evidence.proof import Signer
 from crashwatch.monitor.evidence.segments import KeepPolicy
@@ -198,6 +199,7 @@ class MonitorOptions:
     num_frames: int | None = None  # a window of another frame count than the bundle's is refused
     demo_model: bool = False  # the bundle is the demo model: said in every status and alert start
     signer: Signer | None = None  # signs every event's sidecar (``--sign-key``, a setting of the process)
+    controls: Controls | None = None  # the operator's switches over MQTT (alerts, threshold, notifications)
     backoff_initial: float = 0.5
     backoff_max: float = 10.0
 

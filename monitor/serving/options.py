@@ -109,12 +109,19 @@ class ServeOptions:
     mqtt_risk: bool = setting(
         "--mqtt-risk", "mqtt.risk", "Also publish every risk message (QoS 0) to PREFIX/CAMERA/risk.", "", boolean,
         False, switch=True)
+    mqtt_discovery: str = setting(
+        "--mqtt-discovery", "mqtt.discovery", "Home Assistant's MQTT discovery prefix: each camera appears there as a "
+        "device with its risk, alert and controls (off: no discovery).", "PREFIX", text, "homeassistant")
     mqtt_outbox: Path | None = setting(
         "--mqtt-outbox", "", "The outbox file (SQLite) [default: $XDG_STATE_HOME or ~/.local/state, "
         "crashwatch/outbox-CAMERA.sqlite]; a cameras file names a folder instead, mqtt.outbox_dir.", "FILE", Path)
     mqtt_outbox_dir: Path | None = setting(
         "", "mqtt.outbox_dir", "The folder of the cameras' outboxes, outbox-CAMERA.sqlite each (default: as "
         "--mqtt-outbox defaults).", "FOLDER", folder)
+
+    def controls_for(self, camera: str) -> Path:
+        """Where ``camera``'s controls set over MQTT are kept across restarts: beside its outbox."""
+        return self.outbox_for(camera).with_name(f"controls-{camera}.json")
 
     def outbox_for(self, camera: str) -> Path:
         """Where ``camera``'s MQTT outbox is: the one given, one in the folder given, or the default place."""

@@ -8,7 +8,10 @@ each stamped with ``delivered_at`` beside its original ``seq`` and ``sent_at``. 
 queued: the latest is published, retained, at most every ``status_period``, naming this client
 (``mqtt_client``). ``availability`` says ``online`` (retained) on every connect and ``offline`` on close, or
 through the broker's last will when the monitor dies. The sink listens on its own status topic: a live status
-there from another client is a second monitor publishing under this camera's name, and is warned about.
+there from another client is a second monitor publishing under this camera's name, and is warned about. Given the
+camera's ``Controls``, it also announces the camera to Home Assistant (``homeassistant``: the discovery configs
+and the controls' states, retained, on every connect), applies what is published to the control topics, and
+holds back alert messages while notifications are suspended.
 
 ``send`` never blocks on the broker and never raises for it: the network is paho's thread, delivery is ours,
 and a broker that cannot be reached, refuses us or fails TLS verification is one warning naming the broker
@@ -38,7 +41,9 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from crashwatch.monitor.controls import Controls, ControlState
 from crashwatch.monitor.messages import Topic
+from crashwatch.monitor.transports import homeassistant
 from crashwatch.monitor.transports.mqtt_target import PASSWORD_ENV, USERNAME_ENV, MqttError, MqttTarget
 from crashwatch.monitor.transports.outbox import Outbox, OutboxError, Row
 
@@ -77,9 +82,11 @@ class _Work:
     offline: bool = False  # say "offline" (closing)
     status: dict[str, Any] | None = None
     peek: bool = False  # deliver the next outbox row
+    controls: bool = False  # publish the controls' states (and, with announce, the discovery configs)
 
     def __bool__(self) -> bool:
-        return bool(self.acked or self.announce or self.offline or self.status is not None or self.peek)
+        return bool(self.acked or self.announce or self.offline or self.status is not None or self.peek
+                    or self.controls)
 
 
 def default_outbox(camera: str) -> Path:
@@ -96,7 +103,8 @@ class MqttSink:
 
     def __init__(self, target: MqttTarget, camera: str, prefix: str = "crashwatch", *, outbox_path: Path,
                  publish_risk: bool = False, status_period: float = 5.0, keepalive: int = 10,
-                 max_messages: int = 10000, max_age_s: float = 7 * 86400) -> None:
+                 max_messages: int = 10000, max_age_s: float = 7 * 86400, controls: Controls | None = None,
+                 discovery_prefix: str | None = homeassistant.DEFAULT_DISCOVERY) -> None:
         _check_topic_part("camera name", camera, slash=False)
         _check_topic_part("topic prefix", prefix, slash=True)
         self.target = target
@@ -122,6 +130,14 @@ class MqttSink:
         self._closing = False
         self._said_offline = False
         self._deadline = float("inf")
+        self.controls = controls
+        self.discovery_prefix = discovery_prefix
+        self.suppressed = 0  # alerts held back while notifications were suspended
+        self._controls_due = False
+        self._shown: tuple[ControlState, float | None] | None = None  # the controls' state last published
+        self._in_force: float | None = None  # the threshold the monitor applies (from its status)
+        if controls is not None:
+            controls.listeners.append(self._controls_changed)
 
         # Unique to this process: a broker disconnects a client whose id another connection takes, and two
         # monitors of one camera name (on two hosts, or with two outboxes) must not knock each other off.
@@ -149,7 +165,14 @@ class MqttSink:
         if topic is Topic.STATUS:
             with self._cond:
                 self._status = message
+                self._in_force = (message.get("controls") or {}).get("threshold_in_force")
+                self._controls_due |= self.controls is not None and self._shown is not None and \
+                    self._shown[1] != self._in_force
                 self._cond.notify_all()
+            return
+        if topic is Topic.ALERT and self.controls is not None and self.controls.state.suspended():
+            with self._cond:
+                self.suppressed += 1
             return
         if topic is Topic.PREVIEW or (topic is Topic.RISK and not self.publish_risk):
             return  # previews are frames for a dashboard on the ZeroMQ link, not for a fleet's broker
@@ -180,7 +203,8 @@ class MqttSink:
                     "oldest_age_s": stats["oldest_age_s"], "dropped": stats["dropped"] + self._unwritten,
                     "dropped_critical": stats["dropped_critical"] + self._unwritten_critical,
                     "delivered": self.delivered, "last_error": self.last_error,
-                    "max_messages": self._outbox.max_messages, "max_age_s": self._outbox.max_age_s}
+                    "max_messages": self._outbox.max_messages, "max_age_s": self._outbox.max_age_s,
+                    **({"alerts_suppressed": self.suppressed} if self.controls is not None else {})}
 
     @property
     def connected(self) -> bool:
@@ -242,6 +266,11 @@ class MqttSink:
         if not self._connected or (self._closing and now >= self._deadline):
             return work
         work.announce, self._announce = self._announce and not self._closing, False
+        if self.controls is not None and self._shown is not None and self._shown[0].suspended() and \
+                not self._shown[0].suspended(now=time.time()):
+            self._controls_due = True  # the suspension ran out: say so
+        work.controls, self._controls_due = (self._controls_due or work.announce) and self.controls is not None \
+            and not self._closing, False
         if self._status is not None and (self._closing or now - self._status_at >= self.status_period):
             work.status, self._status, self._status_at = self._status, None, now
         if self._inflight is None and self._maybe_rows:
@@ -250,6 +279,8 @@ class MqttSink:
 
     def _idle_timeout(self, now: float) -> float | None:
         waits = []
+        if self._shown is not None and self._shown[0].suspended():  # wake when the suspension runs out
+            waits.append(self._shown[0].suspended_until - time.time())
         if self._status is not None and self._connected:
             waits.append(self._status_at + self.status_period - now)
         if self._closing:
@@ -265,6 +296,18 @@ class MqttSink:
             self._client.publish(self._topic("availability"), "offline", qos=1, retain=True)
         if work.announce:
             self._client.publish(self._topic("availability"), "online", qos=1, retain=True)
+            if self.controls is not None and self.discovery_prefix is not None:
+                configs = homeassistant.discovery(self.discovery_prefix, self._base, self.camera, self.publish_risk)
+                for topic, config in configs.items():
+                    self._client.publish(topic, json.dumps(config), qos=1, retain=True)
+        if work.controls and self.controls is not None:
+            with self._cond:
+                in_force = self._in_force
+            state = self.controls.state
+            for topic, payload in homeassistant.states(state, in_force).items():
+                self._client.publish(self._topic(topic), payload, qos=1, retain=True)
+            with self._cond:
+                self._shown = (state, in_force)
         if work.status is not None:
             status = {**work.status, "mqtt_client": self.client_id}
             self._client.publish(self._topic("status"), json.dumps(status), qos=0, retain=True)
@@ -305,6 +348,9 @@ class MqttSink:
             self._reported = None
             self._cond.notify_all()
         client.subscribe(self._topic("status"), qos=0)  # a second monitor of this name shows itself there
+        if self.controls is not None:
+            for setter in homeassistant.SETTERS:
+                client.subscribe(self._topic(setter), qos=1)
         log.info("%s: connected", self.target.display)
 
     def _on_connect_fail(self, client, userdata) -> None:
@@ -333,9 +379,18 @@ class MqttSink:
             self._acked.add(mid)
             self._cond.notify_all()
 
+    def _controls_changed(self, state: ControlState) -> None:
+        with self._cond:
+            self._controls_due = True
+            self._cond.notify_all()
+
     def _on_message(self, client, userdata, message) -> None:
-        """A live status of this camera's name from another client: two monitors mix their messages. (A retained
-        one may be a dead run's, waiting for its last will; a live one is not.)"""
+        """A control set by the operator; or a live status of this camera's name from another client: two
+        monitors mix their messages. (A retained status may be a dead run's, waiting for its last will.)"""
+        setter = message.topic[len(self._base) + 1:]
+        if setter in homeassistant.SETTERS and self.controls is not None:
+            self._apply(self.controls, setter, message.payload)
+            return
         if message.retain:
             return
         try:
@@ -346,6 +401,19 @@ class MqttSink:
             self._problem(f"another monitor (MQTT client {other}) is publishing as camera "
                           f"{self.camera!r} under {self._base}: alerts, status and availability of "
                           "the two mix; give each camera its own name", retrying=False)
+
+    def _apply(self, controls: Controls, setter: str, payload: bytes) -> None:
+        """Apply a control; a bad value is refused with the reason, on ``PREFIX/CAMERA/control/error`` and in
+        the log, and nothing changes."""
+        text = payload.decode("utf-8", errors="replace")
+        try:
+            homeassistant.SETTERS[setter](controls, text)
+        except ValueError as err:
+            log.warning("MQTT %s/%s: refused: %s", self._base, setter, err)
+            self._client.publish(self._topic(homeassistant.CONTROL_ERROR),
+                                 json.dumps({"topic": self._topic(setter), "payload": text, "reason": str(err)}), qos=1)
+            return
+        log.warning("MQTT %s/%s: %s, set by the operator", self._base, setter, text)
 
     def _why(self, err: BaseException | None) -> str:
         """A connect failure in words."""

@@ -86,9 +86,12 @@ def test_a_cameras_file_sets_every_process_setting_at_its_top(tmp_path):
     clip = write_video(tmp_path / "c.mp4", 10)
     (tmp_path / "ca.pem").write_text("x")
     (tmp_path / "pw").write_text("x")
+    (tmp_path / "cab.sign").write_text("x")
     top = {"bundle": str(tmp_path / "b"), "pub": "tcp://127.0.0.1:5601", "runtime": "openvino", "threads": 2,
+           "metrics": "127.0.0.1:9108", "sign_key": str(tmp_path / "cab.sign"),
            "mqtt.url": "mqtt://broker", "mqtt.ca": str(tmp_path / "ca.pem"), "mqtt.password_file": str(tmp_path / "pw"),
-           "mqtt.prefix": "fleet", "mqtt.risk": True, "mqtt.outbox_dir": str(tmp_path / "ob")}
+           "mqtt.prefix": "fleet", "mqtt.risk": True, "mqtt.outbox_dir": str(tmp_path / "ob"),
+           "mqtt.discovery": "ha"}
     assert set(top) | {"model", "model_timeout"} == {s.key for s in SERVE_SETTINGS if s.key}
     data = {**_entry(top), "cameras": [{"name": "a", "source": str(clip)}]}
     path = tmp_path / "cameras.yaml"

@@ -172,6 +172,10 @@ class Subscriber:
                 f"no {what} within {timeout} s; got {[(m.topic, m.payload) for m in self.messages]}"
             return list(self.messages)
 
+    def publish(self, topic: str, payload: str) -> None:
+        """Publish as an operator's client does (Home Assistant's switches), QoS 1, acknowledged."""
+        self._client.publish(topic, payload, qos=1).wait_for_publish(timeout=5)
+
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
