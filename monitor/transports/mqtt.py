@@ -89,6 +89,61 @@ class _Work:
                     or self.controls)
 
 
+def why_not_connected(target: MqttTarget, err: BaseException | None) -> str:
+    """A failure to connect to ``target`` in words."""
+    where = f"{target.host}:{target.port}"
+    if isinstance(err, ssl.SSLCertVerificationError):
+        against = f"against {target.ca}" if target.ca else "against the system's CA store (give the CA file that " \
+            "signed it)"
+        return f"the broker's TLS certificate does not verify {against}: {err.verify_message}"
+    if isinstance(err, ssl.SSLError):
+        return f"TLS handshake failed: {err.reason or err}"
+    if isinstance(err, socket.gaierror):
+        return f"cannot resolve host {target.host!r}: {err.strerror}"
+    if isinstance(err, ConnectionRefusedError):
+        return f"connection refused by {where} (no broker listening there?)"
+    if isinstance(err, TimeoutError):
+        return f"no answer from {where} within {CONNECT_TIMEOUT_S:.0f} s"
+    if isinstance(err, OSError):
+        return f"cannot connect to {where}: {err.strerror or err}"
+    return f"cannot connect to {where}"
+
+
+def refusal(reason_code: Any) -> str:
+    """The broker's refusal of a connection in words, with what to check for credentials."""
+    hint = f"; {CREDENTIALS_HINT}" if str(reason_code) in ("Not authorized", "Bad user name or password") else ""
+    return f"the broker refused the connection: {reason_code}{hint}"
+
+
+def probe_broker(target: MqttTarget) -> str | None:
+    """Connect once and leave (``crashwatch doctor``): None when the broker accepts this client, else why not."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"crashwatch-doctor-{secrets.token_hex(4)}")
+    if target.username is not None:
+        client.username_pw_set(target.username, target.password)
+    if target.tls:
+        client.tls_set_context(target.tls_context())
+    client.connect_timeout = CONNECT_TIMEOUT_S
+    answered, codes = threading.Event(), []
+
+    def on_connect(_client: Any, _data: Any, _flags: Any, code: Any, _props: Any) -> None:
+        codes.append(code)
+        answered.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(target.host, target.port, keepalive=10)
+    except (OSError, ValueError) as err:
+        return why_not_connected(target, err)
+    client.loop_start()
+    try:
+        if not answered.wait(CONNECT_TIMEOUT_S):
+            return f"no answer from {target.host}:{target.port} within {CONNECT_TIMEOUT_S:.0f} s"
+        return refusal(codes[0]) if codes[0].is_failure else None
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def default_outbox(camera: str) -> Path:
     """Where a camera's outbox lives unless told: the user's state folder, so that a restart from any working
     directory finds the alerts the last run left."""
@@ -337,9 +392,7 @@ class MqttSink:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            hint = f"; {CREDENTIALS_HINT}" if str(reason_code) in ("Not authorized", "Bad user name or password") \
-                else ""
-            self._problem(f"the broker refused the connection: {reason_code}{hint}")
+            self._problem(refusal(reason_code))
             return
         with self._cond:
             self._connected = True
@@ -356,7 +409,7 @@ class MqttSink:
     def _on_connect_fail(self, client, userdata) -> None:
         # paho calls this from inside its `except OSError` around the connect, and passes no exception: the one
         # being handled is the reason.
-        self._problem(self._why(sys.exc_info()[1]))
+        self._problem(why_not_connected(self.target, sys.exc_info()[1]))
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._cond:
@@ -414,25 +467,6 @@ class MqttSink:
                                  json.dumps({"topic": self._topic(setter), "payload": text, "reason": str(err)}), qos=1)
             return
         log.warning("MQTT %s/%s: %s, set by the operator", self._base, setter, text)
-
-    def _why(self, err: BaseException | None) -> str:
-        """A connect failure in words."""
-        where = f"{self.target.host}:{self.target.port}"
-        if isinstance(err, ssl.SSLCertVerificationError):
-            against = f"against {self.target.ca}" if self.target.ca else "against the system's CA store (give the " \
-                "CA file that signed it)"
-            return f"the broker's TLS certificate does not verify {against}: {err.verify_message}"
-        if isinstance(err, ssl.SSLError):
-            return f"TLS handshake failed: {err.reason or err}"
-        if isinstance(err, socket.gaierror):
-            return f"cannot resolve host {self.target.host!r}: {err.strerror}"
-        if isinstance(err, ConnectionRefusedError):
-            return f"connection refused by {where} (no broker listening there?)"
-        if isinstance(err, TimeoutError):
-            return f"no answer from {where} within {CONNECT_TIMEOUT_S:.0f} s"
-        if isinstance(err, OSError):
-            return f"cannot connect to {where}: {err.strerror or err}"
-        return f"cannot connect to {where}"
 
     def _problem(self, reason: str, retrying: bool = True) -> None:
         with self._cond:
