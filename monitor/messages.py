@@ -27,6 +27,7 @@ class Topic(str, Enum):
     STATUS = "status"
     PROCESS = "process"  # a monitor of many cameras: the shared model's batches and the process's memory
     PREVIEW = "preview"  # with --preview: a small JPEG of the newest frame, at most twice a second
+    HEALTH = "health"  # whether the camera can see: on each change
 
 
 TOPIC_NAMES = tuple(topic.value for topic in Topic)
@@ -125,8 +126,9 @@ class Alert:
     reason: str | None = None
     clip: str | None = None
     model: dict[str, Any] | None = None  # with the start: the model that raised it (as in ``Status.model``)
+    camera_degraded: list[str] | None = None  # raised while the camera could not see well: why (``Health``)
 
-    _OPTIONAL: ClassVar[tuple[str, ...]] = ("duration", "reason", "clip", "model")
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("duration", "reason", "clip", "model", "camera_degraded")
 
     def to_wire(self) -> dict[str, Any]:
         body = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._OPTIONAL}
@@ -170,6 +172,8 @@ class Status:
     realtime: dict[str, Any] | None = None  # whether this machine holds real time with the bundle: holds,
     #                                         encode_ms, score_ms, spacing_s, stride_s, late_after_s, reasons
     probability: float | None = None  # the newest window's (None before the first)
+    camera_health: dict[str, Any] | None = None  # whether the camera can see: state (ok, degraded), reasons, since,
+    #                                              baseline
     controls: dict[str, Any] | None = None  # with --mqtt: alerts, threshold, suspended_until (the operator's),
     #                                         threshold_in_force
 
@@ -228,15 +232,36 @@ class Preview:
         return cls(**_own_fields(cls, m))
 
 
+@dataclass(frozen=True)
+class Health:
+    """Whether the camera can see (``crashwatch.monitor.pipeline.health``), sent when that changes: ``ok``, or
+    ``degraded`` with the checks that fail (black, blinded, frozen, blurred, obstructed, tilted)."""
+
+    TOPIC: ClassVar[Topic] = Topic.HEALTH
+
+    state: str  # ok, degraded
+    reasons: list[str]
+    since: float  # wall clock of this change
+    t: float  # stream seconds of the frame that changed it
+    figures: dict[str, float]  # what the checks measured on that frame
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> "Health":
+        return cls(**_own_fields(cls, m))
+
+
 def _own_fields(cls: type, wire: dict[str, Any]) -> dict[str, Any]:
     """The wire fields that are ``cls``'s (the header, and fields of a newer minor version, are left out)."""
     names = {f.name for f in fields(cls)}
     return {key: value for key, value in wire.items() if key in names}
 
 
-Body = Union[Risk, Alert, Status, ProcessStatus, Preview]
+Body = Union[Risk, Alert, Status, ProcessStatus, Preview, Health]
 BODIES: dict[Topic, Any] = {Topic.RISK: Risk, Topic.ALERT: Alert, Topic.STATUS: Status,
-                            Topic.PROCESS: ProcessStatus, Topic.PREVIEW: Preview}
+                            Topic.PROCESS: ProcessStatus, Topic.PREVIEW: Preview, Topic.HEALTH: Health}
 
 
 class Outlet(Protocol):

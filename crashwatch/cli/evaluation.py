@@ -163,13 +163,29 @@ def _scored(s: dict[str, Any]) -> str:
 @click.option("--replay-clip", "live_clip", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Replay this video (e.g. a real dashcam clip) in each bundle's real-time replay instead of a "
                    "generated 20 s one.")
+@click.option("--camera-health", "health_clips", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Instead: the camera-health checks on every video in this folder, sound and with each fault "
+                   "injected (black, frozen, covered, blurred, +3 stops, rotated): delays and false reports; no model.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Markdown file for the table, with the machine and this command [default: docs/benchmarks.md; "
-                   "with --soak: a JSON report, none by default].")
+                   "with --soak: a JSON report, none by default; with --camera-health: none by default].")
 def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundle: Path | None,
                   soak_clip: Path | None, minutes: float, only_bundles: bool, cameras_bundle: Path | None,
-                  live_clip: Path | None, out: Path | None) -> None:
+                  live_clip: Path | None, health_clips: Path | None, out: Path | None) -> None:
     """Measure stride cost, speed-ups, latency, lag, memory and the CPU floor; print and write a table."""
+    if health_clips is not None:
+        from crashwatch.bench.health import measure, table
+        from crashwatch.bench.report import machine
+
+        clips = sorted(p for p in health_clips.iterdir() if p.suffix.lower() in (".mp4", ".avi", ".mkv", ".mov"))
+        if not clips:
+            raise click.BadParameter(f"{health_clips}: no videos there", param_hint="--camera-health")
+        text = table(measure(clips), machine()) + f"\nCommand: `crashwatch {' '.join(sys.argv[1:])}`\n"
+        click.echo(text)
+        if out is not None:
+            out.write_text(text, encoding="utf-8")
+            click.echo(f"wrote {out}")
+        return
     from crashwatch.demo import demo_bundle as shipped
 
     demo_bundle = demo_bundle or shipped()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from crashwatch.dashboard.clips import ClipError, EventClip
-from crashwatch.monitor.messages import Alert, AlertEvent, Message, Preview, Risk, Status, Topic
+from crashwatch.monitor.messages import Alert, AlertEvent, Health, Message, Preview, Risk, Status, Topic
 
 SCHEMA = "crashwatch.dashboard/1"
 SILENT_AFTER_S = 2.0  # two missed heartbeats (a monitor sends status every second): on the page within 3 s
@@ -79,6 +79,7 @@ class CameraView:
     status: dict[str, Any] | None = None
     risk: dict[str, Any] | None = None
     preview: dict[str, Any] | None = None
+    health: dict[str, Any] | None = None
     history: collections.deque[Point] = field(default_factory=collections.deque)
     missed: dict[str, int] = field(default_factory=dict)  # topic -> messages lost on the way (seq gaps)
     received: dict[str, int] = field(default_factory=dict)  # topic -> messages heard (for the metrics)
@@ -87,7 +88,7 @@ class CameraView:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "endpoint": self.endpoint, "silent": self.silent,
                 "heard_at": self.heard_at, "status": self.status, "risk": self.risk, "preview": self.preview,
-                "history": [list(p) for p in self.history], "missed": self.missed}
+                "health": self.health, "history": [list(p) for p in self.history], "missed": self.missed}
 
     def reception(self) -> dict[str, Any]:
         """The ``camera`` event: whether it is heard, and what was lost on the way."""
@@ -131,6 +132,8 @@ class DashboardState:
             camera.status = message.wire
         elif isinstance(body, Preview):
             camera.preview = message.wire
+        elif isinstance(body, Health):
+            camera.health = message.wire
         elif isinstance(body, Risk):
             camera.risk = message.wire
             events += self._risk(camera, body)

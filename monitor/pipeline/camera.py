@@ -33,6 +33,7 @@ from crashwatch.monitor.frame import Frame
 from crashwatch.monitor.messages import Alert, AlertEvent, Outlet, Risk, Status
 from crashwatch.monitor.pipeline.alerts import AlertPolicy, AlertTracker, alert_starts
 from crashwatch.monitor.pipeline.buffer import FrameBuffer
+from crashwatch.monitor.pipeline.health import HealthWatch
 from crashwatch.monitor.pipeline.options import SETTING, MonitorOptions, OptionsError
 from crashwatch.monitor.pipeline.prefetch import WindowPrefetcher, first_window_end
 from crashwatch.monitor.pipeline.preview import Previewer
@@ -118,7 +119,9 @@ class Monitor:
         self.evidence = self._open_evidence(options)
         self.buffer = FrameBuffer(span, paced=options.replay == "fast",
                                   lattice=None if self.evidence.holds_frames or not on_lattice else self.window.spacing)
-        on_frame = [self.evidence.feed]
+        self.health = HealthWatch(lambda health: self.outlet.publish(health))
+        self._held: set[int] = set()  # alerts held back while the camera could not see (--degraded-alerts hold)
+        on_frame = [self.evidence.feed, self.health.feed]
         if options.preview:
             on_frame.append(Previewer(lambda preview: self.outlet.publish(preview)).feed)
         self.capture = Capture(options.source, self.buffer, self.stop, realtime=options.replay == "realtime",
@@ -206,6 +209,7 @@ class Monitor:
             model_calls=self.scorer.calls.status(),
             realtime=self.realtime,
             probability=self.risks[-1].probability if self.risks else None,
+            camera_health=self.health.status(),
             controls=None if self.options.controls is None else {
                 **self.options.controls.state.to_json(), "threshold_in_force": self.policy.on},
         )
@@ -329,13 +333,18 @@ class Monitor:
         """Publish an alert event; a start first opens its evidence (an event folder's sidecar is on disk
         before the start is published)."""
         if event.event is AlertEvent.START:
-            event = dataclasses.replace(event, model=self.identity)
+            blind = self.health.reasons()
+            event = dataclasses.replace(event, model=self.identity, camera_degraded=blind or None)
             if result is not None:
                 event = self.evidence.start(event, result.frames[0].t, result.end, self.buffer.snapshot())
+            if blind and self.options.degraded_alerts == "hold":
+                self._held.add(event.alert_id)
+                self.log.warning("alert %d held back: the camera cannot see well (%s)", event.alert_id, ", ".join(blind))
         elif event.event is AlertEvent.END:
             self.evidence.end(event)
         self.alerts.append(event)
-        self.outlet.publish(event)
+        if event.alert_id not in self._held:
+            self.outlet.publish(event)
         self.log.warning("alert %d %s at %.2f s (probability %s, peak %.3f)", event.alert_id, event.event.value,
                     event.t, "n/a" if event.probability is None else f"{event.probability:.3f}", event.peak)
 

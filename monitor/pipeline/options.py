@@ -158,6 +158,10 @@ class MonitorOptions:
         "skipping a stride.", "MODE", choice(*REPLAYS), "realtime")
     loop: bool = setting("--loop", "loop", "For files: start again at the end (demos, soak tests).", "", boolean, False,
                          switch=True)
+    degraded_alerts: str = setting(
+        "--degraded-alerts", "degraded_alerts", "While the camera cannot see well (black, blinded, frozen, blurred, "
+        "obstructed, tilted): send its alerts flagged with why (send), or hold them back (hold; their evidence is "
+        "still kept).", "MODE", choice("send", "hold"), "send")
     preview: bool = setting(
         "--preview", "preview", "Also publish a small JPEG of the newest frame (320 px wide) at most twice a second "
         "on the preview topic, for `crashwatch dashboard`.", "", boolean, False, switch=True)

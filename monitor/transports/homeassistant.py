@@ -56,6 +56,10 @@ def discovery(discovery_prefix: str, base: str, camera: str, risk_topic: bool) -
         entity("event", "alert_event", "Alert", state_topic=f"{base}/alert", event_types=["start", "update", "end"],
                value_template='{"event_type": "{{ value_json.event }}", "peak": {{ value_json.peak }}, '
                               '"alert_id": {{ value_json.alert_id }}}'),
+        entity("binary_sensor", "health", "Camera cannot see", state_topic=f"{base}/health", device_class="problem",
+               value_template="{{ 'ON' if value_json.state == 'degraded' else 'OFF' }}", payload_on="ON",
+               payload_off="OFF", json_attributes_topic=f"{base}/health",
+               json_attributes_template="{{ {'reasons': value_json.reasons} | tojson }}"),
         entity("sensor", "source", "Camera source", state_topic=f"{base}/status", entity_category="diagnostic",
                value_template="{{ value_json.source.state }}", json_attributes_topic=f"{base}/status",
                json_attributes_template="{{ value_json.source | tojson }}"),

@@ -174,6 +174,12 @@ class _Snapshot(Collector):
             put(gauge, "effective_stride_seconds", "Stream seconds between the last two windows scored.", at,
                 s.get("effective_stride_s"))
             put(gauge, "alert_active", "1 while an alert is open.", at, s["alert_active"])
+            health = s.get("camera_health") or {}
+            put(gauge, "camera_degraded", "1 while the camera cannot see well (any check failing).", at,
+                health.get("state") == "degraded" if health else None)
+            for check in health.get("reasons", []):
+                put(gauge, "camera_check_failing", "1 for each camera-health check failing now.", [camera, check], 1,
+                    ("camera", "check"))
             realtime = s.get("realtime") or {}
             put(gauge, "realtime_holds", "1 where the measured model time holds real time on this machine.", at,
                 realtime.get("holds"))

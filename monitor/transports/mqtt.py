@@ -1,6 +1,6 @@
 """Alerts over MQTT: a paho client fed from the durable outbox, for brokers and fleets beyond this machine.
 
-Topics are ``PREFIX/CAMERA/{alert,risk,status,availability}``. An alert is written to the outbox (on disk)
+Topics are ``PREFIX/CAMERA/{alert,risk,status,health,availability}``. An alert is written to the outbox (on disk)
 before ``send`` returns and leaves it only once the broker has acknowledged it (QoS 1 PUBACK), so neither a
 broker outage nor a crash of the monitor loses one; alerts go out strictly in order, one in flight at a time,
 each stamped with ``delivered_at`` beside its original ``seq`` and ``sent_at``. Risk (only with
@@ -234,7 +234,10 @@ class MqttSink:
         critical = topic is Topic.ALERT
         payload = json.dumps({**message, "sent_at": message.get("sent_at", time.time())})
         try:
-            self._outbox.put(self._topic(topic.value), payload, qos=1 if critical else 0, critical=critical)
+            if topic is Topic.HEALTH:  # a state: retained, so a newcomer knows whether the camera can see
+                self._outbox.put(self._topic(topic.value), payload, qos=1, retain=True)
+            else:
+                self._outbox.put(self._topic(topic.value), payload, qos=1 if critical else 0, critical=critical)
         except OutboxError as err:
             with self._cond:
                 self._unwritten += 1

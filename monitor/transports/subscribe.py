@@ -9,7 +9,7 @@ from typing import Iterator
 
 import zmq
 
-from crashwatch.monitor.messages import Alert, AlertEvent, Message, Preview, ProcessStatus, Risk, Status
+from crashwatch.monitor.messages import Alert, AlertEvent, Health, Message, Preview, ProcessStatus, Risk, Status
 from crashwatch.monitor.transports.curve import ClientCurve
 from crashwatch.monitor.transports.zeromq import check_endpoint
 
@@ -106,6 +106,8 @@ def _describe_body(head: str, message: Message) -> str:
         text = f"{head} ALERT {body.event.value.upper()} #{body.alert_id} t={body.t:.2f}s peak {body.peak:.3f}"
         if body.event is AlertEvent.END:
             text += f" after {body.duration:.1f} s ({body.reason or ''})"
+        if body.camera_degraded:
+            text += f" [camera degraded: {', '.join(body.camera_degraded)}]"
         if body.clip:
             text += f" clip {body.clip}"
         return text
@@ -125,6 +127,9 @@ def _describe_body(head: str, message: Message) -> str:
         batches = ", ".join(f"{name} x{b['mean_batch']}" for name, b in body.batches.items() if b["mean_batch"])
         memory = "n/a" if body.memory_mb is None else f"{body.memory_mb:.0f} MB"
         return f"{head} process {cameras}; batches {batches or 'none yet'}; memory {memory}"
+    if isinstance(body, Health):
+        why = f": {', '.join(body.reasons)}" if body.reasons else ""
+        return f"{head} HEALTH {body.state.upper()}{why} at t={body.t:.2f}s"
     if isinstance(body, Preview):
         kilobytes = len(body.jpeg) * 3 // 4000  # base64 text to bytes
         return f"{head} preview t={body.t:.2f}s frame {body.frame_id} {body.width}x{body.height} ({kilobytes} kB)"

@@ -12,7 +12,7 @@ A subscription reaches a publisher some milliseconds after the subscriber connec
 sent before (its "slow joiner"), so a subscriber waiting for a monitor to start lost its first alert. The
 socket is therefore an XPUB, which hands each subscription to the sender thread, and ``LastValues`` (the
 ZeroMQ guide's last-value cache) resends at once what a newcomer must know: each camera's newest heartbeat and
-every open alert, marked ``replay``. The resend reaches every subscriber of the topic; readers drop the
+health, and every open alert, marked ``replay``. The resend reaches every subscriber of the topic; readers drop the
 copies they already have (``crashwatch.monitor.transports.subscribe``).
 """
 
@@ -124,10 +124,10 @@ class Channel:
 
 
 class LastValues:
-    """The messages a subscriber joining now must receive at once: per channel the newest ``status`` and
-    ``process`` heartbeat, and each open alert's start and newest update (gone with its end)."""
+    """The messages a subscriber joining now must receive at once: per channel the newest ``status``,
+    ``process`` heartbeat and ``health``, and each open alert's start and newest update (gone with its end)."""
 
-    NEWEST = (Topic.STATUS, Topic.PROCESS)
+    NEWEST = (Topic.STATUS, Topic.PROCESS, Topic.HEALTH)
 
     def __init__(self) -> None:
         self._newest: dict[tuple[Channel, Topic], dict[str, Any]] = {}

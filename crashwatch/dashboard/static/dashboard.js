@@ -43,7 +43,7 @@ function load(state) {
   endpoints = state.endpoints;
   for (const c of Object.values(state.cameras)) {
     Object.assign(camera(c.id, c.name, c.endpoint), {status: c.status, risk: c.risk, preview: c.preview,
-      history: c.history, silent: c.silent, heardAt: c.heard_at, missed: c.missed});
+      health: c.health, history: c.history, silent: c.silent, heardAt: c.heard_at, missed: c.missed});
     render(cameras.get(c.id));
   }
   state.alerts.forEach(showAlert);
@@ -58,8 +58,11 @@ function onMessage({endpoint, camera: id, topic, message}) {
   if (id === null) return; // a fleet's process heartbeat
   const cam = camera(id, message.camera, endpoint);
   cam.heardAt = message.sent_at;
-  if (topic === "status") cam.status = message;
-  else if (topic === "preview") cam.preview = message;
+  if (topic === "status") {
+    cam.status = message;
+    if (message.camera_health) cam.health = message.camera_health; // the newest word on whether it can see
+  } else if (topic === "preview") cam.preview = message;
+  else if (topic === "health") cam.health = message;
   else if (topic === "risk") {
     const last = cam.history[cam.history.length - 1];
     if (last && message.t < last[0]) cam.history = []; // the monitor started again
@@ -118,6 +121,11 @@ function renderState(cam) {
   const badge = $(cam.el, ".state"), source = cam.status ? cam.status.source : null;
   let state = source ? source.state : "starting", text = state;
   if (state === "reconnecting") text = `reconnecting: outage ${fixed(source.outage_s, 1, " s")}`;
+  const health = cam.health;
+  if (state === "online" && health && health.state === "degraded") {
+    text = `cannot see well: ${health.reasons.join(", ")}`;
+    state = "degraded";
+  }
   if (cam.silent) {
     text = `silent since ${clock(cam.heardAt)}` + (source ? ` (was ${source.state})` : "");
     state = "silent";
