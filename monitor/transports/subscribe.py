@@ -105,7 +105,8 @@ def _describe_body(head: str, message: Message) -> str:
     if isinstance(body, Alert):
         text = f"{head} ALERT {body.event.value.upper()} #{body.alert_id} t={body.t:.2f}s peak {body.peak:.3f}"
         if body.event is AlertEvent.END:
-            text += f" after {body.duration:.1f} s ({body.reason or ''})"
+            lasted = "" if body.duration is None else f" after {body.duration:.1f} s"
+            text += f"{lasted} ({body.reason or 'ended'})"
         if body.camera_degraded:
             text += f" [camera degraded: {', '.join(body.camera_degraded)}]"
         if body.clip:
