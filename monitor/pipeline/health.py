@@ -55,7 +55,6 @@ CHECKS = ("black", "blinded", "frozen", "blurred", "obstructed", "tilted")
 class Figures:
     """What the checks read of one frame."""
 
-    mean: float
     dark: float
     saturated: float
     sharpness: float  # the Laplacian's variance
@@ -73,12 +72,15 @@ def measure(image: np.ndarray) -> tuple[Figures, np.ndarray]:
     bins = int(180 / BIN_DEG)
     histogram = np.bincount((angle // BIN_DEG).astype(np.int64).ravel() % bins, weights=(magnitude ** 2).ravel(),
                             minlength=bins)
-    rows, cols = GRID
-    cells = np.abs(laplacian).reshape(rows, SIZE[1] // rows, cols, SIZE[0] // cols).mean(axis=(1, 3))
-    return Figures(mean=float(grey.mean()), dark=float((grey <= DARK).mean()),
-                   saturated=float((grey >= SATURATED).mean()),
-                   sharpness=float(laplacian.var()), texture=cells,
+    return Figures(dark=float((grey <= DARK).mean()), saturated=float((grey >= SATURATED).mean()),
+                   sharpness=float(laplacian.var()), texture=per_cell(np.abs(laplacian)),
                    orientation=histogram / max(float(histogram.sum()), 1e-9)), grey
+
+
+def per_cell(values: np.ndarray) -> np.ndarray:
+    """The mean of a small image's ``values`` in each cell of ``GRID``."""
+    rows, cols = GRID
+    return values.reshape(rows, SIZE[1] // rows, cols, SIZE[0] // cols).mean(axis=(1, 3))
 
 
 def rotation(current: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
@@ -166,8 +168,7 @@ class CameraHealth:
                 base.settle()
             return holding
         textured = base.texture_median > max(TEXTURE_FLOOR, 0.2 * float(np.median(base.texture_median)))
-        rows, cols = GRID
-        motion = np.abs(grey - self._greys[0][1]).reshape(rows, SIZE[1] // rows, cols, SIZE[0] // cols).mean(axis=(1, 3))
+        motion = per_cell(np.abs(grey - self._greys[0][1]))
         ratio = f.texture / np.maximum(base.texture_median, 1e-6)
         dead = ((ratio < EVEN_TEXTURE_RATIO) | ((ratio < DEAD_TEXTURE_RATIO) & (motion < DEAD_MOTION))) & textured
         soft = (ratio < SOFT_TEXTURE_RATIO) & textured
