@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -97,16 +96,9 @@ def _packages() -> list[Finding]:
 
 
 def _cpu() -> Finding:
-    from crashwatch.monitor.engines.local import cpu_flags
+    from crashwatch.monitor.engines.local import cpu_flags, cpu_model
 
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    name = cpu_model()
     flags = cpu_flags()
     shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
              if f in flags]

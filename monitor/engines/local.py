@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import importlib.util
 import logging
+import platform
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,16 +87,26 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as Linux reports them (empty elsewhere)."""
+def _cpuinfo(field: str) -> str | None:
+    """The first value of ``field`` in Linux's /proc/cpuinfo (None elsewhere)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
             for line in info:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(field):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux reports them (empty elsewhere)."""
+    return set((_cpuinfo("flags") or "").split())
+
+
+def cpu_model() -> str:
+    """The CPU's name (Linux's model name, else what the platform says)."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def has_bf16_matrix_units() -> bool:
