@@ -55,7 +55,8 @@ COVERED_SINCE = 4  # the first version whose manifest carries its own content ha
 MANIFEST = "manifest.json"
 CONTENT = "content_sha256"
 # What may change without changing the model's output: the threshold (``crashwatch calibrate``) and its record.
-UNCOVERED = ("threshold", "threshold_from_validation", "threshold_calibration", CONTENT)
+UNCOVERED = ("threshold", "threshold_from_validation", "threshold_calibration", "caution_threshold",
+             "caution_rise_seconds", CONTENT)
 VISION = "vision.onnx"
 HEAD = "head.onnx"
 BLOCK = "block.onnx"
@@ -201,13 +202,17 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     (folder / MANIFEST).write_text(json.dumps(stamped, indent=2) + "\n", encoding="utf-8")
 
 
-def set_threshold(folder: Path, threshold: float, calibration: dict[str, Any]) -> None:
-    """Make ``threshold`` a bundle's alert threshold, keeping the one it replaces and how this one was chosen
-    (``crashwatch calibrate``) in the manifest."""
+def set_threshold(folder: Path, threshold: float, calibration: dict[str, Any],
+                  caution: tuple[float, float] | None = None) -> None:
+    """Make ``threshold`` a bundle's alert threshold (and ``caution``, the warning level below, its threshold and
+    rising rule's look-ahead), keeping the one it replaces and how these were chosen (``crashwatch calibrate``)
+    in the manifest."""
     raw = Manifest.read(folder).raw
     raw.setdefault("threshold_from_validation", raw["threshold"])
     raw["threshold"] = threshold
     raw["threshold_calibration"] = calibration
+    if caution is not None:
+        raw["caution_threshold"], raw["caution_rise_seconds"] = caution
     write_manifest(folder, raw)
 
 
@@ -229,6 +234,8 @@ class Manifest:
     segments: StreamingSegments | None = None  # the streaming layout's
     openvino: dict[str, Any] | None = None  # {graph name: file, ...} where the bundle has them
     zero_shot: dict[str, Any] | None = None  # {"model": id, "answers": [positive, negative], ...} for a zero-shot head
+    caution_threshold: float | None = None  # the warning level below the alert (``crashwatch calibrate``)
+    caution_rise_seconds: float | None = None  # and its rising rule's look-ahead
 
     @classmethod
     def read(cls, folder: Path) -> "Manifest":
@@ -266,6 +273,9 @@ class Manifest:
                 segments=segments,
                 openvino=dict(raw["openvino"]) if raw.get("openvino") is not None else None,
                 zero_shot=dict(raw["zero_shot"]) if raw.get("zero_shot") is not None else None,
+                caution_threshold=float(raw["caution_threshold"]) if raw.get("caution_threshold") is not None else None,
+                caution_rise_seconds=float(raw["caution_rise_seconds"]) if raw.get("caution_rise_seconds") is not None
+                else None,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise BundleError(f"{where}: malformed manifest ({type(err).__name__}: {err})") from None

@@ -28,6 +28,7 @@ class Topic(str, Enum):
     PROCESS = "process"  # a monitor of many cameras: the shared model's batches and the process's memory
     PREVIEW = "preview"  # with --preview: a small JPEG of the newest frame, at most twice a second
     HEALTH = "health"  # whether the camera can see: on each change
+    LEVEL = "level"  # the warning level (none, caution, imminent): on each change
 
 
 TOPIC_NAMES = tuple(topic.value for topic in Topic)
@@ -39,6 +40,22 @@ class AlertEvent(str, Enum):
     START = "start"
     UPDATE = "update"  # the peak rose by the policy's update step
     END = "end"
+
+
+class Level(str, Enum):
+    """The graded warning a stride stands at (``crashwatch.monitor.pipeline.levels``): ``imminent`` is an open
+    alert, ``caution`` the grade below it (a lower threshold, or the risk rising fast towards the alert's)."""
+
+    NONE = "none"
+    CAUTION = "caution"
+    IMMINENT = "imminent"
+
+    @property
+    def rank(self) -> int:
+        return LEVELS.index(self)
+
+
+LEVELS = (Level.NONE, Level.CAUTION, Level.IMMINENT)
 
 
 def schema_of(topic: Topic) -> str:
@@ -72,6 +89,7 @@ class Risk:
     effective_stride_s: float | None = None  # since the previous window (None for the first after a start)
     stride_reason: str | None = None  # why that is longer than the stride; None when it is not
     late: bool = False  # latency_ms past the window's frame spacing (``status.realtime.late_after_s``)
+    level: Level = Level.NONE  # the warning level after this stride
 
     @property
     def model_ms(self) -> float:
@@ -94,6 +112,7 @@ class Risk:
             "effective_stride_s": self.effective_stride_s,
             "stride_reason": self.stride_reason,
             "late": self.late,
+            "level": self.level.value,
         }
 
     @classmethod
@@ -104,7 +123,8 @@ class Risk:
                    alert_active=m["alert_active"], encode_ms=timings["encode_ms"], score_ms=timings["score_ms"],
                    frames_encoded=timings["frames_encoded"], partial=m.get("partial", False), captured_at=m["captured_at"],
                    latency_ms=m["latency_ms"], effective_stride_s=m.get("effective_stride_s"),
-                   stride_reason=m.get("stride_reason"), late=m.get("late", False))
+                   stride_reason=m.get("stride_reason"), late=m.get("late", False),
+                   level=Level(m.get("level", Level.NONE.value)))
 
 
 @dataclass(frozen=True)
@@ -127,18 +147,21 @@ class Alert:
     clip: str | None = None
     model: dict[str, Any] | None = None  # with the start: the model that raised it (as in ``Status.model``)
     camera_degraded: list[str] | None = None  # raised while the camera could not see well: why (``Health``)
+    caution_since: float | None = None  # with the start: stream seconds of the caution that came before it
+    level: Level = Level.IMMINENT  # an alert is the imminent level, whatever its event
 
-    _OPTIONAL: ClassVar[tuple[str, ...]] = ("duration", "reason", "clip", "model", "camera_degraded")
+    _OPTIONAL: ClassVar[tuple[str, ...]] = ("duration", "reason", "clip", "model", "camera_degraded", "caution_since")
 
     def to_wire(self) -> dict[str, Any]:
         body = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._OPTIONAL}
-        body["event"] = self.event.value
+        body["event"], body["level"] = self.event.value, self.level.value
         body.update({key: getattr(self, key) for key in self._OPTIONAL if getattr(self, key) is not None})
         return body
 
     @classmethod
     def from_wire(cls, m: dict[str, Any]) -> "Alert":
-        return cls(**{**_own_fields(cls, m), "event": AlertEvent(m["event"])})
+        return cls(**{**_own_fields(cls, m), "event": AlertEvent(m["event"]),
+                      "level": Level(m.get("level", Level.IMMINENT.value))})
 
 
 @dataclass(frozen=True)
@@ -158,6 +181,7 @@ class Status:
     lag_s: float | None
     model_ms: dict[str, float] | None  # p50, p90, p99
     alert_active: bool
+    level: str | None = None  # the warning level now (``Level``)
     model: dict[str, Any] | None = None  # name, precision, threshold, hash, demo, runtime, zero_shot
     #                                       (``RiskModel.identity``)
     publisher: dict[str, int] | None = None  # sent, dropped
@@ -253,15 +277,44 @@ class Health:
         return cls(**_own_fields(cls, m))
 
 
+@dataclass(frozen=True)
+class LevelChange:
+    """The warning level changed (``crashwatch.monitor.pipeline.levels``): what a cab unit sounds
+    (``crashwatch alarm``). ``captured_at`` is the capture of the newest frame of the window that changed it, so
+    a listener can measure the whole way from the camera to its speaker."""
+
+    TOPIC: ClassVar[Topic] = Topic.LEVEL
+
+    level: Level
+    previous: Level
+    t: float  # stream seconds of the window's end
+    probability: float | None  # None when the stream ended
+    reason: str  # why, in words: the threshold crossed, the rise, the alert that opened or ended
+    captured_at: float | None  # wall clock of the newest frame's capture (None when no window changed it)
+    caution_threshold: float
+    alert_threshold: float
+    alert_id: int | None = None  # with imminent: the alert it is
+
+    def to_wire(self) -> dict[str, Any]:
+        body = {f.name: getattr(self, f.name) for f in fields(self)}
+        body["level"], body["previous"] = self.level.value, self.previous.value
+        return body
+
+    @classmethod
+    def from_wire(cls, m: dict[str, Any]) -> "LevelChange":
+        return cls(**{**_own_fields(cls, m), "level": Level(m["level"]), "previous": Level(m["previous"])})
+
+
 def _own_fields(cls: type, wire: dict[str, Any]) -> dict[str, Any]:
     """The wire fields that are ``cls``'s (the header, and fields of a newer minor version, are left out)."""
     names = {f.name for f in fields(cls)}
     return {key: value for key, value in wire.items() if key in names}
 
 
-Body = Union[Risk, Alert, Status, ProcessStatus, Preview, Health]
+Body = Union[Risk, Alert, Status, ProcessStatus, Preview, Health, LevelChange]
 BODIES: dict[Topic, Any] = {Topic.RISK: Risk, Topic.ALERT: Alert, Topic.STATUS: Status,
-                            Topic.PROCESS: ProcessStatus, Topic.PREVIEW: Preview, Topic.HEALTH: Health}
+                            Topic.PROCESS: ProcessStatus, Topic.PREVIEW: Preview, Topic.HEALTH: Health,
+                            Topic.LEVEL: LevelChange}
 
 
 class Outlet(Protocol):

@@ -55,6 +55,11 @@ class AlertTracker:
     def active(self) -> bool:
         return self._active is not None
 
+    @property
+    def alert_id(self) -> int | None:
+        """The open alert's number (None when none is open)."""
+        return None if self._active is None else int(self._active["alert_id"])
+
     def update(self, t: float, probability: float) -> list[Alert]:
         p = self.policy
         if self._active is None:

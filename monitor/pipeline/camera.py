@@ -30,10 +30,11 @@ from crashwatch.monitor.evidence.keeper import Evidence, HeldEvidence, NoEvidenc
 from crashwatch.monitor.evidence.lock import EventLocker
 from crashwatch.monitor.evidence.ring import LoopRecorder
 from crashwatch.monitor.frame import Frame
-from crashwatch.monitor.messages import Alert, AlertEvent, Outlet, Risk, Status
+from crashwatch.monitor.messages import Alert, AlertEvent, Level, Outlet, Risk, Status
 from crashwatch.monitor.pipeline.alerts import AlertPolicy, AlertTracker, alert_starts
 from crashwatch.monitor.pipeline.buffer import FrameBuffer
 from crashwatch.monitor.pipeline.health import HealthWatch
+from crashwatch.monitor.pipeline.levels import CAUTION_FRACTION, RISE_SECONDS, CautionPolicy, LevelTracker
 from crashwatch.monitor.pipeline.options import SETTING, MonitorOptions, OptionsError
 from crashwatch.monitor.pipeline.prefetch import WindowPrefetcher, first_window_end
 from crashwatch.monitor.pipeline.preview import Previewer
@@ -109,6 +110,17 @@ class Monitor:
         except ValueError as err:
             raise OptionsError(str(err)) from None
         self.tracker = AlertTracker(self.policy)
+        # The bundle's calibrated caution goes with its alert threshold; another alert threshold takes the default.
+        calibrated = options.alert_on is None
+        caution = options.caution_on if options.caution_on is not None else \
+            m.caution_threshold if calibrated and m.caution_threshold is not None else CAUTION_FRACTION * self.policy.on
+        rise = options.caution_rise_seconds if options.caution_rise_seconds is not None else \
+            m.caution_rise_seconds if calibrated and m.caution_rise_seconds is not None else RISE_SECONDS
+        try:
+            self.levels = LevelTracker(CautionPolicy.around(min(caution, self.policy.on), options.caution_off,
+                                                            rise_seconds=rise))
+        except ValueError as err:
+            raise OptionsError(str(err)) from None
         self.late_after_s = self.window.spacing  # a risk later than this after its newest frame is late
         self.realtime = self._realtime(model.timing())
         self.identity = model.identity(options.demo_model)
@@ -201,6 +213,7 @@ class Monitor:
             lag_s=None if lag is None else lag + outage,  # nothing is seen while the source is away
             model_ms={f"p{q}": float(np.percentile(latencies, q)) for q in (50, 90, 99)} if latencies is not None else None,
             alert_active=self.tracker.active,
+            level=self.levels.level.value,
             model=self.identity,
             publisher=delivery["publisher"],
             events=self.evidence.events(),
@@ -217,9 +230,11 @@ class Monitor:
     # -- the loop -------------------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        self.log.info("monitoring %s: window %.2f s x %d frames, stride %.3f s, alert at %.3f (off below %.3f)",
-                      self.options.source.display, self.window.seconds, self.window.num_frames, self.stride,
-                      self.policy.on, self.policy.off)
+        caution = self.levels.policy
+        self.log.info("monitoring %s: window %.2f s x %d frames, stride %.3f s, alert at %.3f (off below %.3f), "
+                      "caution at %.3f (off below %.3f%s)", self.options.source.display, self.window.seconds,
+                      self.window.num_frames, self.stride, self.policy.on, self.policy.off, caution.on, caution.off,
+                      f", or rising to the alert within {caution.rise_seconds:g} s" if caution.rise_seconds else "")
         self.capture.start()
         self.prefetcher.start()
         next_end: float | None = None
@@ -256,6 +271,9 @@ class Monitor:
             self.buffer.close()
             if self.tracker.active:
                 self._alert(self.tracker.finish(self.stats.last_end or 0.0), None)
+            ended = self.levels.finish(self.stats.last_end or 0.0, self.policy.on)
+            if ended is not None:
+                self.outlet.publish(ended)
             self.capture.join(timeout=1.0)
             self.prefetcher.join(timeout=5.0)
             self.evidence.close()
@@ -275,10 +293,23 @@ class Monitor:
         self.stats.last_end = end
         self.stats.model_ms.append(result.model_ms)
         # first, so the risk says this stride's state
-        events = self.tracker.update(end, result.probability) if self._obey(end) else []
-        risk = self._risk(result)
+        allowed = self._obey(end)
+        events = self.tracker.update(end, result.probability) if allowed else []
+        for event in events:
+            if event.event is AlertEvent.START and self.health.reasons() and self.options.degraded_alerts == "hold":
+                self._held.add(event.alert_id)
+        # The level goes out before the alert's evidence is opened: a cab unit sounds it without waiting for disk.
+        open_id = self.tracker.alert_id
+        if not allowed:
+            level, change = Level.NONE, self.levels.finish(end, self.policy.on, "alerts turned off")
+        else:
+            level, change = self.levels.update(end, result.probability, self.policy.on,
+                                               None if open_id in self._held else open_id, result.frames[-1].wall)
+        risk = self._risk(result, level)
         self.risks.append(risk)
         self.outlet.publish(risk)
+        if change is not None:
+            self.outlet.publish(change)
         for event in events:
             self._alert(event, result)
 
@@ -334,11 +365,11 @@ class Monitor:
         before the start is published)."""
         if event.event is AlertEvent.START:
             blind = self.health.reasons()
-            event = dataclasses.replace(event, model=self.identity, camera_degraded=blind or None)
+            event = dataclasses.replace(event, model=self.identity, camera_degraded=blind or None,
+                                        caution_since=self.levels.caution_since)
             if result is not None:
                 event = self.evidence.start(event, result.frames[0].t, result.end, self.buffer.snapshot())
-            if blind and self.options.degraded_alerts == "hold":
-                self._held.add(event.alert_id)
+            if event.alert_id in self._held:
                 self.log.warning("alert %d held back: the camera cannot see well (%s)", event.alert_id, ", ".join(blind))
         elif event.event is AlertEvent.END:
             self.evidence.end(event)
@@ -348,7 +379,7 @@ class Monitor:
         self.log.warning("alert %d %s at %.2f s (probability %s, peak %.3f)", event.alert_id, event.event.value,
                     event.t, "n/a" if event.probability is None else f"{event.probability:.3f}", event.peak)
 
-    def _risk(self, r: WindowScore) -> Risk:
+    def _risk(self, r: WindowScore, level: Level) -> Risk:
         newest = r.frames[-1]
         latency_ms = (time.time() - newest.wall) * 1000
         return Risk(t=r.end, window_start=r.end - self.window.seconds, frame_ids=[f.id for f in r.frames],
@@ -356,7 +387,7 @@ class Monitor:
                     threshold=self.policy.on, alert_active=self.tracker.active, encode_ms=r.encode_ms,
                     score_ms=r.score_ms, frames_encoded=r.encoded, partial=r.partial, captured_at=newest.wall,
                     latency_ms=latency_ms, effective_stride_s=self.stats.effective_stride_s,
-                    stride_reason=self.stats.stride_reason, late=latency_ms > self.late_after_s * 1000)
+                    stride_reason=self.stats.stride_reason, late=latency_ms > self.late_after_s * 1000, level=level)
 
     def summary(self) -> dict[str, Any]:
         return {"strides": self.stats.strides, "strides_skipped": self.stats.skipped,

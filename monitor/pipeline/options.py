@@ -195,6 +195,17 @@ class MonitorOptions:
     alert_min_off_seconds: float = setting(
         "--alert-min-off", "alert.min_off_seconds", "Seconds below --alert-off before it ends.", "SECONDS", number(0, 3600),
         1.0)
+    caution_on: float | None = setting(
+        "--caution-on", "caution.on", "Probability that raises a caution, the warning level below an alert "
+        "(default: the bundle's calibrated caution threshold, else 60 % of the alert threshold).", "PROBABILITY",
+        number(0, 1))
+    caution_off: float | None = setting(
+        "--caution-off", "caution.off", "Probability below which a caution ends, after a second below it (default: "
+        "80 % of --caution-on).", "PROBABILITY", number(0, 1))
+    caution_rise_seconds: float | None = setting(
+        "--caution-rise", "caution.rise_seconds", "Also raise a caution when the risk, rising at its rate over the "
+        "last second, would reach the alert threshold within this many seconds (0: no caution for a rise alone; "
+        "default: the bundle's calibrated look-ahead, else 0).", "SECONDS", number(0, 10))
     window_seconds: float | None = setting(
         "--window-seconds", "window_seconds", "Override the bundle's window length (warned about: not what was "
         "trained).", "SECONDS", number(0, 600, low_open=True))
@@ -230,6 +241,13 @@ class MonitorOptions:
         if self.alert_on is not None and self.alert_off is not None and self.alert_off > self.alert_on:
             raise OptionsError(f"{self.alert_off} is above the alert's start ({self.alert_on}): an alert would end "
                                "before it starts", SETTING["alert_off"])
+
+        if self.caution_on is not None and self.caution_off is not None and self.caution_off > self.caution_on:
+            raise OptionsError(f"{self.caution_off} is above the caution's start ({self.caution_on}): a caution "
+                               "would end before it starts", SETTING["caution_off"])
+        if self.caution_on is not None and self.alert_on is not None and self.caution_on > self.alert_on:
+            raise OptionsError(f"{self.caution_on} is above the alert's start ({self.alert_on}): a caution comes "
+                               "before an alert", SETTING["caution_on"])
 
     def alert_overrides(self) -> dict[str, Any]:
         """What the options change of the bundle's alert policy (``AlertPolicy.around``)."""

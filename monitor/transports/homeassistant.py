@@ -56,6 +56,10 @@ def discovery(discovery_prefix: str, base: str, camera: str, risk_topic: bool) -
         entity("event", "alert_event", "Alert", state_topic=f"{base}/alert", event_types=["start", "update", "end"],
                value_template='{"event_type": "{{ value_json.event }}", "peak": {{ value_json.peak }}, '
                               '"alert_id": {{ value_json.alert_id }}}'),
+        entity("sensor", "level", "Warning level", state_topic=f"{base}/level", device_class="enum",
+               options=["none", "caution", "imminent"], value_template="{{ value_json.level }}",
+               json_attributes_topic=f"{base}/level",
+               json_attributes_template="{{ {'reason': value_json.reason, 't': value_json.t} | tojson }}"),
         entity("binary_sensor", "health", "Camera cannot see", state_topic=f"{base}/health", device_class="problem",
                value_template="{{ 'ON' if value_json.state == 'degraded' else 'OFF' }}", payload_on="ON",
                payload_off="OFF", json_attributes_topic=f"{base}/health",

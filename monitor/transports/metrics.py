@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from crashwatch.contract.errors import CrashwatchError
-from crashwatch.monitor.messages import AlertEvent, ProcessStatus, Topic
+from crashwatch.monitor.messages import LEVELS, AlertEvent, Level, ProcessStatus, Topic
 
 PREFIX = "crashwatch"
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)  # around a 0.5 s stride
@@ -60,7 +60,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._lock = threading.Lock()
         self._status: dict[str, dict[str, Any]] = {}  # camera -> newest status as sent
-        self._counts: dict[str, dict[str, float]] = {}  # camera -> alert starts, late risks, newest probability
+        self._counts: dict[str, dict[str, float]] = {}  # camera -> alert starts, late risks, newest probability,
+        #                                                  warnings raised per level
         self._process: Callable[[], ProcessStatus] | None = None
         self._server: Any = None
         self.latency = Histogram(f"{PREFIX}_risk_latency_seconds", "From the capture of a window's newest frame "
@@ -97,7 +98,8 @@ class Metrics:
             self.model_time.labels(camera, "encode").observe(timings["encode_ms"] / 1000)
             self.model_time.labels(camera, "score").observe(timings["score_ms"] / 1000)
         with self._lock:
-            counts = self._counts.setdefault(camera, {"alerts": 0, "late": 0, "probability": float("nan")})
+            counts = self._counts.setdefault(camera, {"alerts": 0, "late": 0, "probability": float("nan"),
+                                                      **{level.value: 0 for level in LEVELS[1:]}})
             if topic is Topic.STATUS:
                 self._status[camera] = message
             elif topic is Topic.RISK:
@@ -105,6 +107,8 @@ class Metrics:
                 counts["probability"] = message["probability"]
             elif topic is Topic.ALERT and message["event"] == AlertEvent.START.value:
                 counts["alerts"] += 1
+            elif topic is Topic.LEVEL and Level(message["level"]).rank > Level(message["previous"]).rank:
+                counts[message["level"]] += 1
 
     def snapshot(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, float]], ProcessStatus | None]:
         with self._lock:
@@ -174,6 +178,8 @@ class _Snapshot(Collector):
             put(gauge, "effective_stride_seconds", "Stream seconds between the last two windows scored.", at,
                 s.get("effective_stride_s"))
             put(gauge, "alert_active", "1 while an alert is open.", at, s["alert_active"])
+            put(gauge, "warning_level", "The warning level now: 0 none, 1 caution, 2 imminent (an open alert).", at,
+                Level(s["level"]).rank if s.get("level") else None)
             health = s.get("camera_health") or {}
             put(gauge, "camera_degraded", "1 while the camera cannot see well (any check failing).", at,
                 health.get("state") == "degraded" if health else None)
@@ -215,6 +221,10 @@ class _Snapshot(Collector):
             put(counter, "mqtt_alerts_dropped", "Alerts among them.", at, mqtt.get("dropped_critical"))
         for camera, c in counts.items():
             put(counter, "alerts", "Alerts started.", [camera], c["alerts"])
+            for level in LEVELS[1:]:
+                put(counter, "warnings", "Warnings raised, by level: a rise to caution, a rise to imminent (an "
+                    "alert start whose level was not held back).", [camera, level.value], c[level.value],
+                    ("camera", "level"))
             put(counter, "risks_late", "Risk messages past their latency budget (marked late).", [camera], c["late"])
             put(gauge, "risk_probability", "The newest window's crash-risk probability.", [camera],
                 None if c["probability"] != c["probability"] else c["probability"])

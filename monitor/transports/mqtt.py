@@ -234,7 +234,7 @@ class MqttSink:
         critical = topic is Topic.ALERT
         payload = json.dumps({**message, "sent_at": message.get("sent_at", time.time())})
         try:
-            if topic is Topic.HEALTH:  # a state: retained, so a newcomer knows whether the camera can see
+            if topic in (Topic.HEALTH, Topic.LEVEL):  # states: retained, so a newcomer knows them at once
                 self._outbox.put(self._topic(topic.value), payload, qos=1, retain=True)
             else:
                 self._outbox.put(self._topic(topic.value), payload, qos=1 if critical else 0, critical=critical)

@@ -9,7 +9,17 @@ from typing import Iterator
 
 import zmq
 
-from crashwatch.monitor.messages import Alert, AlertEvent, Health, Message, Preview, ProcessStatus, Risk, Status
+from crashwatch.monitor.messages import (
+    Alert,
+    AlertEvent,
+    Health,
+    LevelChange,
+    Message,
+    Preview,
+    ProcessStatus,
+    Risk,
+    Status,
+)
 from crashwatch.monitor.transports.curve import ClientCurve
 from crashwatch.monitor.transports.zeromq import check_endpoint
 
@@ -98,7 +108,8 @@ def _describe_body(head: str, message: Message) -> str:
     body = message.body
     if isinstance(body, Risk):
         bar = "#" * int(round(body.probability * 20))
-        flag = (" partial" if body.partial else "") + (" ALERT" if body.alert_active else "") + \
+        flag = (" partial" if body.partial else "") + (" ALERT" if body.alert_active else " CAUTION"
+                                                        if body.level.value == "caution" else "") + \
             (" LATE" if body.late else "")
         return (f"{head} risk  t={body.t:8.2f}s p={body.probability:.3f} [{bar:<20}]{flag} "
                 f"model {body.model_ms:.0f} ms, latency {body.latency_ms:.0f} ms")
@@ -131,6 +142,8 @@ def _describe_body(head: str, message: Message) -> str:
     if isinstance(body, Health):
         why = f": {', '.join(body.reasons)}" if body.reasons else ""
         return f"{head} HEALTH {body.state.upper()}{why} at t={body.t:.2f}s"
+    if isinstance(body, LevelChange):
+        return f"{head} LEVEL {body.previous.value} -> {body.level.value.upper()} at t={body.t:.2f}s: {body.reason}"
     if isinstance(body, Preview):
         kilobytes = len(body.jpeg) * 3 // 4000  # base64 text to bytes
         return f"{head} preview t={body.t:.2f}s frame {body.frame_id} {body.width}x{body.height} ({kilobytes} kB)"

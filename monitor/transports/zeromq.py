@@ -125,9 +125,10 @@ class Channel:
 
 class LastValues:
     """The messages a subscriber joining now must receive at once: per channel the newest ``status``,
-    ``process`` heartbeat and ``health``, and each open alert's start and newest update (gone with its end)."""
+    ``process`` heartbeat, ``health`` and warning ``level``, and each open alert's start and newest update (gone
+    with its end)."""
 
-    NEWEST = (Topic.STATUS, Topic.PROCESS, Topic.HEALTH)
+    NEWEST = (Topic.STATUS, Topic.PROCESS, Topic.HEALTH, Topic.LEVEL)
 
     def __init__(self) -> None:
         self._newest: dict[tuple[Channel, Topic], dict[str, Any]] = {}

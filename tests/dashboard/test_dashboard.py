@@ -228,6 +228,8 @@ def test_the_page_follows_real_monitors_live(chromium, tmp_path):
         assert silent[0] - killed < within(3.0)
         card = chromium.find_element("css selector", '.camera[data-camera="front"]')
         assert card.get_attribute("data-state") == "online"
+        assert card.get_attribute("data-level") == "imminent"  # threshold 0: the alert goes on
+        assert card.find_element("css selector", ".level").text == "ALERT"
         assert card.find_element("css selector", ".missed").text == "none"
 
         # Its Prometheus metrics say the same, read with Prometheus' own parser.

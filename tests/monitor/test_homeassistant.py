@@ -44,7 +44,7 @@ SENSOR_STATE_CLASSES, BINARY_CLASSES = {"measurement", "total", "total_increasin
 def test_discovery_payloads_follow_home_assistants_documented_options_and_render_on_real_messages():
     jinja2 = pytest.importorskip("jinja2")
     configs = discovery("homeassistant", "crashwatch/front", "front", risk_topic=False)
-    assert len(configs) == 9 and len({c["unique_id"] for c in configs.values()}) == 9
+    assert len(configs) == 10 and len({c["unique_id"] for c in configs.values()}) == 10
     for topic, config in configs.items():
         prefix, component, node, key, tail = topic.split("/")
         assert (prefix, node, tail) == ("homeassistant", "crashwatch_front", "config")
@@ -70,6 +70,10 @@ def test_discovery_payloads_follow_home_assistants_documented_options_and_render
     assert render("suspended", {"suspended": True, "until": 1.0}) == "ON"
     assert render("health", {"state": "degraded", "reasons": ["frozen"]}) == "ON"
     assert render("health", {"state": "ok", "reasons": []}) == "OFF"
+    assert render("level", {"level": "caution", "reason": "r", "t": 1.0}) == "caution"
+    (level,) = [c for t, c in configs.items() if t.split("/")[3] == "level"]
+    assert json.loads(env.from_string(level["json_attributes_template"]).render(
+        value_json={"level": "caution", "reason": "r", "t": 1.0})) == {"reason": "r", "t": 1.0}
 
 
 def _monitor(bundle, broker: Broker, endpoint: str, tmp_path, clip) -> subprocess.Popen:
@@ -99,10 +103,10 @@ def test_a_camera_appears_in_home_assistant_and_obeys_its_controls_across_a_rest
         operator.wait_for(lambda _: predicate(), timeout, what)
 
     try:
-        wait(lambda: len([m for m in operator.messages if m.topic.startswith("homeassistant/")]) >= 9,
+        wait(lambda: len([m for m in operator.messages if m.topic.startswith("homeassistant/")]) >= 10,
              "the discovery configs")
         late = Subscriber(broker, "homeassistant/#")  # retained: Home Assistant started later finds them
-        late.wait_for(lambda got: len(got) >= 9 and all(m.retain for m in got), 5, "retained discovery configs")
+        late.wait_for(lambda got: len(got) >= 10 and all(m.retain for m in got), 5, "retained discovery configs")
         late.close()
         wait(lambda: newest(f"{base}/alerts/state") == "ON" and newest(f"{base}/notifications/state") is not None,
              "the controls' states")

@@ -69,6 +69,11 @@ def test_metrics_agree_with_what_the_cameras_published(tiny_bundle, tmp_path):
         assert samples["crashwatch_strides_total"][camera] == summary["strides"] > 0
         assert samples["crashwatch_frames_captured_total"][camera] == summary["frames"] == 60
         assert samples["crashwatch_alerts_total"][camera] == summary["alerts"] == 1
+        raised = [m["level"] for topic, m in Kept.messages if topic == "level" and m["camera"] == name
+                  and m["previous"] == "none"]
+        assert raised == ["imminent"]  # threshold 0: the alert from the first stride, no caution before it
+        assert samples["crashwatch_warnings_total"][(("camera", name), ("level", "imminent"))] == 1
+        assert samples["crashwatch_warnings_total"][(("camera", name), ("level", "caution"))] == 0
         assert samples["crashwatch_risk_latency_seconds_count"][camera] == summary["strides"]
         assert samples["crashwatch_risk_latency_seconds_sum"][camera] == pytest.approx(
             sum(r["latency_ms"] for r in risks) / 1000, rel=1e-6)

@@ -73,7 +73,12 @@ def test_replay_of_real_clips_reaches_a_subscriber_in_order(bundle, tmp_path, na
     assert [a["event"] for a in alerts] == ["start", "end"]  # threshold 0: one episode for the whole clip
     assert all(m["schema"] == f"crashwatch.{t}/1" and m["camera"] == "cam0" for t, m in collector.messages)
     order = [t for t, _ in collector.messages if t != "status"]
-    assert order.index("alert") == 1  # the start follows the risk that raised it
+    # the start follows the risk that raised it and the level it raised, which a cab unit needs first
+    assert order[:3] == ["risk", "level", "alert"]
+    levels = collector.of("level")
+    assert [(m["previous"], m["level"]) for m in levels] == [("none", "imminent"), ("imminent", "none")]
+    assert levels[0]["alert_id"] == 1 and levels[0]["captured_at"] == risks[0]["captured_at"]
+    assert risks[0]["level"] == "imminent" and alerts[0]["level"] == "imminent"
     for risk in risks:  # the window is sampled on the grid, frames oldest first, never past the window end
         assert risk["window"]["end"] - risk["window"]["start"] == pytest.approx(2.0)
         assert risk["frame_times"] == sorted(risk["frame_times"]) and risk["frame_times"][-1] <= risk["t"] + 1e-6
@@ -399,6 +404,16 @@ def test_calibrate_sets_the_bundles_threshold_for_a_false_alert_budget(bundle, t
     assert manifest.raw["threshold_from_validation"] == Manifest.read(bundle).threshold
     assert manifest.raw["threshold_calibration"]["false_alerts_per_hour_budget"] == 0
     assert f"alert threshold {pick:.2f}" in result.stdout
+    # The caution below it, by the same rule over thresholds and the rising rule's look-aheads, at that alert
+    with (out / "caution_curve.csv").open() as handle:
+        tried = list(csv.DictReader(handle))
+    assert tried and all(float(r["caution_threshold"]) <= pick for r in tried)
+    within = [r for r in tried if r["false_cautions_per_hour"] and float(r["false_cautions_per_hour"]) <= 6.0]
+    best = max(within, key=lambda r: (int(r["warned_by_either"]), float(r["median_first_warning_s"] or 0),
+                                      float(r["caution_threshold"])))
+    assert (manifest.caution_threshold, manifest.caution_rise_seconds) == (
+        float(best["caution_threshold"]), float(best["caution_rise_seconds"]))
+    assert f"caution threshold {manifest.caution_threshold:.2f}" in result.stdout
     model = RiskModel.open(copy)  # still a valid bundle: the checksummed files are untouched
     assert model.manifest.content_hash == Manifest.read(bundle).content_hash  # the same model, another threshold
     assert model.identity()["threshold"] == pick

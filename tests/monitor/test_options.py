@@ -24,6 +24,7 @@ from tests.support.media import write_video
 CHANGED = {"source": None, "name": "yard", "stride": 1.5, "replay": "fast", "loop": True, "preview": True,
            "events": "ev", "record": "rec", "record_keep": "2GB,1h", "record_codec": "mp4v", "record_segment": 4.0,
            "alert.on": 0.7, "alert.off": 0.4, "alert.min_on_seconds": 0.5, "alert.min_off_seconds": 2.0,
+           "caution.on": 0.5, "caution.off": 0.3, "caution.rise_seconds": 0.5,
            "window_seconds": 3.0, "degraded_alerts": "hold"}
 
 

@@ -102,6 +102,8 @@ function render(cam, topic) {
     value.textContent = cam.risk.probability.toFixed(3);
     value.dataset.t = cam.risk.t;
     el.classList.toggle("alerting", cam.risk.alert_active);
+    el.dataset.level = cam.risk.level || (cam.risk.alert_active ? "imminent" : "none");
+    $(el, ".level").textContent = el.dataset.level === "imminent" ? "ALERT" : el.dataset.level.toUpperCase();
     const newest = cam.history.length ? cam.history[cam.history.length - 1][0] : 0;
     drawChart($(el, ".chart"), cam.history, newest - HISTORY_S, newest, cam.risk.threshold);
   }
