@@ -12,6 +12,7 @@ from crashwatch.cli.options import (
     SECONDS,
     alert_on_option,
     budget_option,
+    caution_budget_option,
     existing_dir,
     min_normal_hours_option,
     runtime_option,
@@ -94,12 +95,14 @@ def metrics_command(traces_dir: Path, out_dir: Path | None, budget: float, min_n
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where the replay report and operating curve go.")
 @budget_option
+@caution_budget_option
 @stride_option
 @warning_window_option
 @min_normal_hours_option
 @runtime_option
 def calibrate_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, budget: float,
-                      stride: float | None, warning_window: float, min_normal_hours: float, runtime: str) -> None:
+                      caution_budget: float, stride: float | None, warning_window: float, min_normal_hours: float,
+                      runtime: str) -> None:
     """Set a bundle's alert threshold for a false-alert budget: replay drives through the monitor, and keep,
     of the thresholds whose false alerts per hour stay within the budget, the one warning the most crashes
     in time (the lowest of those: the earliest warnings).
@@ -110,8 +113,17 @@ def calibrate_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Pat
 
     s = _replay(bundle_dir, data_dir, split, out_dir, stride, None, False, warning_window, budget, min_normal_hours,
                 runtime)
-    pick = apply_calibration(bundle_dir, data_dir, split, out_dir, s, budget, warning_window)
+    pick = apply_calibration(bundle_dir, data_dir, split, out_dir, s, budget, warning_window, caution_budget)
     click.echo(f"{bundle_dir}: alert threshold {pick['threshold']:.2f} (was {s['threshold']:.3f}): {_scored(pick)}")
+    c = pick["cautions"]
+    if c is None:
+        click.echo(f"no caution keeps false cautions within {caution_budget:g}/h (see {out_dir / 'caution_curve.csv'}): "
+                   "the bundle names none, and a monitor cautions at 60 % of the alert threshold unless given "
+                   "--caution-on")
+    else:
+        rise = f"or rising to the alert within {c['caution_rise_seconds']:g} s" if c["caution_rise_seconds"] else \
+            "no rising rule"
+        click.echo(f"{bundle_dir}: caution threshold {c['caution_threshold']:.2f} ({rise}): {_cautioned(c)}")
 
 
 def _replay(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride: float | None, alert_on: float | None,
@@ -124,12 +136,21 @@ def _replay(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride:
                     warning_window, budget, min_normal_hours, runtime)
     click.echo(f"{s['clips']} clips at threshold {s['threshold']:.3f}: crash clips alerted "
                f"{s['crash_clips_alerted']}/{s['crash_clips']}; {_scored(s)}")
+    if s.get("cautions"):
+        click.echo(f"cautions at {s['cautions']['caution_threshold']:.3f}: {_cautioned(s['cautions'])}")
     if s.get("false_alerts_by_segment"):
         click.echo("false alerts by what was on screen as they started: "
                    + ", ".join(f"{kind} {count}" for kind, count in s["false_alerts_by_segment"].items()))
     click.echo(f"wrote {out_dir / 'replay_eval.csv'}, {out_dir / 'replay_eval.json'}, {out_dir / 'plots'}/ and "
                f"{out_dir / 'traces'}/")
     return s
+
+
+def _cautioned(c: dict[str, Any]) -> str:
+    per_hour, lead = c["false_cautions_per_hour"], c["median_first_warning_s"]
+    return (f"false cautions {c['false_cautions']} ({'n/a' if per_hour is None else f'{per_hour:.1f}'}/h of normal "
+            f"driving); crashes warned by a caution or an alert {c['warned_by_either']}, median first warning "
+            f"{'n/a' if lead is None else f'{lead:.2f} s'} ahead")
 
 
 def _scored(s: dict[str, Any]) -> str:
@@ -152,8 +173,12 @@ def _scored(s: dict[str, Any]) -> str:
 @click.option("--soak", "soak_clip", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Instead: the soak test, the monitor replaying this clip in a loop in real time for --minutes, "
                    "reporting memory growth, lag, latency and seq gaps (with the bundle of --demo-bundle).")
+@click.option("--alarm-latency", is_flag=True,
+              help="Instead: the latency from a frame's capture to the first sample `crashwatch alarm` hands to the "
+                   "audio output, through a real monitor (--demo-bundle on the demo drive, looped), ZeroMQ and MQTT "
+                   "(a Mosquitto started here), for --minutes.")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
-              help="With --soak: how long.")
+              help="With --soak or --alarm-latency: how long.")
 @click.option("--only-bundles", is_flag=True,
               help="Measure the --bundle bundles only (matmul probe, strides per runtime, floor, real-time replay), "
                    "without the research-way baselines and the demo-bundle replays (minutes instead of an hour).")
@@ -170,8 +195,9 @@ def _scored(s: dict[str, Any]) -> str:
               help="Markdown file for the table, with the machine and this command [default: docs/benchmarks.md; "
                    "with --soak: a JSON report, none by default; with --camera-health: none by default].")
 def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundle: Path | None,
-                  soak_clip: Path | None, minutes: float, only_bundles: bool, cameras_bundle: Path | None,
-                  live_clip: Path | None, health_clips: Path | None, out: Path | None) -> None:
+                  soak_clip: Path | None, alarm_latency: bool, minutes: float, only_bundles: bool,
+                  cameras_bundle: Path | None, live_clip: Path | None, health_clips: Path | None,
+                  out: Path | None) -> None:
     """Measure stride cost, speed-ups, latency, lag, memory and the CPU floor; print and write a table."""
     if health_clips is not None:
         from crashwatch.bench.health import measure, table
@@ -180,15 +206,18 @@ def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundl
         clips = sorted(p for p in health_clips.iterdir() if p.suffix.lower() in (".mp4", ".avi", ".mkv", ".mov"))
         if not clips:
             raise click.BadParameter(f"{health_clips}: no videos there", param_hint="--camera-health")
-        text = table(measure(clips), machine()) + f"\nCommand: `crashwatch {' '.join(sys.argv[1:])}`\n"
-        click.echo(text)
-        if out is not None:
-            out.write_text(text, encoding="utf-8")
-            click.echo(f"wrote {out}")
+        _emit(table(measure(clips), machine()), out)
         return
+    from crashwatch.demo import DEMO_DRIVE
     from crashwatch.demo import demo_bundle as shipped
 
     demo_bundle = demo_bundle or shipped()
+    if alarm_latency:
+        from crashwatch.bench import alarm
+        from crashwatch.bench.report import machine
+
+        _emit(alarm.table(*alarm.measure(demo_bundle, DEMO_DRIVE, minutes), machine(), minutes), out)
+        return
     if soak_clip is not None:
         from crashwatch.bench.soak import soak
 
@@ -202,6 +231,15 @@ def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundl
                 cameras_bundle, live_clip)
     click.echo(table.markdown())
     click.echo(f"wrote {out}")
+
+
+def _emit(table: str, out: Path | None) -> None:
+    """A measurement's table with the command that made it, printed and, where asked, written to ``out``."""
+    text = table + f"\nCommand: `crashwatch {' '.join(sys.argv[1:])}`\n"
+    click.echo(text)
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}")
 
 
 COMMANDS = (replay_eval_command, metrics_command, calibrate_command, bench_command)

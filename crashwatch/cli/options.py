@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 import click
 
 from crashwatch.contract.dataset import SPLITS
-from crashwatch.evaluation.scoring import FALSE_ALERT_BUDGET, MIN_NORMAL_HOURS, WARNING_WINDOW
+from crashwatch.evaluation.scoring import FALSE_ALERT_BUDGET, FALSE_CAUTION_BUDGET, MIN_NORMAL_HOURS, WARNING_WINDOW
 from crashwatch.monitor.pipeline.options import SETTING, SETTINGS, Setting
 from crashwatch.monitor.serving.options import SERVE_SETTING, SERVE_SETTINGS
 from crashwatch.monitor.transports.zeromq import PublisherError, check_endpoint
@@ -88,9 +88,12 @@ serve_options = settings_options(SERVE_SETTINGS)  # what a monitor process serve
 
 def endpoint_callback(connect: bool):
     """An option callback: the endpoint checked, or each of a repeated option's (``host:port`` taken as
-    tcp:// when connecting)."""
-    def check(ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+    tcp:// when connecting); an option not given stays None."""
+    def check(ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...] | None
+              ) -> str | tuple[str, ...] | None:
         try:
+            if value is None:
+                return None
             if isinstance(value, tuple):
                 return tuple(check_endpoint(v, connect) for v in value)
             return check_endpoint(value, connect)
@@ -115,6 +118,10 @@ budget_option = click.option(
     "--false-alerts-per-hour", "budget", type=Finite(min=0, max=3600), default=FALSE_ALERT_BUDGET, show_default=True,
     help="False-alert budget: of the alert thresholds with at most this many false alerts per hour of normal "
          "driving, the one warning the most crashes in time (the lowest of those) is picked.")
+caution_budget_option = click.option(
+    "--false-cautions-per-hour", "caution_budget", type=Finite(min=0, max=3600), default=FALSE_CAUTION_BUDGET,
+    show_default=True, help="False-caution budget for the caution threshold (the warning level below an alert), "
+    "picked by the same rule as the alert's, never above it.")
 min_normal_hours_option = click.option(
     "--min-normal-hours", type=Finite(min=0, max=1e6), default=MIN_NORMAL_HOURS, show_default=True,
     help="Hours of normal driving (no collision ahead) the replay must hold before a threshold is recommended "

@@ -3,11 +3,14 @@ thresholds, and the threshold that warns the most crashes within a false-alert b
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from crashwatch.evaluation.scoring import WARNING_WINDOW, score_alerts, summarise
+from crashwatch.evaluation.scoring import WARNING_WINDOW, false_alert_starts, score_alerts, summarise
+from crashwatch.monitor.messages import Level
 from crashwatch.monitor.pipeline.alerts import AlertPolicy, AlertTracker, alert_starts
+from crashwatch.monitor.pipeline.levels import RISES, CautionPolicy, LevelTracker
 
 # Every 0.02, and finer at the top, where the threshold of a strict false-alert budget lies for a model whose
 # risk before a collision saturates (0.99-1.00 for a second or more).
@@ -56,6 +59,54 @@ def within_budget(curve: list[dict[str, Any]], budget: float) -> dict[str, Any] 
         return None
     best = max(within, key=lambda p: (p["alerted_before_collision_rate"] or 0.0, -p["threshold"]))
     return {**best, "budget_per_hour": budget}
+
+
+def caution_starts(alert: AlertPolicy, caution: CautionPolicy, times: list[float],
+                   probabilities: list[float]) -> list[float]:
+    """The times the warning level rose from none to caution (a caution heard; an alert straight from none is an
+    alert, counted as such), as the monitor's trackers would raise them."""
+    alerts, levels, starts = AlertTracker(alert), LevelTracker(caution), []
+    for t, p in zip(times, probabilities):
+        alerts.update(t, p)
+        previous = levels.level
+        level, _ = levels.update(t, p, alert.on, alerts.alert_id, None)
+        starts += [t] if previous is Level.NONE and level is Level.CAUTION else []
+    return starts
+
+
+def caution_point(traces: list[Trace], alert: AlertPolicy, caution: CautionPolicy,
+                  warning_window: float = WARNING_WINDOW) -> dict[str, Any]:
+    """What the two levels do together: false cautions (cautions during normal driving, counted as false alerts
+    are) and their rate per hour of normal driving; the crashes warned in time by either level (a caution or an
+    alert starting in the warning window) and the median lead of that first warning."""
+    false_cautions, normal_s, leads = 0, 0.0, []
+    for trace in traces:
+        starts = caution_starts(alert, caution, trace.times, trace.probabilities)
+        false_cautions += len(false_alert_starts(starts, trace.event_time, trace.label, warning_window))
+        normal_s += score_alerts([], trace.duration, trace.event_time, trace.label, warning_window)["normal_s"]
+        if trace.label == 1 and trace.event_time is not None:
+            opens = trace.event_time - warning_window
+            both = starts + _alert_starts(alert, trace.times, trace.probabilities)
+            first = min((t for t in both if opens <= t < trace.event_time), default=None)
+            leads += [] if first is None else [trace.event_time - first]
+    hours = normal_s / 3600
+    return {"caution_threshold": caution.on, "caution_rise_seconds": caution.rise_seconds,
+            "false_cautions": false_cautions, "false_cautions_per_hour": false_cautions / hours if hours else None,
+            "warned_by_either": len(leads), "median_first_warning_s": statistics.median(leads) if leads else None}
+
+
+def caution_within_budget(traces: list[Trace], alert: AlertPolicy, budget: float,
+                          warning_window: float = WARNING_WINDOW) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The caution for ``budget`` false cautions an hour, by the alert threshold's rule: of the thresholds up to
+    the alert's (``CURVE_THRESHOLDS``) and the rising rule's look-aheads (``RISES``) within budget, the pair
+    warning the most crashes in time with either level, then the earliest, then the highest threshold. Returns
+    it (None when none keeps within budget) and every pair tried."""
+    rows = [caution_point(traces, alert, CautionPolicy.around(on, rise_seconds=rise), warning_window)
+            for on in [t for t in CURVE_THRESHOLDS if t <= alert.on] for rise in RISES]
+    within = [r for r in rows if r["false_cautions_per_hour"] is not None and r["false_cautions_per_hour"] <= budget]
+    best = max(within, key=lambda r: (r["warned_by_either"], r["median_first_warning_s"] or 0.0,
+                                      r["caution_threshold"]), default=None)
+    return (None if best is None else {**best, "budget_per_hour": budget}), rows
 
 
 def _alert_starts(policy: AlertPolicy, times: list[float], probabilities: list[float]) -> list[float]:

@@ -20,7 +20,7 @@ import cv2
 
 from crashwatch.contract.dataset import read_split
 from crashwatch.contract.sidecars import read_truth, segments_of
-from crashwatch.evaluation.curve import Trace, operating_curve, within_budget
+from crashwatch.evaluation.curve import Trace, caution_point, operating_curve, within_budget
 from crashwatch.evaluation.field import field_metrics, write_metrics
 from crashwatch.evaluation.plot import risk_chart
 from crashwatch.evaluation.scoring import (
@@ -58,14 +58,15 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
                 min_normal_hours: float = MIN_NORMAL_HOURS, runtime: str = "auto") -> dict[str, Any]:
     """Replay every clip of the split, write the report, and return its summary, with the field's metrics under
     ``field``. ``within_budget`` is the threshold recommended for ``budget``, None when none keeps within it or
-    when the split holds less than ``min_normal_hours`` of normal driving (``withheld`` then says why)."""
+    when the split holds less than ``min_normal_hours`` of normal driving (``withheld`` then says why);
+    ``cautions`` what the caution level did at the thresholds the replay ran at (``curve.caution_point``)."""
     clips = read_split(data, split, skip_bad)
     model = RiskModel.open(bundle, runtime=runtime)
     out.mkdir(parents=True, exist_ok=True)
     for folder in ("plots", TRACES):
         (out / folder).mkdir(exist_ok=True)
     segments = segments_of(read_truth(data, split))
-    rows, traces = [], []
+    rows, traces, monitor = [], [], None
     for number, clip in enumerate(clips, 1):
         monitor = replay_clip(model, clip.video, stride, alert_on)
         times, probabilities = [r.t for r in monitor.risks], [r.probability for r in monitor.risks]
@@ -96,21 +97,23 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
     if segments:
         summary["false_alerts_by_segment"] = dict(collections.Counter(
             kind for row in rows for kind in row["false_alerts_in"].split()).most_common())
+    if monitor is not None:
+        summary["cautions"] = caution_point(traces, monitor.policy, monitor.levels.policy, warning_window)
     curve = operating_curve(traces, {}, warning_window)
-    _write_csv(out / "operating_curve.csv", curve)
+    write_csv(out / "operating_curve.csv", curve)
     summary["within_budget"] = within_budget(curve, budget)
     if summary["normal_hours"] < min_normal_hours:
         summary["within_budget"] = None
         summary["withheld"] = (f"{summary['normal_hours'] * 60:.1f} min of normal driving, under the "
                                f"{min_normal_hours * 60:.0f} min a false-alert rate needs to set a threshold by")
-    _write_csv(out / "replay_eval.csv", rows)
+    write_csv(out / "replay_eval.csv", rows)
     (out / REPORT).write_text(json.dumps({"summary": summary, "clips": rows}, indent=2) + "\n", encoding="utf-8")
     metrics = field_metrics(traces, summary["threshold"], budget, warning_window, min_normal_hours=min_normal_hours)
     write_metrics(out, metrics)
     return {**summary, "field": metrics}
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

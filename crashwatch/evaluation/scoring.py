@@ -15,6 +15,7 @@ from typing import Any
 # the 1 s a stride and the alert hysteresis may take.
 WARNING_WINDOW = 5.0
 FALSE_ALERT_BUDGET = 2.0  # per hour of normal driving: the demo model's target
+FALSE_CAUTION_BUDGET = 6.0  # per hour: the caution, a quieter grade, may speak three times as often
 # Below this much normal driving a false-alert rate rests on too few alerts to set a threshold by: at 2 an hour,
 # an hour holds two of them, and a replay without any says little.
 MIN_NORMAL_HOURS = 1.0
