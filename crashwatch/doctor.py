@@ -25,7 +25,7 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 MIN_PYTHON = (3, 10)
 LOW_SPACE_BYTES = 2 * 10**9  # under an hour of 720p at the recording's bitrate: warn
 RUNTIME_PACKAGES = ("numpy", "opencv-python-headless", "pyzmq", "paho-mqtt", "prometheus-client", "cryptography",
-                    "click", "pyyaml")
+                    "sounddevice", "click", "pyyaml")
 
 
 @dataclass(frozen=True)
@@ -155,15 +155,16 @@ def _video() -> Finding:
 
 
 def _audio() -> Finding:
-    cards = Path("/proc/asound/cards")
-    if not cards.exists():
-        return Finding("audio", OK, "not checked on this system (no /proc/asound)")
-    names = [line.split("]:", 1)[1].strip() for line in cards.read_text().splitlines() if "]:" in line]
-    pulse = shutil.which("pactl") is not None
-    if not names and not pulse:
-        return Finding("audio", WARN, "no sound card and no PulseAudio: an in-cab warning would have nowhere to play")
-    return Finding("audio", OK, "; ".join(filter(None, [", ".join(names) and f"sound cards: {', '.join(names)}",
-                                                        "PulseAudio client present" if pulse else ""])))
+    """What `crashwatch alarm` would play through: PortAudio's output devices, and espeak-ng for --voice."""
+    try:
+        import sounddevice
+    except OSError as err:  # the package is there, the PortAudio library is not
+        return Finding("audio", WARN, f"no PortAudio ({err}): `crashwatch alarm` cannot play; install libportaudio2")
+    outputs = [d["name"] for d in sounddevice.query_devices() if d["max_output_channels"] > 0]
+    voice = "espeak-ng for --voice" if shutil.which("espeak-ng") else "no espeak-ng (tones only; apt install espeak-ng)"
+    if not outputs:
+        return Finding("audio", WARN, f"no audio output: an in-cab warning would have nowhere to play ({voice})")
+    return Finding("audio", OK, f"outputs: {', '.join(outputs)}; {voice}")
 
 
 def _disk(setup: Setup) -> list[Finding]:

@@ -10,6 +10,7 @@ not (an LED or a relay is not noise).
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import shlex
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 SILENT_S = 3.0  # a monitor sends status every second over ZeroMQ: three missed heartbeats is a monitor gone
 FRESH_S = 2.0  # a replayed change younger than this is sounded: its live copy was lost as this unit subscribed
-GAINS = (0.6, 0.8, 1.0)  # the imminent sound's loudness at its first sounding and each repeat after
+GAINS = (0.6, 0.8, 1.0)
+KEEP_SOUNDINGS = 1000  # the newest soundings kept (for the bench): a unit runs for days  # the imminent sound's loudness at its first sounding and each repeat after
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class Alarm:
         self.output = output
         self.policy = policy
         self.cameras: dict[str, _Camera] = {}
-        self.soundings: list[Sounding] = []
+        self.soundings: collections.deque[Sounding] = collections.deque(maxlen=KEEP_SOUNDINGS)
         self._muted_until = 0.0  # wall clock
         self._lock = threading.Lock()
         self._hooks: list[subprocess.Popen] = []  # running, reaped by ``tick``

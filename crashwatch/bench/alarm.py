@@ -121,7 +121,7 @@ def measure(bundle: Path, drive: Path, minutes: float) -> tuple[dict[str, list[S
         if broker is not None:
             broker.stop()
     shutil.rmtree(folder, ignore_errors=True)
-    return ({listener.name: listener.alarm.soundings for listener in listeners},
+    return ({listener.name: list(listener.alarm.soundings) for listener in listeners},
             {listener.name: listener.alarm.output.name for listener in listeners})
 
 
