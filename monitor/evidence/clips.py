@@ -16,6 +16,7 @@ import cv2
 
 from crashwatch.contract.bundle import sha256_of
 from crashwatch.contract.video import VideoError, probe_clip
+from crashwatch.monitor.evidence import disk
 from crashwatch.monitor.evidence.proof import Signer
 from crashwatch.monitor.evidence.segments import safe_name
 from crashwatch.monitor.frame import Frame
@@ -37,6 +38,7 @@ class EventRecorder:
         self.last_error: str | None = None
         self._open: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self.last_error = disk.check_folder(folder, "the events folder")
         self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
         self._thread.start()
@@ -82,7 +84,8 @@ class EventRecorder:
                 self.written += 1
             except Exception as err:  # any I/O failure: report and keep the monitor going
                 self.failed += 1
-                self.last_error = f"{event['path']}: {err}"
+                why = disk.describe(err, event["path"].parent) if isinstance(err, OSError) and err.errno else err
+                self.last_error = f"{event['path']}: {why}"
                 log.error("event clip not written: %s", self.last_error)
 
     def _write(self, event: dict[str, Any]) -> None:

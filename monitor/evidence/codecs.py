@@ -36,11 +36,12 @@ def quiet_stderr() -> Iterator[None]:
         os.close(null)
 
 
-def probe_codec(name: str, folder: Path) -> str:
-    """The codec to record with: ``name``, or for ``auto`` the first of h264, mp4v this OpenCV can write."""
+def probe_codec(name: str) -> str:
+    """The codec to record with: ``name``, or for ``auto`` the first of h264, mp4v this OpenCV can write. It
+    writes a test file in the system's temporary folder, not the recording's, whose disk may be full."""
     for candidate in (("h264", "mp4v") if name == "auto" else (name,)):
         fourcc, suffix = CODECS[candidate]
-        with tempfile.TemporaryDirectory(dir=folder) as scratch, quiet_stderr():
+        with tempfile.TemporaryDirectory() as scratch, quiet_stderr():
             path = Path(scratch) / f"probe{suffix}"
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), 10.0, (64, 48))
             ok = writer.isOpened()

@@ -8,8 +8,10 @@ file, and every segment from the window's start on is hard-linked (or copied, ac
 folder, the sidecar rewritten after each; segments that close later are linked until the alert's end plus the
 post-roll. A monitor that dies leaves the folder consistent: the sidecar lists what is linked, with every
 frame's stream and wall time. At the next start ``recover`` links what the dead run closed after its last
-link and marks the event ``interrupted``. Each segment is listed with its SHA-256 and its link of the chain,
-and with a ``Signer`` every save of the sidecar is signed (``crashwatch.monitor.evidence.proof``).
+link and marks the event ``interrupted``. A stretch of the window or post-roll the recorder could not write
+(a full or failing disk) is listed under ``missing`` with why, and the event ends ``incomplete``. Each segment
+is listed with its SHA-256 and its link of the chain, and with a ``Signer`` every save of the sidecar is signed
+(``crashwatch.monitor.evidence.proof``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.contract.window import EPSILON
+from crashwatch.monitor.evidence import disk
 from crashwatch.monitor.evidence.durable import fsync, write_json
 from crashwatch.monitor.evidence.proof import CHAIN_SEED, SIGNATURE, Signer, link
 from crashwatch.monitor.evidence.ring import LoopRecorder
@@ -40,6 +43,7 @@ SIDECAR = "event.json"
 class EventState(str, enum.Enum):
     RECORDING = "recording"  # the alert or its post-roll goes on
     COMPLETE = "complete"  # linked up to the end of the post-roll
+    INCOMPLETE = "incomplete"  # up to the end of the post-roll, but stretches of it could not be recorded
     STOPPED = "stopped"  # the monitor was stopped before the post-roll ended
     INTERRUPTED = "interrupted"  # the monitor died; a later start linked what that run had closed
 
@@ -62,13 +66,23 @@ class LockedEvent:
     end: dict[str, Any] | None = None  # the end message's body
     segments: list[dict[str, Any]] = field(default_factory=list)  # Segment fields and its ``chain`` link, in order
     errors: list[str] = field(default_factory=list)
+    missing: list[dict[str, Any]] = field(default_factory=list)  # stretches not recorded: from, to (stream s), why
     updated_at: float = 0.0
 
     def wants(self, segment: Segment) -> bool:
         """Whether ``segment`` belongs in this event: its run, and overlapping the window to the post-roll."""
         if segment.session != self.session or any(s["name"] == segment.name for s in self.segments):
             return False
-        return segment.t_end > self.window_start + EPSILON and (self.until is None or segment.t_start < self.until)
+        return self.overlaps(segment.t_start, segment.t_end)
+
+    def overlaps(self, t_start: float, t_end: float) -> bool:
+        """Whether stream seconds ``t_start`` to ``t_end`` reach into the window to the post-roll."""
+        return t_end > self.window_start + EPSILON and (self.until is None or t_start < self.until)
+
+    def covered_until(self) -> float | None:
+        """The stream time up to which the event is accounted for, recorded or known lost."""
+        ends = ([self.segments[-1]["frames"][-1]["t"]] if self.segments else []) + [m["to"] for m in self.missing]
+        return max(ends, default=None)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "state": self.state.value}
@@ -103,11 +117,13 @@ class EventLocker:
         self.signer = signer
         self.locked = 0  # events started
         self.complete = 0
+        self.incomplete = 0  # ended with stretches the recorder could not write
         self.recovered = 0
         self.failed = 0
         self.last_error: str | None = None
         self._open: dict[int, tuple[Path, LockedEvent]] = {}  # alert id -> folder, event (recorder's thread)
-        folder.mkdir(parents=True, exist_ok=True)
+        self._unsaved: dict[Path, LockedEvent] = {}  # sidecars a full disk kept from being written
+        self.last_error = disk.check_folder(folder, "the events folder")
         self.recover()
         recorder.listeners.append(self)
 
@@ -125,7 +141,7 @@ class EventLocker:
             path.mkdir(parents=True, exist_ok=True)
             self._save(path, event)
         except OSError as err:
-            self._fail(f"{path}: the event sidecar cannot be written ({err.strerror or err})")
+            self._fail(f"{path}: the event sidecar cannot be written ({disk.describe(err, path)})")
             return
         self.locked += 1
         self.recorder.call(lambda: self._begin(alert.alert_id, path, event))
@@ -137,6 +153,7 @@ class EventLocker:
 
     def close(self) -> None:
         """Called after the recorder closed: events whose post-roll the stop cut short say so."""
+        self._save_again()
         for path, event in self._open.values():
             event.state = EventState.STOPPED
             self._save(path, event)
@@ -145,7 +162,8 @@ class EventLocker:
 
     def stats(self) -> dict[str, Any]:
         return {"folder": str(self.folder), "locked": self.locked, "open": len(self._open), "complete": self.complete,
-                "recovered": self.recovered, "failed": self.failed, "last_error": self.last_error}
+                "incomplete": self.incomplete, "recovered": self.recovered, "failed": self.failed,
+                "last_error": self.last_error}
 
     # -- the recorder's thread ------------------------------------------------------------------------------
 
@@ -165,19 +183,37 @@ class EventLocker:
         self._settle(alert_id)
 
     def segment_closed(self, segment: Segment) -> None:
+        self._save_again()
         for alert_id, (path, event) in list(self._open.items()):
             if event.wants(segment):
                 self._link(path, event, segment)
                 self._save(path, event)
             self._settle(alert_id)
 
+    def stretch_lost(self, t_start: float, t_end: float, why: str) -> None:
+        for alert_id, (path, event) in list(self._open.items()):
+            if event.overlaps(t_start, t_end):
+                event.missing.append({"from": round(t_start, 4), "to": round(t_end, 4), "why": why})
+                self._save(path, event)
+                log.warning("event %s: stream %.2f to %.2f s could not be recorded: %s", path.name, t_start, t_end,
+                            why)
+            self._settle(alert_id)
+
     def _settle(self, alert_id: int) -> None:
-        """Complete an event whose segments reach the end of its post-roll."""
+        """End an event accounted for up to the end of its post-roll: complete, or incomplete where stretches
+        of it could not be recorded."""
         path, event = self._open[alert_id]
-        if event.until is not None and event.segments and event.segments[-1]["frames"][-1]["t"] >= event.until - EPSILON:
-            event.state = EventState.COMPLETE
-            self._save(path, event)
-            del self._open[alert_id]
+        covered = event.covered_until()
+        if event.until is None or covered is None or covered < event.until - EPSILON:
+            return
+        event.state = EventState.INCOMPLETE if event.missing else EventState.COMPLETE
+        self._save(path, event)
+        del self._open[alert_id]
+        if event.missing:
+            self.incomplete += 1
+            log.warning("event %s incomplete: %d segments, %d stretches not recorded (%s)", path.name,
+                        len(event.segments), len(event.missing), event.missing[-1]["why"])
+        else:
             self.complete += 1
             log.info("event %s complete: %d segments", path.name, len(event.segments))
 
@@ -200,12 +236,21 @@ class EventLocker:
             self._fail(message)
 
     def _save(self, path: Path, event: LockedEvent) -> None:
+        """Write the sidecar; one that cannot be written now (a full disk) is written again at the next chance:
+        a segment closing, a stretch lost, the stop."""
         event.updated_at = time.time()
         document = event.to_json()
         try:
             write_json(path / SIDECAR, self.signer.sign(document) if self.signer is not None else document)
         except OSError as err:
-            self._fail(f"{path / SIDECAR}: cannot be written ({err.strerror or err})")
+            self._unsaved[path] = event
+            self._fail(f"{path / SIDECAR}: cannot be written ({disk.describe(err, path)})")
+        else:
+            self._unsaved.pop(path, None)
+
+    def _save_again(self) -> None:
+        for path, event in list(self._unsaved.items()):
+            self._save(path, event)
 
     def _fail(self, message: str) -> None:
         self.failed += 1

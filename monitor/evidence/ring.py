@@ -6,12 +6,20 @@ are dropped from the recording and counted). Each closed segment gets a JSON sid
 stream and wall-clock time, written atomically after the video is closed, fsynced and read back, so a segment
 with a sidecar is whole; a video without one is the segment that was open when the monitor died, removed at
 the next start. ``index.jsonl`` beside them maps stream and wall-clock time to files for readers (event
-locking, a dashboard). Listeners (the event locker) hear of each segment as it closes, in the recorder's
-thread and before the ring drops anything, and may run work in that thread with ``call``.
+locking, a dashboard). Listeners (the event locker) hear of each segment as it closes, and of each stretch
+that could not be recorded, in the recorder's thread and before the ring drops anything, and may run work in
+that thread with ``call``.
+
+A disk is never a reason to stop watching: a recording folder that is full, read-only, missing or unwritable
+at start or later makes the recording ``unavailable`` (said once, in ``stats()['state']`` and
+``last_error``) while the monitor scores and alerts as before; it is tried again every ``RETRY_S`` and
+recording resumes when it can. Before each segment the ring keeps ``min_free`` bytes free on its disk by
+deleting its oldest segments (events hold hard links to theirs).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -29,6 +37,7 @@ import numpy as np
 
 from crashwatch.contract.bundle import sha256_of
 from crashwatch.contract.video import VideoError, probe_clip
+from crashwatch.monitor.evidence import disk
 from crashwatch.monitor.evidence.codecs import CODECS, probe_codec
 from crashwatch.monitor.evidence.durable import append_line, fsync, write_json
 from crashwatch.monitor.evidence.segments import (
@@ -46,6 +55,9 @@ log = logging.getLogger(__name__)
 GAP_SECONDS = 1.0  # a longer gap between frames (an outage) ends the segment instead of holding a frame
 LOSSLESS_BACKLOG_FRAMES = 64  # frames a file replay may run ahead of the recorder before the capture waits
 FPS_PROBE_FRAMES = 5  # frames the first segment waits for to measure the stream's rate
+RETRY_S = 5.0  # an unavailable recording folder is tried again this often
+MIN_ROOM = 64 * 1024  # less free than this is a full disk: not tried until there is more
+MIN_FREE = "256MB"  # the default free-space floor: a few minutes of 720p above whatever else fills the disk
 
 
 @dataclass
@@ -69,19 +81,15 @@ class LoopRecorder:
 
     def __init__(self, folder: Path, camera: str, keep: KeepPolicy, codec: str = "auto",
                  segment_seconds: float = 2.0, backlog_seconds: float = 5.0, lossless: bool = False,
-                 nominal_fps: Callable[[], float | None] | None = None) -> None:
+                 nominal_fps: Callable[[], float | None] | None = None, min_free: int = disk.parse_size(MIN_FREE)
+                 ) -> None:
         if not (math.isfinite(segment_seconds) and 0.2 <= segment_seconds <= 60):
             raise RecordingError(f"segment length {segment_seconds} s: give 0.2 to 60 seconds")
         self.dir = folder / safe_name(camera)
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise RecordingError(f"{self.dir}: cannot create the recording folder ({err.strerror})") from None
-        if not os.access(self.dir, os.W_OK):
-            raise RecordingError(f"{self.dir}: the recording folder is not writable")
         self.camera = camera
         self.keep = keep
-        self.codec = probe_codec(codec, self.dir)
+        self.min_free = min_free
+        self.codec = probe_codec(codec)
         self.fourcc, self.suffix = CODECS[self.codec]
         self.segment_seconds = segment_seconds
         self.backlog_seconds = backlog_seconds
@@ -94,7 +102,12 @@ class LoopRecorder:
         self.deleted = 0
         self.failed = 0
         self.frames_dropped = 0
+        self.frames_unrecorded = 0  # frames passed over while the folder was unavailable
         self.last_error: str | None = None
+        self.available = False
+        self._tried_at = 0.0  # monotonic
+        self._lost: list[float] | None = None  # the stretch not recorded so far: [first t, last t]
+        self._floor_warned = False
         self._number = 0
         self._open: _OpenSegment | None = None
         self._pending: list[Frame] = []  # the first frames, held until the stream's rate is known
@@ -102,7 +115,7 @@ class LoopRecorder:
         self._last_t: float | None = None
         self._index_deleted = 0
         self._queue: queue.Queue[Frame | Callable[[], None] | None] = queue.Queue()
-        self._recover()
+        self._open_folder()
         if self.codec != "h264":
             log.info("recording %s to %s as %s (this OpenCV cannot encode H.264): players such as VLC and mpv "
                      "play it, browsers need --record-codec vp8", camera, self.dir, self.codec)
@@ -136,11 +149,13 @@ class LoopRecorder:
 
     def stats(self) -> dict[str, Any]:
         segments = list(self.segments)
-        return {"dir": str(self.dir), "codec": self.codec, "session": self.session, "keep": self.keep.describe(),
+        return {"dir": str(self.dir), "state": "recording" if self.available else "unavailable",
+                "codec": self.codec, "session": self.session, "keep": self.keep.describe(),
                 "segments": len(segments), "bytes": sum(s.bytes for s in segments),
                 "oldest_age_s": round(time.time() - segments[0].wall_start, 1) if segments else None,
+                "free_bytes": disk.free_bytes(self.dir), "min_free_bytes": self.min_free,
                 "deleted": self.deleted, "failed": self.failed, "frames_dropped": self.frames_dropped,
-                "last_error": self.last_error}
+                "frames_unrecorded": self.frames_unrecorded, "last_error": self.last_error}
 
     # -- the recorder's thread ------------------------------------------------------------------------------
 
@@ -166,14 +181,67 @@ class LoopRecorder:
                 item()
         self._flush_pending()
         self._close_open()
+        self._report_lost()
 
     def _fail(self, error: str) -> None:
+        """A segment not written: counted, and the recording unavailable until the folder is tried again."""
         self.failed += 1
-        self.last_error = error
-        log.error("recording: %s", error)
+        self._unavailable(error)
+
+    def _unavailable(self, why: str) -> None:
+        """Said once per reason (a full disk would fail every segment); tried again after ``RETRY_S``."""
+        if why != self.last_error:
+            log.warning("recording to %s unavailable: %s. Scoring and alerts go on; trying again every %g s",
+                        self.dir, why, RETRY_S)
+        self.available, self.last_error, self._tried_at = False, why, time.monotonic()
+        segment, self._open = self._open, None  # a segment opened on the failing disk is not kept
+        if segment is not None:
+            segment.writer.release()
+            segment.path.unlink(missing_ok=True)
+            if segment.frames:
+                for listener in self.listeners:
+                    listener.stretch_lost(segment.t0, segment.frames[-1]["t"], why)
+
+    def _open_folder(self) -> bool:
+        """Make the folder usable (create it, take up earlier runs' segments, rewrite the index); where the
+        disk does not allow it, the recording is unavailable until a later try succeeds."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.dir, os.W_OK):
+                raise PermissionError(errno.EACCES, "Permission denied", str(self.dir))
+            free = disk.free_bytes(self.dir)
+            if free is not None and free < MIN_ROOM:
+                raise OSError(errno.ENOSPC, "No space left on device", str(self.dir))
+            self._recover()
+        except OSError as err:
+            self._unavailable(disk.describe(err, self.dir))
+            return False
+        self._report_lost()  # while ``last_error`` still says why
+        if self.last_error is not None:
+            log.warning("recording to %s resumed (it was unavailable: %s)", self.dir, self.last_error)
+        self.available, self.last_error = True, None
+        return True
+
+    def _pass_over(self, frame: Frame) -> None:
+        """A frame the unavailable folder cannot take: counted, and its time added to the stretch lost."""
+        self.frames_unrecorded += 1
+        if self._lost is None:
+            self._lost = [frame.t, frame.t]
+        self._lost[1] = frame.t
+        if self._lost[1] - self._lost[0] >= self.segment_seconds:  # events waiting on it hear of it in time
+            self._report_lost()
+
+    def _report_lost(self) -> None:
+        lost, self._lost = self._lost, None
+        if lost is not None:
+            for listener in self.listeners:
+                listener.stretch_lost(lost[0], lost[1], self.last_error or "the recording was unavailable")
 
     def _write(self, frame: Frame) -> None:
         """Take a frame; the first few wait until the stream's frame rate is known."""
+        if not self.available and (time.monotonic() - self._tried_at < RETRY_S or not self._open_folder()):
+            self._pass_over(frame)
+            return
         if self._last_t is not None and 0 < frame.t - self._last_t <= GAP_SECONDS:
             self._gaps.append(frame.t - self._last_t)
             del self._gaps[:-60]
@@ -181,8 +249,12 @@ class LoopRecorder:
         if self._number == 0 and len(self._gaps) < FPS_PROBE_FRAMES - 1:  # no segment yet
             self._pending.append(frame)
             return
-        self._flush_pending()
-        self._append(frame)
+        try:
+            self._flush_pending()
+            self._append(frame)
+        except OSError as err:  # a segment that cannot be opened on this disk
+            self._fail(disk.describe(err, self.dir) if err.errno is not None else str(err))
+            self._pass_over(frame)
 
     def _flush_pending(self) -> None:
         held, self._pending = self._pending, []
@@ -197,6 +269,9 @@ class LoopRecorder:
                     or frame.t - segment.frames[-1]["t"] > GAP_SECONDS or frame.t < segment.frames[-1]["t"]:
                 self._close_open()
                 segment = None
+                if not self.available:  # closing it failed: nothing more goes to this disk until tried again
+                    self._pass_over(frame)
+                    return
         if segment is None:
             segment = self._open = self._start_segment(frame)
             slot = 0
@@ -208,6 +283,7 @@ class LoopRecorder:
         segment.last_slot, segment.last_image = slot, frame.image
 
     def _start_segment(self, frame: Frame) -> _OpenSegment:
+        self._keep_floor()
         nominal = self.nominal_fps() if self.nominal_fps is not None else None
         if nominal:  # the source's own rate: arrival times of a live stream come in bursts
             fps = round(nominal, 3)
@@ -218,7 +294,10 @@ class LoopRecorder:
         height, width = frame.image.shape[:2]
         writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*self.fourcc), fps, (width, height))
         if not writer.isOpened():
-            raise OSError(f"{path}: cannot open a video writer there")
+            path.unlink(missing_ok=True)
+            free = disk.free_bytes(self.dir)
+            raise OSError(f"no space left on {disk.mount_of(self.dir)}" if free is not None and free < 2**20
+                          else f"{path}: cannot open a video writer there")
         return _OpenSegment(path, self._number, fps, (height, width), writer)
 
     def _close_open(self) -> None:
@@ -236,9 +315,14 @@ class LoopRecorder:
             try:
                 written = probe_clip(segment.path).num_frames
             except VideoError as err:
-                raise OSError(f"{segment.path}: the segment cannot be read back ({err}); disk full?") from None
+                written, unreadable = 0, str(err)
+            else:
+                unreadable = ""
             if written != expected:
-                raise OSError(f"{segment.path}: only {written} of {expected} frames were written (disk full?)")
+                free = disk.free_bytes(self.dir)
+                cause = f"no space left on {disk.mount_of(self.dir)}" if free is not None and free < 2**20 else \
+                    f"{segment.path.name}: {unreadable or f'only {written} of {expected} frames were written'}"
+                raise OSError(cause)
             closed = Segment(segment.path.name, self.session, segment.number, segment.fps, self.codec,
                              segment.path.stat().st_size, segment.frames, sha256_of(segment.path))
             self._prune(incoming=closed.bytes)
@@ -246,7 +330,10 @@ class LoopRecorder:
             append_line(self.dir / INDEX, closed.summary())
         except OSError as err:
             segment.path.unlink(missing_ok=True)
-            self._fail(str(err))
+            why = disk.describe(err, self.dir) if err.errno is not None else str(err)
+            self._fail(why)
+            for listener in self.listeners:
+                listener.stretch_lost(segment.t0, segment.frames[-1]["t"], why)
             return
         self.segments.append(closed)
         for listener in self.listeners:
@@ -264,15 +351,32 @@ class LoopRecorder:
             over_age = self.keep.max_age_s is not None and now - oldest.wall_end > self.keep.max_age_s
             if not (over_size or over_age):
                 break
-            self.segments.pop(0)
             total -= oldest.bytes
-            for path in (self.dir / oldest.name, (self.dir / oldest.name).with_suffix(".json")):
-                path.unlink(missing_ok=True)
-            self.deleted += 1
-            self._index_deleted += 1
-            append_line(self.dir / INDEX, {"deleted": oldest.name})
+            self._delete_oldest()
         if self._index_deleted > max(100, len(self.segments)):
             self._write_index()
+
+    def _keep_floor(self) -> None:
+        """Delete the oldest segments while the disk has less than ``min_free`` bytes free; say once when the
+        ring is empty and the floor still not kept (locked evidence and other files fill the disk)."""
+        free = disk.free_bytes(self.dir)
+        while free is not None and free < self.min_free and self.segments:
+            self._delete_oldest()
+            free = disk.free_bytes(self.dir)
+        short = free is not None and free < self.min_free
+        if short and not self._floor_warned:
+            log.warning("recording: %d bytes free on %s, under the %d kept free, with no segment of the ring left to "
+                        "delete: locked evidence and other files fill the disk", free, disk.mount_of(self.dir),
+                        self.min_free)
+        self._floor_warned = short
+
+    def _delete_oldest(self) -> None:
+        oldest = self.segments.pop(0)
+        for path in (self.dir / oldest.name, (self.dir / oldest.name).with_suffix(".json")):
+            path.unlink(missing_ok=True)
+        self.deleted += 1
+        self._index_deleted += 1
+        append_line(self.dir / INDEX, {"deleted": oldest.name})
 
     def _write_index(self) -> None:
         temp = self.dir / f".{INDEX}.tmp"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from crashwatch.contract.errors import CrashwatchError
+from crashwatch.monitor.evidence.disk import SIZE_UNITS
 from crashwatch.monitor.evidence.durable import read_lines
 
 INDEX = "index.jsonl"
@@ -26,7 +27,6 @@ class KeepPolicy:
     max_bytes: int | None = None
     max_age_s: float | None = None
 
-    UNITS = {"b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30}
     AGES = {"s": 1, "min": 60, "h": 3600, "d": 86400}
 
     @classmethod
@@ -36,8 +36,8 @@ class KeepPolicy:
         for part in (p.strip() for p in text.split(",")):
             match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([a-zA-Z]+)", part)
             unit = match.group(2).lower() if match else ""
-            if match and unit in cls.UNITS and max_bytes is None:
-                max_bytes = int(float(match.group(1)) * cls.UNITS[unit])
+            if match and unit in SIZE_UNITS and max_bytes is None:
+                max_bytes = int(float(match.group(1)) * SIZE_UNITS[unit])
             elif match and unit in cls.AGES and max_age is None:
                 max_age = float(match.group(1)) * cls.AGES[unit]
             else:
@@ -101,7 +101,11 @@ class Segment:
 
 
 class SegmentListener(Protocol):
-    def segment_closed(self, segment: Segment) -> None: ...
+    def segment_closed(self, segment: Segment) -> None:
+        """A segment was closed, whole, and listed in the index."""
+
+    def stretch_lost(self, t_start: float, t_end: float, why: str) -> None:
+        """The frames from ``t_start`` to ``t_end`` (stream seconds) could not be recorded, for ``why``."""
 
 
 def safe_name(camera: str) -> str:

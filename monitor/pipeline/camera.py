@@ -177,7 +177,7 @@ class Monitor:
         if options.record_dir is not None:
             recorder = LoopRecorder(options.record_dir, options.camera, options.record_keep, options.record_codec,
                                     options.record_segment_seconds, lossless=not options.source.live,
-                                    nominal_fps=lambda: self.capture.source_fps)
+                                    nominal_fps=lambda: self.capture.source_fps, min_free=options.record_min_free)
             return RecordedEvidence(recorder, EventLocker(options.events_dir or options.record_dir / "events",
                                                           options.camera, recorder, options.event_post_seconds,
                                                           options.signer))

@@ -19,7 +19,9 @@ from typing import Any, Callable
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.monitor.controls import Controls
 from crashwatch.monitor.evidence.codecs import CODEC_CHOICES
+from crashwatch.monitor.evidence.disk import parse_size
 from crashwatch.monitor.evidence.proof import Signer
+from crashwatch.monitor.evidence.ring import MIN_FREE
 from crashwatch.monitor.evidence.segments import KeepPolicy
 from crashwatch.monitor.pipeline.source import SourceSpec, parse_source
 
@@ -129,6 +131,13 @@ def folder(value: Any) -> Path:
     return path
 
 
+def size(value: Any) -> int:
+    """A size in bytes as a user writes it (``256MB``), or a number of bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return parse_size(str(value))
+
+
 def keep_policy(value: Any) -> KeepPolicy:
     return value if isinstance(value, KeepPolicy) else KeepPolicy.parse(str(value))
 
@@ -180,6 +189,10 @@ class MonitorOptions:
         "--record-codec", "record_codec", "With --record: auto is H.264 where this OpenCV can encode it, else mp4v "
         "(cheap; VLC and mpv play it); vp8 (WebM) plays in browsers and costs about 10x mp4v to encode.",
         "CODEC", choice(*CODEC_CHOICES), "auto")
+    record_min_free: int = setting(
+        "--record-min-free", "record_min_free", "With --record: the free space kept on the recording's disk, "
+        "deleting the ring's oldest segments before each new one (locked evidence is kept).", "SIZE", size,
+        MIN_FREE)
     record_segment_seconds: float = setting(
         "--record-segment", "record_segment", "With --record: seconds per segment (at most this much is lost if the "
         "monitor dies).", "SECONDS", number(0.2, 60), 2.0)
@@ -234,7 +247,7 @@ class MonitorOptions:
             raise OptionsError("is for files; a live source runs until it stops", SETTING["loop"])
         if self.record_dir is None:
             defaults = {f.name: f.default for f in dataclasses.fields(self)}
-            for name in ("record_keep", "record_codec", "record_segment_seconds"):
+            for name in ("record_keep", "record_codec", "record_segment_seconds", "record_min_free"):
                 if getattr(self, name) != defaults[name]:
                     raise OptionsError(f"is for the loop recording, which {SETTING['record_dir'].flag} turns on",
                                        SETTING[name])

@@ -23,6 +23,7 @@ from tests.support.media import write_video
 # A value for every setting, none of them its default.
 CHANGED = {"source": None, "name": "yard", "stride": 1.5, "replay": "fast", "loop": True, "preview": True,
            "events": "ev", "record": "rec", "record_keep": "2GB,1h", "record_codec": "mp4v", "record_segment": 4.0,
+           "record_min_free": "64MB",
            "alert.on": 0.7, "alert.off": 0.4, "alert.min_on_seconds": 0.5, "alert.min_off_seconds": 2.0,
            "caution.on": 0.5, "caution.off": 0.3, "caution.rise_seconds": 0.5,
            "window_seconds": 3.0, "degraded_alerts": "hold"}
@@ -71,6 +72,8 @@ def test_a_cameras_file_sets_every_setting(tmp_path):
     ("alert.on", "--alert-on", 1.5, "must be a number from 0 to 1"),
     ("record_segment", "--record-segment", 0.1, "must be a number from 0.2 to 60"),
     ("record_keep", "--record-keep", "lots", "give a size (500MB, 2GB), an age (30min, 24h, 7d) or both"),
+    ("record_min_free", "--record-min-free", "plenty", "give a size such as 500MB, 2GB or 64KiB"),
+    ("caution.on", "--caution-on", 2, "must be a number from 0 to 1"),
     ("name", "--camera", "front/left", "letters, digits, ., - and _"),
 ])
 def test_a_bad_value_gets_the_same_reason_from_the_command_line_and_a_cameras_file(tmp_path, key, flag, value,
