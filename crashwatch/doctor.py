@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +106,8 @@ def _cpu() -> Finding:
 
 def _bundle(setup: Setup) -> list[Finding]:
     from crashwatch.demo import DEMO_BUNDLE, is_demo_model
-    from crashwatch.monitor.engines.local import Runtime, resolve
+    from crashwatch.monitor.engines import choice
+    from crashwatch.monitor.engines.local import Runtime
     from crashwatch.monitor.engines.model import RiskModel
 
     folder = setup.bundle or DEMO_BUNDLE
@@ -117,9 +117,14 @@ def _bundle(setup: Setup) -> list[Finding]:
     findings = [Finding("bundle", OK, f"{folder}: {manifest.precision}, {manifest.layout.value} layout, "
                                       f"#{manifest.content_hash}, threshold {manifest.threshold:.3f}, every file's "
                                       f"checksum verified{demo}")]
-    runtime, why = resolve(Runtime.AUTO, manifest)
-    findings.append(Finding("runtime", OK, f"auto runs {runtime.value}: {why}"))
-    timing = RiskModel.open(folder).timing()
+    model = RiskModel.open(folder, runtime=Runtime.AUTO)  # times each graph on each runtime where there is a choice
+    engine = model.engine
+    if engine.choice is None:
+        findings.append(Finding("runtime", OK, f"auto runs {engine.runtime.value}: {choice.candidates(manifest)[1]}"))
+    else:
+        measured = "cached from an earlier start" if engine.choice.cached else "measured now, and cached"
+        findings.append(Finding("runtime", OK, f"auto, {measured} ({choice.cache_path()}): {engine.choice.why}"))
+    timing = model.timing()
     spacing = manifest.window.spacing
     figures = (f"vision {timing.encode_ms:.0f} ms a frame, score {timing.score_ms:.0f} ms a window; the window's "
                f"frames are {spacing:.2f} s apart")
@@ -139,12 +144,11 @@ def _video() -> Finding:
 
     ffmpeg = re.search(r"FFMPEG:\s+YES", cv2.getBuildInformation()) is not None
     writable = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for codec in CODECS:
-            try:
-                writable.append(probe_codec(codec, Path(scratch)))
-            except RecordingError:
-                pass
+    for codec in CODECS:
+        try:
+            writable.append(probe_codec(codec))
+        except RecordingError:
+            pass
     if not ffmpeg or not writable:
         return Finding("video", FAIL, f"OpenCV {cv2.__version__} {'has no FFmpeg' if not ffmpeg else 'writes no codec'}"
                                       ": files and streams cannot be read or recorded; pip install "

@@ -3,12 +3,18 @@ Helpers live in ``tests.support``."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.support.media import QUESTION, write_split, write_training_clips, write_video
 from tests.support.shared import CLIPS, TINY_CONFIG, need_shared
+
+# `--runtime auto` keeps what it measured per CPU and bundle: the tests' bundles go to a cache of their own, not
+# the user's (a test of the cache sets its own folder).
+os.environ.setdefault("CRASHWATCH_CACHE_DIR", tempfile.mkdtemp(prefix="crashwatch-test-cache-"))
 
 
 @pytest.fixture

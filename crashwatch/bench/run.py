@@ -23,7 +23,8 @@ from crashwatch.bench.rtsp import reconnect_after_outage, rtsp_server_available
 from crashwatch.bench.strides import preprocess_times, stride_times
 from crashwatch.contract.bundle import Manifest
 from crashwatch.contract.prompt import PromptLayout
-from crashwatch.monitor.engines.local import Runtime, openvino_installed, resolve
+from crashwatch.monitor.engines.local import Runtime, openvino_installed
+from crashwatch.monitor.engines.model import RiskModel
 
 
 def _architecture(manifest: Manifest) -> dict[str, Any] | None:
@@ -107,11 +108,11 @@ def run(smoke: bool, bundles: dict[str, Path], demo_bundle: Path | None, out: Pa
             table.add(f"{label}: stride, naive (all {r['frames']} frames re-encoded)", f"{r['naive'] * 1000:.0f} ms",
                       f"cached is {r['naive'] / r['cached']:.1f}x faster")
         if Runtime.OPENVINO in per_runtime:
-            chosen, why = resolve(Runtime.AUTO, manifest)
+            auto = RiskModel.open(bundle, runtime=Runtime.AUTO).engine.choice
             ratio = s["cached"] / per_runtime[Runtime.OPENVINO]["cached"]
             table.add(f"{name}: OpenVINO vs onnxruntime {precision}, cached stride", f"{ratio:.2f}x",
-                      f"{'OpenVINO' if ratio > 1 else 'onnxruntime'} faster here; --runtime auto takes {chosen.value} "
-                      f"({why})")
+                      f"{'OpenVINO' if ratio > 1 else 'onnxruntime'} faster here; --runtime auto, "
+                      f"{auto.why if auto is not None else 'one runtime only'}")
         arch = _architecture(manifest)
         if arch is not None:
             macs = macs_per_stride({**text_work(manifest, s["prompt_tokens"]), "image_size": manifest.pixels.image_size},

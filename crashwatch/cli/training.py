@@ -115,7 +115,8 @@ def _answers(ctx: click.Context, param: click.Parameter, value: str | None) -> t
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--openvino", is_flag=True,
               help="Also write OpenVINO graphs (fp16 weights, run at bf16 where the CPU has bf16 units), checked "
-                   "against PyTorch too; `--runtime auto` then uses them on CPUs with AMX (needs crashwatch[openvino]).")
+                   "against PyTorch too; `--runtime auto` then times them against onnxruntime's, graph by graph "
+                   "(needs crashwatch[openvino]).")
 def export_command(checkpoint_dir: Path | None, zero_shot: str | None, config_path: Path | None,
                    answers: tuple[str, ...] | None, out_dir: Path, precision: str, video: Path, force: bool,
                    openvino: bool) -> None:

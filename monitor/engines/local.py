@@ -4,7 +4,8 @@ One interface, ``Graph`` (a feed of named arrays in, the graph's first output ou
 never knows which engine runs. OpenVINO runs the fp32 graphs at the CPU's own inference precision (bf16 on
 CPUs with AVX-512 BF16 or AMX) and the onnxruntime-quantized int8 graphs slowly, so a bundle exported with
 ``--openvino`` carries OpenVINO graphs of its own (``vision.openvino.xml`` and so on), checked by
-the export's parity step; ``auto`` picks OpenVINO only for those (docs/export.md). A Triton server's graphs
+the export's parity step; ``auto`` times those against onnxruntime's, graph by graph
+(``crashwatch.monitor.engines.choice``). A Triton server's graphs
 (``crashwatch.monitor.serving.triton``) come through the same interface.
 """
 
@@ -15,9 +16,9 @@ import importlib.util
 import logging
 import platform
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -55,14 +56,44 @@ class Graph(Protocol):
 
 
 @dataclass(frozen=True)
+class RuntimeChoice:
+    """What ``--runtime auto`` chose (``crashwatch.monitor.engines.choice``): the runtime of each graph;
+    ``timings_ms`` (graph -> runtime -> median ms) where they were measured."""
+
+    graphs: dict[str, Runtime]
+    why: str
+    timings_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    cached: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"graphs": {name: runtime.value for name, runtime in self.graphs.items()}, "why": self.why,
+                "timings_ms": self.timings_ms, "cached": self.cached}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RuntimeChoice":
+        return cls({name: Runtime(value) for name, value in data["graphs"].items()}, str(data["why"]),
+                   {g: {r: float(ms) for r, ms in t.items()} for g, t in data["timings_ms"].items()}, True)
+
+
+@dataclass(frozen=True)
 class Engine:
     """A bundle's graphs opened on one runtime, by name (``crashwatch.contract.bundle.GRAPHS``: vision and head, or vision,
     block and readout), and what names it in ``status`` and the bench."""
 
-    runtime: Runtime
+    runtime: Runtime  # AUTO where ``--runtime auto`` put graphs on different runtimes (``runtimes`` says which)
     device: str  # the onnxruntime execution provider, or OpenVINO's device name
     inference_precision: str  # what the matrix products run at: the bundle's precision, or OpenVINO's (bf16, f32)
     graphs: Mapping[str, Graph]
+    runtimes: Mapping[str, Runtime] | None = None  # per graph, where the runtime was chosen by timing
+    choice: RuntimeChoice | None = None  # what chose them: its figures, whether they came from the cache
+
+    @classmethod
+    def combine(cls, engines: Mapping[Runtime, "Engine"], chosen: Mapping[str, Runtime]) -> "Engine":
+        """Each graph from the engine ``chosen`` for it; named by the vision graph's engine where they differ."""
+        vision = engines[chosen["vision"]]
+        mixed = len(set(chosen.values())) > 1
+        return cls(Runtime.AUTO if mixed else vision.runtime, vision.device, vision.inference_precision,
+                   {name: engines[runtime].graphs[name] for name, runtime in chosen.items()}, dict(chosen))
 
 
 def choose_providers(precision: str, requested: Sequence[str] | None = None) -> list[str]:
@@ -109,43 +140,17 @@ def cpu_model() -> str:
     return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
-def has_bf16_matrix_units() -> bool:
-    """AMX tiles for bf16: where OpenVINO's bf16 beats onnxruntime's int8 (AVX-512 BF16 alone does not,
-    docs/benchmarks.md)."""
-    return "amx_bf16" in cpu_flags()
-
-
-def resolve(requested: Runtime, manifest: Manifest, providers: Sequence[str] | None = None) -> tuple[Runtime, str]:
-    """The runtime ``requested`` means for this bundle here, and why (logged, and said by the bench)."""
-    if requested is Runtime.ONNXRUNTIME:
-        return requested, "asked for"
-    if requested is Runtime.TRITON:
+def open_engine(folder: Path, manifest: Manifest, runtime: Runtime, providers: Sequence[str] | None = None,
+                threads: int | None = None) -> Engine:
+    """Open the bundle's graphs on ``runtime``, onnxruntime or OpenVINO (``auto`` is chosen by timing, in
+    ``crashwatch.monitor.engines.choice``)."""
+    if runtime is Runtime.TRITON:
         raise BundleError("a local bundle does not run on Triton: serve it (`crashwatch serve-triton`) and give the "
                           "monitor --model triton://HOST:PORT/NAME")
-    if requested is Runtime.OPENVINO:
+    if runtime is Runtime.OPENVINO:
         if not openvino_installed():
             raise BundleError("--runtime openvino: the openvino package is not installed "
                               "(pip install 'crashwatch[openvino]')")
-        return requested, "asked for"
-    import onnxruntime as ort
-
-    if any(p in GPU_PROVIDERS for p in providers or ort.get_available_providers()):
-        return Runtime.ONNXRUNTIME, "a GPU provider is available to onnxruntime"
-    if manifest.openvino is None:
-        return Runtime.ONNXRUNTIME, "the bundle has no OpenVINO graphs (export with --openvino)"
-    if not openvino_installed():
-        return Runtime.ONNXRUNTIME, "the openvino package is not installed"
-    if not has_bf16_matrix_units():
-        return Runtime.ONNXRUNTIME, "this CPU has no AMX bf16 matrix units, without which OpenVINO is no faster"
-    return Runtime.OPENVINO, "OpenVINO graphs in the bundle and AMX bf16 matrix units on this CPU"
-
-
-def open_engine(folder: Path, manifest: Manifest, runtime: Runtime, providers: Sequence[str] | None = None,
-                threads: int | None = None) -> Engine:
-    """Open the bundle's graphs on ``runtime`` (``auto`` resolved first)."""
-    chosen, why = resolve(runtime, manifest, providers)
-    log.info("runtime %s (%s)", chosen.value, why)
-    if chosen is Runtime.OPENVINO:
         return _open_openvino(folder, manifest, threads)
     return _open_onnxruntime(folder, manifest, providers, threads)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping, Protocol, Sequence
 
@@ -38,6 +38,7 @@ from crashwatch.contract.bundle import (
 )
 from crashwatch.contract.prompt import PromptLayout
 from crashwatch.contract.risk import sigmoid
+from crashwatch.monitor.engines import choice
 from crashwatch.monitor.engines.local import Engine, Graph, Runtime, open_engine
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,22 @@ LAYOUTS: dict[PromptLayout, type[ChatLayout] | type[StreamingLayout]] = {
     PromptLayout.SMOLVLM: ChatLayout, PromptLayout.STREAMING: StreamingLayout}
 
 
+class _Recording:
+    """A graph that keeps the inputs of its last call, so that ``--runtime auto`` times it on real ones."""
+
+    def __init__(self, graph: Graph, name: str, feeds: dict[str, dict[str, np.ndarray]]) -> None:
+        self.graph, self.name, self.feeds = graph, name, feeds
+
+    def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        self.feeds[self.name] = {key: np.array(value) for key, value in feed.items()}
+        return self.graph(feed)
+
+
+def _graph_ms(graph: Graph, feed: dict[str, np.ndarray], repeats: int = 5) -> float:
+    """The median milliseconds of ``graph`` on ``feed``."""
+    return _median_ms(lambda: graph(feed), repeats)
+
+
 def _median_ms(call: Callable[[], object], repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
@@ -186,11 +203,46 @@ class RiskModel:
             raise BundleError(f"{folder}: no such bundle folder")
         manifest = Manifest.read(folder)
         manifest.verify_files(folder)
-        engine = open_engine(folder, manifest, Runtime(runtime), providers, threads)
         arrays = {name: read_array(folder / name, str(folder / name)) for name in PROMPT_ARRAYS}
+        runtime = Runtime(runtime)
+        if runtime is not Runtime.AUTO:
+            engine = open_engine(folder, manifest, runtime, providers, threads)
+            log.info("runtime %s (asked for)", runtime.value)
+        else:
+            engine = cls._auto_engine(folder, manifest, arrays, providers, threads)
         model = cls(folder.name, str(folder), manifest, arrays, engine)
         model._warm_up()
         return model
+
+    @classmethod
+    def _auto_engine(cls, folder: Path, manifest: Manifest, arrays: Mapping[str, np.ndarray],
+                     providers: Sequence[str] | None, threads: int | None) -> Engine:
+        """``--runtime auto``: the one runtime that can serve the bundle here, or each graph on the runtime
+        that ran it faster here, measured at the first start and cached (``choice``)."""
+        kinds, why = choice.candidates(manifest, providers)
+        if len(kinds) == 1:
+            log.info("runtime %s (%s)", kinds[0].value, why)
+            return open_engine(folder, manifest, kinds[0], providers, threads)
+        key = choice.cache_key(manifest, threads)
+        known = choice.cached(key)
+        if known is not None:
+            engines = {r: open_engine(folder, manifest, r, providers, threads) for r in set(known.graphs.values())}
+            log.info("runtimes per graph, as measured on this CPU before (%s): %s", choice.cache_path(), known.why)
+            return replace(Engine.combine(engines, known.graphs), choice=known)
+        log.info("timing each graph on %s (once for this CPU and bundle)", " and ".join(k.value for k in kinds))
+        engines = {r: open_engine(folder, manifest, r, providers, threads) for r in kinds}
+        feeds: dict[str, dict[str, np.ndarray]] = {}
+        probe = cls(folder.name, str(folder), manifest, arrays, replace(engines[kinds[0]], graphs={
+            name: _Recording(graph, name, feeds) for name, graph in engines[kinds[0]].graphs.items()}))
+        probe._warm_up()  # each graph's inputs from a real window
+        for engine in engines.values():  # every graph's first calls are slower than the rest
+            for name, feed in feeds.items():
+                engine.graphs[name](feed)
+        measured = choice.pick({name: {r.value: _graph_ms(e.graphs[name], feed) for r, e in engines.items()}
+                                for name, feed in feeds.items()})
+        choice.remember(key, measured)
+        log.info("runtimes per graph: %s (kept in %s)", measured.why, choice.cache_path())
+        return replace(Engine.combine(engines, measured.graphs), choice=measured)
 
     @classmethod
     def from_triton(cls, url: str, timeout: float) -> "RiskModel":
@@ -249,9 +301,11 @@ class RiskModel:
         baseline the pretrained model and its answers (None for a trained model)."""
         m, e = self.manifest, self.engine
         zero_shot = None if m.zero_shot is None else {"model": m.zero_shot["model"], "answers": m.zero_shot["answers"]}
+        runtimes = None if e.runtimes is None else {name: r.value for name, r in e.runtimes.items()}
         return {"name": self.name, "precision": m.precision, "threshold": m.threshold,
                 "hash": m.content_hash, "demo": demo, "runtime": e.runtime.value, "device": e.device,
-                "inference_precision": e.inference_precision, "layout": m.layout.value, "zero_shot": zero_shot}
+                "inference_precision": e.inference_precision, "layout": m.layout.value, "zero_shot": zero_shot,
+                "runtimes": runtimes, "runtime_choice": None if e.choice is None else e.choice.to_json()}
 
     @property
     def prompt_length(self) -> int:

@@ -82,9 +82,10 @@ class ServeOptions:
         "as failed [default: 10].", "SECONDS", number(0, 600, low_open=True))
     pub: str = setting("--pub", "pub", "ZeroMQ PUB endpoint to bind.", "ENDPOINT", endpoint, DEFAULT_ENDPOINT)
     runtime: str = setting(
-        "--runtime", "runtime", "Inference engine. auto: OpenVINO for a bundle exported with --openvino on a CPU with "
-        "AMX (where it is faster), onnxruntime otherwise and on GPUs; the choice and why are logged, the runtime "
-        "named in status.", "RUNTIME", choice(*RUNTIMES), Runtime.AUTO.value)
+        "--runtime", "runtime", "Inference engine. auto: where a bundle exported with --openvino could run on "
+        "OpenVINO or onnxruntime, each graph on the one that ran it faster on this CPU (timed at the first start, "
+        "then cached); onnxruntime otherwise and on GPUs. The choice and why are logged and named in status.",
+        "RUNTIME", choice(*RUNTIMES), Runtime.AUTO.value)
     threads: int | None = setting(
         "--threads", "threads", "Inference threads per graph (default: all cores).", "N", whole(1, 256))
     metrics: str | None = setting(

@@ -21,7 +21,7 @@ from crashwatch.contract.video import probe_clip, read_frames
 from crashwatch.contract.window import pick_frames
 from crashwatch.export.exporter import ExportError, export_bundle
 from crashwatch.export.parity import OPENVINO_TOLERANCE, TOLERANCES
-from crashwatch.monitor.engines.local import Runtime, has_bf16_matrix_units, openvino_installed, resolve
+from crashwatch.monitor.engines.local import Runtime, cpu_model, openvino_installed
 from crashwatch.monitor.engines.model import RiskModel
 from crashwatch.train.checkpoint import load_checkpoint
 from tests.support.imports import FORBID_TORCH
@@ -252,14 +252,35 @@ def test_openvino_graphs_are_exported_checked_and_run(run, bundles, tmp_path):
 
 
 @needs_openvino
-def test_auto_takes_openvino_only_for_its_own_graphs_on_a_cpu_with_amx(bundles, caplog):
-    with_graphs = Manifest.read(bundles["int8"])
-    without = Manifest.read(bundles["fp32"])
-    chosen, why = resolve(Runtime.AUTO, without)
-    assert chosen is Runtime.ONNXRUNTIME and "no OpenVINO graphs" in why
-    chosen, why = resolve(Runtime.AUTO, with_graphs)
-    assert chosen is (Runtime.OPENVINO if has_bf16_matrix_units() else Runtime.ONNXRUNTIME), why
-    # Asked for explicitly, OpenVINO runs a bundle's ONNX graphs, saying that the export did not check that path.
+def test_auto_times_each_graph_on_both_runtimes_once_and_keeps_the_choice(run, bundles, tmp_path, monkeypatch,
+                                                                         caplog):
+    monkeypatch.setenv("CRASHWATCH_CACHE_DIR", str(tmp_path / "cache"))
+    plain = RiskModel.open(bundles["fp32"], runtime="auto")  # no OpenVINO graphs: nothing to choose
+    assert plain.engine.runtime is Runtime.ONNXRUNTIME and plain.engine.choice is None
+
+    first = RiskModel.open(bundles["int8"], runtime="auto")
+    measured = first.engine.choice
+    assert measured is not None and not measured.cached and set(measured.graphs) == set(first.manifest.graphs)
+    for name, times in measured.timings_ms.items():  # each graph on the runtime that ran it faster
+        assert set(times) == {"onnxruntime", "openvino"} and all(ms > 0 for ms in times.values())
+        assert measured.graphs[name].value == min(times, key=times.__getitem__)
+    (key,) = json.loads((tmp_path / "cache" / "runtimes.json").read_text())
+    assert cpu_model() in key and first.manifest.content_hash in key
+
+    with caplog.at_level("INFO"):
+        again = RiskModel.open(bundles["int8"], runtime="auto")  # from the cache: nothing timed
+    assert again.engine.choice.cached and again.engine.choice.graphs == measured.graphs
+    assert "as measured on this CPU before" in caplog.text and "timing each graph" not in caplog.text
+    identity = again.identity()
+    assert identity["runtimes"] == {name: r.value for name, r in measured.graphs.items()}
+    assert identity["runtime_choice"]["cached"] is True
+    # Whichever runtime serves each graph, the answer is the model's.
+    pixels = _window(write_video(tmp_path / "other.mp4", 30, fps=10, size=(120, 80)), load_checkpoint(run).config)
+    assert again.window_probability(again.encode_frames(pixels)) == pytest.approx(
+        _torch_probability(run, pixels), abs=OPENVINO_TOLERANCE.max_probability_diff)
+    # Asked for, a runtime is taken as it is; OpenVINO then runs a bundle's ONNX graphs, saying the export did not
+    # check that path.
+    assert RiskModel.open(bundles["int8"], runtime="onnxruntime").engine.choice is None
     with caplog.at_level("WARNING"):
         assert RiskModel.open(bundles["fp32"], runtime="openvino").engine.runtime is Runtime.OPENVINO
     assert "did not cover" in caplog.text

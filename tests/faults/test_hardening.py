@@ -197,7 +197,8 @@ def test_status_and_alert_starts_name_the_model_and_the_demo_is_known_by_content
     _, collector = _replay(tiny_bundle, clip, tmp_path, alert_on=0.0, alert_off=0.0)
     expected = {"name": tiny_bundle.name, "precision": "fp32", "threshold": Manifest.read(tiny_bundle).threshold,
                 "hash": Manifest.read(tiny_bundle).content_hash, "demo": False, "runtime": "onnxruntime",
-                "device": "CPUExecutionProvider", "inference_precision": "fp32", "layout": "smolvlm", "zero_shot": None}
+                "device": "CPUExecutionProvider", "inference_precision": "fp32", "layout": "smolvlm", "zero_shot": None,
+                "runtimes": None, "runtime_choice": None}
     assert all(s["model"] == expected for s in collector.of("status"))
     starts = [a for a in collector.of("alert") if a["event"] == "start"]
     assert starts and all(a["model"] == expected for a in starts)
