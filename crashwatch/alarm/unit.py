@@ -28,9 +28,10 @@ from crashwatch.monitor.messages import Level, LevelChange, Message
 log = logging.getLogger(__name__)
 
 SILENT_S = 3.0  # a monitor sends status every second over ZeroMQ: three missed heartbeats is a monitor gone
+MQTT_SILENT_S = 12.0  # over MQTT its status comes every 5 s: two missed, and some slack
 FRESH_S = 2.0  # a replayed change younger than this is sounded: its live copy was lost as this unit subscribed
-GAINS = (0.6, 0.8, 1.0)
-KEEP_SOUNDINGS = 1000  # the newest soundings kept (for the bench): a unit runs for days  # the imminent sound's loudness at its first sounding and each repeat after
+GAINS = (0.6, 0.8, 1.0)  # the imminent sound's loudness at its first sounding and each repeat after
+KEEP_SOUNDINGS = 1000  # the newest soundings kept (for the bench): a unit runs for days
 
 
 @dataclass(frozen=True)

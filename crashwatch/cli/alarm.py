@@ -15,7 +15,6 @@ from crashwatch.monitor.transports.zeromq import DEFAULT_ENDPOINT
 log = logging.getLogger(__name__)
 
 LEVEL_NAMES = [level.value for level in LEVELS]
-MQTT_SILENT_S = 12.0  # MQTT status comes every 5 s: two missed and some slack
 
 
 def _output_options(command):  # type: ignore[no-untyped-def]
@@ -93,7 +92,7 @@ def run_command(endpoint: str | None, mqtt_url: str | None, mqtt_prefix: str, mq
     logged and no longer warned of."""
     from crashwatch.alarm.control import ControlSocket
     from crashwatch.alarm.run import run_alarm
-    from crashwatch.alarm.unit import SILENT_S, Alarm, AlarmPolicy
+    from crashwatch.alarm.unit import MQTT_SILENT_S, SILENT_S, Alarm, AlarmPolicy
     from crashwatch.monitor.serving.signals import stop_on_signals
 
     if endpoint is not None and mqtt_url is not None:

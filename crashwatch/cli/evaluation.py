@@ -216,7 +216,8 @@ def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundl
         from crashwatch.bench import alarm
         from crashwatch.bench.report import machine
 
-        _emit(alarm.table(*alarm.measure(demo_bundle, DEMO_DRIVE, minutes), machine(), minutes), out)
+        soundings, output = alarm.measure(demo_bundle, DEMO_DRIVE, minutes)
+        _emit(alarm.table(soundings, output, machine(), minutes), out)
         return
     if soak_clip is not None:
         from crashwatch.bench.soak import soak
