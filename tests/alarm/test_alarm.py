@@ -58,6 +58,13 @@ def _hook(log: Path) -> str:
     return f'{sys.executable} -c "{code}"'
 
 
+def _stop(*processes: subprocess.Popen | None) -> None:
+    for process in processes:
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(10)
+
+
 def _wav(path: Path) -> np.ndarray:
     with wave.open(str(path)) as handle:
         return np.frombuffer(handle.readframes(handle.getnframes()), "<i2").astype(np.float32) / 32768.0
@@ -92,10 +99,7 @@ def test_an_imminent_warning_from_a_real_monitor_is_heard_repeated_louder_until_
         monitor.kill()  # a monitor gone without a word
         alarm_log.wait_for("nothing heard for", 10)
     finally:
-        for process in (monitor, alarm):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(10)
+        _stop(monitor, alarm)
         server.stop()
     stretches = sounding_stretches(server.heard())
     assert len(stretches) >= 3, stretches
@@ -134,10 +138,7 @@ def test_a_caution_over_mqtt_is_written_once_and_its_end_runs_the_hook(tiny_bund
         while not (hooks.exists() and hooks.read_text()) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        for process in (monitor, alarm):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(10)
+        _stop(monitor, alarm)
         broker.stop()
     said = _wav(wav)
     stretches = sounding_stretches(said)
