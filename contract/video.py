@@ -9,11 +9,17 @@ The frame count in the header is not trusted either (truncated files claim more 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import cv2
+# FFmpeg inside OpenCV prints each decoder error straight to the process's stderr, which a user reads as a
+# crash; the project says what happened in its own words (a damaged stretch, an outage). OpenCV reads this when
+# it first opens a video, so it is set on import, before any capture.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402
 import numpy as np
 
 from crashwatch.contract.errors import CrashwatchError

@@ -200,6 +200,7 @@ class Status:
     #                                              baseline
     controls: dict[str, Any] | None = None  # with --mqtt: alerts, threshold, suspended_until (the operator's),
     #                                         threshold_in_force
+    frames_damaged: int = 0  # frames of a file that could not be decoded (a damaged stretch), skipped
 
     def to_wire(self) -> dict[str, Any]:
         body = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -205,6 +205,7 @@ class Monitor:
             capture_fps=round(c.fps, 2),
             frames_captured=c.frames,
             frames_dropped=c.dropped,
+            frames_damaged=c.damaged,
             strides=self.stats.strides,
             strides_skipped=self.stats.skipped,
             stride_s=self.stride,
@@ -393,4 +394,5 @@ class Monitor:
         return {"strides": self.stats.strides, "strides_skipped": self.stats.skipped,
                 "alerts": len(alert_starts(self.alerts)),
                 "frames": self.capture.stats.frames, "frames_dropped": self.capture.stats.dropped,
+                "frames_damaged": self.capture.stats.damaged,
                 "source_state": self.capture.stats.state, "source_error": self.capture.stats.last_error}

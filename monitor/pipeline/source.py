@@ -4,8 +4,10 @@ OpenCV, and a capture thread that never waits for the model.
 The capture thread stamps each frame with its stream time ``t`` (media time for a file, seconds since the
 first frame by the monotonic clock for a live source) and its wall-clock capture time, and pushes it into a
 ``FrameBuffer`` bounded in time. A file is replayed at its own frame rate (frames are skipped, and counted, if
-the reader falls behind) and ends the run; a live source that drops is reopened with exponential backoff, the
-outage reported through ``CaptureStats``.
+the reader falls behind) and ends the run; frames of a damaged stretch that cannot be decoded are skipped,
+counted and reported once per stretch, and the replay goes on (a file is only over at the frame count its
+header gives); a live source that drops is reopened with exponential backoff, the outage reported through
+``CaptureStats``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import cv2
 import numpy as np
 
 from crashwatch.contract.errors import CrashwatchError
+from crashwatch.contract.video import VideoError  # noqa: F401  (quiets FFmpeg before any capture opens)
 from crashwatch.monitor.frame import Frame
 from crashwatch.monitor.pipeline.buffer import FrameBuffer
 from crashwatch.monitor.redact import redact_url
@@ -32,6 +35,7 @@ LIVE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
 # Retries of a source that has streamed come at most this far apart, so that a short outage ends as soon as
 # the source is back; one that never sent a frame backs off to ``backoff_max``.
 BACKOFF_AFTER_ONLINE = 1.0
+MAX_DAMAGED_S = 30.0  # a file that decodes nothing for this long past a damaged stretch is taken to end there
 
 
 class SourceError(CrashwatchError):
@@ -93,6 +97,7 @@ class CaptureStats:
     state: str = "starting"  # starting, online, reconnecting, ended (the file ran out), stopped (asked to), failed
     frames: int = 0
     dropped: int = 0
+    damaged: int = 0  # frames of a file that could not be decoded (a damaged stretch), skipped
     outages: int = 0
     reconnect_attempts: int = 0
     backoff_s: float = 0.0
@@ -190,27 +195,34 @@ class Capture(threading.Thread):
             raise SourceError(f"{self.spec.display}: unusable frame rate in its header ({fps})")
         self.source_fps = fps
         self.stats.state = "online"
-        index = 0
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)  # the header's: decoding may stop short of it
+        index, damaged_from = 0, None
         try:
             while not self.stop_event.is_set():
                 t = offset + index / fps
-                if self.realtime:
-                    behind = (time.monotonic() - start) - t
-                    if behind < 0:
-                        self.stop_event.wait(-behind)
-                    elif behind > 1.0 / fps:  # fell behind: skip frames, as a live camera would
-                        if not capture.grab():
-                            break
-                        if self.stats.dropped == 0:
-                            log.warning("%s: reading and decoding fall behind the frame rate (%.1f fps): frames "
-                                        "are dropped, counted in status as frames_dropped", self.spec.display, fps)
-                        self.stats.dropped += 1
-                        index += 1
-                        continue
-                ok, image = capture.read()
-                if not ok or image is None:
-                    break
-                self._emit(t, image)
+                # Read first, then wait for the frame's time: a frame that does not decode costs no waiting.
+                skip = self.realtime and (time.monotonic() - start) - t > 1.0 / fps  # fell behind: skip, as a live camera would
+                ok, image = (capture.grab(), None) if skip else capture.read()
+                if not ok or (image is None and not skip):
+                    # The end, or a damaged stretch: the header's frame count says which (a stretch that never
+                    # ends is taken for the end after MAX_DAMAGED_S).
+                    if index >= count - 1 or (damaged_from is not None and index - damaged_from > MAX_DAMAGED_S * fps):
+                        break
+                    damaged_from = index if damaged_from is None else damaged_from
+                    index += 1
+                    continue
+                if damaged_from is not None:
+                    self._damaged(damaged_from, index, offset, fps)
+                    damaged_from = None
+                if skip:
+                    if self.stats.dropped == 0:
+                        log.warning("%s: reading and decoding fall behind the frame rate (%.1f fps): frames "
+                                    "are dropped, counted in status as frames_dropped", self.spec.display, fps)
+                    self.stats.dropped += 1
+                else:
+                    if self.realtime:
+                        self.stop_event.wait(max(0.0, t - (time.monotonic() - start)))
+                    self._emit(t, image)
                 index += 1
         finally:
             capture.release()
@@ -219,6 +231,14 @@ class Capture(threading.Thread):
         else:
             log.info("%s: end of file after %d frames", self.spec.display, index)
         return index / fps
+
+    def _damaged(self, first: int, end: int, offset: float, fps: float) -> None:
+        """Frames ``first`` to ``end`` (excluded) could not be decoded, and decoding went on after them: counted,
+        and said once."""
+        self.stats.damaged += end - first
+        log.warning("%s: %d frame(s) from %.2f s to %.2f s could not be decoded (the file is damaged there): skipped, "
+                    "the replay goes on", self.spec.display, end - first, offset + first / fps,
+                    offset + (end - 1) / fps)
 
     def _run_live(self) -> None:
         origin: float | None = None

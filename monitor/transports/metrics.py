@@ -171,6 +171,8 @@ class _Snapshot(Collector):
             put(gauge, "capture_fps", "Frames captured per second.", at, s["capture_fps"])
             put(counter, "frames_captured", "Frames taken from the source.", at, s["frames_captured"])
             put(counter, "frames_dropped", "Frames a file replay skipped to keep up.", at, s["frames_dropped"])
+            put(counter, "frames_damaged", "Frames of a file that could not be decoded (a damaged stretch), skipped.",
+                at, s.get("frames_damaged"))
             put(counter, "strides", "Windows scored.", at, s["strides"])
             put(counter, "strides_skipped", "Strides skipped (the model was busy, or its calls failed).", at,
                 s["strides_skipped"])

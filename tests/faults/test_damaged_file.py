@@ -1,0 +1,64 @@
+"""A real H.264 dashcam clip with 200 kB zeroed in the middle: the replay scores every frame that decodes, says
+once where the damage was, counts it in status and in Prometheus' counter, and FFmpeg's own complaints stay off
+the terminal."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+
+from crashwatch.bench.process import free_port
+from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.messages import CollectingOutlet, Risk
+from crashwatch.monitor.pipeline.camera import Monitor
+from crashwatch.monitor.pipeline.options import MonitorOptions
+from crashwatch.monitor.pipeline.source import parse_source
+from tests.support.shared import CLIPS, REPO, need_shared
+
+
+def _damage(tmp_path):
+    data = bytearray(need_shared(CLIPS / "highway_test_small1.mp4").read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 200_000] = bytes(200_000)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(data)
+    return damaged
+
+
+def _decodable(path) -> tuple[int, int]:
+    """OpenCV's own count, reading on past failures to the header's frame count: (decoded, header count)."""
+    capture = cv2.VideoCapture(str(path))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    decoded = sum(bool(capture.read()[0]) for _ in range(count))
+    capture.release()
+    return decoded, count
+
+
+def test_a_clip_damaged_in_the_middle_is_scored_on_every_decodable_frame(tiny_bundle, tmp_path, caplog):
+    damaged = _damage(tmp_path)
+    decoded, count = _decodable(damaged)
+    outlet = CollectingOutlet()
+    monitor = Monitor(RiskModel.open(tiny_bundle), MonitorOptions(source=parse_source(str(damaged)), replay="fast",
+                                                                  camera="cab"), lambda status: outlet)
+    with caplog.at_level("WARNING"):
+        summary = monitor.run()
+    assert summary["source_state"] == "ended"
+    assert summary["frames"] == decoded and decoded < count  # every decodable frame, past the damage
+    assert 0 < summary["frames_damaged"] <= count - decoded
+    said = [r.getMessage() for r in caplog.records if "could not be decoded" in r.getMessage()]
+    assert len(said) == 1 and str(damaged) in said[0] and "the replay goes on" in said[0]
+    risks = [b for b in outlet.bodies if isinstance(b, Risk)]
+    assert risks[-1].t > 3.0  # scored to the end of the 3.6 s clip, not stopped at the damage (1.4 s)
+    assert monitor.status().frames_damaged == summary["frames_damaged"]
+
+
+def test_ffmpeg_says_nothing_of_its_own_on_the_terminal(tiny_bundle, tmp_path):
+    damaged = _damage(tmp_path)
+    run = subprocess.run([sys.executable, "-m", "crashwatch", "monitor", "--bundle", str(tiny_bundle), "--source",
+                          str(damaged), "--replay", "fast", "--pub", f"tcp://127.0.0.1:{free_port()}"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "could not be decoded" in run.stderr
+    assert "[h264 @" not in run.stderr and "[h264 @" not in run.stdout  # FFmpeg's own lines
