@@ -177,6 +177,12 @@ def _scored(s: dict[str, Any]) -> str:
               help="Instead: the latency from a frame's capture to the first sample `crashwatch alarm` hands to the "
                    "audio output, through a real monitor (--demo-bundle on the demo drive, looped), ZeroMQ and MQTT "
                    "(a Mosquitto started here), for --minutes.")
+@click.option("--gpu-check", "gpu_configs", multiple=True, metavar="CONFIG",
+              help="Instead: training steps of CONFIG (repeatable; e.g. smolvlm2-256m, smolvlm2-500m) on CUDA in bf16 "
+                   "with gradient checkpointing (samples/s, peak memory) and its fp16 reference parity; on the CPU "
+                   "where there is no GPU. Random weights. Needs the train extra.")
+@click.option("--gpu-steps", type=click.IntRange(min=1), default=10, show_default=True,
+              help="With --gpu-check: timed optimizer steps per config.")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
               help="With --soak or --alarm-latency: how long.")
 @click.option("--only-bundles", is_flag=True,
@@ -195,10 +201,23 @@ def _scored(s: dict[str, Any]) -> str:
               help="Markdown file for the table, with the machine and this command [default: docs/benchmarks.md; "
                    "with --soak: a JSON report, none by default; with --camera-health: none by default].")
 def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundle: Path | None,
-                  soak_clip: Path | None, alarm_latency: bool, minutes: float, only_bundles: bool,
+                  soak_clip: Path | None, alarm_latency: bool, gpu_configs: tuple[str, ...], gpu_steps: int,
+                  minutes: float, only_bundles: bool,
                   cameras_bundle: Path | None, live_clip: Path | None, health_clips: Path | None,
                   out: Path | None) -> None:
     """Measure stride cost, speed-ups, latency, lag, memory and the CPU floor; print and write a table."""
+    if gpu_configs:
+        import torch
+
+        from crashwatch.bench import gpu
+        from crashwatch.bench.report import machine
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        name = torch.cuda.get_device_name(0) if device == "cuda" else "no GPU: on the CPU"
+        runs = [gpu.training_steps(config, device, gpu_steps) for config in gpu_configs]
+        references = [gpu.fp16_reference(config, device) for config in gpu_configs]
+        _emit(gpu.table(runs, references, f"{name}; {machine()}; torch {torch.__version__}"), out)
+        return
     if health_clips is not None:
         from crashwatch.bench.health import measure, table
         from crashwatch.bench.report import machine

@@ -219,7 +219,7 @@ class Capture(threading.Thread):
                         log.warning("%s: reading and decoding fall behind the frame rate (%.1f fps): frames "
                                     "are dropped, counted in status as frames_dropped", self.spec.display, fps)
                     self.stats.dropped += 1
-                else:
+                elif image is not None:  # always, once read: the failed read went above
                     if self.realtime:
                         self.stop_event.wait(max(0.0, t - (time.monotonic() - start)))
                     self._emit(t, image)

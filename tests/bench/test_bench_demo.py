@@ -40,6 +40,21 @@ def test_bench_smoke_prints_and_writes_every_measurement(tiny_bundle, tmp_path):
         assert "tiny: OpenVINO vs onnxruntime fp32, cached stride" in text
 
 
+def test_the_gpu_check_runs_where_there_is_no_gpu_on_the_cpu(tmp_path):
+    """The check a lent GPU machine runs, on the tiny architecture: real optimizer steps and the fp16
+    reference, the table written."""
+    out = tmp_path / "gpu.md"
+    result = subprocess.run([sys.executable, "-m", "crashwatch", "-q", "bench", "--gpu-check", "tiny", "--gpu-steps",
+                             "2", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert len([line for line in text.splitlines() if line.startswith("| tiny")]) == 2  # a training row, a parity row
+    training = re.search(r"\| tiny \| (\w+) \| 2 x 4 x 64 \| ([\d.]+) \| .* \| True \|", text)
+    assert training and float(training.group(2)) > 0  # samples a second, the loss finite
+    parity = re.search(r"\| tiny \| \w+ \| ([\d.]+) \| [\d.]+ / [\d.]+ \| ([\d.]+) \|", text)
+    assert parity and float(parity.group(1)) > 0.99 and float(parity.group(2)) < 0.05, text
+
+
 def test_the_shipped_demo_alerts_before_the_collision(tmp_path):
     if not (DEMO_BUNDLE / "manifest.json").is_file() or not DEMO_DRIVE.is_file():
         pytest.skip(f"no demo bundle in {DEMO_BUNDLE.parent}: it ships with the repository; `make demo-model` rebuilds it")
