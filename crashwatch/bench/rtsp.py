@@ -29,17 +29,19 @@ def rtsp_server_available() -> bool:
 
 
 class RtspServer:
-    """Serves ``source`` (an H.264 MP4 file, or ``test`` for a live test pattern) at ``url`` until killed;
-    ``start`` again serves it anew on the same port."""
+    """Serves ``source`` (an H.264 MP4 file, or ``test`` for a live test pattern) at ``url`` until killed, to
+    ``credentials`` (``USER:PASSWORD``) alone where given; ``start`` again serves it anew on the same port."""
 
-    def __init__(self, source: str | Path, port: int | None = None) -> None:
+    def __init__(self, source: str | Path, port: int | None = None, credentials: str | None = None) -> None:
         self.source = str(source)
         self.port = port or free_port()
         self.url = f"rtsp://127.0.0.1:{self.port}/live"
+        self.credentials = credentials
         self._process: subprocess.Popen | None = None
 
     def start(self) -> "RtspServer":
-        self._process = subprocess.Popen([str(GST_PYTHON), str(SERVER), self.source, str(self.port)],
+        self._process = subprocess.Popen([str(GST_PYTHON), str(SERVER), self.source, str(self.port),
+                                          *([self.credentials] if self.credentials else [])],
                                          stdout=subprocess.PIPE, text=True)
         if self._process.stdout.readline().strip() != "ready":
             self.kill()

@@ -27,6 +27,7 @@ from crashwatch.contract.errors import CrashwatchError
 from crashwatch.contract.video import VideoError  # noqa: F401  (quiets FFmpeg before any capture opens)
 from crashwatch.monitor.frame import Frame
 from crashwatch.monitor.pipeline.buffer import FrameBuffer
+from crashwatch.monitor.pipeline.diagnose import diagnose
 from crashwatch.monitor.redact import redact_url
 
 log = logging.getLogger(__name__)
@@ -252,7 +253,11 @@ class Capture(threading.Thread):
             if capture is None:
                 if self.stats.state == "starting" and self.spec.kind == "webcam":
                     raise SourceError(f"{self.spec.display}: no such webcam, or it cannot be opened")
-                backoff = self._outage(f"cannot open {self.spec.display}", backoff)
+                found = diagnose(str(self.spec.target)) if self.spec.kind == "stream" else None
+                if found is not None and found.lasting:  # a wrong password is as wrong in a second
+                    backoff = self.backoff_max
+                why = f"cannot open {self.spec.display}" + (f": {found.reason}" if found is not None else "")
+                backoff = self._outage(why, backoff)
                 continue
             fps = capture.get(cv2.CAP_PROP_FPS)
             self.source_fps = fps if fps and 0 < fps < 1000 else self.source_fps
@@ -306,6 +311,8 @@ class Capture(threading.Thread):
         if self.stats.state != "reconnecting":
             self.stats.went_offline()
             log.warning("%s; reconnecting", why)
+        elif why != self.stats.last_error:  # the reason changed (a camera booting: refused, then 401)
+            log.warning("%s; still reconnecting", why)
         self.stats.state, self.stats.last_error = "reconnecting", why
         self.stats.reconnect_attempts += 1
         self.stats.backoff_s = backoff
