@@ -13,8 +13,6 @@ from crashwatch.alarm.unit import Alarm
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.monitor.transports.zeromq import check_endpoint
 
-DEFAULT_CONTROL = "tcp://127.0.0.1:5580"
-
 
 class ControlError(CrashwatchError):
     """The control endpoint cannot be bound, or no alarm answers on it; the message names it."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from crashwatch.alarm import DEFAULT_CONTROL
 from crashwatch.cli.options import Finite, endpoint_callback
 from crashwatch.monitor.messages import LEVELS, Level
 from crashwatch.monitor.transports.zeromq import DEFAULT_ENDPOINT
@@ -77,7 +78,7 @@ def alarm_group() -> None:
               help="Run COMMAND (no shell) on each change to LEVEL, muted or not, with $CRASHWATCH_CAMERA, "
                    "$CRASHWATCH_LEVEL, $CRASHWATCH_PREVIOUS and $CRASHWATCH_PROBABILITY set (repeatable): an "
                    "LED, a relay, a seat vibrator.")
-@click.option("--control", default="tcp://127.0.0.1:5580", show_default=True,
+@click.option("--control", default=DEFAULT_CONTROL, show_default=True,
               help="Where `crashwatch alarm mute` reaches this unit (ZeroMQ).")
 def run_command(endpoint: str | None, mqtt_url: str | None, mqtt_prefix: str, mqtt_password_file: Path | None,
                 mqtt_ca: Path | None, curve_server_key: Path | None, curve_secret: Path | None,
@@ -139,7 +140,7 @@ def _reader(endpoint: str, mqtt_url: str | None, prefix: str, password_file: Pat
 
 @alarm_group.command("mute")
 @click.argument("minutes", type=Finite(min=0, max=1440))
-@click.option("--control", default="tcp://127.0.0.1:5580", show_default=True, help="The running alarm's --control.")
+@click.option("--control", default=DEFAULT_CONTROL, show_default=True, help="The running alarm's --control.")
 def mute_command(minutes: float, control: str) -> None:
     """Silence a running alarm's cautions and repeats for MINUTES (0 unmutes); an imminent warning still
     sounds once."""
