@@ -40,6 +40,9 @@ class ClipInfo:
     num_frames: int
     width: int
     height: int
+    # Stretches (first, last frame) that do not decode with frames that do after them: a file damaged in the
+    # middle, whose ``num_frames`` ends at the first damage.
+    damaged: tuple[tuple[int, int], ...] = ()
 
     @property
     def duration(self) -> float:
@@ -63,7 +66,8 @@ def _open(path: Path) -> cv2.VideoCapture:
 
 
 def probe_clip(path: str | Path) -> ClipInfo:
-    """Open ``path``, count the frames that decode, and return what it holds. Raises VideoError."""
+    """Open ``path``, count the frames that decode from the first on, note damaged stretches after them, and
+    return what it holds. Raises VideoError."""
     path = Path(path)
     capture = _open(path)
     try:
@@ -77,11 +81,22 @@ def probe_clip(path: str | Path) -> ClipInfo:
         count = 1
         while capture.grab():
             count += 1
+        # Read on to the header's count: frames that decode after the failure that ended the loop (at ``count``).
+        damaged: list[tuple[int, int]] = []
+        stretch: int | None = count
+        for index in range(count + 1, claimed):
+            if capture.grab():
+                if stretch is not None:
+                    damaged.append((stretch, index - 1))
+                    stretch = None
+            elif stretch is None:
+                stretch = index
     finally:
         capture.release()
-    if claimed > count:
+    if claimed > count and not damaged:
         log.debug("%s: header claims %d frames, %d decode", path, claimed, count)
-    return ClipInfo(path=path, fps=float(fps), num_frames=count, width=first.shape[1], height=first.shape[0])
+    return ClipInfo(path=path, fps=float(fps), num_frames=count, width=first.shape[1], height=first.shape[0],
+                    damaged=tuple(damaged))
 
 
 def read_frames(path: str | Path, indices: Sequence[int]) -> list[np.ndarray]:

@@ -169,16 +169,22 @@ def _place(video: LabelledVideo, target: Path, link: bool) -> None:
 
 
 def check_videos(videos: list[LabelledVideo], problems: list[Problem]) -> list[LabelledVideo]:
-    """Keep the videos that decode; add a Problem for each that does not, or whose name repeats another's."""
+    """Keep the videos that decode whole; add a Problem for each that does not (or is damaged in the middle),
+    or whose name repeats another's."""
     good, names = [], set()
     for video in progress(videos, "checking videos"):
         if video.file_name in names:
             problems.append(Problem(video.path, None, "another video has the same file name; names must be unique"))
             continue
         try:
-            probe_clip(video.path)
+            info = probe_clip(video.path)
         except VideoError as err:
             problems.append(Problem(video.path, None, str(err)))
+            continue
+        if info.damaged:
+            where = ", ".join(f"{a} to {b} ({a / info.fps:.2f} to {b / info.fps:.2f} s)" for a, b in info.damaged)
+            problems.append(Problem(video.path, None, f"damaged: frames {where} do not decode, frames after them do "
+                                                      "(training would see only the frames before the damage)"))
             continue
         names.add(video.file_name)
         good.append(video)

@@ -62,3 +62,17 @@ def test_ffmpeg_says_nothing_of_its_own_on_the_terminal(tiny_bundle, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "could not be decoded" in run.stderr
     assert "[h264 @" not in run.stderr and "[h264 @" not in run.stdout  # FFmpeg's own lines
+
+
+def test_dataset_index_reports_a_clip_damaged_in_the_middle_with_its_damaged_frames(tmp_path):
+    damaged = _damage(tmp_path)
+    source = tmp_path / "videos"
+    for label in ("positive", "negative"):
+        (source / label).mkdir(parents=True)
+    damaged.rename(source / "positive" / "damaged.mp4")
+    (source / "negative" / "sound.mp4").write_bytes(need_shared(CLIPS / "highway_test_small2.mp4").read_bytes())
+    run = subprocess.run([sys.executable, "-m", "crashwatch", "dataset", "index", str(source), "--out",
+                          str(tmp_path / "data")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert "damaged.mp4" in run.stderr and "damaged: frames 35 to 44 (1.40 to 1.76 s) do not decode" in run.stderr
+    assert "sound.mp4" not in run.stderr
