@@ -16,7 +16,7 @@ import json
 import time
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any, ClassVar, Protocol, Union
+from typing import Any, ClassVar, Protocol, TypeVar, Union
 
 SCHEMA_VERSION = 1
 
@@ -56,6 +56,20 @@ class Level(str, Enum):
 
 
 LEVELS = (Level.NONE, Level.CAUTION, Level.IMMINENT)
+
+
+class FlatMessage:
+    """A message whose wire form is its fields as they are (``ProcessStatus``, ``Preview``, ``Health``)."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_wire(cls: type[FlatT], m: dict[str, Any]) -> FlatT:
+        return cls(**_own_fields(cls, m))
+
+
+FlatT = TypeVar("FlatT", bound=FlatMessage)
 
 
 def schema_of(topic: Topic) -> str:
@@ -215,7 +229,7 @@ class Status:
 
 
 @dataclass(frozen=True)
-class ProcessStatus:
+class ProcessStatus(FlatMessage):
     """The heartbeat of a monitor of many cameras (``crashwatch monitor --config``), beside each camera's own
     ``status``: its cameras' states, the shared model's batches, and the process's memory."""
 
@@ -227,16 +241,9 @@ class ProcessStatus:
     memory_mb: float | None  # resident set size
     model: dict[str, Any] | None = None
 
-    def to_wire(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_wire(cls, m: dict[str, Any]) -> "ProcessStatus":
-        return cls(**_own_fields(cls, m))
-
 
 @dataclass(frozen=True)
-class Preview:
+class Preview(FlatMessage):
     """A small JPEG of the camera's newest frame (``crashwatch monitor --preview``), for a dashboard's live view.
     The JPEG travels base64 in the JSON, so every topic keeps the same two-frame layout and one decoder."""
 
@@ -249,16 +256,9 @@ class Preview:
     height: int
     jpeg: str  # the JPEG file's bytes, base64
 
-    def to_wire(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_wire(cls, m: dict[str, Any]) -> "Preview":
-        return cls(**_own_fields(cls, m))
-
 
 @dataclass(frozen=True)
-class Health:
+class Health(FlatMessage):
     """Whether the camera can see (``crashwatch.monitor.pipeline.health``), sent when that changes: ``ok``, or
     ``degraded`` with the checks that fail (black, blinded, frozen, blurred, obstructed, tilted)."""
 
@@ -269,13 +269,6 @@ class Health:
     since: float  # wall clock of this change
     t: float  # stream seconds of the frame that changed it
     figures: dict[str, float]  # what the checks measured on that frame
-
-    def to_wire(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_wire(cls, m: dict[str, Any]) -> "Health":
-        return cls(**_own_fields(cls, m))
 
 
 @dataclass(frozen=True)

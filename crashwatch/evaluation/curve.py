@@ -41,7 +41,7 @@ def operating_curve(traces: list[Trace], alert: dict[str, Any], warning_window: 
         policy = AlertPolicy.around(threshold, **alert)
         rows = []
         for trace in traces:
-            starts = _alert_starts(policy, trace.times, trace.probabilities)
+            starts = AlertRun.of(policy, trace).starts
             rows.append({"label": trace.label, "event_time": trace.event_time, "alert_fired": int(bool(starts)),
                          **score_alerts(starts, trace.duration, trace.event_time, trace.label, warning_window)})
         summary = summarise(rows, threshold)
@@ -61,33 +61,49 @@ def within_budget(curve: list[dict[str, Any]], budget: float) -> dict[str, Any] 
     return {**best, "budget_per_hour": budget}
 
 
-def caution_starts(alert: AlertPolicy, caution: CautionPolicy, times: list[float],
-                   probabilities: list[float]) -> list[float]:
+@dataclass(frozen=True)
+class AlertRun:
+    """What an alert policy makes of a trace, the same for every caution tried beside it: the open alert's id
+    after each stride (None while none is open) and the alert starts."""
+
+    alert_ids: list[int | None]
+    starts: list[float]
+
+    @classmethod
+    def of(cls, policy: AlertPolicy, trace: Trace) -> "AlertRun":
+        tracker, ids, events = AlertTracker(policy), [], []
+        for t, p in zip(trace.times, trace.probabilities):
+            events += tracker.update(t, p)
+            ids.append(tracker.alert_id)
+        return cls(ids, alert_starts(events))
+
+
+def caution_starts(alert: AlertPolicy, caution: CautionPolicy, trace: Trace, run: AlertRun) -> list[float]:
     """The times the warning level rose from none to caution (a caution heard; an alert straight from none is an
     alert, counted as such), as the monitor's trackers would raise them."""
-    alerts, levels, starts = AlertTracker(alert), LevelTracker(caution), []
-    for t, p in zip(times, probabilities):
-        alerts.update(t, p)
+    levels, starts = LevelTracker(caution), []
+    for t, p, alert_id in zip(trace.times, trace.probabilities, run.alert_ids):
         previous = levels.level
-        level, _ = levels.update(t, p, alert.on, alerts.alert_id, None)
+        level, _ = levels.update(t, p, alert.on, alert_id, None)
         starts += [t] if previous is Level.NONE and level is Level.CAUTION else []
     return starts
 
 
 def caution_point(traces: list[Trace], alert: AlertPolicy, caution: CautionPolicy,
-                  warning_window: float = WARNING_WINDOW) -> dict[str, Any]:
+                  warning_window: float = WARNING_WINDOW, runs: list[AlertRun] | None = None) -> dict[str, Any]:
     """What the two levels do together: false cautions (cautions during normal driving, counted as false alerts
     are) and their rate per hour of normal driving; the crashes warned in time by either level (a caution or an
-    alert starting in the warning window) and the median lead of that first warning."""
+    alert starting in the warning window) and the median lead of that first warning. ``runs``: each trace's
+    ``AlertRun`` for ``alert``, where the caller made them once for many cautions."""
+    runs = runs if runs is not None else [AlertRun.of(alert, trace) for trace in traces]
     false_cautions, normal_s, leads = 0, 0.0, []
-    for trace in traces:
-        starts = caution_starts(alert, caution, trace.times, trace.probabilities)
+    for trace, run in zip(traces, runs):
+        starts = caution_starts(alert, caution, trace, run)
         false_cautions += len(false_alert_starts(starts, trace.event_time, trace.label, warning_window))
         normal_s += score_alerts([], trace.duration, trace.event_time, trace.label, warning_window)["normal_s"]
         if trace.label == 1 and trace.event_time is not None:
             opens = trace.event_time - warning_window
-            both = starts + _alert_starts(alert, trace.times, trace.probabilities)
-            first = min((t for t in both if opens <= t < trace.event_time), default=None)
+            first = min((t for t in starts + run.starts if opens <= t < trace.event_time), default=None)
             leads += [] if first is None else [trace.event_time - first]
     hours = normal_s / 3600
     return {"caution_threshold": caution.on, "caution_rise_seconds": caution.rise_seconds,
@@ -101,14 +117,10 @@ def caution_within_budget(traces: list[Trace], alert: AlertPolicy, budget: float
     the alert's (``CURVE_THRESHOLDS``) and the rising rule's look-aheads (``RISES``) within budget, the pair
     warning the most crashes in time with either level, then the earliest, then the highest threshold. Returns
     it (None when none keeps within budget) and every pair tried."""
-    rows = [caution_point(traces, alert, CautionPolicy.around(on, rise_seconds=rise), warning_window)
+    runs = [AlertRun.of(alert, trace) for trace in traces]
+    rows = [caution_point(traces, alert, CautionPolicy.around(on, rise_seconds=rise), warning_window, runs)
             for on in [t for t in CURVE_THRESHOLDS if t <= alert.on] for rise in RISES]
     within = [r for r in rows if r["false_cautions_per_hour"] is not None and r["false_cautions_per_hour"] <= budget]
     best = max(within, key=lambda r: (r["warned_by_either"], r["median_first_warning_s"] or 0.0,
                                       r["caution_threshold"]), default=None)
     return (None if best is None else {**best, "budget_per_hour": budget}), rows
-
-
-def _alert_starts(policy: AlertPolicy, times: list[float], probabilities: list[float]) -> list[float]:
-    tracker = AlertTracker(policy)
-    return alert_starts([event for t, p in zip(times, probabilities) for event in tracker.update(t, p)])

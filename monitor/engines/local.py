@@ -80,20 +80,26 @@ class Engine:
     """A bundle's graphs opened on one runtime, by name (``crashwatch.contract.bundle.GRAPHS``: vision and head, or vision,
     block and readout), and what names it in ``status`` and the bench."""
 
-    runtime: Runtime  # AUTO where ``--runtime auto`` put graphs on different runtimes (``runtimes`` says which)
+    runtime: Runtime  # AUTO where ``--runtime auto`` put graphs on different runtimes (``choice`` says which)
     device: str  # the onnxruntime execution provider, or OpenVINO's device name
     inference_precision: str  # what the matrix products run at: the bundle's precision, or OpenVINO's (bf16, f32)
     graphs: Mapping[str, Graph]
-    runtimes: Mapping[str, Runtime] | None = None  # per graph, where the runtime was chosen by timing
-    choice: RuntimeChoice | None = None  # what chose them: its figures, whether they came from the cache
+    choice: RuntimeChoice | None = None  # where ``--runtime auto`` timed the graphs: its figures, whether cached
+
+    @property
+    def runtimes(self) -> Mapping[str, Runtime] | None:
+        """The runtime of each graph, where ``--runtime auto`` chose them by timing."""
+        return None if self.choice is None else self.choice.graphs
 
     @classmethod
-    def combine(cls, engines: Mapping[Runtime, "Engine"], chosen: Mapping[str, Runtime]) -> "Engine":
-        """Each graph from the engine ``chosen`` for it; named by the vision graph's engine where they differ."""
+    def combine(cls, engines: Mapping[Runtime, "Engine"], choice: RuntimeChoice) -> "Engine":
+        """Each graph from the engine ``choice`` names for it; named by the vision graph's engine, ``auto``
+        where they differ."""
+        chosen = choice.graphs
         vision = engines[chosen["vision"]]
         mixed = len(set(chosen.values())) > 1
         return cls(Runtime.AUTO if mixed else vision.runtime, vision.device, vision.inference_precision,
-                   {name: engines[runtime].graphs[name] for name, runtime in chosen.items()}, dict(chosen))
+                   {name: engines[runtime].graphs[name] for name, runtime in chosen.items()}, choice)
 
 
 def choose_providers(precision: str, requested: Sequence[str] | None = None) -> list[str]:

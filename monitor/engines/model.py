@@ -228,7 +228,7 @@ class RiskModel:
         if known is not None:
             engines = {r: open_engine(folder, manifest, r, providers, threads) for r in set(known.graphs.values())}
             log.info("runtimes per graph, as measured on this CPU before (%s): %s", choice.cache_path(), known.why)
-            return replace(Engine.combine(engines, known.graphs), choice=known)
+            return Engine.combine(engines, known)
         log.info("timing each graph on %s (once for this CPU and bundle)", " and ".join(k.value for k in kinds))
         engines = {r: open_engine(folder, manifest, r, providers, threads) for r in kinds}
         feeds: dict[str, dict[str, np.ndarray]] = {}
@@ -242,7 +242,7 @@ class RiskModel:
                                 for name, feed in feeds.items()})
         choice.remember(key, measured)
         log.info("runtimes per graph: %s (kept in %s)", measured.why, choice.cache_path())
-        return replace(Engine.combine(engines, measured.graphs), choice=measured)
+        return Engine.combine(engines, measured)
 
     @classmethod
     def from_triton(cls, url: str, timeout: float) -> "RiskModel":

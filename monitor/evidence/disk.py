@@ -23,9 +23,14 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * SIZE_UNITS[match.group(2).lower()])
 
 
+def _existing(path: Path) -> Path:
+    """``path``, or its nearest parent that exists (a folder not made yet lies on its parent's disk)."""
+    return next((p for p in (path, *path.absolute().parents) if p.exists()), Path(path.absolute().anchor))
+
+
 def mount_of(path: Path) -> Path:
-    """The mount point ``path`` lies on (of its nearest existing parent)."""
-    here = next((p for p in (path, *path.absolute().parents) if p.exists()), Path(path.absolute().anchor))
+    """The mount point ``path`` lies on."""
+    here = _existing(path)
     while not os.path.ismount(here) and here != here.parent:
         here = here.parent
     return here
@@ -34,9 +39,17 @@ def mount_of(path: Path) -> Path:
 def free_bytes(path: Path) -> int | None:
     """Bytes free to this user where ``path`` lies (None where that cannot be read)."""
     try:
-        return shutil.disk_usage(next(p for p in (path, *path.absolute().parents) if p.exists())).free
-    except (OSError, StopIteration):
+        return shutil.disk_usage(_existing(path)).free
+    except OSError:
         return None
+
+
+def make_writable(folder: Path) -> None:
+    """Make ``folder`` where it is missing and check that it may be written; the ``OSError`` of the disk
+    otherwise (``describe`` words it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(errno.EACCES, "Permission denied", str(folder))
 
 
 def describe(err: OSError, path: Path) -> str:
@@ -58,9 +71,7 @@ def check_folder(folder: Path, what: str) -> str | None:
     """Whether ``folder`` can be written now (made where missing): None, or why not in words, logged once as a
     WARNING saying that monitoring goes on (a disk never stops the warnings)."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not os.access(folder, os.W_OK):
-            raise PermissionError(errno.EACCES, "Permission denied", str(folder))
+        make_writable(folder)
     except OSError as err:
         why = describe(err, folder)
         log.warning("%s %s cannot be written now: %s. Scoring and alerts go on; each event tries again", what,

@@ -57,6 +57,7 @@ LOSSLESS_BACKLOG_FRAMES = 64  # frames a file replay may run ahead of the record
 FPS_PROBE_FRAMES = 5  # frames the first segment waits for to measure the stream's rate
 RETRY_S = 5.0  # an unavailable recording folder is tried again this often
 MIN_ROOM = 64 * 1024  # less free than this is a full disk: not tried until there is more
+NEARLY_FULL = 2**20  # a write that failed with less free than this failed for want of space
 MIN_FREE = "256MB"  # the default free-space floor: a few minutes of 720p above whatever else fills the disk
 
 
@@ -199,16 +200,27 @@ class LoopRecorder:
             segment.writer.release()
             segment.path.unlink(missing_ok=True)
             if segment.frames:
-                for listener in self.listeners:
-                    listener.stretch_lost(segment.t0, segment.frames[-1]["t"], why)
+                self._tell_lost(segment.t0, segment.frames[-1]["t"], why)
+
+    def _tell_lost(self, t_start: float, t_end: float, why: str) -> None:
+        for listener in self.listeners:
+            listener.stretch_lost(t_start, t_end, why)
+
+    def _unwritten(self, what: str) -> OSError:
+        """An OpenCV write that failed without a word: a full disk where it is nearly full, else ``what``."""
+        free = disk.free_bytes(self.dir)
+        if free is not None and free < NEARLY_FULL:
+            return OSError(errno.ENOSPC, "No space left on device", str(self.dir))
+        return OSError(what)
+
+    def _why(self, err: OSError) -> str:
+        return disk.describe(err, self.dir) if err.errno is not None else str(err)
 
     def _open_folder(self) -> bool:
         """Make the folder usable (create it, take up earlier runs' segments, rewrite the index); where the
         disk does not allow it, the recording is unavailable until a later try succeeds."""
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            if not os.access(self.dir, os.W_OK):
-                raise PermissionError(errno.EACCES, "Permission denied", str(self.dir))
+            disk.make_writable(self.dir)
             free = disk.free_bytes(self.dir)
             if free is not None and free < MIN_ROOM:
                 raise OSError(errno.ENOSPC, "No space left on device", str(self.dir))
@@ -234,8 +246,7 @@ class LoopRecorder:
     def _report_lost(self) -> None:
         lost, self._lost = self._lost, None
         if lost is not None:
-            for listener in self.listeners:
-                listener.stretch_lost(lost[0], lost[1], self.last_error or "the recording was unavailable")
+            self._tell_lost(lost[0], lost[1], self.last_error or "the recording was unavailable")
 
     def _write(self, frame: Frame) -> None:
         """Take a frame; the first few wait until the stream's frame rate is known."""
@@ -253,7 +264,7 @@ class LoopRecorder:
             self._flush_pending()
             self._append(frame)
         except OSError as err:  # a segment that cannot be opened on this disk
-            self._fail(disk.describe(err, self.dir) if err.errno is not None else str(err))
+            self._fail(self._why(err))
             self._pass_over(frame)
 
     def _flush_pending(self) -> None:
@@ -295,9 +306,7 @@ class LoopRecorder:
         writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*self.fourcc), fps, (width, height))
         if not writer.isOpened():
             path.unlink(missing_ok=True)
-            free = disk.free_bytes(self.dir)
-            raise OSError(f"no space left on {disk.mount_of(self.dir)}" if free is not None and free < 2**20
-                          else f"{path}: cannot open a video writer there")
+            raise self._unwritten(f"{path}: cannot open a video writer there")
         return _OpenSegment(path, self._number, fps, (height, width), writer)
 
     def _close_open(self) -> None:
@@ -319,10 +328,8 @@ class LoopRecorder:
             else:
                 unreadable = ""
             if written != expected:
-                free = disk.free_bytes(self.dir)
-                cause = f"no space left on {disk.mount_of(self.dir)}" if free is not None and free < 2**20 else \
-                    f"{segment.path.name}: {unreadable or f'only {written} of {expected} frames were written'}"
-                raise OSError(cause)
+                raise self._unwritten(
+                    f"{segment.path.name}: {unreadable or f'only {written} of {expected} frames were written'}")
             closed = Segment(segment.path.name, self.session, segment.number, segment.fps, self.codec,
                              segment.path.stat().st_size, segment.frames, sha256_of(segment.path))
             self._prune(incoming=closed.bytes)
@@ -330,10 +337,9 @@ class LoopRecorder:
             append_line(self.dir / INDEX, closed.summary())
         except OSError as err:
             segment.path.unlink(missing_ok=True)
-            why = disk.describe(err, self.dir) if err.errno is not None else str(err)
+            why = self._why(err)
             self._fail(why)
-            for listener in self.listeners:
-                listener.stretch_lost(segment.t0, segment.frames[-1]["t"], why)
+            self._tell_lost(segment.t0, segment.frames[-1]["t"], why)
             return
         self.segments.append(closed)
         for listener in self.listeners:

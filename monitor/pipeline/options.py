@@ -254,7 +254,6 @@ class MonitorOptions:
         if self.alert_on is not None and self.alert_off is not None and self.alert_off > self.alert_on:
             raise OptionsError(f"{self.alert_off} is above the alert's start ({self.alert_on}): an alert would end "
                                "before it starts", SETTING["alert_off"])
-
         if self.caution_on is not None and self.caution_off is not None and self.caution_off > self.caution_on:
             raise OptionsError(f"{self.caution_off} is above the caution's start ({self.caution_on}): a caution "
                                "would end before it starts", SETTING["caution_off"])
