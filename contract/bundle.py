@@ -77,6 +77,7 @@ BLOCK_OUTPUT = "state"
 READOUT_EMBEDS = "inputs_embeds"
 READOUT_PREFIX = "prefix"
 READOUT_BLOCKS = "blocks"
+READOUT_KEEP = "keep"  # [N, F, B]: 0 withholds a block position from the readout (bundles from 2026-12-06 on)
 READOUT_OUTPUT = "logits"
 
 # Each layout's graphs, by name: their ONNX files and the output the runtime reads.
@@ -147,7 +148,8 @@ def _graph_descriptions(segments: StreamingSegments | None, pixels: PixelSpec, t
                    {"name": READOUT_PREFIX, "dtype": "float32", "shape": ["batch", two, layers, heads, segments.prefix,
                                                                         head_dim]},
                    {"name": READOUT_BLOCKS, "dtype": "float32", "shape": ["batch", two, layers, heads,
-                                                                        window.num_frames, segments.block, head_dim]}],
+                                                                        window.num_frames, segments.block, head_dim]},
+                   {"name": READOUT_KEEP, "dtype": "float32", "shape": ["batch", window.num_frames, segments.block]}],
         "outputs": [{"name": READOUT_OUTPUT, "dtype": "float32", "shape": ["batch"]}],
     }}
 
@@ -305,6 +307,16 @@ class Manifest:
     def graphs(self) -> tuple[str, ...]:
         """The names of the bundle's graphs (``vision`` and the text graphs of its layout)."""
         return GRAPHS[self.layout]
+
+    @property
+    def withholds(self) -> bool:
+        """Whether a window's frames (and their image tokens) can be withheld from its score, positions unchanged:
+        the head's attention mask does it in the smolvlm layout; the readout needs its ``keep`` input, which
+        streaming bundles exported before 2026-12-06 lack (the monitor's explanations need it)."""
+        if self.layout is PromptLayout.SMOLVLM:
+            return True
+        inputs = self.raw.get("graphs", {}).get("readout", {}).get("inputs", [])
+        return any(isinstance(i, dict) and i.get("name") == READOUT_KEEP for i in inputs)
 
     @property
     def content_hash(self) -> str:

@@ -25,6 +25,7 @@ from crashwatch.contract.bundle import (
     HEAD_OUTPUT,
     READOUT_BLOCKS,
     READOUT_EMBEDS,
+    READOUT_KEEP,
     READOUT_OUTPUT,
     READOUT_PREFIX,
     VISION_INPUT,
@@ -105,15 +106,16 @@ class BlockGraph(nn.Module):
 
 class ReadoutGraph(nn.Module):
     """inputs_embeds [N, R, D], prefix [N, 2, layers, kv_heads, P, head_dim], blocks [N, 2, layers, kv_heads, F,
-    B, head_dim] -> logits [N]."""
+    B, head_dim], keep [N, F, B] (1, or 0 to withhold a block position from the readout) -> logits [N]."""
 
     def __init__(self, model: CrashRiskModel) -> None:
         super().__init__()
         self.model = model
         self.text = StreamingTextModel(model.text_model)
 
-    def forward(self, inputs_embeds: torch.Tensor, prefix: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
-        return self.model.classify(self.text.readout(inputs_embeds, prefix, blocks))
+    def forward(self, inputs_embeds: torch.Tensor, prefix: torch.Tensor, blocks: torch.Tensor,
+                keep: torch.Tensor) -> torch.Tensor:
+        return self.model.classify(self.text.readout(inputs_embeds, prefix, blocks, keep))
 
 
 def state_shape(model: CrashRiskModel) -> tuple[int, int, int, int]:
@@ -170,8 +172,8 @@ def export_readout(model: CrashRiskModel, path: Path, segments: tuple[int, int, 
     prefix, block, readout = segments
     batch = torch.export.Dim("batch", min=1, max=256)
     example = (torch.zeros(2, readout, hidden), torch.zeros(2, two, layers, heads, prefix, head_dim),
-               torch.zeros(2, two, layers, heads, frames, block, head_dim))
-    names = [READOUT_EMBEDS, READOUT_PREFIX, READOUT_BLOCKS]
+               torch.zeros(2, two, layers, heads, frames, block, head_dim), torch.ones(2, frames, block))
+    names = [READOUT_EMBEDS, READOUT_PREFIX, READOUT_BLOCKS, READOUT_KEEP]
     _export(ReadoutGraph(model).eval(), example, path, names, [READOUT_OUTPUT],
             {name: {0: batch} for name in names}, _weight_bytes(model.text_model) + _weight_bytes(model.head))
 

@@ -78,10 +78,13 @@ class StreamingTextModel(nn.Module):
                 hidden = self._attend(layer, hidden, key, value, _rotate(query, cos, sin), causal)
         return torch.stack([torch.stack(keys, 1), torch.stack(values, 1)], 1)
 
-    def readout(self, inputs_embeds: torch.Tensor, prefix: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    def readout(self, inputs_embeds: torch.Tensor, prefix: torch.Tensor, blocks: torch.Tensor,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
         """Readout embeddings ``[N, R, D]``, the prefix's state ``[N, 2, layers, kv, P, hd]`` and the window's
         blocks' ``[N, 2, layers, kv, F, B, hd]`` (oldest first) -> the last readout token's final hidden state
-        ``[N, D]``."""
+        ``[N, D]``. ``keep`` ``[N, F, B]`` (1 or 0) withholds the block positions at 0 from the readout's
+        attention, positions unchanged: a block seen by nothing else, withheld whole, is the window without
+        that frame (the monitor's explanations, ``crashwatch.monitor.explain``)."""
         batch, length = inputs_embeds.shape[:2]
         layers, frames, block = blocks.shape[2], blocks.shape[4], blocks.shape[5]
         start = prefix.shape[4] + frames * block  # the readout's first position
@@ -95,6 +98,8 @@ class StreamingTextModel(nn.Module):
                             dtype=inputs_embeds.dtype, device=inputs_embeds.device).triu(1)
         # One split each into every layer's keys and values (layer n: n and layers + n), not one per index.
         prefix_parts, block_parts = prefix.flatten(1, 2).unbind(1), blocks.flatten(1, 2).unbind(1)
+        withheld = None if keep is None else \
+            ((1 - keep) * torch.finfo(inputs_embeds.dtype).min).to(inputs_embeds.dtype).reshape(batch, 1, 1, -1)
         hidden = inputs_embeds
         for n, layer in enumerate(self.text_model.layers):
             query, key, value = self._project(layer, hidden)
@@ -108,9 +113,10 @@ class StreamingTextModel(nn.Module):
             key = _rotate(key, own_cos, own_sin)
             prefix_keys, prefix_values = prefix_parts[n], prefix_parts[layers + n]  # [N, kv, P, hd]
             block_keys, block_values = block_parts[n], block_parts[layers + n]  # [N, kv, F, B, hd]
+            to_window = (block_query @ block_keys.transpose(-1, -2)).transpose(2, 3).reshape(batch, kv_heads, rows, -1)
             scores = torch.cat([
                 own_query @ prefix_keys.transpose(-1, -2),
-                (block_query @ block_keys.transpose(-1, -2)).transpose(2, 3).reshape(batch, kv_heads, rows, -1),
+                to_window if withheld is None else to_window + withheld,
                 own_query @ key.transpose(-1, -2) + causal.repeat(groups, 1),
             ], -1) * layer.self_attn.scaling
             weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)

@@ -28,6 +28,7 @@ from crashwatch.contract.bundle import (
     PROMPT_IDS,
     READOUT_BLOCKS,
     READOUT_EMBEDS,
+    READOUT_KEEP,
     READOUT_PREFIX,
     TOKEN_EMBEDDINGS,
     TOKEN_IDS,
@@ -48,23 +49,42 @@ PROMPT_ARRAYS = (PROMPT_IDS, TOKEN_IDS, TOKEN_EMBEDDINGS)
 
 class ChatLayout:
     """The smolvlm layout: a frame is its image embeddings ``[T, D]``; a window's are merged into the prompt's
-    embeddings and the head graph runs the text model over all of it. (Each call is given the engine's graphs:
-    the fleet puts them behind batching after the model opened, ``crashwatch.monitor.serving.fleet``.)"""
+    embeddings and the head graph runs the text model over all of it. Withholding (``window_logits``) is by the
+    head's attention mask over a frame's image tokens: every token after them stops seeing them, positions
+    unchanged; the frame's timestamp and image markers stay. (Each call is given the engine's graphs: the fleet
+    puts them behind batching after the model opened, ``crashwatch.monitor.serving.fleet``.)"""
 
     def __init__(self, manifest: Manifest, template: np.ndarray, image_rows: np.ndarray, graphs: Mapping[str, Graph],
                  origin: str) -> None:
         self._manifest, self._template, self._image_rows = manifest, template, image_rows
+        self.positions = manifest.tokens_per_frame  # what ``keep`` covers of a frame: its image tokens
+        self.image_positions = np.arange(manifest.tokens_per_frame)
 
     def frame_states(self, graphs: Mapping[str, Graph], frame_embeds: np.ndarray) -> np.ndarray:
         return frame_embeds
 
     def window_logit(self, graphs: Mapping[str, Graph], states: Sequence[np.ndarray]) -> float:
+        return float(self.window_logits(graphs, [states])[0])
+
+    def window_logits(self, graphs: Mapping[str, Graph], windows: Sequence[Sequence[np.ndarray]],
+                      keep: np.ndarray | None = None) -> np.ndarray:
+        """N windows' logits ``[N]``; ``keep`` ``[N, F, T]`` withholds the image tokens at 0."""
         m = self._manifest
-        _check_window(states, m.window.num_frames, (m.tokens_per_frame, m.hidden_size), "frame embeddings")
-        embeds = self._template.copy()
-        embeds[self._image_rows] = np.concatenate(list(states))
-        mask = np.ones((1, embeds.shape[0]), np.int64)
-        return float(graphs["head"]({HEAD_EMBEDS: embeds[None], HEAD_MASK: mask})[0])
+        embeds = np.repeat(self._template[None], len(windows), 0)
+        for n, states in enumerate(windows):
+            _check_window(states, m.window.num_frames, (m.tokens_per_frame, m.hidden_size), "frame embeddings")
+            embeds[n, self._image_rows] = np.concatenate(list(states))
+        count, length = embeds.shape[0], embeds.shape[1]
+        mask = np.ones((count, length), np.int64)
+        if keep is not None:
+            # The head reads the token at the mask's sum less one (training's right-padded batches): each row
+            # withholding W tokens gets W more after its last, which no earlier token sees, so it reads its last.
+            mask[:, self._image_rows] = keep.reshape(count, -1)
+            withheld = length - mask.sum(1)
+            extra = int(withheld.max())
+            embeds = np.concatenate([embeds, np.zeros((count, extra, m.hidden_size), np.float32)], 1)
+            mask = np.concatenate([mask, (np.arange(extra)[None] < withheld[:, None]).astype(np.int64)], 1)
+        return np.asarray(graphs["head"]({HEAD_EMBEDS: embeds, HEAD_MASK: mask}), np.float32).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,19 @@ class Layout(Protocol):
     def frame_states(self, graphs: Mapping[str, Graph], frame_embeds: np.ndarray) -> np.ndarray: ...
 
     def window_logit(self, graphs: Mapping[str, Graph], states: Sequence[np.ndarray]) -> float: ...
+
+    def window_logits(self, graphs: Mapping[str, Graph], windows: Sequence[Sequence[np.ndarray]],
+                      keep: np.ndarray | None = None) -> np.ndarray:
+        """N windows' logits; ``keep`` ``[N, F, positions]`` (1 or 0) withholds a frame's positions at 0 from
+        what follows them, positions unchanged."""
+
+    @property
+    def positions(self) -> int:
+        """A frame's positions that ``keep`` covers."""
+
+    @property
+    def image_positions(self) -> np.ndarray:
+        """Which of them hold the frame's image tokens, in the connector's order (row by row)."""
 
 
 def _check_window(states: Sequence[np.ndarray], frames: int, shape: tuple[int, ...], what: str) -> None:
@@ -115,7 +148,10 @@ class StreamingLayout:
         self._readout = template[None, prefix + frames * block:]
         self._manifest = manifest
         self._block = block
+        self._keeps = manifest.withholds  # bundles exported before 2026-12-06 have no ``keep`` input
         self._buffers = threading.local()
+        self.positions = block  # what ``keep`` covers of a frame: its whole block
+        self.image_positions = self._block_rows
         self.prefix_state = graphs["block"]({BLOCK_EMBEDS: template[None, :prefix]})[0]
 
     def frame_states(self, graphs: Mapping[str, Graph], frame_embeds: np.ndarray) -> np.ndarray:
@@ -127,20 +163,33 @@ class StreamingLayout:
         return np.stack(states).astype(np.float32, copy=False)
 
     def window_logit(self, graphs: Mapping[str, Graph], states: Sequence[np.ndarray]) -> float:
+        return float(self.window_logits(graphs, [states])[0])
+
+    def window_logits(self, graphs: Mapping[str, Graph], windows: Sequence[Sequence[np.ndarray]],
+                      keep: np.ndarray | None = None) -> np.ndarray:
+        """N windows' logits ``[N]``; ``keep`` ``[N, F, B]`` withholds block positions at 0 from the readout."""
         m = self._manifest
         frames, (two, layers, heads, _, head_dim) = m.window.num_frames, self.prefix_state.shape
-        _check_window(states, frames, (two, layers, heads, self._block, head_dim), "frame states")
-        # The readout takes the frames after the key/value heads (``crashwatch.export.streaming``), copied into a buffer of
-        # the calling thread's (each camera's scorer has one): 4 ms for the 500M's 44 MB, where a new array
-        # each stride took 12 to 17 (its pages faulted in afresh).
+        count = len(windows)
+        if keep is not None and not self._keeps:
+            raise BundleError("this streaming bundle's readout has no `keep` input (exported before 2026-12-06): "
+                              "export it again to withhold frames from its score")
+        # The readout takes the frames after the key/value heads (``crashwatch.export.streaming``), copied into a
+        # buffer of the calling thread's (each camera's scorer has one): 4 ms for the 500M's 44 MB, where a new
+        # array each stride took 12 to 17 (its pages faulted in afresh).
         blocks = getattr(self._buffers, "blocks", None)
-        if blocks is None:
-            blocks = self._buffers.blocks = np.empty((1, two, layers, heads, frames, self._block, head_dim),
+        if blocks is None or blocks.shape[0] != count:
+            blocks = self._buffers.blocks = np.empty((count, two, layers, heads, frames, self._block, head_dim),
                                                      np.float32)
-        np.stack(states, axis=3, out=blocks[0])
-        feed = {READOUT_EMBEDS: self._readout, READOUT_PREFIX: self.prefix_state[None],
-                READOUT_BLOCKS: blocks}
-        return float(graphs["readout"](feed)[0])
+        for n, states in enumerate(windows):
+            _check_window(states, frames, (two, layers, heads, self._block, head_dim), "frame states")
+            np.stack(states, axis=3, out=blocks[n])
+        prefix = self.prefix_state[None] if count == 1 else np.repeat(self.prefix_state[None], count, 0)
+        feed = {READOUT_EMBEDS: np.repeat(self._readout, count, 0), READOUT_PREFIX: prefix, READOUT_BLOCKS: blocks}
+        if self._keeps:
+            feed[READOUT_KEEP] = np.ones((count, frames, self._block), np.float32) if keep is None else \
+                np.ascontiguousarray(keep, np.float32)
+        return np.asarray(graphs["readout"](feed), np.float32).reshape(-1)
 
 
 LAYOUTS: dict[PromptLayout, type[ChatLayout] | type[StreamingLayout]] = {
@@ -326,6 +375,11 @@ class RiskModel:
         """``encode_frames`` of one window's frames, oldest first (an array, or the frames' arrays one by one as
         the scorer caches them) -> the window's logit."""
         return self.layout.window_logit(self.engine.graphs, states)
+
+    def window_logits(self, windows: Sequence[Sequence[np.ndarray]], keep: np.ndarray | None = None) -> np.ndarray:
+        """Several windows' logits at once, ``keep`` ``[N, F, layout.positions]`` withholding positions at 0
+        (``Layout.window_logits``): what an explanation asks (``crashwatch.monitor.explain``)."""
+        return self.layout.window_logits(self.engine.graphs, windows, keep)
 
     def window_probability(self, states: Sequence[np.ndarray]) -> float:
         """The window's crash-risk probability."""

@@ -126,6 +126,35 @@ def test_loader_scores_a_window_like_pytorch(run, bundles, precision, tmp_path):
     assert onnx_probability == pytest.approx(_torch_probability(run, pixels), abs=TOLERANCES[precision].max_probability_diff)
 
 
+def test_a_window_without_a_frames_image_tokens_equals_pytorch_with_them_masked(run, bundles, tmp_path):
+    """The smolvlm layout's withholding (the explanations' per-frame shares): the fp32 head's logit with frame
+    k's image tokens masked equals PyTorch's text model over the whole prompt with the same 2-D mask, reading
+    the last token (within 1e-5); and the whole window's differs."""
+    other = write_video(tmp_path / "other.mp4", 30, fps=10, size=(120, 80))
+    checkpoint = load_checkpoint(run)
+    pixels = _window(other, checkpoint.config)
+    model = RiskModel.open(bundles["fp32"])
+    frames, tokens = checkpoint.config.num_frames, model.layout.positions
+    keep = np.ones((frames, frames, tokens), np.float32)
+    for k in range(frames):
+        keep[k, k] = 0
+    states = list(model.encode_frames(pixels))
+    withheld = model.window_logits([states] * frames, keep)
+    ids = torch.tensor([PromptEncoder(checkpoint.tokenizer, checkpoint.config.window, tokens)(QUESTION)])
+    rows = torch.nonzero(ids[0] == checkpoint.model.image_token_id)[:, 0].view(frames, tokens)
+    with torch.no_grad():
+        embeds = checkpoint.model.embed_prompt(ids, checkpoint.model.encode_frames(torch.from_numpy(pixels)))
+        whole = float(checkpoint.model.window_logits(embeds, torch.ones_like(ids))[0])
+        for k in range(frames):
+            mask = torch.ones_like(ids)
+            mask[0, rows[k]] = 0
+            hidden = checkpoint.model.text_model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+            reference = float(checkpoint.model.classify(hidden[:, -1])[0])
+            assert abs(reference - float(withheld[k])) <= 1e-5, (k, reference, float(withheld[k]))
+            assert abs(reference - whole) > 1e-5, k
+    assert model.window_logit(states) == pytest.approx(whole, abs=1e-5)
+
+
 def test_monitor_runs_a_bundle_where_torch_cannot_be_imported(run, bundles, tmp_path):
     other = write_video(tmp_path / "other.mp4", 30, fps=10)
     config = load_checkpoint(run).config

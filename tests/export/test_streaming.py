@@ -247,3 +247,34 @@ def test_cameras_sharing_a_streaming_model_are_batched_and_each_gets_its_own_res
         assert max(abs(r - one) for r in results) <= 1e-5
     assert set(stats) == {"vision", "block", "readout"}
     assert stats["block"]["max_batch"] > 1 and stats["readout"]["max_batch"] > 1
+
+
+def test_a_window_without_each_frame_equals_pytorch_with_that_block_masked_out_of_the_readout(streaming_run,
+                                                                                             fp32_strides):
+    """The explanations' per-frame shares are exact: on a real clip the fp32 bundle's logit with frame k's block
+    withheld (``keep``) equals PyTorch's text model over the whole prompt with the layout's mask and frame k's
+    block masked out of the readout's attention, positions unchanged (within 1e-5); and differs from the whole
+    window's, so the comparison can fail."""
+    from crashwatch.train.model import streaming_mask
+
+    model, results, pixels = fp32_strides
+    frames, block = model.manifest.window.num_frames, model.layout.positions
+    states = [model.encode_frames(pixels[-1][k:k + 1])[0] for k in range(frames)]
+    keep = np.ones((frames, frames, block), np.float32)
+    for k in range(frames):
+        keep[k, k] = 0
+    withheld = model.window_logits([states] * frames, keep)
+    run = load_checkpoint(streaming_run)
+    prompt = run.prompt()
+    prefix, _, readout = prompt.lengths
+    ids, segments = torch.tensor([prompt.ids]), torch.tensor([prompt.segments])
+    with torch.no_grad():
+        embeds = run.model.embed_prompt(ids, run.model.encode_frames(torch.from_numpy(pixels[-1])))
+        whole = float(run.model.window_logits(embeds, torch.ones_like(ids), segments)[0])
+        for k in range(frames):
+            mask = streaming_mask(segments, embeds.dtype)
+            mask[..., -readout:, prefix + k * block:prefix + (k + 1) * block] = torch.finfo(embeds.dtype).min
+            hidden = run.model.text_model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+            reference = float(run.model.classify(hidden[:, -1])[0])
+            assert abs(reference - float(withheld[k])) <= 1e-5, (k, reference, float(withheld[k]))
+            assert abs(reference - whole) > 1e-4, k
