@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from crashwatch.contract.dataset import read_split
+from crashwatch.contract.sidecars import Box, Boxes, BoxesError, BoxFrame, boxes_path, read_boxes
 from crashwatch.contract.video import probe_clip
+from crashwatch.datasets.synth import generate as synth
 from crashwatch.datasets.synth.catalog import COLLISIONS, KINDS, NEAR_MISSES, build
-from crashwatch.datasets.synth.drive import HANDOVER_CLEARANCE, Drive
-from crashwatch.datasets.synth.generate import ALARMING, FPS, ORDINARY, _write_clip, generate
+from crashwatch.datasets.synth.drive import HANDOVER_CLEARANCE, Drive, Segment
+from crashwatch.datasets.synth.generate import ALARMING, FPS, ORDINARY, SIZE, _write_clip, generate
 from crashwatch.datasets.synth.render import agent_boxes, frame_camera, in_view, render_frame
 from crashwatch.datasets.synth.scenario import EGO_FRONT, EGO_WIDTH, look
 
@@ -98,6 +101,21 @@ def test_generate_writes_the_trainer_layout_with_research_labels(tmp_path):
             geometry = json.loads(clip.video.with_suffix(".geometry.json").read_text())
             assert len(geometry["frames"]) == clip.info.num_frames and geometry["size"] == [320, 180]
             assert geometry == json.loads((tmp_path / "b" / split / clip.video.name).with_suffix(".geometry.json").read_text())
+            # ... and its road users' boxes, the same for the same seed, a target only where it collides.
+            boxes = read_boxes(boxes_path(clip.video))
+            assert [frame.t for frame in boxes.frames] == pytest.approx(np.arange(clip.info.num_frames) / FPS)
+            assert [len(frame.boxes) for frame in boxes.frames] == [len(frame["agents"]) for frame in geometry["frames"]]
+            assert any(frame.target for frame in boxes.frames) == bool(clip.label)
+            assert boxes_path(clip.video).read_bytes() == boxes_path(tmp_path / "b" / split / clip.video.name).read_bytes()
+    for drive in drives:  # a drive's boxes: a target only in a crash drive's collision scenario, in its last seconds
+        boxes = read_boxes(boxes_path(drive.video))
+        assert len(boxes.frames) == drive.info.num_frames
+        targeted = [frame.t for frame in boxes.frames if frame.target]
+        if drive.label:
+            assert drive_truth[drive.name]["segment_starts_s"][-1] - 1e-6 <= min(targeted) < drive.event_time
+            assert boxes.target_at(drive.event_time - 0.5) is not None
+        else:
+            assert not targeted
 
 
 @pytest.mark.parametrize("kind", ["rear_end", "crossing", "pass_by", "follow"])
@@ -133,6 +151,13 @@ def test_a_training_clip_runs_on_as_a_drive_plays_it(tmp_path):
         speeds = np.array([f["ego_speed"] for f in frames])
         assert np.abs(np.diff(speeds)).max() <= 0.95 + 1e-6
         opens_at = truth.get("handed_over_at", 0.0)
+        boxes = read_boxes(boxes_path(tmp_path / name))
+        assert len(boxes.frames) == len(frames)
+        # the colliding road user is the target from the clip's scenario on (not in the handover before it)
+        targeted = [frame.t for frame in boxes.frames if frame.target]
+        assert all(t >= opens_at - 1e-6 for t in targeted) and bool(targeted) == bool(entry["label"])
+        if entry["label"]:
+            assert boxes.frames[-1].target is not None
         seen.add("handed over" if opens_at else "single scene")
         lead = opens_at + truth["critical_time"] - truth["clip_end"]
         if entry["label"]:
@@ -210,3 +235,98 @@ def test_a_car_braking_ahead_shows_its_brake_lights():
         return int(((red > 220) & (green > 90) & (blue > 90) & (green < 150)).sum())
 
     assert lit(brakes_at - 0.1) == 0 and lit(brakes_at + 0.1) > 0
+
+
+@pytest.mark.parametrize("kind", COLLISIONS)
+def test_boxes_mark_the_road_user_the_collision_involves(tmp_path, kind):
+    """Up to the impact, the target is the box ``render_frame`` draws of the road user that hits the ego car:
+    it grows as it closes in and ends low in the frame, nearest of all; a near miss has no target."""
+    rng = np.random.default_rng(21)
+    scenario = build(kind, rng)
+    end = round(scenario.critical_time * FPS) / FPS
+    video = tmp_path / "clip.mp4"
+    synth._write_boxes(video, synth._drawn([Segment(scenario, 0.0, end)], FPS, SIZE), FPS, SIZE)
+    boxes = read_boxes(boxes_path(video))
+    assert len(boxes.frames) == round(end * FPS)
+    hitter = scenario.colliding_agent()
+    assert hitter is not None and scenario.touching(hitter, scenario.critical_time)
+    for index, frame in enumerate(boxes.frames):
+        drawn = agent_boxes(scenario, index / FPS, SIZE, index)
+        assert [(b.x0, b.y0, b.x1, b.y1) for b in frame.boxes] == [tuple(round(v, 4) for v in d.relative(SIZE)) for d in drawn]
+        assert [b.label for b in frame.boxes] == [d.agent.kind for d in drawn]
+        assert [b.target for b in frame.boxes] == [d.agent is hitter for d in drawn]
+    last, before = boxes.frames[-1].target, boxes.frames[-11].target
+    assert last is not None and before is not None
+    assert (last.x1 - last.x0) * (last.y1 - last.y0) > (before.x1 - before.x0) * (before.y1 - before.y0)
+    assert last.y1 > 0.6  # its bottom edge low in the frame: close ahead of the ego car
+    assert max(boxes.frames[-1].boxes, key=lambda b: b.y1) is last
+
+    near_miss = build(kind.replace("oncoming_drift", "pass_by").replace("rear_end", "brake_in_time")
+                      .replace("cut_in", "cut_in_clear").replace("crossing", "crossing_clear"), rng)
+    synth._write_boxes(video, synth._drawn([Segment(near_miss, 0.0, 3.0)], FPS, SIZE), FPS, SIZE)
+    assert not any(frame.target for frame in read_boxes(boxes_path(video)).frames)
+
+
+def test_boxes_lie_beside_their_video():
+    assert boxes_path(Path("out/drive.mp4")) == Path("out/drive.boxes.json")
+    assert boxes_path(Path("test/drive_001_crash.mp4")).name == "drive_001_crash.boxes.json"
+
+
+def test_boxes_at_a_stream_time_are_the_nearest_frames():
+    car, person = Box(0.4, 0.5, 0.6, 0.9, "car", True), Box(0.1, 0.4, 0.2, 0.7, "pedestrian")
+    boxes = Boxes((BoxFrame(0.0, ()), BoxFrame(0.1, (person,)), BoxFrame(0.2, (car, person))))
+    assert boxes.at(0.0) == () and boxes.at(0.04) == () and boxes.at(0.06) == (person,)
+    assert boxes.at(0.2) == (car, person) and boxes.at(0.249) == (car, person)
+    assert boxes.at(0.26) is None and boxes.at(-0.06) is None and boxes.at(-0.05) == ()  # half a frame out
+    assert boxes.target_at(0.19) is car and boxes.target_at(0.1) is None and boxes.target_at(5.0) is None
+    assert car.contains(0.5, 0.9) and not car.contains(0.61, 0.7)
+    assert Boxes((BoxFrame(3.0, (car,)),)).at(3.0) == (car,) and Boxes((BoxFrame(3.0, (car,)),)).at(3.1) is None
+
+
+@pytest.mark.parametrize("frames, problem", [
+    ([{"t": 0.0, "boxes": []}, {"t": 0.0, "boxes": []}], "frame 1: 't' must increase strictly"),
+    ([{"t": 0.0, "boxes": []}, {"t": "0.1", "boxes": []}], "frame 1: 't' must be a number"),
+    ([{"t": 0.0, "boxes": []}, {"t": 0.1}], "frame 1: 'boxes' must be a list"),
+    ([{"t": 0.0, "boxes": [{"box": [10, 20, 50, 60], "label": "car"}]}], "frame 0, box 0: 'box' must be relative"),
+    ([{"t": 0.0, "boxes": [{"box": [0.1, 0.2, 0.3], "label": "car"}]}], "frame 0, box 0: 'box' must be [x0, y0, x1, y1]"),
+    ([{"t": 0.0, "boxes": [{"box": [0.5, 0.2, 0.3, 0.4]}]}], "frame 0, box 0: 'box' must be relative"),
+    ([{"t": 0.0, "boxes": [{"box": [0.1, 0.2, 0.3, 0.4], "target": 1}]}], "frame 0, box 0: 'target' must be true or false"),
+    ([{"t": 0.0, "boxes": [{"box": [0.1, 0.2, 0.3, 0.4], "label": 3}]}], "frame 0, box 0: 'label' must be a string"),
+    ([{"t": 0.0, "boxes": []}, {"t": 0.1, "boxes": [{"box": [0.1, 0.2, 0.3, 0.4], "target": True},
+                                                   {"box": [0.5, 0.2, 0.7, 0.4], "target": True}]}],
+     "frame 1: 2 boxes are 'target'; at most one may be"),
+    ([], "no frames"),
+])
+def test_a_bad_boxes_file_is_named_with_its_frame_and_problem(tmp_path, frames, problem):
+    path = tmp_path / "clip.boxes.json"
+    path.write_text(json.dumps({"frames": frames}))
+    with pytest.raises(BoxesError) as err:
+        read_boxes(path)
+    assert str(err.value).startswith(f"{path}: ") and problem in str(err.value)
+
+
+def test_a_missing_or_broken_boxes_file_is_named(tmp_path):
+    with pytest.raises(BoxesError, match="no such boxes file"):
+        read_boxes(tmp_path / "none.boxes.json")
+    (tmp_path / "a.boxes.json").write_text("{")
+    with pytest.raises(BoxesError, match="a.boxes.json: unreadable"):
+        read_boxes(tmp_path / "a.boxes.json")
+    (tmp_path / "b.boxes.json").write_text("[]")
+    with pytest.raises(BoxesError, match="'frames' list"):
+        read_boxes(tmp_path / "b.boxes.json")
+    # a hand-written file may leave out label and target
+    (tmp_path / "c.boxes.json").write_text('{"frames": [{"t": 0.5, "boxes": [{"box": [0, 0, 1, 1]}]}]}')
+    assert read_boxes(tmp_path / "c.boxes.json").at(0.5) == (Box(0.0, 0.0, 1.0, 1.0),)
+
+
+def test_the_shipped_demo_drive_has_its_boxes():
+    """``drive.boxes.json`` beside the demo drive: a frame per video frame, the rear-ended car the target up to
+    the collision."""
+    demo = Path(__file__).resolve().parents[2] / "crashwatch" / "assets" / "demo"
+    truth = json.loads((demo / "drive.json").read_text())
+    boxes = read_boxes(boxes_path(demo / "drive.mp4"))
+    assert len(boxes.frames) == round(truth["duration_s"] * FPS)
+    targeted = [frame for frame in boxes.frames if frame.target]
+    assert targeted[0].t == pytest.approx(truth["segment_starts_s"][-1])
+    target = boxes.target_at(truth["event_time"] - 0.2)
+    assert target is not None and target.label == "car" and target.y1 > 0.8

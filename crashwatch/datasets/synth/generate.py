@@ -10,8 +10,10 @@ one road, each handed over to the next without a cut (``crashwatch.datasets.synt
 collision (its ``event_time``), a normal one never collides. Ground truth for every file (scenario kind,
 collision time, clearance) goes to ``{split}_truth.json`` beside the JSONL, and what every frame of a clip shows
 (ego speed, each road user's box and distance) to ``NAME.geometry.json`` beside the clip, for
-``training.geometry_weight``. Each clip is drawn from its own seed, taken in order from the run's seed, so any
-number of processes writes the same files.
+``training.geometry_weight``; beside every clip and drive, ``NAME.boxes.json`` holds each frame's road-user
+boxes, the one the collision involves marked ``target`` (``crashwatch.contract.sidecars.read_boxes``), for the
+explanation's pointing game in ``replay-eval``. Each clip is drawn from its own seed, taken in order from the
+run's seed, so any number of processes writes the same files.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ import numpy as np
 from tqdm import tqdm
 
 from crashwatch.contract.prompt import DEFAULT_QUESTION
-from crashwatch.contract.sidecars import geometry_path, truth_path
+from crashwatch.contract.sidecars import Box, Boxes, BoxFrame, boxes_path, geometry_path, truth_path
 from crashwatch.datasets.synth.catalog import COLLISIONS, NEAR_MISSES, NORMAL, build
 from crashwatch.datasets.synth.drive import Drive, Segment
-from crashwatch.datasets.synth.render import agent_boxes, render_frame, write_video
+from crashwatch.datasets.synth.render import AgentBox, agent_boxes, render_frame, write_video
 from crashwatch.datasets.synth.scenario import Scenario, look
 
 log = logging.getLogger(__name__)
@@ -68,12 +70,30 @@ def _frames(segments: list[Segment], fps: float, size: tuple[int, int]):
     return (render_frame(sc, t, size, index) for sc, t, index in _frame_times(segments, fps))
 
 
-def _geometry(segments: list[Segment], fps: float, size: tuple[int, int]) -> dict:
+Drawn = list[tuple[Scenario, float, int, list[AgentBox]]]
+
+
+def _drawn(segments: list[Segment], fps: float, size: tuple[int, int]) -> Drawn:
+    """(scenario, scenario time, frame index, boxes of the road users drawn) of every frame."""
+    return [(sc, t, index, agent_boxes(sc, t, size, index)) for sc, t, index in _frame_times(segments, fps)]
+
+
+def _geometry(drawn: Drawn, fps: float, size: tuple[int, int]) -> dict:
     """What every frame shows: the ego car's speed and each drawn road user's box and distance (the
     ``*.geometry.json`` beside a clip; ``crashwatch.train.geometry`` reads it)."""
-    frames = [{"ego_speed": round(sc.ego.at(t)[1], 3), "agents": [b.as_list() for b in agent_boxes(sc, t, size, index)]}
-              for sc, t, index in _frame_times(segments, fps)]
+    frames = [{"ego_speed": round(sc.ego.at(t)[1], 3), "agents": [b.as_list() for b in boxes]} for sc, t, _, boxes in drawn]
     return {"fps": fps, "size": list(size), "frames": frames}
+
+
+def _write_boxes(video: Path, drawn: Drawn, fps: float, size: tuple[int, int]) -> None:
+    """``NAME.boxes.json`` beside ``video``: every frame's road-user boxes at its video time, the road user
+    a collision scenario's collision involves marked ``target`` in every frame of that scenario that draws it
+    (none in near misses, normal driving and a drive's handovers)."""
+    targets = {id(sc): sc.colliding_agent() for sc, *_ in drawn}
+    frames = tuple(BoxFrame(index / fps, tuple(Box(*b.relative(size), b.agent.kind, b.agent is targets[id(sc)])
+                                               for b in boxes))
+                   for sc, _, index, boxes in drawn)
+    boxes_path(video).write_text(json.dumps(Boxes(frames).as_json(), separators=(",", ":")), encoding="utf-8")
 
 
 def _pick_kind(rng: np.random.Generator) -> str:
@@ -111,7 +131,9 @@ def _write_clip(job: tuple[Path, str, int, int, str, bool]) -> tuple[str, dict, 
     segments = [*lead_in, Segment(scenario, 0.0, end)]
     name = f"{split}_{n:05d}_{scenario.kind}.mp4"
     write_video(folder / name, _frames(segments, FPS, SIZE), FPS)
-    geometry_path(folder / name).write_text(json.dumps(_geometry(segments, FPS, SIZE)), encoding="utf-8")
+    drawn = _drawn(segments, FPS, SIZE)
+    geometry_path(folder / name).write_text(json.dumps(_geometry(drawn, FPS, SIZE)), encoding="utf-8")
+    _write_boxes(folder / name, drawn, FPS, SIZE)
     entry = {"video": name, "text": question, "label": int(scenario.collision)}
     if scenario.collision:
         entry["event_time"] = round(opens_at + scenario.critical_time, 3)
@@ -168,6 +190,7 @@ def write_drives(out: Path, count: int, minutes: float, rng: np.random.Generator
             entry["event_time"] = round(drive.starts[-1] + collision.critical_time, 3)
         name = f"drive_{n:03d}_{'crash' if crash else 'normal'}.mp4"
         write_video(folder / name, _frames(drive.segments, FPS, SIZE), FPS)
+        _write_boxes(folder / name, _drawn(drive.segments, FPS, SIZE), FPS, SIZE)
         lines.append(json.dumps({"video": name, **entry}))
         truth[name] = {"duration_s": round(drive.duration, 2), **_drive_truth(drive),
                        "event_time": entry.get("event_time")}
@@ -193,8 +216,8 @@ def generate(out: Path, clips: int, seed: int, drives: int = 0, drive_minutes: f
 
 
 def write_demo_drive(folder: Path, seed: int, minutes: float = 1.0) -> dict:
-    """The drive `make demo` replays: near misses and normal driving, then a collision; ``drive.mp4`` and
-    ``drive.json`` (its ground truth) in ``folder``."""
+    """The drive `make demo` replays: near misses and normal driving, then a collision; ``drive.mp4``,
+    ``drive.json`` (its ground truth) and ``drive.boxes.json`` (its road users' boxes) in ``folder``."""
     rng = np.random.default_rng(seed)
     drive = Drive(rng, look(rng), FPS)
     for kind in ("follow", "cut_in_clear", "pass_by", "crossing_clear", "brake_in_time", "open_road"):
@@ -206,5 +229,6 @@ def write_demo_drive(folder: Path, seed: int, minutes: float = 1.0) -> dict:
              "duration_s": round(drive.duration, 3)}
     folder.mkdir(parents=True, exist_ok=True)
     write_video(folder / "drive.mp4", _frames(drive.segments, FPS, SIZE), FPS)
+    _write_boxes(folder / "drive.mp4", _drawn(drive.segments, FPS, SIZE), FPS, SIZE)
     (folder / "drive.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
     return truth

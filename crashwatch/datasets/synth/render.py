@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -119,9 +119,16 @@ class AgentBox:
     v1: int
     near: float  # distance from the camera to the agent's nearest face
     x: float  # across the road, the ego lane's centre at 0
+    agent: Agent = field(compare=False, repr=False)  # the road user drawn there (not in ``as_list``)
 
     def as_list(self) -> list[float]:
         return [self.u0, self.v0, self.u1, self.v1, round(self.near, 3), round(self.x, 3)]
+
+    def relative(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1): the box relative to a frame of ``size``, from the first pixel's edge to past the
+        last one's (a box to the frame's right edge ends at 1)."""
+        width, height = size
+        return self.u0 / width, self.v0 / height, (self.u1 + 1) / width, (self.v1 + 1) / height
 
 
 def frame_camera(sc: Scenario, t: float, size: tuple[int, int], index: int) -> Camera:
@@ -171,7 +178,7 @@ def agent_boxes(sc: Scenario, t: float, size: tuple[int, int], index: int) -> li
         u0, v0 = max(min(us), 0), max(min(vs), 0)
         u1, v1 = min(max(us), size[0] - 1), min(max(vs), size[1] - 1)
         if u1 > u0 and v1 > v0:
-            boxes.append(AgentBox(u0, v0, u1, v1, near, x))
+            boxes.append(AgentBox(u0, v0, u1, v1, near, x, agent))
     return boxes
 
 

@@ -128,6 +128,13 @@ class Scenario:
                 return t
         return None
 
+    def gap(self, agent: Agent, t: float) -> float:
+        """The gap (m) between the agent's footprint and the ego car's at time ``t``; 0 where they touch."""
+        z, x = self.relative(agent, t)
+        gap_along = max(z - agent.length / 2 - EGO_FRONT, (EGO_FRONT - EGO_LENGTH) - (z + agent.length / 2), 0.0)
+        gap_across = max(abs(x) - (agent.width + EGO_WIDTH) / 2, 0.0)
+        return math.hypot(gap_along, gap_across)
+
     def clearance(self, until: float | None = None, step: float = 0.02) -> float:
         """The smallest gap (m) between any agent's footprint and the ego car's over the scenario."""
         end = self.duration if until is None else until
@@ -135,11 +142,15 @@ class Scenario:
         for k in range(int(end / step) + 1):
             t = k * step
             for a in self.agents:
-                z, x = self.relative(a, t)
-                gap_along = max(z - a.length / 2 - EGO_FRONT, (EGO_FRONT - EGO_LENGTH) - (z + a.length / 2), 0.0)
-                gap_across = max(abs(x) - (a.width + EGO_WIDTH) / 2, 0.0)
-                best = min(best, math.hypot(gap_along, gap_across))
+                best = min(best, self.gap(a, t))
         return best
+
+    def colliding_agent(self) -> Agent | None:
+        """The road user the scenario's collision involves: the one touching the ego car (nearest it) at the
+        collision, ``critical_time``; None where the scenario was not built to collide."""
+        if not self.collision or not self.agents:
+            return None
+        return min(self.agents, key=lambda a: self.gap(a, self.critical_time))
 
 
 # -- road users ---------------------------------------------------------------------------------------------
