@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import cv2
 
@@ -21,7 +21,7 @@ from crashwatch.evaluation.annotate import annotate_video
 from crashwatch.evaluation.plot import risk_chart
 from crashwatch.evaluation.scoring import WARNING_WINDOW, score_alerts
 from crashwatch.monitor.engines.model import RiskModel
-from crashwatch.monitor.messages import Alert, Risk, Topic
+from crashwatch.monitor.messages import Alert, Explanation, Risk, Topic
 from crashwatch.monitor.pipeline.alerts import alert_spans, alert_starts
 from crashwatch.monitor.pipeline.camera import Monitor
 from crashwatch.monitor.pipeline.options import MonitorOptions
@@ -72,6 +72,7 @@ def run_demo(out: Path, endpoint: str, fast: bool, say: Callable[[str], None]) -
     if subscriber.receive(timeout=3) is None:  # the first heartbeat: the subscription is live
         raise DemoError(f"{endpoint}: the subscriber received nothing from the monitor")
     finished = threading.Event()
+    explanations: list[Explanation] = []
 
     def show() -> None:
         while True:
@@ -79,8 +80,10 @@ def run_demo(out: Path, endpoint: str, fast: bool, say: Callable[[str], None]) -
             if message is None:
                 if finished.is_set():  # the monitor has stopped and nothing more is coming
                     return
-            elif message.topic in (Topic.RISK.value, Topic.ALERT.value):
+            elif message.topic in (Topic.RISK.value, Topic.ALERT.value, Topic.EXPLANATION.value):
                 say(describe(message))
+                if isinstance(message.body, Explanation):
+                    explanations.append(message.body)
 
     printer = threading.Thread(target=show, daemon=True)
     say(f"replaying {DEMO_DRIVE.name} {'fast' if fast else 'in real time'}; risk every {monitor.stride:.1f} s "
@@ -90,7 +93,7 @@ def run_demo(out: Path, endpoint: str, fast: bool, say: Callable[[str], None]) -
     finished.set()
     printer.join(timeout=2)
     subscriber.close()
-    report = write_report(out, monitor.risks, monitor.alerts, monitor.policy.on)
+    report = write_report(out, monitor.risks, monitor.alerts, monitor.policy.on, explanations)
     if report["warning_s"] is not None:
         say(f"the alert came {report['warning_s']:.1f} s before the collision at {report['event_time']:.1f} s")
     elif report["event_time"] is not None and not stop.is_set():
@@ -100,12 +103,15 @@ def run_demo(out: Path, endpoint: str, fast: bool, say: Callable[[str], None]) -
     say(f"risk chart:      {report['chart']}")
 
 
-def write_report(out: Path, risks: list[Risk], alerts: list[Alert], threshold: float) -> dict[str, Any]:
-    """The annotated video and the risk chart of a demo run; returns their paths, the warning time (an alert
-    within ``WARNING_WINDOW`` before the collision, as replay-eval scores it) and the false alerts."""
+def write_report(out: Path, risks: list[Risk], alerts: list[Alert], threshold: float,
+                 explanations: Sequence[Explanation] = ()) -> dict[str, Any]:
+    """The annotated video (with the alerts' explanations) and the risk chart of a demo run; returns their
+    paths, the warning time (an alert within ``WARNING_WINDOW`` before the collision, as replay-eval scores it)
+    and the false alerts."""
     out.mkdir(parents=True, exist_ok=True)
     event = demo_event_time()
-    video = annotate_video(DEMO_DRIVE, out / "demo_annotated.mp4", risks, alerts, threshold, event)
+    video = annotate_video(DEMO_DRIVE, out / "demo_annotated.mp4", risks, alerts, threshold, event,
+                           explanations=explanations)
     chart = out / "demo_risk.png"
     spans = alert_spans(alerts)
     end = risks[-1].t if risks else 0.0

@@ -29,6 +29,7 @@ class Topic(str, Enum):
     PREVIEW = "preview"  # with --preview: a small JPEG of the newest frame, at most twice a second
     HEALTH = "health"  # whether the camera can see: on each change
     LEVEL = "level"  # the warning level (none, caution, imminent): on each change
+    EXPLANATION = "explanation"  # why an alert started or rose: each frame's share, where in the frame
 
 
 TOPIC_NAMES = tuple(topic.value for topic in Topic)
@@ -215,6 +216,7 @@ class Status:
     controls: dict[str, Any] | None = None  # with --mqtt: alerts, threshold, suspended_until (the operator's),
     #                                         threshold_in_force
     frames_damaged: int = 0  # frames of a file that could not be decoded (a damaged stretch), skipped
+    explanations: dict[str, int] | None = None  # done, skipped, failed (None with --explain off)
 
     def to_wire(self) -> dict[str, Any]:
         body = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -299,16 +301,44 @@ class LevelChange:
         return cls(**{**_own_fields(cls, m), "level": Level(m["level"]), "previous": Level(m["previous"])})
 
 
+@dataclass(frozen=True)
+class Explanation(FlatMessage):
+    """Why an alert started (or rose, with its ``update``): computed after the alert was published, off the
+    scoring path (``crashwatch.monitor.explain``). ``frames``: each frame of the window, oldest first, with
+    ``logit_without`` (the window's logit with that frame withheld, positions unchanged) and ``share`` (the
+    logit less it: how much that frame raised the risk); ``telling`` indexes the frame with the largest share.
+    ``region``: on that frame, a grid of cells, each the logit's drop when the cell's information is withheld
+    (``method`` says how), its ``peak`` cell and the ``box`` of the strongest connected region, relative to the
+    frame (None with a ``note`` when the evidence is spread out or too weak). ``state`` is ``ready``, or
+    ``skipped``/``failed`` with ``reason`` (an explanation still running, a model call that failed)."""
+
+    TOPIC: ClassVar[Topic] = Topic.EXPLANATION
+
+    alert_id: int
+    event: str  # the alert event explained: start or update
+    t: float  # stream seconds of the window's end
+    state: str  # ready, skipped, failed
+    reason: str | None = None  # why it was skipped or failed
+    logit: float | None = None
+    probability: float | None = None
+    frames: list[dict[str, Any]] | None = None  # index, frame_id, t, logit_without, share
+    telling: int | None = None  # the most telling frame's index in ``frames``
+    region: dict[str, Any] | None = None  # method, rows, cols, cells (None: masked), peak, box, note
+    frame_jpeg: str | None = None  # the most telling frame as a small JPEG, base64 (``Preview``'s way)
+    compute_ms: float | None = None  # what the explanation took
+    ready_after_ms: float | None = None  # from the alert's publication to this message
+
+
 def _own_fields(cls: type, wire: dict[str, Any]) -> dict[str, Any]:
     """The wire fields that are ``cls``'s (the header, and fields of a newer minor version, are left out)."""
     names = {f.name for f in fields(cls)}
     return {key: value for key, value in wire.items() if key in names}
 
 
-Body = Union[Risk, Alert, Status, ProcessStatus, Preview, Health, LevelChange]
+Body = Union[Risk, Alert, Status, ProcessStatus, Preview, Health, LevelChange, Explanation]
 BODIES: dict[Topic, Any] = {Topic.RISK: Risk, Topic.ALERT: Alert, Topic.STATUS: Status,
                             Topic.PROCESS: ProcessStatus, Topic.PREVIEW: Preview, Topic.HEALTH: Health,
-                            Topic.LEVEL: LevelChange}
+                            Topic.LEVEL: LevelChange, Topic.EXPLANATION: Explanation}
 
 
 class Outlet(Protocol):

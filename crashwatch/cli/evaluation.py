@@ -1,4 +1,4 @@
-"""Commands that measure: ``replay-eval``, ``metrics``, ``calibrate`` and ``bench``."""
+"""Commands that measure: ``replay-eval``, ``metrics``, ``calibrate``, ``bench`` and ``explain``."""
 
 from __future__ import annotations
 
@@ -56,6 +56,52 @@ def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: P
     for line in summary_lines(s["field"]):
         click.echo(line)
     click.echo(f"wrote {out_dir / METRICS_JSON} and {out_dir / METRICS_CSV}")
+
+
+@click.command("explain")
+@click.argument("bundle_dir", metavar="BUNDLE", type=existing_dir)
+@click.argument("clip", metavar="CLIP", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--at", "at", required=True, type=SECONDS,
+              help="Stream seconds (from the clip's start) of the window's end: the moment to explain.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("explain-output"),
+              show_default=True, help="Where CLIP_ATs.json and CLIP_ATs.png go.")
+@click.option("--mask", "mask", default=None, metavar="POLYGONS",
+              help="Regions to leave out, as the monitor's --explain-mask takes them.")
+@runtime_option
+def explain_command(bundle_dir: Path, clip: Path, at: float, out_dir: Path, mask: str | None, runtime: str) -> None:
+    """Explain the window of CLIP ending at --at as the monitor explains an alert: how much each frame raised
+    the risk (the logit with that frame withheld, positions unchanged) and where in the most telling frame
+    (a grid of cells withheld in turn), written as JSON and a PNG (docs/explanations.md)."""
+    import json
+
+    import cv2
+
+    from crashwatch.evaluation.explained import explain_moment, explanation_card
+    from crashwatch.monitor.engines.model import RiskModel
+    from crashwatch.monitor.explain.regions import StaticMask
+
+    try:
+        static = StaticMask.parse(mask) if mask else None
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--mask") from None
+    model = RiskModel.open(bundle_dir, runtime=runtime)
+    explanation, frames = explain_moment(model, clip, at, static)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = (out_dir / f"{clip.stem}_{at:.2f}s.{kind}" for kind in ("json", "png"))
+    wire = {"clip": str(clip), "at": at, "bundle": str(bundle_dir), **explanation.to_wire()}
+    wire.pop("frame_jpeg")
+    json_path.write_text(json.dumps(wire, indent=2) + "\n", encoding="utf-8")
+    card = explanation_card(explanation, frames=frames)
+    if card is not None:
+        cv2.imwrite(str(png_path), card)
+    e, region = explanation, explanation.region or {}
+    assert e.frames is not None and e.telling is not None
+    telling = e.frames[e.telling]
+    where = f"box {region['box']} (x0, y0, x1, y1 of the frame)" if region.get("box") else region.get("note")
+    shares = ", ".join(f"{f['t']:.2f} s {f['share']:+.2f}" for f in e.frames)
+    click.echo(f"risk {e.probability:.3f} at {at:g} s; the frame at {telling['t']:.2f} s raised the logit most "
+               f"(each frame's share: {shares}); {region.get('method')} map: {where}; {e.compute_ms:.0f} ms")
+    click.echo(f"wrote {json_path} and {png_path}")
 
 
 @click.command("metrics")
@@ -138,6 +184,15 @@ def _replay(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride:
                f"{s['crash_clips_alerted']}/{s['crash_clips']}; {_scored(s)}")
     if s.get("cautions"):
         click.echo(f"cautions at {s['cautions']['caution_threshold']:.3f}: {_cautioned(s['cautions'])}")
+    p = s["pointing"]
+    if p["explanations"]:
+        game = "no clip has road-user boxes (NAME.boxes.json) for the pointing game" if p["pointing_peak"] is None \
+            else (f"pointing game over {p['warnings_with_target_box']} explained warnings: peak on the colliding "
+                  f"road user {p['pointing_peak']:.2f}, box {p['pointing_box']:.2f}; baselines frame centre "
+                  f"{p['baseline_frame_centre']:.2f}, largest road user {p['baseline_largest_road_user']:.2f}; most "
+                  f"telling frame among the last two {p['telling_in_last_two']:.2f}")
+        click.echo(f"explanations: {p['ready']} ready, {p['skipped']} skipped, {p['failed']} failed (median "
+                   f"{p['median_compute_ms']} ms, ready {p['median_ready_after_ms']} ms after the alert); {game}")
     if s.get("false_alerts_by_segment"):
         click.echo("false alerts by what was on screen as they started: "
                    + ", ".join(f"{kind} {count}" for kind, count in s["false_alerts_by_segment"].items()))
@@ -262,4 +317,4 @@ def _emit(table: str, out: Path | None) -> None:
         click.echo(f"wrote {out}")
 
 
-COMMANDS = (replay_eval_command, metrics_command, calibrate_command, bench_command)
+COMMANDS = (replay_eval_command, metrics_command, calibrate_command, bench_command, explain_command)

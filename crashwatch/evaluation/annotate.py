@@ -1,5 +1,6 @@
 """An annotated copy of a replayed video: each frame with the risk curve so far, the threshold and the alert
-state drawn under it, for people to watch what the monitor saw and said."""
+state drawn under it, and while an alert is open its explanation beside it (``explained``), for people to watch
+what the monitor saw and said."""
 
 from __future__ import annotations
 
@@ -9,14 +10,19 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from crashwatch.evaluation.explained import explanation_card
 from crashwatch.evaluation.plot import risk_chart
-from crashwatch.monitor.messages import Alert, Risk
+from crashwatch.monitor.messages import Alert, Explanation, Risk
 from crashwatch.monitor.pipeline.alerts import alert_spans
 
 
 def annotate_video(source: Path, out: Path, risks: Sequence[Risk], alerts: Sequence[Alert],
-                   threshold: float, event_time: float | None = None, width: int = 640) -> Path:
-    """Write ``out``: ``source``'s frames scaled to ``width`` with a risk panel below them."""
+                   threshold: float, event_time: float | None = None, width: int = 640,
+                   explanations: Sequence[Explanation] = ()) -> Path:
+    """Write ``out``: ``source``'s frames scaled to ``width`` with a risk panel below them and, where
+    ``explanations`` are given, a column to the right with the newest one explained so far."""
+    cards = sorted(((e.t, card) for e in explanations if (card := explanation_card(e, width // 2)) is not None),
+                   key=lambda item: item[0])
     capture = cv2.VideoCapture(str(source))
     fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
     times = [r.t for r in risks]
@@ -44,6 +50,8 @@ def annotate_video(source: Path, out: Path, risks: Sequence[Risk], alerts: Seque
                 cv2.rectangle(frame, (0, 0), (width - 1, height - 1), (0, 0, 255), 8)
                 cv2.putText(frame, "COLLISION RISK", (16, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 255), 3, cv2.LINE_AA)
             image = np.vstack([frame, panel])
+            if cards:
+                image = np.hstack([image, _column(cards, t, image.shape[0], width // 2)])
             if writer is None:
                 writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
             writer.write(image)
@@ -53,3 +61,16 @@ def annotate_video(source: Path, out: Path, risks: Sequence[Risk], alerts: Seque
         if writer is not None:
             writer.release()
     return out
+
+
+def _column(cards: list[tuple[float, np.ndarray]], t: float, height: int, width: int) -> np.ndarray:
+    """The newest explanation card explained by stream time ``t`` (none before the first), top-aligned."""
+    column = np.full((height, width, 3), 20, np.uint8)
+    shown = [card for at, card in cards if at <= t]
+    if shown:
+        card = shown[-1][:height]
+        column[:card.shape[0], :card.shape[1]] = card
+    else:
+        cv2.putText(column, "explanations appear here", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (150, 150, 150), 1,
+                    cv2.LINE_AA)
+    return column

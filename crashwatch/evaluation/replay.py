@@ -2,9 +2,11 @@
 
 Per clip: whether an alert fired, the warning and time-to-accident for crash clips with ``event_time``
 (``scoring``), false alerts, a risk-over-time PNG and the probability of every stride (``traces/NAME.csv``,
-to study alerts and compute metrics without replaying again). Overall: detection rate, median time-to-accident,
-false alerts per hour of driving with no collision ahead, the operating curve over other thresholds (``curve``),
-and the field's metrics beside the project's (``field``: ``metrics.json``, ``metrics.csv``).
+to study alerts and compute metrics without replaying again), and each alert's explanation
+(``explanations.csv``). Overall: detection rate, median time-to-accident, false alerts per hour of driving with
+no collision ahead, the operating curve over other thresholds (``curve``), the explanations' pointing game
+where clips have road-user boxes (``pointing``), and the field's metrics beside the project's (``field``:
+``metrics.json``, ``metrics.csv``).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Any
 import cv2
 
 from crashwatch.contract.dataset import read_split
-from crashwatch.contract.sidecars import read_truth, segments_of
+from crashwatch.contract.sidecars import boxes_path, read_boxes, read_truth, segments_of
 from crashwatch.evaluation.curve import Trace, caution_point, operating_curve, within_budget
 from crashwatch.evaluation.field import field_metrics, write_metrics
 from crashwatch.evaluation.plot import risk_chart
+from crashwatch.evaluation.pointing import explanation_rows, pointing_summary
 from crashwatch.evaluation.scoring import (
     FALSE_ALERT_BUDGET,
     MIN_NORMAL_HOURS,
@@ -33,7 +36,7 @@ from crashwatch.evaluation.scoring import (
 )
 from crashwatch.evaluation.traces import REPORT, TRACES, trace_path, write_trace, written
 from crashwatch.monitor.engines.model import RiskModel
-from crashwatch.monitor.messages import CollectingOutlet
+from crashwatch.monitor.messages import CollectingOutlet, Explanation
 from crashwatch.monitor.pipeline.alerts import alert_spans, alert_starts
 from crashwatch.monitor.pipeline.camera import Monitor
 from crashwatch.monitor.pipeline.options import MonitorOptions
@@ -42,14 +45,16 @@ from crashwatch.monitor.pipeline.source import SourceSpec
 log = logging.getLogger(__name__)
 
 
-def replay_clip(model: RiskModel, video: Path, stride: float | None, alert_on: float | None) -> Monitor:
+def replay_clip(model: RiskModel, video: Path, stride: float | None,
+                alert_on: float | None) -> tuple[Monitor, list[Explanation]]:
     """Replay one file as fast as inference allows; its messages are kept in the process (``Monitor.risks`` and
-    ``Monitor.alerts``), not sent."""
+    ``Monitor.alerts``, and the alerts' explanations returned beside it), not sent."""
     options = MonitorOptions(source=SourceSpec("file", str(video), str(video)), replay="fast", camera=video.name,
                              stride=stride, alert_on=alert_on)
-    monitor = Monitor(model, options, lambda status: CollectingOutlet())
+    outlet = CollectingOutlet()
+    monitor = Monitor(model, options, lambda status: outlet)
     monitor.run()
-    return monitor
+    return monitor, [body for body in outlet.bodies if isinstance(body, Explanation)]
 
 
 def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float | None = None,
@@ -66,9 +71,9 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
     for folder in ("plots", TRACES):
         (out / folder).mkdir(exist_ok=True)
     segments = segments_of(read_truth(data, split))
-    rows, traces, monitor = [], [], None
+    rows, traces, explained, monitor = [], [], [], None
     for number, clip in enumerate(clips, 1):
-        monitor = replay_clip(model, clip.video, stride, alert_on)
+        monitor, explanations = replay_clip(model, clip.video, stride, alert_on)
         times, probabilities = [r.t for r in monitor.risks], [r.probability for r in monitor.risks]
         start_times = alert_starts(monitor.alerts)
         spans = [(a, min(b, clip.info.duration)) for a, b in alert_spans(monitor.alerts)]
@@ -83,6 +88,9 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
             "first_alert_s": start_times[0] if start_times else None, **scored,
             "max_probability": max(probabilities, default=None), "false_alerts_in": " ".join(false_in),
         })
+        boxes = read_boxes(boxes_path(clip.video)) if boxes_path(clip.video).is_file() else None
+        explained += explanation_rows(clip.name, explanations, boxes,
+                                      [] if scored["warning_s"] is None else [scored["warning_s"]])
         chart = risk_chart(times, probabilities, monitor.policy.on, spans, clip.event_time,
                            f"{clip.name} (label {clip.label})", t_end=clip.info.duration)
         cv2.imwrite(str(out / "plots" / f"{clip.video.stem}.png"), chart)
@@ -107,6 +115,9 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
         summary["withheld"] = (f"{summary['normal_hours'] * 60:.1f} min of normal driving, under the "
                                f"{min_normal_hours * 60:.0f} min a false-alert rate needs to set a threshold by")
     write_csv(out / "replay_eval.csv", rows)
+    summary["pointing"] = pointing_summary(explained)
+    if explained:
+        write_csv(out / "explanations.csv", explained)
     (out / REPORT).write_text(json.dumps({"summary": summary, "clips": rows}, indent=2) + "\n", encoding="utf-8")
     metrics = field_metrics(traces, summary["threshold"], budget, warning_window, min_normal_hours=min_normal_hours)
     write_metrics(out, metrics)

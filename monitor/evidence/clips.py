@@ -37,8 +37,10 @@ class EventRecorder:
         self.failed = 0
         self.last_error: str | None = None
         self._open: list[dict[str, Any]] = []
+        self._events: dict[int, dict[str, Any]] = {}  # alert id -> its event, open, queued or written
         self._lock = threading.Lock()
         self.last_error = disk.check_folder(folder, "the events folder")
+        # Events to write, or (with ``sidecar_only``) a written event whose sidecar is to be written again.
         self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
         self._thread.start()
@@ -50,8 +52,20 @@ class EventRecorder:
     def start(self, alert: Alert, window: list[Frame]) -> None:
         """Open an event with the window's frames, to be written at ``path_for(alert)``."""
         with self._lock:
-            self._open.append({"path": self.path_for(alert), "alert": alert.to_wire(), "frames": list(window),
-                               "until": alert.t + self.post_seconds})
+            event = {"path": self.path_for(alert), "alert": alert.to_wire(), "frames": list(window),
+                     "until": alert.t + self.post_seconds, "explanations": [], "sidecar": None}
+            self._open.append(event)
+            self._events[alert.alert_id] = event
+
+    def explained(self, alert_id: int, explanation: dict[str, Any]) -> None:
+        """Add an explanation to the event's sidecar: written with it, or written again if it is out already."""
+        with self._lock:
+            event = self._events.get(alert_id)
+            if event is None:
+                return  # no clip was started for it (no frames buffered)
+            event["explanations"].append(explanation)
+            if event["sidecar"] is not None:
+                self._queue.put({**event, "sidecar_only": True})
 
     def feed(self, frame: Frame) -> None:
         """Every captured frame passes here; events take what they need and are written when complete."""
@@ -80,6 +94,9 @@ class EventRecorder:
     def _run(self) -> None:
         while (event := self._queue.get()) is not None:
             try:
+                if event.get("sidecar_only"):
+                    self._write_sidecar(event)
+                    continue
                 self._write(event)
                 self.written += 1
             except Exception as err:  # any I/O failure: report and keep the monitor going
@@ -115,16 +132,24 @@ class EventRecorder:
             raise OSError(f"the clip cannot be read back ({err}); disk full?") from None
         if written != expected:
             raise OSError(f"only {written} of {expected} frames were written (disk full?)")
-        sidecar = {
-            "camera": self.camera, "clip": path.name, "alert": event["alert"], "fps": fps,
-            "bytes": path.stat().st_size, "sha256": sha256_of(path),
-            "frames": [{"id": f.id, "t": f.t, "captured_at": f.wall, "clip_t": slot / fps}
-                       for f, slot in zip(frames, slots)],
-        }
+        with self._lock:
+            event["sidecar"] = {
+                "camera": self.camera, "clip": path.name, "alert": event["alert"], "fps": fps,
+                "bytes": path.stat().st_size, "sha256": sha256_of(path),
+                "frames": [{"id": f.id, "t": f.t, "captured_at": f.wall, "clip_t": slot / fps}
+                           for f, slot in zip(frames, slots)],
+            }
+        self._write_sidecar(event)
+        event["frames"] = []  # kept for its explanations only: the images go
+        log.info("event clip written: %s (%d frames, %.2f s at %.2f fps)", path, len(frames), expected / fps, fps)
+
+    def _write_sidecar(self, event: dict[str, Any]) -> None:
+        """The clip's sidecar with the explanations so far, signed."""
+        with self._lock:
+            sidecar = {**event["sidecar"], "explanations": list(event["explanations"])}
         if self.signer is not None:
             sidecar = self.signer.sign(sidecar)
-        path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
-        log.info("event clip written: %s (%d frames, %.2f s at %.2f fps)", path, len(frames), expected / fps, fps)
+        event["path"].with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
 
 
 def clip_timing(times: list[float]) -> tuple[float, list[int]]:

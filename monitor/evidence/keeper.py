@@ -35,6 +35,10 @@ class Evidence(Protocol):
     def end(self, alert: Alert) -> None:
         """The alert ended: keep its post-roll."""
 
+    def explained(self, alert_id: int, explanation: dict[str, Any]) -> None:
+        """Add an explanation (``Explanation``'s wire form) to the alert's evidence, written and signed with it,
+        whether its evidence is still open or complete."""
+
     def events(self) -> dict[str, Any] | None:
         """``status.events``: events kept and failed."""
 
@@ -57,6 +61,9 @@ class NoEvidence:
         return alert
 
     def end(self, alert: Alert) -> None:
+        pass
+
+    def explained(self, alert_id: int, explanation: dict[str, Any]) -> None:
         pass
 
     def events(self) -> dict[str, Any] | None:
@@ -91,6 +98,9 @@ class RecordedEvidence:
     def end(self, alert: Alert) -> None:
         self.locker.end(alert)
 
+    def explained(self, alert_id: int, explanation: dict[str, Any]) -> None:
+        self.locker.explained(alert_id, explanation)
+
     def events(self) -> dict[str, Any] | None:
         return self.locker.stats()
 
@@ -124,6 +134,9 @@ class HeldEvidence:
 
     def end(self, alert: Alert) -> None:
         pass  # the post-roll runs from the start: the clip is written when it is over
+
+    def explained(self, alert_id: int, explanation: dict[str, Any]) -> None:
+        self.clips.explained(alert_id, explanation)
 
     def events(self) -> dict[str, Any] | None:
         return {"written": self.clips.written, "failed": self.clips.failed, "last_error": self.clips.last_error}

@@ -67,6 +67,7 @@ class LockedEvent:
     segments: list[dict[str, Any]] = field(default_factory=list)  # Segment fields and its ``chain`` link, in order
     errors: list[str] = field(default_factory=list)
     missing: list[dict[str, Any]] = field(default_factory=list)  # stretches not recorded: from, to (stream s), why
+    explanations: list[dict[str, Any]] = field(default_factory=list)  # ``Explanation`` wire forms, as they came
     updated_at: float = 0.0
 
     def wants(self, segment: Segment) -> bool:
@@ -122,6 +123,7 @@ class EventLocker:
         self.failed = 0
         self.last_error: str | None = None
         self._open: dict[int, tuple[Path, LockedEvent]] = {}  # alert id -> folder, event (recorder's thread)
+        self._folders: dict[int, Path] = {}  # alert id -> folder, of every event this run started
         self._unsaved: dict[Path, LockedEvent] = {}  # sidecars a full disk kept from being written
         self.last_error = disk.check_folder(folder, "the events folder")
         self.recover()
@@ -144,7 +146,12 @@ class EventLocker:
             self._fail(f"{path}: the event sidecar cannot be written ({disk.describe(err, path)})")
             return
         self.locked += 1
+        self._folders[alert.alert_id] = path
         self.recorder.call(lambda: self._begin(alert.alert_id, path, event))
+
+    def explained(self, alert_id: int, explanation: dict[str, Any]) -> None:
+        """Add an explanation to the event's sidecar (in the recorder's thread, after what is queued there)."""
+        self.recorder.call(lambda: self._explain(alert_id, explanation))
 
     def end(self, alert: Alert) -> None:
         """The alert ended: lock segments until its post-roll is over."""
@@ -181,6 +188,21 @@ class EventLocker:
         path, event = self._open[alert_id]
         event.until, event.end = until, end
         self._settle(alert_id)
+
+    def _explain(self, alert_id: int, explanation: dict[str, Any]) -> None:
+        if alert_id in self._open:
+            path, event = self._open[alert_id]
+        elif alert_id in self._folders:  # settled already: its sidecar is read back, added to and signed again
+            path = self._folders[alert_id]
+            try:
+                event = LockedEvent.read(path)
+            except UnreadableEvent as err:
+                self._fail(f"the explanation of alert {alert_id} cannot be added: {err}")
+                return
+        else:
+            return  # its event could not be started (reported then)
+        event.explanations.append(explanation)
+        self._save(path, event)
 
     def segment_closed(self, segment: Segment) -> None:
         self._save_again()

@@ -29,8 +29,11 @@ from crashwatch.monitor.evidence.clips import EventRecorder
 from crashwatch.monitor.evidence.keeper import Evidence, HeldEvidence, NoEvidence, RecordedEvidence
 from crashwatch.monitor.evidence.lock import EventLocker
 from crashwatch.monitor.evidence.ring import LoopRecorder
+from crashwatch.monitor.explain.explainer import Explainer
+from crashwatch.monitor.explain.regions import StaticMask
+from crashwatch.monitor.explain.worker import ExplainWorker
 from crashwatch.monitor.frame import Frame
-from crashwatch.monitor.messages import Alert, AlertEvent, Level, Outlet, Risk, Status
+from crashwatch.monitor.messages import Alert, AlertEvent, Explanation, Level, Outlet, Risk, Status
 from crashwatch.monitor.pipeline.alerts import AlertPolicy, AlertTracker, alert_starts
 from crashwatch.monitor.pipeline.buffer import FrameBuffer
 from crashwatch.monitor.pipeline.health import HealthWatch
@@ -40,6 +43,7 @@ from crashwatch.monitor.pipeline.prefetch import WindowPrefetcher, first_window_
 from crashwatch.monitor.pipeline.preview import Previewer
 from crashwatch.monitor.pipeline.scorer import WindowScore, WindowScorer
 from crashwatch.monitor.pipeline.source import Capture
+from crashwatch.monitor.transports.subscribe import explained
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +136,9 @@ class Monitor:
         self.buffer = FrameBuffer(span, paced=options.replay == "fast",
                                   lattice=None if self.evidence.holds_frames or not on_lattice else self.window.spacing)
         self.health = HealthWatch(lambda health: self.outlet.publish(health))
+        self.explainer = None if options.explain == "off" else ExplainWorker(
+            Explainer(model, m.pixels, options.explain_mask or StaticMask()), self._explained,
+            f"explain-{options.camera}")
         self._held: set[int] = set()  # alerts held back while the camera could not see (--degraded-alerts hold)
         on_frame = [self.evidence.feed, self.health.feed]
         if options.preview:
@@ -206,6 +213,7 @@ class Monitor:
             frames_captured=c.frames,
             frames_dropped=c.dropped,
             frames_damaged=c.damaged,
+            explanations=None if self.explainer is None else self.explainer.stats(),
             strides=self.stats.strides,
             strides_skipped=self.stats.skipped,
             stride_s=self.stride,
@@ -277,6 +285,8 @@ class Monitor:
                 self.outlet.publish(ended)
             self.capture.join(timeout=1.0)
             self.prefetcher.join(timeout=5.0)
+            if self.explainer is not None:  # before the evidence closes: explanations go into its sidecars
+                self.explainer.close()
             self.evidence.close()
             self.outlet.close()
         return self.summary()
@@ -377,8 +387,21 @@ class Monitor:
         self.alerts.append(event)
         if event.alert_id not in self._held:
             self.outlet.publish(event)
+            if self.explainer is not None and result is not None and event.event is not AlertEvent.END:
+                self.explainer.submit(event, result.frames, result.states)
         self.log.warning("alert %d %s at %.2f s (probability %s, peak %.3f)", event.alert_id, event.event.value,
                     event.t, "n/a" if event.probability is None else f"{event.probability:.3f}", event.peak)
+
+    def _explained(self, explanation: Explanation) -> None:
+        """An explanation is ready (the explainer's thread): publish it and add it to the alert's evidence."""
+        self.outlet.publish(explanation)
+        self.evidence.explained(explanation.alert_id, explanation.to_wire())
+        if explanation.state != "ready":
+            self.log.warning("alert %d %s not explained: %s", explanation.alert_id, explanation.event,
+                             explanation.reason)
+        else:
+            self.log.info("alert %d %s explained in %.0f ms: %s", explanation.alert_id, explanation.event,
+                          explanation.compute_ms or 0, explained(explanation))
 
     def _risk(self, r: WindowScore, level: Level) -> Risk:
         newest = r.frames[-1]

@@ -23,6 +23,7 @@ from crashwatch.monitor.evidence.disk import parse_size
 from crashwatch.monitor.evidence.proof import Signer
 from crashwatch.monitor.evidence.ring import MIN_FREE
 from crashwatch.monitor.evidence.segments import KeepPolicy
+from crashwatch.monitor.explain.regions import StaticMask
 from crashwatch.monitor.pipeline.source import SourceSpec, parse_source
 
 CAMERA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a replay names its camera after its file
@@ -219,6 +220,14 @@ class MonitorOptions:
         "--caution-rise", "caution.rise_seconds", "Also raise a caution when the risk, rising at its rate over the "
         "last second, would reach the alert threshold within this many seconds (0: no caution for a rise alone; "
         "default: the bundle's calibrated look-ahead, else 0).", "SECONDS", number(0, 10))
+    explain: str = setting(
+        "--explain", "explain.when", "Explain each alert's start and update after publishing it: each frame's share "
+        "of the risk and where in the most telling frame, on the explanation topic and in the event's evidence "
+        "(off: none).", "WHEN", choice("alerts", "off"), "alerts")
+    explain_mask: StaticMask = setting(
+        "--explain-mask", "explain.mask", "Regions an explanation leaves out (bonnet, logo, timestamp overlay): "
+        "polygons x1,y1,x2,y2,... relative to the frame (0 to 1), separated by ; (a list in a cameras file).",
+        "POLYGONS", StaticMask.parse)
     window_seconds: float | None = setting(
         "--window-seconds", "window_seconds", "Override the bundle's window length (warned about: not what was "
         "trained).", "SECONDS", number(0, 600, low_open=True))

@@ -10,13 +10,10 @@ previews, never holds up the monitor.
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import Any, Callable
 
-import cv2
-
-from crashwatch.monitor.frame import Frame
+from crashwatch.monitor.frame import Frame, small_jpeg
 from crashwatch.monitor.messages import Preview
 
 PREVIEW_WIDTH = 320
@@ -41,12 +38,8 @@ class Previewer:
         if now < self._due:
             return
         self._due = now + self.period
-        image = frame.image
-        height, width = image.shape[:2]
-        if width > self.width:
-            height, width = max(1, round(height * self.width / width)), self.width
-            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if ok:
+        encoded = small_jpeg(frame.image, self.width, self.quality)
+        if encoded is not None:
+            width, height, jpeg = encoded
             self.publish(Preview(frame_id=frame.id, t=frame.t, captured_at=frame.wall, width=width, height=height,
-                                 jpeg=base64.b64encode(jpeg.tobytes()).decode("ascii")))
+                                 jpeg=jpeg))

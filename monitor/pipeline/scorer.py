@@ -40,6 +40,7 @@ class WindowScore:
     encode_ms: float  # those passes' time, which may have overlapped the previous window's head pass
     score_ms: float
     partial: bool = False  # the window reaches back before the first frame: padded with it, as in training
+    states: tuple[np.ndarray, ...] = ()  # what each frame was encoded to (an explanation withholds them in turn)
 
     @property
     def model_ms(self) -> float:
@@ -143,4 +144,4 @@ class WindowScorer:
         score_ms = (time.perf_counter() - started) * 1000
         self.head_ms.append(score_ms)
         partial = end - self.window.seconds < frames[0].t - EPSILON
-        return WindowScore(end, chosen, probability, encoded, encode_s * 1000, score_ms, partial)
+        return WindowScore(end, chosen, probability, encoded, encode_s * 1000, score_ms, partial, tuple(states))

@@ -1,6 +1,7 @@
 """Alerts over MQTT: a paho client fed from the durable outbox, for brokers and fleets beyond this machine.
 
-Topics are ``PREFIX/CAMERA/{alert,risk,status,health,availability}``. An alert is written to the outbox (on disk)
+Topics are ``PREFIX/CAMERA/{alert,explanation,level,risk,status,health,availability}``. An alert (and its
+explanation) is written to the outbox (on disk)
 before ``send`` returns and leaves it only once the broker has acknowledged it (QoS 1 PUBACK), so neither a
 broker outage nor a crash of the monitor loses one; alerts go out strictly in order, one in flight at a time,
 each stamped with ``delivered_at`` beside its original ``seq`` and ``sent_at``. Risk (only with
@@ -225,13 +226,14 @@ class MqttSink:
                     self._shown[1] != self._in_force
                 self._cond.notify_all()
             return
-        if topic is Topic.ALERT and self.controls is not None and self.controls.state.suspended():
+        alerting = topic in (Topic.ALERT, Topic.EXPLANATION)  # an explanation goes with its alert, kept alike
+        if alerting and self.controls is not None and self.controls.state.suspended():
             with self._cond:
-                self.suppressed += 1
+                self.suppressed += topic is Topic.ALERT
             return
         if topic is Topic.PREVIEW or (topic is Topic.RISK and not self.publish_risk):
             return  # previews are frames for a dashboard on the ZeroMQ link, not for a fleet's broker
-        critical = topic is Topic.ALERT
+        critical = alerting
         payload = json.dumps({**message, "sent_at": message.get("sent_at", time.time())})
         try:
             if topic in (Topic.HEALTH, Topic.LEVEL):  # states: retained, so a newcomer knows them at once

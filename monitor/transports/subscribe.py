@@ -12,6 +12,7 @@ import zmq
 from crashwatch.monitor.messages import (
     Alert,
     AlertEvent,
+    Explanation,
     Health,
     LevelChange,
     Message,
@@ -104,6 +105,17 @@ def describe(message: Message) -> str:
     return text
 
 
+def explained(e: Explanation) -> str:
+    """What an explanation says, in one line: the most telling frame, each frame's share, where in the frame."""
+    if e.state != "ready" or e.frames is None or e.telling is None:
+        return f"{e.state} ({e.reason})"
+    region = e.region or {}
+    where = f"box {region['box']}" if region.get("box") else region.get("note")
+    shares = " ".join(f"{f['share']:+.2f}" for f in e.frames)
+    return (f"the frame at {e.frames[e.telling]['t']:.2f} s raised the risk most (shares of the logit, oldest first: "
+            f"{shares}); where: {where}; ready {e.ready_after_ms:.0f} ms after the alert")
+
+
 def _describe_body(head: str, message: Message) -> str:
     body = message.body
     if isinstance(body, Risk):
@@ -144,6 +156,8 @@ def _describe_body(head: str, message: Message) -> str:
         return f"{head} HEALTH {body.state.upper()}{why} at t={body.t:.2f}s"
     if isinstance(body, LevelChange):
         return f"{head} LEVEL {body.previous.value} -> {body.level.value.upper()} at t={body.t:.2f}s: {body.reason}"
+    if isinstance(body, Explanation):
+        return f"{head} EXPLANATION #{body.alert_id} {body.event}: {explained(body)}"
     if isinstance(body, Preview):
         kilobytes = len(body.jpeg) * 3 // 4000  # base64 text to bytes
         return f"{head} preview t={body.t:.2f}s frame {body.frame_id} {body.width}x{body.height} ({kilobytes} kB)"
