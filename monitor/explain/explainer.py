@@ -21,6 +21,7 @@ import numpy as np
 from crashwatch.contract.preprocess import PixelSpec, preprocess_frame
 from crashwatch.contract.prompt import PromptLayout
 from crashwatch.contract.risk import sigmoid
+from crashwatch.monitor.engines.batching import rows_independent
 from crashwatch.monitor.engines.model import RiskModel
 from crashwatch.monitor.explain.regions import StaticMask, open_cells, summarise
 from crashwatch.monitor.frame import Frame, small_jpeg
@@ -31,8 +32,10 @@ CHUNK = 8  # windows a call: the memory of N copies of a window's state against 
 JPEG_WIDTH, JPEG_QUALITY = 320, 75
 
 
-def _chunked(count: int, call: Callable[[slice], np.ndarray]) -> np.ndarray:
-    return np.concatenate([call(slice(start, min(start + CHUNK, count))) for start in range(0, count, CHUNK)])
+def _chunked(model: RiskModel, count: int, call: Callable[[slice], np.ndarray]) -> np.ndarray:
+    """``call`` over slices of ``count`` windows, as many a call as the model's graphs allow."""
+    chunk = CHUNK if rows_independent(model.engine) else 1
+    return np.concatenate([call(slice(start, min(start + chunk, count))) for start in range(0, count, chunk)])
 
 
 class CellMethod(Protocol):
@@ -67,7 +70,8 @@ class TokenCells:
         keep = np.ones((len(cells), len(states), layout.positions), np.float32)
         for n, (r, c) in enumerate(cells):
             keep[n, telling, layout.image_positions[r * self.cols + c]] = 0
-        return _chunked(len(cells), lambda part: self.model.window_logits([states] * len(keep[part]), keep[part]))
+        return _chunked(self.model, len(cells),
+                        lambda part: self.model.window_logits([states] * len(keep[part]), keep[part]))
 
 
 class PixelCells:
@@ -99,7 +103,7 @@ class PixelCells:
                 windows.append(window)
             return self.model.window_logits(windows)
 
-        return _chunked(len(cells), score)
+        return _chunked(self.model, len(cells), score)
 
 
 class Explainer:
@@ -124,7 +128,8 @@ class Explainer:
         keep = np.ones((count + 1, count, self.model.layout.positions), np.float32)
         for k in range(count):
             keep[k + 1, k] = 0
-        logits = _chunked(count + 1, lambda part: self.model.window_logits([states] * len(keep[part]), keep[part]))
+        logits = _chunked(self.model, count + 1,
+                          lambda part: self.model.window_logits([states] * len(keep[part]), keep[part]))
         logit, without = float(logits[0]), logits[1:]
         shares = logit - without
         telling = int(np.argmax(shares))

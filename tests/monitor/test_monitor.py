@@ -311,6 +311,11 @@ def test_replay_eval_reports_per_clip_and_overall(bundle, tiny_dataset, tmp_path
     assert summary["alerted_before_collision"] == len(crash) and summary["false_alerts"] == 2
     assert summary["false_alerts_per_hour"] == pytest.approx(2 / (2 * 3.0 / 3600))
     assert "before the collision 2/2 (100%)" in result.stdout
+    # Every alert start explained; these clips have no road-user boxes, so no pointing game, and it says so.
+    assert summary["pointing"]["ready"] == 4 and summary["pointing"]["pointing_peak"] is None
+    assert "no clip has road-user boxes" in result.stdout
+    with (out / "explanations.csv").open() as handle:
+        assert sorted(row["file_name"] for row in csv.DictReader(handle)) == [c["file_name"] for c in clips]
     for c in clips:
         assert (out / "plots" / c["file_name"].replace(".mp4", ".png")).read_bytes()[:4] == b"\x89PNG"
         with (out / "traces" / c["file_name"].replace(".mp4", ".csv")).open() as handle:

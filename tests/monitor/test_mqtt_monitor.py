@@ -48,6 +48,12 @@ def test_mqtt_carries_what_zeromq_carries_and_availability_follows_the_process(t
         over_mqtt = subscriber.on("crashwatch/front/alert")[0].payload
         assert over_mqtt["delivered_at"] >= over_mqtt["sent_at"]
         assert {k: v for k, v in over_mqtt.items() if k != "delivered_at"} == over_zmq  # the same message
+        # Its explanation follows on its own topic, kept like the alert (QoS 1, the outbox).
+        subscriber.wait_for(lambda ms: any(m.topic == "crashwatch/front/explanation" for m in ms), 10,
+                            "the alert's explanation over MQTT")
+        explanation = subscriber.on("crashwatch/front/explanation")[0].payload
+        assert explanation["alert_id"] == over_mqtt["alert_id"] and explanation["state"] == "ready"
+        assert explanation["delivered_at"] >= explanation["sent_at"]
         # Every 5 s at most; the very first heartbeat may come before the publisher (and its sinks) is set.
         subscriber.wait_for(lambda ms: any(m.topic == "crashwatch/front/status" and "sinks" in m.payload for m in ms),
                             12, "status naming the sink")

@@ -52,6 +52,9 @@ def test_a_recorded_events_files_chain_and_signature_verify_and_each_change_is_n
     sidecar = json.loads((event / SIDECAR).read_text())
     names = [s["name"] for s in sidecar["segments"]]
     assert len(names) >= 3 and all(len(s["sha256"]) == 64 and s["chain"] for s in sidecar["segments"])
+    # The alert's explanation came after the sidecar was first signed: added to it and signed again.
+    assert [e["state"] for e in sidecar["explanations"]] == ["ready"]
+    assert sidecar["explanations"][0]["alert_id"] == sidecar["alert"]["alert_id"]
     good = verify(event, keys / "cab.sign.pub")
     assert good.exit_code == 0 and f"{event}: intact; signed by key" in good.output and "(the key given)" in good.output
     assert "not one you gave" in verify(event).output  # without --key: only the sidecar's own key
@@ -105,6 +108,7 @@ def test_a_recorded_events_files_chain_and_signature_verify_and_each_change_is_n
 def test_an_event_clip_is_hashed_and_signed_and_unsigned_evidence_is_said_to_be(tiny_bundle, keys, tmp_path):
     _monitor(tiny_bundle, tmp_path, "--events", str(tmp_path / "events"), "--sign-key", str(keys / "cab.sign"))
     (clip,) = (tmp_path / "events").glob("*.mp4")
+    assert [e["state"] for e in json.loads(clip.with_suffix(".json").read_text())["explanations"]] == ["ready"]
     assert verify(clip, keys / "cab.sign.pub").exit_code == 0
     data = bytearray(clip.read_bytes())
     data[-100] ^= 0xFF
