@@ -238,6 +238,10 @@ def _scored(s: dict[str, Any]) -> str:
                    "where there is no GPU. Random weights. Needs the train extra.")
 @click.option("--gpu-steps", type=click.IntRange(min=1), default=10, show_default=True,
               help="With --gpu-check: timed optimizer steps per config.")
+@click.option("--explain", "explain_at", type=SECONDS, default=None, metavar="SECONDS",
+              help="Instead: how long an alert's explanation takes on the --demo-bundle and each --bundle, for the "
+                   "window ending at SECONDS of the demo drive (or of --replay-clip), alone and beside a scoring "
+                   "loop.")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
               help="With --soak or --alarm-latency: how long.")
 @click.option("--only-bundles", is_flag=True,
@@ -257,7 +261,7 @@ def _scored(s: dict[str, Any]) -> str:
                    "with --soak: a JSON report, none by default; with --camera-health: none by default].")
 def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundle: Path | None,
                   soak_clip: Path | None, alarm_latency: bool, gpu_configs: tuple[str, ...], gpu_steps: int,
-                  minutes: float, only_bundles: bool,
+                  explain_at: float | None, minutes: float, only_bundles: bool,
                   cameras_bundle: Path | None, live_clip: Path | None, health_clips: Path | None,
                   out: Path | None) -> None:
     """Measure stride cost, speed-ups, latency, lag, memory and the CPU floor; print and write a table."""
@@ -286,6 +290,14 @@ def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundl
     from crashwatch.demo import demo_bundle as shipped
 
     demo_bundle = demo_bundle or shipped()
+    if explain_at is not None:
+        from crashwatch.bench import explain
+        from crashwatch.bench.report import machine
+
+        clip = live_clip or DEMO_DRIVE
+        rows = [explain.measure(name, path, clip, explain_at) for name, path in (("demo", demo_bundle), *bundles)]
+        _emit(explain.table(rows, machine(), clip), out)
+        return
     if alarm_latency:
         from crashwatch.bench import alarm
         from crashwatch.bench.report import machine

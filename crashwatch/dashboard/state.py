@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from crashwatch.dashboard.clips import ClipError, EventClip
-from crashwatch.monitor.messages import Alert, AlertEvent, Health, Message, Preview, Risk, Status, Topic
+from crashwatch.monitor.messages import Alert, AlertEvent, Explanation, Health, Message, Preview, Risk, Status, Topic
 
 SCHEMA = "crashwatch.dashboard/1"
 SILENT_AFTER_S = 2.0  # two missed heartbeats (a monitor sends status every second): on the page within 3 s
@@ -54,6 +54,7 @@ class AlertRecord:
     reason: str | None = None
     risk: collections.deque[Point] = field(default_factory=lambda: collections.deque(maxlen=MAX_ALERT_POINTS))
     gathering: bool = True  # risk points still belong to it (until AFTER_ALERT_S past its end)
+    explanation: dict[str, Any] | None = None  # the newest ``explanation`` message of it, as sent
 
     def to_json(self) -> dict[str, Any]:
         clip = None if self.clip is None else {
@@ -63,7 +64,7 @@ class AlertRecord:
         return {"key": self.key, "camera": self.camera, "alert_id": self.alert_id, "started_at": self.started_at,
                 "start": self.start, "peak": self.peak, "peak_at": self.peak_at, "threshold": self.threshold,
                 "end": self.end, "duration": self.duration, "reason": self.reason, "active": self.end is None,
-                "clip": clip, "risk": [list(p) for p in self.risk]}
+                "clip": clip, "risk": [list(p) for p in self.risk], "explanation": self.explanation}
 
 
 @dataclass
@@ -139,6 +140,11 @@ class DashboardState:
             events += self._risk(camera, body)
         elif isinstance(body, Alert):
             events.append({"type": "alert", "alert": self._alert(camera, body, message.sent_at).to_json()})
+        elif isinstance(body, Explanation):
+            record = self._explained(camera, body)
+            if record is not None:
+                record.explanation = message.wire
+                events.append({"type": "alert", "alert": record.to_json()})
         return camera.id, events
 
     def tick(self) -> list[dict[str, Any]]:
@@ -216,6 +222,11 @@ class DashboardState:
             record.end, record.duration, record.reason = alert.t, alert.duration, alert.reason
             del self._open[key]
         return record
+
+    def _explained(self, camera: CameraView, explanation: Explanation) -> AlertRecord | None:
+        """The alert an explanation is of: the newest of its camera with its id (it may have ended since)."""
+        return next((r for r in reversed(self.alerts) if r.camera == camera.id and r.alert_id == explanation.alert_id),
+                    None)
 
     def _clip_complete(self, name: str) -> bool:
         try:

@@ -120,17 +120,21 @@ class Explainer:
             else PixelCells(model, pixels, grid)
         self._open = open_cells(self.cells.rows, self.cells.cols, self.mask)
 
-    def explain(self, frames: Sequence[Frame], states: Sequence[np.ndarray]) -> dict[str, Any]:
-        """The ``Explanation`` fields of the window of ``frames`` (oldest first) whose encoded ``states`` the
-        scorer used: logit, per-frame shares, the most telling frame, its region map and JPEG, compute_ms."""
-        started = time.perf_counter()
+    def frame_shares(self, states: Sequence[np.ndarray]) -> tuple[float, np.ndarray]:
+        """The window's logit and its logit with each frame withheld in turn ``[F]``."""
         count = len(states)
         keep = np.ones((count + 1, count, self.model.layout.positions), np.float32)
         for k in range(count):
             keep[k + 1, k] = 0
         logits = _chunked(self.model, count + 1,
                           lambda part: self.model.window_logits([states] * len(keep[part]), keep[part]))
-        logit, without = float(logits[0]), logits[1:]
+        return float(logits[0]), logits[1:]
+
+    def explain(self, frames: Sequence[Frame], states: Sequence[np.ndarray]) -> dict[str, Any]:
+        """The ``Explanation`` fields of the window of ``frames`` (oldest first) whose encoded ``states`` the
+        scorer used: logit, per-frame shares, the most telling frame, its region map and JPEG, compute_ms."""
+        started = time.perf_counter()
+        logit, without = self.frame_shares(states)
         shares = logit - without
         telling = int(np.argmax(shares))
         cells = [(r, c) for r in range(self.cells.rows) for c in range(self.cells.cols) if self._open[r, c]]

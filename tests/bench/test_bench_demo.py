@@ -55,6 +55,18 @@ def test_the_gpu_check_runs_where_there_is_no_gpu_on_the_cpu(tmp_path):
     assert parity and float(parity.group(1)) > 0.99 and float(parity.group(2)) < 0.05, text
 
 
+def test_the_explanation_bench_times_each_bundle_alone_and_beside_scoring(tiny_bundle, tmp_path):
+    out = tmp_path / "explain.md"
+    result = subprocess.run([sys.executable, "-m", "crashwatch", "-q", "bench", "--explain", "70", "--bundle", "tiny",
+                             str(tiny_bundle), "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = {m.group(1): m.groups() for m in re.finditer(
+        r"\| (demo|tiny) \| smolvlm \| \w+ \| \d+ \| \d \| pixels \| 64 \| \w+ \| ([\d.]+) \| ([\d.]+) \(([\d.]+)\) \| "
+        r"([\d.]+) \(([\d.]+)\) \| ([\d.]+) \|", out.read_text())}
+    assert set(rows) == {"demo", "tiny"}, out.read_text()
+    assert all(0 < float(r[1]) <= float(r[2]) <= float(r[3]) and float(r[6]) > 0 for r in rows.values())
+
+
 def test_the_shipped_demo_alerts_before_the_collision(tmp_path):
     if not (DEMO_BUNDLE / "manifest.json").is_file() or not DEMO_DRIVE.is_file():
         pytest.skip(f"no demo bundle in {DEMO_BUNDLE.parent}: it ships with the repository; `make demo-model` rebuilds it")
@@ -68,3 +80,4 @@ def test_the_shipped_demo_alerts_before_the_collision(tmp_path):
     warning = re.search(r"the alert came ([\d.]+) s before the collision at ([\d.]+) s", result.stdout)
     assert warning and float(warning.group(2)) == round(demo_event_time(), 1) and float(warning.group(1)) > 0
     assert (out / "demo_annotated.mp4").stat().st_size > 0 and (out / "demo_risk.png").read_bytes()[:4] == b"\x89PNG"
+    assert "EXPLANATION #1 start: the frame at" in result.stdout  # the subscriber heard why it fired

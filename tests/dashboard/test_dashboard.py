@@ -182,6 +182,14 @@ def test_the_page_follows_real_monitors_live(chromium, tmp_path):
         start = _wait(lambda: [m for m in collector[0].of("alert") if m["event"] == "start"], 40, "an alert start")[0]
         shown = _wait(lambda: [t for camera, t in _seen(chromium, "alerts") if camera == "front"], 5, "the alert listed")
         assert shown[0] - start["sent_at"] < within(1.0), "the alert was listed more than 1 s after its start"
+        # Its explanation is drawn under it: the telling frame with its map, and a bar per frame of the window.
+        explained = _wait(lambda: [m for m in collector[0].of("explanation") if m["alert_id"] == start["alert_id"]],
+                          20, "the alert's explanation")[0]
+        drawn = _wait(lambda: chromium.execute_script(
+            "const e = document.querySelector('li[data-camera=\"front\"] .explanation[data-state=\"ready\"]');"
+            "return e && e.querySelector('canvas[data-drawn]') ? e.querySelectorAll('.share').length : null;"),
+            10, "the explanation drawn in the page")
+        assert drawn == len(explained["frames"])
 
         # Its clip plays in the page: transcoded on the page's first request, whole, as long as the clip.
         video = _wait(lambda: chromium.execute_script(
