@@ -28,7 +28,7 @@ class StaticMask:
     explanation leaves out: the bonnet, a logo, a timestamp overlay. Written as Frigate writes its masks,
     ``x1,y1,x2,y2,...`` with at least three points; several polygons in one text are separated by ``;``."""
 
-    polygons: tuple[np.ndarray, ...] = ()
+    polygons: tuple[tuple[tuple[float, float], ...], ...] = ()
 
     @classmethod
     def parse(cls, value: "str | Sequence[str] | StaticMask") -> "StaticMask":
@@ -48,15 +48,16 @@ class StaticMask:
                 raise ValueError(f"{text!r}: a polygon needs at least three x,y points, given in pairs")
             if any(not 0.0 <= v <= 1.0 for v in values):
                 raise ValueError(f"{text!r}: points are relative to the frame, each from 0 to 1")
-            polygons.append(np.asarray(values, np.float32).reshape(-1, 2))
+            polygons.append(tuple(zip(values[::2], values[1::2])))
         return cls(tuple(polygons))
 
     def covers(self, x: float, y: float) -> bool:
         """Whether the point (relative) lies inside or on any polygon."""
-        return any(cv2.pointPolygonTest(p, (float(x), float(y)), False) >= 0 for p in self.polygons)
+        return any(cv2.pointPolygonTest(np.asarray(p, np.float32), (float(x), float(y)), False) >= 0
+                   for p in self.polygons)
 
     def to_json(self) -> list[list[float]]:
-        return [p.reshape(-1).round(4).tolist() for p in self.polygons]
+        return [[round(v, 4) for point in p for v in point] for p in self.polygons]
 
 
 def open_cells(rows: int, cols: int, mask: StaticMask) -> np.ndarray:

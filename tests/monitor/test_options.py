@@ -26,7 +26,8 @@ CHANGED = {"source": None, "name": "yard", "stride": 1.5, "replay": "fast", "loo
            "record_min_free": "64MB",
            "alert.on": 0.7, "alert.off": 0.4, "alert.min_on_seconds": 0.5, "alert.min_off_seconds": 2.0,
            "caution.on": 0.5, "caution.off": 0.3, "caution.rise_seconds": 0.5,
-           "window_seconds": 3.0, "degraded_alerts": "hold"}
+           "window_seconds": 3.0, "degraded_alerts": "hold", "explain.when": "off",
+           "explain.mask": ["0,0.9,1,0.9,1,1,0,1", "0.8,0,1,0,1,0.1"]}
 
 
 def _entry(values: dict) -> dict:
@@ -65,6 +66,7 @@ def test_a_cameras_file_sets_every_setting(tmp_path):
             setting.key
     assert options.record_keep.max_bytes == 2 * 10**9 and options.record_keep.max_age_s == 3600
     assert options.alert_overrides() == {"off": 0.4, "min_on_seconds": 0.5, "min_off_seconds": 2.0}
+    assert options.explain_mask.to_json() == [[0.0, 0.9, 1.0, 0.9, 1.0, 1.0, 0.0, 1.0], [0.8, 0.0, 1.0, 0.0, 1.0, 0.1]]
 
 
 @pytest.mark.parametrize("key,flag,value,reason", [
@@ -75,6 +77,7 @@ def test_a_cameras_file_sets_every_setting(tmp_path):
     ("record_min_free", "--record-min-free", "plenty", "give a size such as 500MB, 2GB or 64KiB"),
     ("caution.on", "--caution-on", 2, "must be a number from 0 to 1"),
     ("name", "--camera", "front/left", "letters, digits, ., - and _"),
+    ("explain.mask", "--explain-mask", "0,0,1,1", "a polygon needs at least three x,y points"),
 ])
 def test_a_bad_value_gets_the_same_reason_from_the_command_line_and_a_cameras_file(tmp_path, key, flag, value,
                                                                                      reason):
