@@ -3,10 +3,10 @@
 Per clip: whether an alert fired, the warning and time-to-accident for crash clips with ``event_time``
 (``scoring``), false alerts, a risk-over-time PNG and the probability of every stride (``traces/NAME.csv``,
 to study alerts and compute metrics without replaying again), and each alert's explanation
-(``explanations.csv``). Overall: detection rate, median time-to-accident, false alerts per hour of driving with
-no collision ahead, the operating curve over other thresholds (``curve``), the explanations' pointing game
-where clips have road-user boxes (``pointing``), and the field's metrics beside the project's (``field``:
-``metrics.json``, ``metrics.csv``).
+(``explanations.csv``, a picture each in ``explanations/``). Overall: detection rate, median
+time-to-accident, false alerts per hour of driving with no collision ahead, the operating curve over other
+thresholds (``curve``), the explanations' pointing game where clips have road-user boxes (``pointing``), and
+the field's metrics beside the project's (``field``: ``metrics.json``, ``metrics.csv``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import cv2
 from crashwatch.contract.dataset import read_split
 from crashwatch.contract.sidecars import boxes_path, read_boxes, read_truth, segments_of
 from crashwatch.evaluation.curve import Trace, caution_point, operating_curve, within_budget
+from crashwatch.evaluation.explained import explanation_card
 from crashwatch.evaluation.field import field_metrics, write_metrics
 from crashwatch.evaluation.plot import risk_chart
 from crashwatch.evaluation.pointing import explanation_rows, pointing_summary
@@ -68,7 +69,7 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
     clips = read_split(data, split, skip_bad)
     model = RiskModel.open(bundle, runtime=runtime)
     out.mkdir(parents=True, exist_ok=True)
-    for folder in ("plots", TRACES):
+    for folder in ("plots", TRACES, "explanations"):
         (out / folder).mkdir(exist_ok=True)
     segments = segments_of(read_truth(data, split))
     rows, traces, explained, monitor = [], [], [], None
@@ -91,6 +92,10 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
         boxes = read_boxes(boxes_path(clip.video)) if boxes_path(clip.video).is_file() else None
         explained += explanation_rows(clip.name, explanations, boxes,
                                       [] if scored["warning_s"] is None else [scored["warning_s"]])
+        for e in explanations:
+            card = explanation_card(e)
+            if card is not None:
+                cv2.imwrite(str(out / "explanations" / f"{clip.video.stem}-alert{e.alert_id}-{e.event}.png"), card)
         chart = risk_chart(times, probabilities, monitor.policy.on, spans, clip.event_time,
                            f"{clip.name} (label {clip.label})", t_end=clip.info.duration)
         cv2.imwrite(str(out / "plots" / f"{clip.video.stem}.png"), chart)

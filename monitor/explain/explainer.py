@@ -51,25 +51,31 @@ class CellMethod(Protocol):
 
 
 class TokenCells:
-    """A cell is one of the frame's image tokens, withheld by ``keep`` (the connector lays them out row by
-    row over the frame)."""
+    """A cell is ``group`` x ``group`` of the frame's image tokens, withheld by ``keep`` (the connector lays them
+    out row by row over the frame): one token a cell where windows can share a call, 2 x 2 where each needs a
+    call of its own (onnxruntime's int8), which keeps the 256M's 8x8 grid to 16 readouts, within a second."""
 
     name = "tokens"
 
     def __init__(self, model: RiskModel, side: int) -> None:
-        self.model, self.rows, self.cols = model, side, side
+        self.model, self.side = model, side
+        self.group = 1 if rows_independent(model.engine) or side % 2 or side < 2 * MIN_TOKEN_SIDE else 2
+        self.rows = self.cols = side // self.group
+        tokens = "token" if self.group == 1 else f"{self.group}x{self.group} image tokens"
         self.exactness = (
-            "the cell's image token withheld from the readout's attention at every layer, positions unchanged; "
+            f"the cell's {tokens} withheld from the readout's attention at every layer, positions unchanged; "
             "the frame's later tokens keep what they took from it when the frame was encoded"
             if model.manifest.layout is PromptLayout.STREAMING else
-            "the cell's image token withheld from every later token's attention, positions unchanged")
+            f"the cell's {tokens} withheld from every later token's attention, positions unchanged")
 
     def logits(self, states: Sequence[np.ndarray], telling: int, frame: Frame,
                cells: Sequence[tuple[int, int]]) -> np.ndarray:
         layout = self.model.layout
         keep = np.ones((len(cells), len(states), layout.positions), np.float32)
+        g = self.group
         for n, (r, c) in enumerate(cells):
-            keep[n, telling, layout.image_positions[r * self.cols + c]] = 0
+            tokens = [(r * g + i) * self.side + c * g + j for i in range(g) for j in range(g)]
+            keep[n, telling, layout.image_positions[tokens]] = 0
         return _chunked(self.model, len(cells),
                         lambda part: self.model.window_logits([states] * len(keep[part]), keep[part]))
 

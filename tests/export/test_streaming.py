@@ -278,12 +278,15 @@ def test_a_window_without_each_frame_equals_pytorch_with_that_block_masked_out_o
             reference = float(run.model.classify(hidden[:, -1])[0])
             assert abs(reference - float(withheld[k])) <= 1e-5, (k, reference, float(withheld[k]))
             assert abs(reference - whole) > 1e-4, k
-        # One image token of the last frame withheld from the readout (a token map's cell) is exact alike.
-        token = int(model.layout.image_positions[0])
-        one = np.ones((1, frames, block), np.float32)
-        one[0, -1, token] = 0
+        # A token map's cell (row 1, column 0 of the connector's 2x2 grid here: its third image token) of the
+        # last frame, withheld from the readout, is exact alike.
+        from crashwatch.monitor.explain.explainer import TokenCells
+
+        token = int(model.layout.image_positions[2])
         mask = streaming_mask(segments, embeds.dtype)
         mask[..., -readout:, prefix + (frames - 1) * block + token] = torch.finfo(embeds.dtype).min
         hidden = run.model.text_model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         reference = float(run.model.classify(hidden[:, -1])[0])
-        assert abs(reference - float(model.window_logits([states], one)[0])) <= 1e-5
+        cells = TokenCells(model, 2)
+        assert (cells.rows, cells.cols, cells.group) == (2, 2, 1)
+        assert abs(reference - float(cells.logits(states, frames - 1, None, [(1, 0)])[0])) <= 1e-5

@@ -314,6 +314,7 @@ def test_replay_eval_reports_per_clip_and_overall(bundle, tiny_dataset, tmp_path
     # Every alert start explained; these clips have no road-user boxes, so no pointing game, and it says so.
     assert summary["pointing"]["ready"] == 4 and summary["pointing"]["pointing_peak"] is None
     assert "no clip has road-user boxes" in result.stdout
+    assert len(list((out / "explanations").glob("*-alert1-start.png"))) == 4
     with (out / "explanations.csv").open() as handle:
         assert sorted(row["file_name"] for row in csv.DictReader(handle)) == [c["file_name"] for c in clips]
     for c in clips:
