@@ -12,7 +12,7 @@ import traceback
 
 import click
 
-from crashwatch.cli import alarm, dashboard, doctor, evaluation, monitor, service, training, triton
+from crashwatch.cli import alarm, dashboard, doctor, evaluation, monitor, review, service, training, triton
 from crashwatch.contract import __version__
 from crashwatch.contract.errors import CrashwatchError
 
@@ -70,6 +70,6 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-for part in (training, monitor, evaluation, triton, dashboard, service, doctor, alarm):
+for part in (training, monitor, evaluation, triton, dashboard, service, doctor, alarm, review):
     for command in part.COMMANDS:
         main.add_command(command)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from crashwatch.cli.options import endpoint_callback
+from crashwatch.cli.review import mqtt_options, mqtt_target
 from crashwatch.monitor.transports.zeromq import DEFAULT_ENDPOINT
 
 DEFAULT_HTTP = "127.0.0.1:8080"
@@ -42,9 +43,11 @@ def _http(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, 
 @click.option("--metrics", metavar="HOST:PORT",
               help="Serve Prometheus metrics at http://HOST:PORT/metrics: per camera silence, messages received and "
                    "missed, alerts heard; pages open (e.g. 127.0.0.1:9109).")
+@mqtt_options
 def dashboard_command(endpoints: tuple[str, ...], events_dir: Path | None, http: tuple[str, int],
                       token_file: Path | None, curve_server_keys: tuple[Path, ...], curve_secret: Path | None,
-                      metrics: str | None) -> None:
+                      metrics: str | None, mqtt_url: str | None, mqtt_prefix: str, mqtt_password_file: Path | None,
+                      mqtt_ca: Path | None) -> None:
     """Serve a live page of the monitors' cameras, risk and alerts, with a JSON API (/api/state) and the live
     messages (/ws)."""
     from crashwatch.dashboard.access import read_token
@@ -59,8 +62,12 @@ def dashboard_command(endpoints: tuple[str, ...], events_dir: Path | None, http:
     keys = list(curve_server_keys) * (len(endpoints) if len(curve_server_keys) == 1 else 1)
     curves = [ClientCurve(key, curve_secret) for key in keys] or [None] * len(endpoints)
     host, port = http
+    review_mqtt = mqtt_target(mqtt_url, mqtt_password_file, mqtt_ca)
+    if review_mqtt is not None and events_dir is None:
+        raise click.UsageError("--mqtt publishes the verdicts given on the review page: give --events too")
     dashboard = Dashboard(DashboardSettings(endpoints, curves, events_dir, host, port,
-                                            read_token(token_file) if token_file else None, metrics))
+                                            read_token(token_file) if token_file else None, metrics, review_mqtt,
+                                            mqtt_prefix))
     if dashboard.metrics_url is not None:
         click.echo(f"Prometheus metrics at {dashboard.metrics_url}", err=True)
     opening = f"{dashboard.url}?token=TOKEN (TOKEN: the first line of {token_file})" if token_file else dashboard.url

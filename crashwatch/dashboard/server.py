@@ -33,14 +33,18 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.dashboard.access import Access
-from crashwatch.dashboard.clips import ClipError, EventClip
 from crashwatch.dashboard.metrics import DashboardCollector
 from crashwatch.dashboard.state import DashboardState
 from crashwatch.monitor.messages import Message
 from crashwatch.monitor.transports.curve import ClientCurve, load_pair, load_public
 from crashwatch.monitor.transports.metrics import serve_registry
+from crashwatch.monitor.transports.mqtt_target import MqttTarget
 from crashwatch.monitor.transports.subscribe import Subscriber
 from crashwatch.monitor.transports.zeromq import is_loopback
+from crashwatch.review.events import ClipError, EventClip
+from crashwatch.review.feed import ReviewFeed, standing
+from crashwatch.review.listing import EventQuery, query
+from crashwatch.review.verdicts import ReviewError, VerdictStore
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,8 @@ class DashboardSettings:
     port: int = 8080
     token: str | None = None
     metrics: str | None = None  # HOST:PORT to serve Prometheus metrics on
+    review_mqtt: MqttTarget | None = None  # where verdicts go (``crashwatch.review.feed``), under ``mqtt_prefix``
+    mqtt_prefix: str = "crashwatch"
 
     @property
     def loopback(self) -> bool:
@@ -97,6 +103,8 @@ class Hub:
         self._transcoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcode")
         self._transcoding: dict[str, asyncio.Future] = {}
         self.loop: asyncio.AbstractEventLoop | None = None  # the event loop, once serving
+        self._verdicts: VerdictStore | None = None  # opened at the first review call
+        self._feed: ReviewFeed | None = None  # with --mqtt: the verdicts' MQTT feed
 
     # -- lifetime -------------------------------------------------------------------------------------------
 
@@ -109,9 +117,15 @@ class Hub:
             thread.start()
             self._threads.append(thread)
         ticker = asyncio.create_task(self._tick())
+        if self.settings.review_mqtt is not None and self.settings.events_dir is not None:
+            events_dir, store = self.settings.events_dir, self._store()
+            self._feed = ReviewFeed(self.settings.review_mqtt, self.settings.mqtt_prefix,
+                                    lambda: standing(events_dir, store))
         try:
             yield
         finally:
+            if self._feed is not None:
+                self._feed.close()
             ticker.cancel()
             self._stop.set()
             for thread in self._threads:
@@ -160,6 +174,9 @@ class Hub:
 
     async def index(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def review(self, request: Request) -> Response:
+        return FileResponse(STATIC / "review.html", headers={"Cache-Control": "no-store"})
 
     async def api_state(self, request: Request) -> Response:
         return JSONResponse(self.state.snapshot())
@@ -217,6 +234,49 @@ class Hub:
         return Response(data, media_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="{clip.path.stem}.zip"'})
 
+    async def api_events(self, request: Request) -> Response:
+        """The events folder's events with their verdicts, newest first, filtered and paged
+        (``crashwatch.review.listing``), and the dismissal reasons."""
+        p = request.query_params
+        try:
+            q = EventQuery(p.get("camera") or None, p.get("verdict") or None, p.get("level") or None,
+                           p.get("since") or None, p.get("until") or None, int(p.get("page", 1)),
+                           int(p.get("per_page", 20)))
+        except ValueError:
+            raise ReviewError("page and per_page are whole numbers") from None
+        store = self._store()
+        result = await asyncio.get_running_loop().run_in_executor(
+            None, query, self.settings.events_dir, store, q)
+        return JSONResponse({**result, "reasons": store.reasons()})
+
+    async def api_review(self, request: Request) -> Response:
+        """GET: the event's verdicts, oldest first. POST (JSON ``decision``, ``reviewer``, and ``reason`` or
+        ``mark_s``): give it a verdict; every page hears it at once. JSON only, so that no other site's form
+        can post one."""
+        clip = self._clip(request)
+        store = self._store()
+        if request.method == "GET":
+            return JSONResponse([v.to_json() for v in store.history(clip.path.name)])
+        if request.headers.get("content-type", "").split(";")[0] != "application/json":
+            raise ReviewError("a verdict is posted as JSON (Content-Type: application/json)")
+        try:
+            body = await request.json()
+            verdict = store.give(clip.path.name, body["decision"], str(body["reviewer"]), body.get("reason"),
+                                 None if body.get("mark_s") is None else float(body["mark_s"]))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ReviewError(f"a verdict is JSON with decision and reviewer (and reason or mark_s): {err}") from None
+        self._send({"type": "review", "verdict": verdict.to_json()})
+        if self._feed is not None:
+            self._feed.publish(clip.summary()["camera"], verdict, len(store.history(clip.path.name)))
+        return JSONResponse(verdict.to_json())
+
+    def _store(self) -> VerdictStore:
+        if self.settings.events_dir is None:
+            raise ClipError("this dashboard lists no events: start it with --events DIR")
+        if self._verdicts is None:
+            self._verdicts = VerdictStore(self.settings.events_dir)
+        return self._verdicts
+
     def _clip(self, request: Request) -> EventClip:
         if self.settings.events_dir is None:
             raise ClipError("this dashboard serves no clips: start it with --events DIR")
@@ -227,18 +287,25 @@ async def _clip_error(request: Request, err: Exception) -> Response:
     return PlainTextResponse(str(err), status_code=404)
 
 
+async def _review_error(request: Request, err: Exception) -> Response:
+    return PlainTextResponse(str(err), status_code=400)
+
+
 def create_app(hub: Hub) -> Access:
     """The whole dashboard as one ASGI app, behind its access check."""
     settings = hub.settings
     app = Starlette(routes=[
         Route("/", hub.index),
+        Route("/review", hub.review),
         Route("/api/state", hub.api_state),
         WebSocketRoute("/ws", hub.websocket),
         Route("/events/{name}/video", hub.event_video),
         Route("/events/{name}/sidecar", hub.event_sidecar),
         Route("/events/{name}/evidence", hub.event_evidence),
+        Route("/api/events", hub.api_events),
+        Route("/api/events/{name}/review", hub.api_review, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ], lifespan=hub.lifespan, exception_handlers={ClipError: _clip_error})
+    ], lifespan=hub.lifespan, exception_handlers={ClipError: _clip_error, ReviewError: _review_error})
     return Access(app, settings.token, settings.loopback)
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from crashwatch.dashboard.clips import ClipError, EventClip
 from crashwatch.monitor.messages import Alert, AlertEvent, Explanation, Health, Message, Preview, Risk, Status, Topic
+from crashwatch.review.events import ClipError, EventClip
 
 SCHEMA = "crashwatch.dashboard/1"
 SILENT_AFTER_S = 2.0  # two missed heartbeats (a monitor sends status every second): on the page within 3 s

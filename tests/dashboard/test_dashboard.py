@@ -29,7 +29,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from crashwatch.bench.process import free_port
 from crashwatch.cli import main
 from crashwatch.contract.video import probe_clip
-from crashwatch.dashboard.clips import ClipError, EventClip
 from crashwatch.dashboard.server import PAGE_BACKLOG, DashboardSettings, Hub
 from crashwatch.dashboard.state import AFTER_ALERT_S, BEFORE_ALERT_S, SILENT_AFTER_S, DashboardState
 from crashwatch.demo import DEMO_BUNDLE
@@ -37,6 +36,7 @@ from crashwatch.monitor.evidence.lock import SIDECAR, EventState, LockedEvent
 from crashwatch.monitor.evidence.segments import BROWSER_COPY
 from crashwatch.monitor.messages import Alert, AlertEvent, Message, Risk, Topic, envelope
 from crashwatch.monitor.transports.curve import create_keys
+from crashwatch.review.events import ClipError, EventClip
 from tests.support.collector import Collector
 from tests.support.imports import forbid
 from tests.support.media import write_video

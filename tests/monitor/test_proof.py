@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from crashwatch.bench.process import free_port
 from crashwatch.cli import main
-from crashwatch.dashboard.clips import EventClip
 from crashwatch.monitor.evidence.lock import SIDECAR
+from crashwatch.review.events import EventClip
 from tests.support.media import write_video
 from tests.support.shared import REPO
 

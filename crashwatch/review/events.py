@@ -1,5 +1,6 @@
-"""Event clips for the browser: an alert's evidence, found in the events folder by the name its start message
-gave, and a WebM (VP8) copy of it that a browser plays.
+"""The events of an events folder: each alert's evidence (a held clip with its ``.json`` sidecar, or an event
+folder of locked segments), found by the name its start message gave, listed with what a reviewer needs, and a
+WebM (VP8) copy of it that a browser plays.
 
 The monitor writes evidence with OpenCV's ``mp4v`` (MPEG-4 part 2), which no browser decodes, and the pip
 OpenCV has no H.264 encoder; VP8 in WebM it has, and Chromium and Firefox play that. So the first request of an
@@ -11,12 +12,14 @@ renamed, so a half-written copy is never served. The evidence itself is left as 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -55,6 +58,32 @@ class EventClip:
     @property
     def sidecar(self) -> Path:
         return self.path / SIDECAR if self.path.is_dir() else self.path.with_suffix(".json")
+
+    def summary(self) -> dict[str, Any]:
+        """What a reviewer's list shows of it, from its sidecar: ``name``, ``camera``, ``alert_id``, ``start``
+        (stream seconds), ``started_at`` (wall clock of the alert's window's newest frame), ``peak``,
+        ``threshold``, ``level``, ``state``, ``duration`` (null while open) and the newest ready
+        ``explanation``; ClipError where the sidecar cannot be read."""
+        try:
+            sidecar = json.loads(self.sidecar.read_text(encoding="utf-8"))
+            alert = sidecar["alert"]
+            if self.path.is_dir():
+                frames = [f for segment in sidecar.get("segments", []) for f in segment["frames"]]
+                walls = [(f["t"], f["wall"]) for f in frames]
+                state, end = sidecar["state"], sidecar.get("end")
+            else:
+                walls = [(f["t"], f["captured_at"]) for f in sidecar["frames"]]
+                state, end = "complete", None
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ClipError(f"{self.sidecar}: not an event sidecar ({err})") from None
+        at = [wall for t, wall in walls if t <= alert["t"] + 1e-6]
+        started_at = at[-1] if at else self.sidecar.stat().st_mtime
+        explanations = [e for e in sidecar.get("explanations", []) if e.get("state") == "ready"]
+        return {"name": self.path.name, "camera": sidecar["camera"], "alert_id": alert["alert_id"],
+                "start": alert["start"], "started_at": started_at, "peak": alert["peak"],
+                "threshold": alert["threshold"], "level": alert.get("level", "imminent"), "state": state,
+                "duration": None if end is None else end.get("duration"),
+                "explanation": explanations[-1] if explanations else None}
 
     @property
     def browser_copy(self) -> Path:
@@ -102,10 +131,20 @@ class EventClip:
         return target
 
 
-def transcode(sources: list[Path], target: Path) -> None:
-    """Write ``sources`` one after the other as one VP8 WebM at the first one's frame rate; a source of
-    another rate is resampled by holding or skipping frames, so every part plays for as long as it did."""
-    partial = target.with_name(f".{target.stem}.partial.webm")
+def list_events(events_dir: Path) -> list[EventClip]:
+    """Every event the folder holds, event folders and held clips, by name."""
+    if not events_dir.is_dir():
+        raise ClipError(f"{events_dir}: no such events folder")
+    folders = [p.parent for p in events_dir.glob(f"*/{SIDECAR}")]
+    clips = [p for p in events_dir.glob("*.mp4") if p.with_suffix(".json").is_file()]
+    return [EventClip(p) for p in sorted(folders + clips, key=lambda p: p.name)]
+
+
+def transcode(sources: list[Path], target: Path, fourcc: str = "VP80", max_width: int = MAX_WIDTH) -> None:
+    """Write ``sources`` one after the other as one video (VP8 WebM for a browser, by default, at most
+    ``max_width`` across) at the first one's frame rate; a source of another rate is resampled by holding or
+    skipping frames, so every part plays for as long as it did."""
+    partial = target.with_name(f".{target.stem}.partial{target.suffix}")
     writer: cv2.VideoWriter | None = None
     fps = size = None
     written, offset = 0, 0.0
@@ -123,12 +162,12 @@ def transcode(sources: list[Path], target: Path) -> None:
                 if writer is None:
                     fps = source_fps
                     height, width = image.shape[:2]
-                    scale = min(1.0, MAX_WIDTH / width)
+                    scale = min(1.0, max_width / width)
                     size = (round(width * scale / 2) * 2, round(height * scale / 2) * 2)
                     with quiet_stderr():  # FFmpeg says, on stderr, that it maps the tag VP80 to its own
-                        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter.fourcc(*"VP80"), fps, size)
+                        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter.fourcc(*fourcc), fps, size)
                     if not writer.isOpened():
-                        raise ClipError(f"{partial}: OpenCV cannot write VP8 WebM there")
+                        raise ClipError(f"{partial}: OpenCV cannot write {fourcc} there")
                 if (image.shape[1], image.shape[0]) != size:
                     image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
                 index += 1
@@ -146,4 +185,4 @@ def transcode(sources: list[Path], target: Path) -> None:
         if writer is not None:
             writer.release()
         partial.unlink(missing_ok=True)
-    log.info("browser copy written: %s (%d frames at %.2f fps, %dx%d)", target, written, fps, *size)
+    log.info("video written: %s (%d frames at %.2f fps, %dx%d)", target, written, fps, *size)
