@@ -13,6 +13,7 @@ from crashwatch.cli.options import (
     alert_on_option,
     budget_option,
     caution_budget_option,
+    confidence_option,
     existing_dir,
     min_normal_hours_option,
     runtime_option,
@@ -21,6 +22,7 @@ from crashwatch.cli.options import (
     stride_option,
     warning_window_option,
 )
+from crashwatch.evaluation.certainty import CONFIDENCE
 from crashwatch.evaluation.field import METRICS_CSV, METRICS_JSON, summary_lines
 
 
@@ -35,16 +37,17 @@ from crashwatch.evaluation.field import METRICS_CSV, METRICS_JSON, summary_lines
 @skip_bad_option
 @warning_window_option
 @budget_option
+@confidence_option
 @min_normal_hours_option
 @runtime_option
 def replay_eval_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride: float | None,
                         alert_on: float | None, skip_bad: bool, warning_window: float, budget: float,
-                        min_normal_hours: float, runtime: str) -> None:
+                        confidence: float | None, min_normal_hours: float, runtime: str) -> None:
     """Replay every clip of a split through the monitor and report alerts, time-to-accident, false alerts,
     the operating curve over other alert thresholds, and the field's metrics (DAD/CCD AP, mTTA, TTA@R80; the
     Nexar score; recall at a false-alarm budget)."""
     s = _replay(bundle_dir, data_dir, split, out_dir, stride, alert_on, skip_bad, warning_window, budget,
-                min_normal_hours, runtime)
+                min_normal_hours, runtime, confidence)
     pick = s["within_budget"]
     if s.get("withheld"):
         verdict = f"no threshold recommended: {s['withheld']}"
@@ -141,14 +144,15 @@ def metrics_command(traces_dir: Path, out_dir: Path | None, budget: float, min_n
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where the replay report and operating curve go.")
 @budget_option
+@confidence_option
 @caution_budget_option
 @stride_option
 @warning_window_option
 @min_normal_hours_option
 @runtime_option
 def calibrate_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, budget: float,
-                      caution_budget: float, stride: float | None, warning_window: float, min_normal_hours: float,
-                      runtime: str) -> None:
+                      confidence: float | None, caution_budget: float, stride: float | None, warning_window: float,
+                      min_normal_hours: float, runtime: str) -> None:
     """Set a bundle's alert threshold for a false-alert budget: replay drives through the monitor, and keep,
     of the thresholds whose false alerts per hour stay within the budget, the one warning the most crashes
     in time (the lowest of those: the earliest warnings).
@@ -158,7 +162,7 @@ def calibrate_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Pat
     from crashwatch.evaluation.calibrate import apply_calibration
 
     s = _replay(bundle_dir, data_dir, split, out_dir, stride, None, False, warning_window, budget, min_normal_hours,
-                runtime)
+                runtime, confidence)
     pick = apply_calibration(bundle_dir, data_dir, split, out_dir, s, budget, warning_window, caution_budget)
     click.echo(f"{bundle_dir}: alert threshold {pick['threshold']:.2f} (was {s['threshold']:.3f}): {_scored(pick)}")
     c = pick["cautions"]
@@ -174,12 +178,12 @@ def calibrate_command(bundle_dir: Path, data_dir: Path, split: str, out_dir: Pat
 
 def _replay(bundle_dir: Path, data_dir: Path, split: str, out_dir: Path, stride: float | None, alert_on: float | None,
             skip_bad: bool, warning_window: float, budget: float, min_normal_hours: float,
-            runtime: str) -> dict[str, Any]:
+            runtime: str, confidence: float | None) -> dict[str, Any]:
     """replay-eval's run and its printed summary, shared with calibrate."""
     from crashwatch.evaluation.replay import replay_eval
 
     s = replay_eval(bundle_dir, data_dir, split, out_dir, stride, alert_on, skip_bad,
-                    warning_window, budget, min_normal_hours, runtime)
+                    warning_window, budget, min_normal_hours, runtime, confidence)
     click.echo(f"{s['clips']} clips at threshold {s['threshold']:.3f}: crash clips alerted "
                f"{s['crash_clips_alerted']}/{s['crash_clips']}; {_scored(s)}")
     if s.get("cautions"):
@@ -211,10 +215,11 @@ def _cautioned(c: dict[str, Any]) -> str:
 def _scored(s: dict[str, Any]) -> str:
     rate = "" if s["alerted_before_collision_rate"] is None else f" ({s['alerted_before_collision_rate']:.0%})"
     tta = s["median_time_to_accident_s"]
-    per_hour = s["false_alerts_per_hour"]
+    per_hour, upper = s["false_alerts_per_hour"], s.get("false_alerts_per_hour_upper")
+    bound = "" if upper is None else f", at most {upper:.1f}/h at {CONFIDENCE:.0%} confidence"
     return (f"warned before the collision {s['alerted_before_collision']}/{s['crash_clips_with_event_time']}{rate}, "
             f"median time-to-accident {'n/a' if tta is None else f'{tta:.2f} s'}; false alerts {s['false_alerts']} "
-            f"({'n/a' if per_hour is None else f'{per_hour:.1f}'}/h of normal driving"
+            f"({'n/a' if per_hour is None else f'{per_hour:.1f}'}/h of normal driving{bound}"
             + (f", {s['normal_hours'] * 60:.1f} min of it)" if "normal_hours" in s else ")"))
 
 

@@ -118,6 +118,10 @@ budget_option = click.option(
     "--false-alerts-per-hour", "budget", type=Finite(min=0, max=3600), default=FALSE_ALERT_BUDGET, show_default=True,
     help="False-alert budget: of the alert thresholds with at most this many false alerts per hour of normal "
          "driving, the one warning the most crashes in time (the lowest of those) is picked.")
+confidence_option = click.option(
+    "--confidence", type=click.FloatRange(0.5, 0.999), default=None, metavar="LEVEL",
+    help="Pick the threshold by the exact upper bound on false alerts per hour at this confidence (e.g. 0.95), "
+         "not the point figure: how sure the budget is kept, given the hours of normal driving replayed.")
 caution_budget_option = click.option(
     "--false-cautions-per-hour", "caution_budget", type=Finite(min=0, max=3600), default=FALSE_CAUTION_BUDGET,
     show_default=True, help="False-caution budget for the caution threshold (the warning level below an alert), "

@@ -11,6 +11,7 @@ from typing import Any
 
 from crashwatch.contract.bundle import set_threshold
 from crashwatch.contract.errors import CrashwatchError
+from crashwatch.evaluation.certainty import upper_bound
 from crashwatch.evaluation.curve import CURVE_THRESHOLDS, caution_within_budget
 from crashwatch.evaluation.replay import write_csv
 from crashwatch.evaluation.traces import read_replay
@@ -35,16 +36,20 @@ def apply_calibration(bundle: Path, data: Path, split: str, out: Path, summary: 
         raise CalibrationError(f"{data}: {summary['withheld']} (set --min-normal-hours to go below it); the bundle "
                                "is unchanged")
     if pick is None:
+        level, hours = summary.get("confidence"), summary["normal_hours"]
+        sure = "" if level is None else (f" at {level:.0%} confidence ({hours:.1f} h of normal driving: even no false "
+                                         f"alert bounds the rate only below {upper_bound(0, hours, level):.2f}/h)")
         raise CalibrationError(f"{data}: no threshold up to {CURVE_THRESHOLDS[-1]} keeps false alerts within "
-                               f"{budget:g} per hour (see {out / 'operating_curve.csv'}); the bundle is unchanged")
+                               f"{budget:g} per hour{sure} (see {out / 'operating_curve.csv'}); the bundle is unchanged")
     _, traces = read_replay(out)
     caution, tried = caution_within_budget(traces, AlertPolicy.around(pick["threshold"]), caution_budget,
                                            warning_window)
     write_csv(out / CAUTION_CURVE, tried)
     set_threshold(bundle, pick["threshold"], {
         "data": str(data), "split": split, "false_alerts_per_hour_budget": budget, "warning_window_s": warning_window,
-        "normal_hours": round(summary["normal_hours"], 3),
-        **{k: pick[k] for k in ("alerted_before_collision_rate", "median_time_to_accident_s", "false_alerts_per_hour")},
+        "normal_hours": round(summary["normal_hours"], 3), "confidence": pick["confidence"],
+        **{k: pick[k] for k in ("alerted_before_collision_rate", "median_time_to_accident_s", "false_alerts_per_hour",
+                                "false_alerts_per_hour_upper")},
         "false_cautions_per_hour_budget": caution_budget,
         **({} if caution is None else {k: caution[k] for k in ("false_cautions_per_hour", "warned_by_either",
                                                                "median_first_warning_s")})},

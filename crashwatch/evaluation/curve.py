@@ -7,6 +7,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from crashwatch.evaluation.certainty import upper_bound
 from crashwatch.evaluation.scoring import WARNING_WINDOW, false_alert_starts, score_alerts, summarise
 from crashwatch.monitor.messages import Level
 from crashwatch.monitor.pipeline.alerts import AlertPolicy, AlertTracker, alert_starts
@@ -16,7 +17,8 @@ from crashwatch.monitor.pipeline.levels import RISES, CautionPolicy, LevelTracke
 # risk before a collision saturates (0.99-1.00 for a second or more).
 CURVE_THRESHOLDS = [round(0.02 * k, 2) for k in range(1, 50)] + [0.99, 0.995]
 CURVE_COLUMNS = ("threshold", "alerted_before_collision", "crash_clips_with_event_time",
-                 "alerted_before_collision_rate", "median_time_to_accident_s", "false_alerts", "false_alerts_per_hour")
+                 "alerted_before_collision_rate", "median_time_to_accident_s", "false_alerts", "false_alerts_per_hour",
+                 "false_alerts_per_hour_upper", "normal_hours")
 
 
 @dataclass(frozen=True)
@@ -49,16 +51,23 @@ def operating_curve(traces: list[Trace], alert: dict[str, Any], warning_window: 
     return curve
 
 
-def within_budget(curve: list[dict[str, Any]], budget: float) -> dict[str, Any] | None:
-    """Of the curve's points whose false alerts per hour stay within ``budget``, the one warning the most
-    crashes in time, and of those the lowest threshold (the earliest warnings); None when no point is within
-    budget or the data holds no normal driving. (Not simply the lowest threshold within budget: an alert that
-    starts early and never ends counts as one false alert, and warns of nothing.)"""
-    within = [p for p in curve if p["false_alerts_per_hour"] is not None and p["false_alerts_per_hour"] <= budget]
+def within_budget(curve: list[dict[str, Any]], budget: float, confidence: float | None = None) -> dict[str, Any] | None:
+    """Of the curve's points whose false alerts per hour stay within ``budget`` (the point figure, or with
+    ``confidence`` its exact upper bound at that level, ``certainty``), the one warning the most crashes in
+    time, and of those the lowest threshold (the earliest warnings); None when no point is within budget or the
+    data holds no normal driving. (Not simply the lowest threshold within budget: an alert that starts early
+    and never ends counts as one false alert, and warns of nothing.)"""
+    def rate(p: dict[str, Any]) -> float | None:
+        if confidence is None or p["false_alerts_per_hour"] is None:
+            return p["false_alerts_per_hour"]
+        return upper_bound(p["false_alerts"], p["normal_hours"], confidence)
+
+    within = [p for p in curve if (r := rate(p)) is not None and r <= budget]
     if not within:
         return None
     best = max(within, key=lambda p: (p["alerted_before_collision_rate"] or 0.0, -p["threshold"]))
-    return {**best, "budget_per_hour": budget}
+    return {**best, "budget_per_hour": budget, "confidence": confidence,
+            "false_alerts_per_hour_bound": rate(best)}
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,8 @@ def replay_clip(model: RiskModel, video: Path, stride: float | None,
 def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float | None = None,
                 alert_on: float | None = None, skip_bad: bool = False,
                 warning_window: float = WARNING_WINDOW, budget: float = FALSE_ALERT_BUDGET,
-                min_normal_hours: float = MIN_NORMAL_HOURS, runtime: str = "auto") -> dict[str, Any]:
+                min_normal_hours: float = MIN_NORMAL_HOURS, runtime: str = "auto",
+                confidence: float | None = None) -> dict[str, Any]:
     """Replay every clip of the split, write the report, and return its summary, with the field's metrics under
     ``field``. ``within_budget`` is the threshold recommended for ``budget``, None when none keeps within it or
     when the split holds less than ``min_normal_hours`` of normal driving (``withheld`` then says why);
@@ -114,7 +115,8 @@ def replay_eval(bundle: Path, data: Path, split: str, out: Path, stride: float |
         summary["cautions"] = caution_point(traces, monitor.policy, monitor.levels.policy, warning_window)
     curve = operating_curve(traces, {}, warning_window)
     write_csv(out / "operating_curve.csv", curve)
-    summary["within_budget"] = within_budget(curve, budget)
+    summary["within_budget"] = within_budget(curve, budget, confidence)
+    summary["confidence"] = confidence
     if summary["normal_hours"] < min_normal_hours:
         summary["within_budget"] = None
         summary["withheld"] = (f"{summary['normal_hours'] * 60:.1f} min of normal driving, under the "

@@ -11,6 +11,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from crashwatch.evaluation.certainty import interval, upper_bound
+
 # Seconds before a collision in which an alert counts as its warning: twice the question's 2 s horizon, plus
 # the 1 s a stride and the alert hysteresis may take.
 WARNING_WINDOW = 5.0
@@ -57,6 +59,7 @@ def summarise(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
     normal = [r for r in rows if r["label"] == 0]
     normal_hours = sum(r["normal_s"] for r in rows) / 3600
     false_alerts = sum(r["false_alerts"] for r in rows)
+    certain = normal_hours > 0
     return {
         "clips": len(rows), "threshold": threshold,
         "crash_clips": len(crashes), "crash_clips_alerted": sum(r["alert_fired"] for r in crashes),
@@ -66,4 +69,7 @@ def summarise(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
         "median_time_to_accident_s": statistics.median([r["time_to_accident_s"] for r in early]) if early else None,
         "normal_clips": len(normal), "normal_hours": normal_hours, "false_alerts": false_alerts,
         "false_alerts_per_hour": (false_alerts / normal_hours) if normal_hours else None,
+        # How sure that is (``certainty``): the exact two-sided interval and one-sided upper bound, at CONFIDENCE.
+        "false_alerts_per_hour_interval": list(interval(false_alerts, normal_hours)) if certain else None,
+        "false_alerts_per_hour_upper": upper_bound(false_alerts, normal_hours) if certain else None,
     }
