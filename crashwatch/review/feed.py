@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import threading
 from pathlib import Path
 from typing import Callable
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from crashwatch.monitor.transports.mqtt_target import MqttTarget
 from crashwatch.review.events import ClipError, EventClip
@@ -56,12 +54,7 @@ class ReviewFeed:
                  standing: Callable[[], list[tuple[str, Verdict, int]]] = list) -> None:
         self.target, self.prefix, self.standing = target, prefix, standing
         self.connected = threading.Event()
-        self._client = paho.Client(CallbackAPIVersion.VERSION2,
-                                   client_id=f"crashwatch-review-{secrets.token_hex(4)}")
-        if target.username is not None:
-            self._client.username_pw_set(target.username, target.password)
-        if target.tls:
-            self._client.tls_set_context(target.tls_context())
+        self._client, _ = target.client("review")
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = lambda *args: self.connected.clear()
         self._client.reconnect_delay_set(1, 5)

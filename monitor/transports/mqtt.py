@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import socket
 import ssl
 import sys
@@ -39,8 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
 from crashwatch.monitor.controls import Controls, ControlState
 from crashwatch.monitor.messages import Topic
@@ -118,11 +116,7 @@ def refusal(reason_code: Any) -> str:
 
 def probe_broker(target: MqttTarget) -> str | None:
     """Connect once and leave (``crashwatch doctor``): None when the broker accepts this client, else why not."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"crashwatch-doctor-{secrets.token_hex(4)}")
-    if target.username is not None:
-        client.username_pw_set(target.username, target.password)
-    if target.tls:
-        client.tls_set_context(target.tls_context())
+    client, _ = target.client("doctor")
     client.connect_timeout = CONNECT_TIMEOUT_S
     answered, codes = threading.Event(), []
 
@@ -197,12 +191,7 @@ class MqttSink:
 
         # Unique to this process: a broker disconnects a client whose id another connection takes, and two
         # monitors of one camera name (on two hosts, or with two outboxes) must not knock each other off.
-        self.client_id = f"crashwatch-{camera}-{secrets.token_hex(4)}"
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id)
-        if target.username is not None:
-            self._client.username_pw_set(target.username, target.password)
-        if target.tls:
-            self._client.tls_set_context(target.tls_context())
+        self._client, self.client_id = target.client(camera)
         self._client.will_set(self._topic("availability"), "offline", qos=1, retain=True)
         self._client.reconnect_delay_set(1, RECONNECT_MAX_S)
         self._client.connect_timeout = CONNECT_TIMEOUT_S

@@ -9,11 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
-import secrets
 import time
-
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from crashwatch.monitor.messages import Message
 from crashwatch.monitor.transports.mqtt_target import MqttTarget
@@ -32,12 +28,7 @@ class MqttSubscriber:
         self._queue: queue.Queue[Message] = queue.Queue()
         self._subscriptions = [f"{prefix}/{camera}/{topic}" for topic in (*topics, AVAILABILITY)]
         self.connected = False
-        self._client = paho.Client(CallbackAPIVersion.VERSION2,
-                                   client_id=f"crashwatch-{client_name}-{secrets.token_hex(4)}")
-        if target.username is not None:
-            self._client.username_pw_set(target.username, target.password)
-        if target.tls:
-            self._client.tls_set_context(target.tls_context())
+        self._client, _ = target.client(client_name)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message

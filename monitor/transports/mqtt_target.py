@@ -4,10 +4,14 @@ environment) and TLS, checked at the start so a bad one stops the monitor with a
 from __future__ import annotations
 
 import os
+import secrets
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.monitor.redact import redact_url
@@ -72,6 +76,17 @@ class MqttTarget:
         if tls:
             target.tls_context()  # a CA file that is not PEM fails here, not in the background
         return target
+
+    def client(self, name: str) -> tuple[paho.Client, str]:
+        """A paho client for this broker, as whom and over TLS as the URL says, not yet connected, and its id:
+        ``crashwatch-NAME-`` and a random suffix, as a broker drops a client whose id another connection takes."""
+        client_id = f"crashwatch-{name}-{secrets.token_hex(4)}"
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        if self.tls:
+            client.tls_set_context(self.tls_context())
+        return client, client_id
 
     def tls_context(self) -> ssl.SSLContext:
         """Verifies the broker's certificate and host name against ``ca``, or the system's store without one."""
