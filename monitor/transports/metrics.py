@@ -196,6 +196,9 @@ class _Snapshot(Collector):
                 put(gauge, "model_info", "The model a camera runs (always 1).",
                     [camera, str(model["name"]), str(model["precision"]), str(model["hash"]), str(model["runtime"]),
                      f"{model['threshold']:.6g}"], 1, ("camera", "name", "precision", "hash", "runtime", "threshold"))
+            for state, count in (s.get("explanations") or {}).items():
+                put(counter, "explanations", "Alert explanations, by state: done, skipped (the explainer was busy), "
+                    "failed.", [camera, state], count, ("camera", "state"))
             calls = s.get("model_calls") or {}
             put(counter, "model_call_failures", "Model calls that failed (a Triton server).", at, calls.get("failures"))
             publisher = s.get("publisher") or {}

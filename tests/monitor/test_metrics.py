@@ -81,6 +81,9 @@ def test_metrics_agree_with_what_the_cameras_published(tiny_bundle, tmp_path):
         assert samples["crashwatch_risk_probability"][camera] == risks[-1]["probability"]
         assert samples["crashwatch_source_online"][camera] == 0  # its file ended
         assert samples["crashwatch_events_written_total"][camera] >= 1
+        explained = [m for topic, m in Kept.messages if topic == "explanation" and m["camera"] == name]
+        assert [m["state"] for m in explained] == ["ready"]  # the alert's start, explained on the shared model
+        assert samples["crashwatch_explanations_total"][(("camera", name), ("state", "done"))] == 1
         (info,) = [dict(k) for k in samples["crashwatch_model_info"] if dict(k)["camera"] == name]
         assert info["hash"] == statuses[-1]["model"]["hash"]
     assert samples["crashwatch_batch_calls_total"][(("graph", "vision"),)] > 0  # two cameras: shared graphs
