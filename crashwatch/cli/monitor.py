@@ -184,6 +184,7 @@ def demo_command(out_dir: Path, pub: str, fast: bool) -> None:
 def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, count: int | None,
                       curve_server_key: Path | None, curve_secret: Path | None) -> None:
     """Print a monitor's messages, one line each."""
+    from crashwatch.monitor.serving.signals import stop_on_signals
     from crashwatch.monitor.transports.curve import ClientCurve
     from crashwatch.monitor.transports.subscribe import Subscriber, describe
 
@@ -192,10 +193,12 @@ def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, cou
     curve = ClientCurve(curve_server_key, curve_secret) if curve_secret is not None else None
     # The heartbeat is taken whatever the topics asked for: silence is then told from a quiet monitor.
     subscriber = Subscriber(endpoint, topics + ("status",) if topics else (), curve=curve)
+    # Ctrl-C and SIGTERM stop it, also where the shell that started it ignores SIGINT (a background job).
+    stop = stop_on_signals()
     click.echo(f"waiting for messages from {endpoint} (Ctrl-C stops)", err=True)
     received, heard_at, warned = 0, time.monotonic(), False
     try:
-        while count is None or received < count:
+        while (count is None or received < count) and not stop.is_set():
             message = subscriber.receive(timeout=0.5)
             if message is None:
                 silent = time.monotonic() - heard_at
@@ -211,8 +214,6 @@ def subscribe_command(endpoint: str, topics: tuple[str, ...], as_json: bool, cou
             extra = {"missed": message.missed} if message.missed else {}
             click.echo(json.dumps({"topic": message.topic, **message.wire, **extra}) if as_json else describe(message))
             received += 1
-    except KeyboardInterrupt:
-        pass
     finally:
         subscriber.close()
         if subscriber.gaps:
