@@ -159,10 +159,14 @@ def test_a_short_rtsp_outage_is_reported_honestly_and_ends_promptly(tiny_bundle,
 
 # -- 4. subscribe says what it waits for ------------------------------------------------------------------------
 
-def test_subscribe_to_a_dead_endpoint_says_so_and_keeps_waiting():
+@pytest.mark.parametrize("started_by", ["a terminal", "a shell that ignores SIGINT in its background jobs"])
+def test_subscribe_to_a_dead_endpoint_says_so_and_keeps_waiting(started_by):
+    """And Ctrl-C stops it, also where it was started with SIGINT ignored (``nohup ... &`` in a script: Python
+    then installs no KeyboardInterrupt, and it waited forever)."""
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if "ignores" in started_by else None
     process = subprocess.Popen([sys.executable, "-m", "crashwatch", "subscribe", "--connect",
                                 f"localhost:{free_port()}"], cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=ignore)
     try:
         time.sleep(6)
         assert process.poll() is None  # still waiting
