@@ -137,3 +137,27 @@ def test_a_recorded_event_exports_as_its_segments_one_after_the_other(events, tm
     assert len(segments) >= 2 and clip.info.num_frames == sum(probe_clip(s).num_frames for s in segments)
     assert (tmp_path / "data" / "evidence" / side / "event.json").is_file()
     assert json.loads((tmp_path / "data" / "evidence" / side / "event.json").read_text())["camera"] == "side"
+
+
+def test_a_verdict_set_on_the_command_line_reaches_mqtt_retained_or_says_it_did_not(events, tmp_path):
+    from tests.support.mqtt_broker import Broker, Subscriber, need_mosquitto
+
+    need_mosquitto()
+    rear = _names(events, camera="rear")[0]
+    broker = Broker(tmp_path / "broker").start()
+    try:
+        result = CliRunner().invoke(main, ["review", "set", str(events), rear, "dismissed", "--reason", "glare", "--by",
+                                           "eve", "--mqtt", f"mqtt://127.0.0.1:{broker.port}"])
+        assert result.exit_code == 0, result.output
+        late = Subscriber(broker, "crashwatch/+/review/#")  # after the fact: the retained verdict
+        (message,) = late.wait_for(lambda ms: bool(ms), 5, "the retained verdict")
+        assert message.topic == f"crashwatch/rear/review/{rear}" and message.retain
+        assert (message.payload["decision"], message.payload["reason"], message.payload["reviewer"]) == \
+            ("dismissed", "glare", "eve")
+        late.close()
+    finally:
+        broker.stop()
+    away = CliRunner().invoke(main, ["review", "set", str(events), rear, "needs_review", "--by", "eve", "--mqtt",
+                                     f"mqtt://127.0.0.1:{free_port()}"])
+    assert away.exit_code == 1 and "the verdict is kept, but mqtt://127.0.0.1:" in away.output
+    assert VerdictStore(events).current()[rear].decision is Decision.NEEDS_REVIEW
