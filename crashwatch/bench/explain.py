@@ -13,11 +13,10 @@ from typing import Any, Callable
 import numpy as np
 
 from crashwatch.contract.preprocess import preprocess_frame
-from crashwatch.contract.video import probe_clip, read_frames
-from crashwatch.contract.window import pick_frames
+from crashwatch.contract.video import probe_clip
+from crashwatch.evaluation.explained import clip_window
 from crashwatch.monitor.engines.model import RiskModel
 from crashwatch.monitor.explain.explainer import Explainer
-from crashwatch.monitor.frame import Frame
 
 
 def measure(name: str, bundle: Path, clip: Path, at: float | None, repeats: int = 5) -> dict[str, Any]:
@@ -26,10 +25,7 @@ def measure(name: str, bundle: Path, clip: Path, at: float | None, repeats: int 
     model = RiskModel.open(bundle, runtime="auto")
     m = model.manifest
     info = probe_clip(clip)
-    end = min(info.duration, at) if at is not None else info.duration
-    indices = pick_frames(info.timestamps(), end, m.window)
-    frames = [Frame(i, i / info.fps, 0.0, image) for i, image in zip(indices, read_frames(clip, indices))]
-    states = [model.encode_frames(preprocess_frame(f.image, m.pixels)[None])[0] for f in frames]
+    frames, states = clip_window(model, clip, info, min(info.duration, at) if at is not None else info.duration)
     explainer = Explainer(model, m.pixels)
     explainer.explain(frames, states)  # the first calls of a batch size are slower than the rest
 

@@ -82,6 +82,7 @@ def explain_command(bundle_dir: Path, clip: Path, at: float, out_dir: Path, mask
     from crashwatch.evaluation.explained import explain_moment, explanation_card
     from crashwatch.monitor.engines.model import RiskModel
     from crashwatch.monitor.explain.regions import StaticMask
+    from crashwatch.monitor.transports.subscribe import explained
 
     try:
         static = StaticMask.parse(mask) if mask else None
@@ -97,13 +98,8 @@ def explain_command(bundle_dir: Path, clip: Path, at: float, out_dir: Path, mask
     card = explanation_card(explanation, frames=frames)
     if card is not None:
         cv2.imwrite(str(png_path), card)
-    e, region = explanation, explanation.region or {}
-    assert e.frames is not None and e.telling is not None
-    telling = e.frames[e.telling]
-    where = f"box {region['box']} (x0, y0, x1, y1 of the frame)" if region.get("box") else region.get("note")
-    shares = ", ".join(f"{f['t']:.2f} s {f['share']:+.2f}" for f in e.frames)
-    click.echo(f"risk {e.probability:.3f} at {at:g} s; the frame at {telling['t']:.2f} s raised the logit most "
-               f"(each frame's share: {shares}); {region.get('method')} map: {where}; {e.compute_ms:.0f} ms")
+    click.echo(f"risk {explanation.probability:.3f} at {at:g} s: {explained(explanation)}; "
+               f"{explanation.compute_ms:.0f} ms")
     click.echo(f"wrote {json_path} and {png_path}")
 
 

@@ -49,6 +49,12 @@ def review_group() -> None:
     with who gave it and when in EVENTS/review.sqlite; reviewed events export as training data."""
 
 
+def _verdict(v: dict) -> str:
+    """A verdict (``Verdict.to_json``) in words: the decision, its reason or its mark."""
+    return v["decision"] + (f" ({v['reason']})" if v["reason"] else "") + \
+        (f" at {v['mark_s']:.2f} s" if v["mark_s"] is not None else "")
+
+
 def _clock(wall: float) -> str:
     return datetime.datetime.fromtimestamp(wall, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -78,8 +84,7 @@ def list_command(events_dir: Path, camera: str | None, verdict: str | None, sinc
             click.echo(f"{e['name']}: {e['error']}")
             continue
         v = e["verdict"]
-        said = "unreviewed" if v is None else f"{v['decision']}" + (f" ({v['reason']})" if v["reason"] else "") + \
-            (f" at {v['mark_s']:.2f} s" if v["mark_s"] is not None else "") + f" by {v['reviewer']}"
+        said = "unreviewed" if v is None else f"{_verdict(v)} by {v['reviewer']}"
         click.echo(f"{e['name']}  {e['camera']}  {_clock(e['started_at'])}  peak {e['peak']:.3f}  {e['state']}  {said}")
     click.echo(f"page {result['page']} of {result['pages']}, {result['total']} event(s)")
 
@@ -128,8 +133,7 @@ def history_command(events_dir: Path, event: str) -> None:
     if not verdicts:
         click.echo(f"{event}: no verdict yet")
     for v in verdicts:
-        extra = (f" ({v.reason})" if v.reason else "") + (f" at {v.mark_s:.2f} s" if v.mark_s is not None else "")
-        click.echo(f"{_clock(v.at)}  {v.reviewer}: {v.decision.value}{extra}")
+        click.echo(f"{_clock(v.at)}  {v.reviewer}: {_verdict(v.to_json())}")
 
 
 @review_group.command("reasons")

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from crashwatch.contract.preprocess import preprocess_frame
-from crashwatch.contract.video import VideoError, probe_clip, read_frames
+from crashwatch.contract.video import ClipInfo, VideoError, probe_clip, read_frames
 from crashwatch.contract.window import EPSILON, pick_frames
 from crashwatch.monitor.engines.model import RiskModel
 from crashwatch.monitor.explain.explainer import Explainer
@@ -97,18 +97,23 @@ def explanation_card(explanation: Explanation, width: int = 480,
     return np.vstack([top, strip, bars])
 
 
+def clip_window(model: RiskModel, clip: Path, info: ClipInfo, end: float) -> tuple[list[Frame], list[np.ndarray]]:
+    """The frames of ``clip`` (``info``: its probe) that make the window ending at stream time ``end``, oldest
+    first, and what ``model`` encodes each to: one frame a call, as the monitor's scorer encodes them (an int8
+    graph's scales depend on the call's frames)."""
+    indices = pick_frames(info.timestamps(), end, model.manifest.window)
+    frames = [Frame(i, i / info.fps, 0.0, image) for i, image in zip(indices, read_frames(clip, indices))]
+    states = [model.encode_frames(preprocess_frame(f.image, model.manifest.pixels)[None])[0] for f in frames]
+    return frames, states
+
+
 def explain_moment(model: RiskModel, clip: Path, at: float, mask: StaticMask | None = None
                    ) -> tuple[Explanation, list[np.ndarray]]:
     """The explanation of the window of ``clip`` ending at stream time ``at`` (seconds from its start), as the
     monitor would send it for an alert there, and the window's frames (BGR, oldest first)."""
-    m = model.manifest
     info = probe_clip(clip)
     if not 0 <= at <= info.duration + EPSILON:
         raise VideoError(f"{clip}: --at {at:g} s lies outside the video (0 to {info.duration:.2f} s)")
-    indices = pick_frames(info.timestamps(), at, m.window)
-    images = read_frames(clip, indices)
-    frames = [Frame(i, i / info.fps, 0.0, image) for i, image in zip(indices, images)]
-    # One frame a call, as the monitor's scorer encodes them (an int8 graph's scales depend on the call's frames).
-    states = [model.encode_frames(preprocess_frame(image, m.pixels)[None])[0] for image in images]
-    fields = Explainer(model, m.pixels, mask).explain(frames, states)
-    return Explanation(alert_id=0, event="moment", t=at, state="ready", **fields), images
+    frames, states = clip_window(model, clip, info, at)
+    fields = Explainer(model, model.manifest.pixels, mask).explain(frames, states)
+    return Explanation(alert_id=0, event="moment", t=at, state="ready", **fields), [f.image for f in frames]

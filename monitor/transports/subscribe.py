@@ -112,8 +112,9 @@ def explained(e: Explanation) -> str:
     region = e.region or {}
     where = f"box {region['box']}" if region.get("box") else region.get("note")
     shares = " ".join(f"{f['share']:+.2f}" for f in e.frames)
+    ready = "" if e.ready_after_ms is None else f"; ready {e.ready_after_ms:.0f} ms after the alert"
     return (f"the frame at {e.frames[e.telling]['t']:.2f} s raised the risk most (shares of the logit, oldest first: "
-            f"{shares}); where: {where}; ready {e.ready_after_ms:.0f} ms after the alert")
+            f"{shares}); where ({region.get('method')} map): {where}{ready}")
 
 
 def _describe_body(head: str, message: Message) -> str:

@@ -16,15 +16,14 @@ from click.testing import CliRunner
 from crashwatch.cli import main
 from crashwatch.contract.preprocess import preprocess_frame
 from crashwatch.contract.sidecars import Box, Boxes, BoxFrame
-from crashwatch.contract.video import probe_clip, read_frames
-from crashwatch.contract.window import pick_frames
+from crashwatch.contract.video import probe_clip
 from crashwatch.demo import DEMO_DRIVE, demo_bundle
+from crashwatch.evaluation.explained import clip_window
 from crashwatch.evaluation.pointing import explanation_rows, pointing_summary
 from crashwatch.monitor.engines.model import RiskModel
 from crashwatch.monitor.explain.explainer import Explainer
 from crashwatch.monitor.explain.regions import MIN_EFFECT, StaticMask, summarise
 from crashwatch.monitor.explain.worker import ExplainWorker
-from crashwatch.monitor.frame import Frame
 from crashwatch.monitor.messages import Alert, AlertEvent, Explanation
 
 AT = 70.2  # the shipped demo drive's alert start
@@ -34,12 +33,7 @@ AT = 70.2  # the shipped demo drive's alert start
 def demo():
     """The demo bundle and the window of the demo drive its alert started on: frames and encoded states."""
     model = RiskModel.open(demo_bundle())
-    m = model.manifest
-    info = probe_clip(DEMO_DRIVE)
-    indices = pick_frames(info.timestamps(), AT, m.window)
-    frames = [Frame(i, i / info.fps, 0.0, image) for i, image in zip(indices, read_frames(DEMO_DRIVE, indices))]
-    states = [model.encode_frames(preprocess_frame(f.image, m.pixels)[None])[0] for f in frames]
-    return model, frames, states
+    return (model, *clip_window(model, DEMO_DRIVE, probe_clip(DEMO_DRIVE), AT))
 
 
 def test_each_cell_is_the_logits_drop_with_that_cell_of_the_telling_frame_greyed(demo):
@@ -132,7 +126,7 @@ def test_crashwatch_explain_writes_the_json_and_the_picture_it_names(tmp_path):
     card = cv2.imread(str(tmp_path / "drive_70.20s.png"))
     assert card is not None and card.shape[1] == 480
     telling = written["frames"][written["telling"]]
-    assert f"the frame at {telling['t']:.2f} s raised the logit most" in result.output
+    assert f"the frame at {telling['t']:.2f} s raised the risk most" in result.output
     late = CliRunner().invoke(main, ["explain", str(demo_bundle()), str(DEMO_DRIVE), "--at", "99"])
     assert late.exit_code == 1 and f"{DEMO_DRIVE}: --at 99 s lies outside the video (0 to 72.40 s)" in late.output
     bad = CliRunner().invoke(main, ["explain", str(demo_bundle()), str(DEMO_DRIVE), "--at", "1", "--mask", "0,0"])
