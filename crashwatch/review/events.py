@@ -113,12 +113,18 @@ class EventClip:
         event folder (its sidecar and segments, not the browser copy), or a clip and its sidecar."""
         if not self.complete():
             raise ClipError(f"{self.path.name}: the monitor is still writing it")
-        files = [self.sidecar, *self.videos()]
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # video does not compress
-            for file in files:
-                archive.write(file, f"{self.path.name}/{file.name}" if self.path.is_dir() else file.name)
+            for file, name in self.evidence_files():
+                archive.write(file, name)
         return buffer.getvalue()
+
+    def evidence_files(self) -> list[tuple[Path, str]]:
+        """The evidence as the monitor wrote it, each file with the path it keeps beside the others for
+        ``crashwatch verify``: an event folder's sidecar and segments under the folder's name (not the browser
+        copy), or a clip and its sidecar."""
+        return [(file, f"{self.path.name}/{file.name}" if self.path.is_dir() else file.name)
+                for file in (self.sidecar, *self.videos())]
 
     def ensure_browser_copy(self) -> Path:
         """The WebM copy, made now if there is none yet (seconds for a long event: call it from a worker

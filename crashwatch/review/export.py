@@ -42,9 +42,8 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def _keep_evidence(event: EventClip, folder: Path) -> None:
-    files = [event.sidecar, *event.videos()]
-    for file in files:
-        _copy(file, folder / event.path.name / file.name if event.path.is_dir() else folder / file.name)
+    for file, name in event.evidence_files():
+        _copy(file, folder / name)
 
 
 def export_reviewed(events_dir: Path, out: Path, split: str = "train", question: str = DEFAULT_QUESTION) -> dict[str, Any]:
