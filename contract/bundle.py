@@ -86,6 +86,23 @@ GRAPH_FILES = {"vision": VISION, "head": HEAD, "block": BLOCK, "readout": READOU
 GRAPH_OUTPUTS = {"vision": VISION_OUTPUT, "head": HEAD_OUTPUT, "block": BLOCK_OUTPUT, "readout": READOUT_OUTPUT}
 
 
+# A model store (``crashwatch review learn``): versions of one bundle, the one to run named in ``CURRENT``.
+CURRENT = "CURRENT"
+VERSIONS = "versions"
+
+
+def resolve_bundle(folder: Path) -> Path:
+    """The bundle folder ``folder`` stands for: itself, or a model store's current version."""
+    pointer = folder / CURRENT
+    if not pointer.is_file():
+        return folder
+    name = pointer.read_text(encoding="utf-8").strip()
+    version = folder / VERSIONS / name
+    if not name or not (version / MANIFEST).is_file():
+        raise BundleError(f"{pointer}: names version {name!r}, which {folder / VERSIONS} does not hold")
+    return version
+
+
 def openvino_file(graph: str) -> str:
     """The OpenVINO IR file of one of a bundle's graphs (``export --openvino``)."""
     return f"{graph}.openvino.xml"

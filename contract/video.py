@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 # FFmpeg inside OpenCV prints each decoder error straight to the process's stderr, which a user reads as a
 # crash; the project says what happened in its own words (a damaged stretch, an outage). OpenCV reads this when
@@ -99,16 +99,16 @@ def probe_clip(path: str | Path) -> ClipInfo:
                     damaged=tuple(damaged))
 
 
-def read_frames(path: str | Path, indices: Sequence[int]) -> list[np.ndarray]:
-    """Decode the frames at ``indices`` (any order, repeats allowed) as BGR uint8 arrays."""
+def iter_frames(path: str | Path, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """The frames at ``indices`` (any order, repeats allowed) as ``(index, BGR uint8 array)``, each once, in
+    the file's order: one pass over the file, holding one frame at a time."""
     path = Path(path)
     wanted = sorted(set(indices))
     if not wanted:
-        return []
+        return
     if wanted[0] < 0:
         raise ValueError(f"negative frame index {wanted[0]}")
     capture = _open(path)
-    found: dict[int, np.ndarray] = {}
     try:
         index = -1
         for target in wanted:
@@ -119,7 +119,12 @@ def read_frames(path: str | Path, indices: Sequence[int]) -> list[np.ndarray]:
             ok, frame = capture.retrieve()
             if not ok or frame is None:
                 raise VideoError(f"{path}: frame {target} does not decode")
-            found[target] = frame
+            yield target, frame
     finally:
         capture.release()
+
+
+def read_frames(path: str | Path, indices: Sequence[int]) -> list[np.ndarray]:
+    """Decode the frames at ``indices`` (any order, repeats allowed) as BGR uint8 arrays."""
+    found = dict(iter_frames(path, indices))
     return [found[i] for i in indices]

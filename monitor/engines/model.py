@@ -36,6 +36,7 @@ from crashwatch.contract.bundle import (
     BundleError,
     Manifest,
     read_array,
+    resolve_bundle,
 )
 from crashwatch.contract.prompt import PromptLayout
 from crashwatch.contract.risk import sigmoid
@@ -245,11 +246,11 @@ class RiskModel:
     @classmethod
     def open(cls, folder: str | Path, providers: Sequence[str] | None = None, threads: int | None = None,
              runtime: Runtime | str = Runtime.ONNXRUNTIME) -> "RiskModel":
-        """The bundle in ``folder``, its files checked against the manifest, its graphs on ``runtime`` and warmed
-        up."""
-        folder = Path(folder)
-        if not folder.is_dir():
+        """The bundle in ``folder`` (or a model store's current version, ``contract.bundle.resolve_bundle``), its
+        files checked against the manifest, its graphs on ``runtime`` and warmed up."""
+        if not Path(folder).is_dir():
             raise BundleError(f"{folder}: no such bundle folder")
+        folder = resolve_bundle(Path(folder))
         manifest = Manifest.read(folder)
         manifest.verify_files(folder)
         arrays = {name: read_array(folder / name, str(folder / name)) for name in PROMPT_ARRAYS}

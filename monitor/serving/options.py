@@ -72,8 +72,8 @@ class ServeOptions:
     """The model, the publisher and MQTT of a monitor process."""
 
     bundle: Path | None = setting(
-        "--bundle", "bundle", "Bundle folder from `crashwatch export` (default: the demo bundle, generated scenes "
-        "only).", "FOLDER", folder)
+        "--bundle", "bundle", "Bundle folder from `crashwatch export`, or a model store from `crashwatch review "
+        "learn` (its current version) (default: the demo bundle, generated scenes only).", "FOLDER", folder)
     model: str | None = setting(
         "--model", "model", "Instead of --bundle: the bundle a Triton server serves, triton://HOST:PORT/NAME (gRPC; "
         "`crashwatch serve-triton` or the repository of `crashwatch export-triton`).", "URL", text, late=True)

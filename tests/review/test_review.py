@@ -5,6 +5,8 @@ their evidence verifying where it was copied."""
 from __future__ import annotations
 
 import json
+import math
+import shutil
 import subprocess
 import sys
 import time
@@ -161,3 +163,26 @@ def test_a_verdict_set_on_the_command_line_reaches_mqtt_retained_or_says_it_did_
                                      f"mqtt://127.0.0.1:{free_port()}"])
     assert away.exit_code == 1 and "the verdict is kept, but mqtt://127.0.0.1:" in away.output
     assert VerdictStore(events).current()[rear].decision is Decision.NEEDS_REVIEW
+
+
+def test_each_camera_gets_a_threshold_from_its_own_verdicts(events, tmp_path):
+    """Two hours of driving: one false alert bounds the rate above 2 an hour at 95 %, none below it; so the
+    camera whose alert was dismissed is proposed a threshold just above that alert's peak, the camera whose
+    alert was confirmed keeps the one it fired at, and half an hour is too little to say."""
+    folder = tmp_path / "events"
+    shutil.copytree(events, folder, ignore=shutil.ignore_patterns("review.sqlite*"))
+    store = VerdictStore(folder)
+    front, rear = (_names(folder, camera=c)[0] for c in ("front", "rear"))
+    store.give(front, "dismissed", "ana", reason="shadow")
+    store.give(rear, "confirmed", "ana", mark_s=1.0)
+    peak = {e["camera"]: e["peak"] for e in query(folder, store, EventQuery())["events"]}
+    out = CliRunner().invoke(main, ["review", "calibrate", str(folder), "--hours", "2", "--hours", "side=0.5"])
+    assert out.exit_code == 0, out.output
+    proposed = math.floor(peak["front"] / 0.005 + 1) * 0.005
+    assert "front: 0 confirmed, 1 dismissed, 0 unreviewed in 2 h: 0.50 false alerts/h (0.01 to 2.79 at 95%)" in out.output
+    assert f"alert: {{on: {round(proposed, 4):g}}}  (0 false alert(s) left, at most 1.50/h at 95%)" in out.output
+    assert "rear: 1 confirmed, 0 dismissed" in out.output and "alert: {on: 0}  (0 false alert(s) left" in out.output
+    assert "side: 0 confirmed, 0 dismissed, 1 unreviewed in 0.5 h" in out.output
+    assert "too few hours: even no false alert bounds the rate only below 5.99/h" in out.output
+    missing = CliRunner().invoke(main, ["review", "calibrate", str(folder), "--hours", "front=2"])
+    assert missing.exit_code == 1 and "camera rear: how many hours did it drive?" in missing.output
