@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import json
 import logging
 import math
 import shutil
@@ -219,6 +218,3 @@ class Learner:
 def _brief(gate: dict[str, Any]) -> dict[str, Any]:
     return {key: gate[key] for key in ("accepted", "reasons", "running", "new", "lost", "clips")}
 
-
-def write_report(report: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from crashwatch.contract.bundle import CURRENT, VERSIONS, BundleError, Manifest, resolve_bundle
+from crashwatch.contract.bundle import CURRENT, VERSIONS, Manifest, resolve_bundle
 from crashwatch.contract.errors import CrashwatchError
 
 HISTORY = "history.jsonl"
@@ -143,10 +143,3 @@ class ModelStore:
             return []
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
-
-def check_bundle(folder: Path) -> None:
-    """A bundle a store can take: readable, its files as its manifest says."""
-    try:
-        Manifest.read(folder).verify_files(folder)
-    except BundleError as err:
-        raise StoreError(str(err)) from None
