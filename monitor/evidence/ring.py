@@ -59,6 +59,9 @@ RETRY_S = 5.0  # an unavailable recording folder is tried again this often
 MIN_ROOM = 64 * 1024  # less free than this is a full disk: not tried until there is more
 NEARLY_FULL = 2**20  # a write that failed with less free than this failed for want of space
 MIN_FREE = "256MB"  # the default free-space floor: a few minutes of 720p above whatever else fills the disk
+# ``--events`` without ``--record``: the events folder's own ring, long enough for any window and post-roll.
+EVENTS_RING = ".ring"
+EVENTS_RING_KEEP = KeepPolicy(max_bytes=256 * 2**20, max_age_s=600.0)
 
 
 @dataclass

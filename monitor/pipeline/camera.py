@@ -28,7 +28,7 @@ from crashwatch.monitor.engines.model import RiskModel, Timing
 from crashwatch.monitor.evidence.clips import EventRecorder
 from crashwatch.monitor.evidence.keeper import Evidence, HeldEvidence, NoEvidence, RecordedEvidence
 from crashwatch.monitor.evidence.lock import EventLocker
-from crashwatch.monitor.evidence.ring import LoopRecorder
+from crashwatch.monitor.evidence.ring import EVENTS_RING, EVENTS_RING_KEEP, LoopRecorder
 from crashwatch.monitor.explain.explainer import Explainer
 from crashwatch.monitor.explain.regions import StaticMask
 from crashwatch.monitor.explain.worker import ExplainWorker
@@ -180,18 +180,21 @@ class Monitor:
                 "spacing_s": spacing, "stride_s": stride, "late_after_s": self.late_after_s, "reasons": reasons}
 
     def _open_evidence(self, options: MonitorOptions) -> Evidence:
-        """The loop recording with events locked out of it, event clips from memory, or nothing."""
-        if options.record_dir is not None:
-            recorder = LoopRecorder(options.record_dir, options.camera, options.record_keep, options.record_codec,
-                                    options.record_segment_seconds, lossless=not options.source.live,
-                                    nominal_fps=lambda: self.capture.source_fps, min_free=options.record_min_free)
-            return RecordedEvidence(recorder, EventLocker(options.events_dir or options.record_dir / "events",
-                                                          options.camera, recorder, options.event_post_seconds,
-                                                          options.signer))
-        if options.events_dir is not None:
+        """Events locked out of a loop recording (``--record``'s, or with ``--events`` alone the events folder's
+        own small ring), event clips from memory (``--events-hold memory``), or nothing."""
+        if options.record_dir is None and options.events_dir is not None and options.events_hold == "memory":
             return HeldEvidence(EventRecorder(options.events_dir, options.camera, options.event_post_seconds,
                                               options.signer))
-        return NoEvidence()
+        if options.record_dir is None and options.events_dir is None:
+            return NoEvidence()
+        own = options.record_dir is None
+        ring = options.events_dir / EVENTS_RING if own and options.events_dir is not None else options.record_dir
+        assert ring is not None
+        recorder = LoopRecorder(ring, options.camera, EVENTS_RING_KEEP if own else options.record_keep,
+                                options.record_codec, options.record_segment_seconds, lossless=not options.source.live,
+                                nominal_fps=lambda: self.capture.source_fps, min_free=options.record_min_free)
+        return RecordedEvidence(recorder, EventLocker(options.events_dir or ring / "events", options.camera, recorder,
+                                                      options.event_post_seconds, options.signer))
 
     # -- status ---------------------------------------------------------------------------------------------
 

@@ -176,8 +176,15 @@ class MonitorOptions:
         "--preview", "preview", "Also publish a small JPEG of the newest frame (320 px wide) at most twice a second "
         "on the preview topic, for `crashwatch dashboard`.", "", boolean, False, switch=True)
     events_dir: Path | None = setting(
-        "--events", "events", "Save each alert's evidence here: a clip + JSON sidecar written after the post-roll, "
-        "or with --record a folder of locked segments (default with --record: RECORD/events).", "FOLDER", folder)
+        "--events", "events", "Save each alert's evidence here: a folder of segments locked as the alert happens "
+        "(from --record's ring, or without it a small ring of the events folder's own, EVENTS/.ring), or with "
+        "--events-hold memory one clip + JSON sidecar written after the post-roll (default with --record: "
+        "RECORD/events).", "FOLDER", folder)
+    events_hold: str = setting(
+        "--events-hold", "events_hold", "With --events and no --record: disk keeps the alert's window on disk "
+        "before its start is published (a ring of the last few minutes in EVENTS/.ring, so a monitor killed "
+        "right after an alert leaves its evidence); memory holds it in memory and writes it after the post-roll "
+        "(nothing is left if the monitor dies first).", "MODE", choice("disk", "memory"), "disk")
     record_dir: Path | None = setting(
         "--record", "record", "Loop recording: write the stream continuously to RECORD/CAMERA as segments, lock "
         "alerts' segments into event folders as they happen (evidence that survives a crash).", "FOLDER", folder)
@@ -187,15 +194,18 @@ class MonitorOptions:
         keep_policy,
         "1GB,24h")
     record_codec: str = setting(
-        "--record-codec", "record_codec", "With --record: auto is H.264 where this OpenCV can encode it, else mp4v "
+        "--record-codec", "record_codec", "With --record (or --events' own ring): auto is H.264 where this "
+        "OpenCV can encode it, else mp4v "
         "(cheap; VLC and mpv play it); vp8 (WebM) plays in browsers and costs about 10x mp4v to encode.",
         "CODEC", choice(*CODEC_CHOICES), "auto")
     record_min_free: int = setting(
-        "--record-min-free", "record_min_free", "With --record: the free space kept on the recording's disk, "
+        "--record-min-free", "record_min_free", "With --record (or --events' own ring): the free space kept "
+        "on the recording's disk, "
         "deleting the ring's oldest segments before each new one (locked evidence is kept).", "SIZE", size,
         MIN_FREE)
     record_segment_seconds: float = setting(
-        "--record-segment", "record_segment", "With --record: seconds per segment (at most this much is lost if the "
+        "--record-segment", "record_segment", "With --record (or --events' own ring): seconds per segment "
+        "(at most this much is lost if the "
         "monitor dies).", "SECONDS", number(0.2, 60), 2.0)
     alert_on: float | None = setting(
         "--alert-on", "alert.on", "Probability that starts an alert (default: the calibrated threshold).",
@@ -254,12 +264,17 @@ class MonitorOptions:
             raise OptionsError("fast is for files; a live source runs in real time", SETTING["replay"])
         if self.loop and self.source.live:
             raise OptionsError("is for files; a live source runs until it stops", SETTING["loop"])
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        own_ring = self.record_dir is None and self.events_dir is not None and self.events_hold == "disk"
         if self.record_dir is None:
-            defaults = {f.name: f.default for f in dataclasses.fields(self)}
             for name in ("record_keep", "record_codec", "record_segment_seconds", "record_min_free"):
-                if getattr(self, name) != defaults[name]:
-                    raise OptionsError(f"is for the loop recording, which {SETTING['record_dir'].flag} turns on",
-                                       SETTING[name])
+                if getattr(self, name) != defaults[name] and (name == "record_keep" or not own_ring):
+                    raise OptionsError(f"is for the loop recording, which {SETTING['record_dir'].flag} turns on"
+                                       + ("" if name == "record_keep" else
+                                          f" (or {SETTING['events_dir'].flag}'s own ring)"), SETTING[name])
+        if self.events_hold != defaults["events_hold"] and (self.record_dir is not None or self.events_dir is None):
+            raise OptionsError(f"is for {SETTING['events_dir'].flag} without {SETTING['record_dir'].flag}",
+                               SETTING["events_hold"])
         if self.alert_on is not None and self.alert_off is not None and self.alert_off > self.alert_on:
             raise OptionsError(f"{self.alert_off} is above the alert's start ({self.alert_on}): an alert would end "
                                "before it starts", SETTING["alert_off"])

@@ -206,8 +206,9 @@ class _Snapshot(Collector):
             put(counter, "messages_dropped", "Messages ZeroMQ dropped (a subscriber past its high-water mark).", at,
                 publisher.get("dropped"))
             events = s.get("events") or {}
-            put(counter, "events_written", "Event clips written.", at, events.get("written"))
-            put(counter, "events_failed", "Event clips that could not be written.", at, events.get("failed"))
+            put(counter, "events_written", "Events whose evidence is whole on disk: clips written, event folders "
+                "complete.", at, events.get("written", events.get("complete")))
+            put(counter, "events_failed", "Events whose evidence could not be written.", at, events.get("failed"))
             recording = s.get("recording") or {}
             put(gauge, "recording_bytes", "Bytes of the loop recording's closed segments on disk.", at,
                 recording.get("bytes"))

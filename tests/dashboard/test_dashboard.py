@@ -175,7 +175,7 @@ def test_the_page_follows_real_monitors_live(chromium, tmp_path):
         _wait(lambda: chromium.find_element("id", "connection").text == "live", 10, "the page's websocket")
         chromium.execute_script(WATCH)
         # The crash clip alerts from its 3rd second on (threshold 0: always above), the highway does not.
-        monitors = [_monitor(tmp_path / "front.log", crash, front, "front", "--events", str(events),
+        monitors = [_monitor(tmp_path / "front.log", crash, front, "front", "--events", str(events), "--events-hold", "memory",
                              "--alert-on", "0", "--alert-min-on", "3"),
                     _monitor(tmp_path / "rear.log", highway, rear, "rear")]
 

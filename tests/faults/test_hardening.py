@@ -53,7 +53,7 @@ def _replay(bundle: Path, clip: Path, tmp_path: Path, **options) -> tuple[Monito
 @pytest.mark.parametrize("fps", [30.0, 8.0])
 def test_event_clips_play_at_the_streams_speed(tiny_bundle, tmp_path, fps):
     clip = write_video(tmp_path / "src.mp4", int(6 * fps), fps=fps)
-    _replay(tiny_bundle, clip, tmp_path, events_dir=tmp_path / "events", event_post_seconds=2.0,
+    _replay(tiny_bundle, clip, tmp_path, events_dir=tmp_path / "events", events_hold="memory", event_post_seconds=2.0,
             alert_on=0.0, alert_off=0.0)
     written = sorted((tmp_path / "events").glob("*.mp4"))
     assert written

@@ -151,7 +151,7 @@ def test_event_clips_that_cannot_be_written_are_reported_and_alerts_go_on(tiny_b
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         collector = Collector(endpoint)
         monitor = Monitor(RiskModel.open(tiny_bundle), MonitorOptions(source=parse_source(str(clip)), replay="fast",
-                                                                 events_dir=events, event_post_seconds=0.5,
+                                                                 events_dir=events, events_hold="memory", event_post_seconds=0.5,
                                                                  alert_on=0.0, alert_off=0.0),
                           lambda status: Publisher(endpoint, "cam", status=status))
         assert collector.wait_for(lambda c: c.of("status"), 5)

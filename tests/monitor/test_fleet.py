@@ -203,10 +203,11 @@ def test_the_buffer_keeps_only_frames_a_window_can_pick(tiny_bundle, tmp_path):
     """Memory per camera: the capture buffer drops frames no window can pick; the windows are the same."""
     clip = write_video(tmp_path / "c.mp4", 150, fps=30)
     runs = {}
-    for name, events in (("thinned", None), ("every frame", tmp_path / "events")):
+    for name, held_events in (("thinned", {}), ("every frame", {"events_dir": tmp_path / "events",
+                                                                 "events_hold": "memory"})):
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         monitor = Monitor(RiskModel.open(tiny_bundle), MonitorOptions(source=parse_source(str(clip)), replay="fast",
-                                                                 events_dir=events),
+                                                                 **held_events),
                           lambda status: Publisher(endpoint, "cam", status=status))
         held = []
         push = monitor.buffer.push

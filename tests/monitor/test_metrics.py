@@ -53,7 +53,8 @@ class Kept:
 def test_metrics_agree_with_what_the_cameras_published(tiny_bundle, tmp_path):
     clips = [write_video(tmp_path / f"{name}.mp4", 60) for name in ("front", "rear")]
     cameras = [MonitorOptions(source=parse_source(str(clip)), camera=clip.stem, replay="fast", alert_on=0.0,
-                              alert_off=0.0, events_dir=tmp_path / "events") for clip in clips]
+                              alert_off=0.0, events_dir=tmp_path / "events", events_hold="memory")
+               for clip in clips]
     endpoint, metrics = f"tcp://127.0.0.1:{free_port()}", Metrics()
     url = metrics.serve(f"127.0.0.1:{free_port()}")
     Kept.messages = []

@@ -59,7 +59,8 @@ def _assert_contiguous(messages: list[dict]) -> None:
 def test_replay_of_real_clips_reaches_a_subscriber_in_order(bundle, tmp_path, name):
     clip = need_shared(CLIPS / name)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    monitor = _monitor(bundle, str(clip), endpoint, events_dir=tmp_path / "events", alert_on=0.0, alert_off=0.0)
+    monitor = _monitor(bundle, str(clip), endpoint, events_dir=tmp_path / "events", events_hold="memory",
+                       alert_on=0.0, alert_off=0.0)
     collector = Collector(endpoint)
     _connected(collector)
     summary = monitor.run()
@@ -189,7 +190,8 @@ def test_sigterm_stops_within_a_second_and_finishes_the_event_clip(bundle, tmp_p
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     collector = Collector(endpoint, ("risk",))
     process = subprocess.Popen([sys.executable, "-m", "crashwatch", "monitor", "--bundle", str(bundle), "--source",
-                                str(clip), "--pub", endpoint, "--events", str(tmp_path / "events"), "--alert-on", "0"],
+                                str(clip), "--pub", endpoint, "--events", str(tmp_path / "events"), "--events-hold", "memory",
+                                "--alert-on", "0"],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # The alert starts on the first frame, maybe before this subscriber is connected: its risk messages say it.

@@ -106,7 +106,8 @@ def test_a_recorded_events_files_chain_and_signature_verify_and_each_change_is_n
 
 
 def test_an_event_clip_is_hashed_and_signed_and_unsigned_evidence_is_said_to_be(tiny_bundle, keys, tmp_path):
-    _monitor(tiny_bundle, tmp_path, "--events", str(tmp_path / "events"), "--sign-key", str(keys / "cab.sign"))
+    _monitor(tiny_bundle, tmp_path, "--events", str(tmp_path / "events"), "--events-hold", "memory", "--sign-key",
+             str(keys / "cab.sign"))
     (clip,) = (tmp_path / "events").glob("*.mp4")
     assert [e["state"] for e in json.loads(clip.with_suffix(".json").read_text())["explanations"]] == ["ready"]
     assert verify(clip, keys / "cab.sign.pub").exit_code == 0
@@ -115,7 +116,7 @@ def test_an_event_clip_is_hashed_and_signed_and_unsigned_evidence_is_said_to_be(
     clip.write_bytes(bytes(data))
     assert f"changed: {clip.name}" in verify(clip, keys / "cab.sign.pub").output
 
-    _monitor(tiny_bundle, tmp_path / "plain", "--events", str(tmp_path / "plain/events"))
+    _monitor(tiny_bundle, tmp_path / "plain", "--events", str(tmp_path / "plain/events"), "--events-hold", "memory")
     (plain,) = (tmp_path / "plain/events").glob("*.mp4")
     unsigned = verify(plain)
     assert unsigned.exit_code == 1 and "not signed (the monitor ran without --sign-key)" in unsigned.output

@@ -137,11 +137,15 @@ def _segments_safe(ring: Path) -> list[dict]:
     return found
 
 
-def test_sigkill_after_an_alert_leaves_its_evidence_and_a_restart_finishes_it(tiny_bundle, tmp_path):
+@pytest.mark.parametrize("keeping, ring", [("--record", "rec/front"), ("--events", "rec/.ring/front")],
+                         ids=["record", "events alone"])
+def test_sigkill_after_an_alert_leaves_its_evidence_and_a_restart_finishes_it(tiny_bundle, tmp_path, keeping, ring):
+    """With --record, and with --events alone (its own ring, the default), the window is on disk when the start
+    is published: a monitor killed half a second later leaves it, and the next run finishes the event."""
     clip = write_video(tmp_path / "long.mp4", 400, fps=20)  # 20 s, replayed in real time
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     command = [sys.executable, "-m", "crashwatch", "monitor", "--bundle", str(tiny_bundle), "--source", str(clip),
-               "--pub", endpoint, "--record", str(tmp_path / "rec"), "--camera", "front",
+               "--pub", endpoint, keeping, str(tmp_path / "rec"), "--camera", "front",
                "--alert-on", "0", "--alert-min-on", "4"]
     collector = Collector(endpoint, ("alert",))
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -162,9 +166,9 @@ def test_sigkill_after_an_alert_leaves_its_evidence_and_a_restart_finishes_it(ti
     assert times and times[0] <= event["window_start"] + 1e-6 and times[-1] >= event["window_end"] - 1e-6
     for segment in event["segments"]:
         _assert_plays_at_stream_speed(folder / segment["name"], segment)
-    unfinished = [p for p in (tmp_path / "rec" / "front").glob("*.mp4") if not p.with_suffix(".json").exists()]
+    unfinished = [p for p in (tmp_path / ring).glob("*.mp4") if not p.with_suffix(".json").exists()]
 
-    restart = subprocess.run(command[:command.index("--pub")] + ["--pub", endpoint, "--record", str(tmp_path / "rec"),
+    restart = subprocess.run(command[:command.index("--pub")] + ["--pub", endpoint, keeping, str(tmp_path / "rec"),
                                                                  "--camera", "front", "--replay", "fast"],
                              cwd=REPO, capture_output=True, text=True, timeout=120)
     assert restart.returncode == 0, restart.stderr
@@ -191,6 +195,10 @@ def test_record_options_are_checked(tiny_bundle, tmp_path):
     result = CliRunner().invoke(main, ["monitor", "--bundle", str(tiny_bundle), "--source", str(clip),
                                        "--record", str(blocked), "--pub", f"tcp://127.0.0.1:{free_port()}"])
     assert result.exit_code == 2 and "Invalid value for '--record'" in result.output, result.output
+    for wrong in (["--record", str(tmp_path / "r")], []):  # memory or disk is a choice only --events alone has
+        result = CliRunner().invoke(main, ["monitor", "--source", str(clip), *wrong, "--events-hold", "memory"])
+        assert result.exit_code == 2 and "--events-hold: is for --events without --record" in result.output, \
+            result.output
 
 
 def test_a_live_rtsp_stream_is_recorded_at_its_own_timing_across_an_outage(tiny_bundle, rtsp_camera, tmp_path):
