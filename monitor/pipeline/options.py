@@ -157,7 +157,8 @@ class MonitorOptions:
     """One camera's monitor, as asked for."""
 
     source: SourceSpec = setting(
-        "--source", "source", "Webcam index (0), rtsp:// or http(s):// URL, or a video file (replayed as a live stream).",
+        "--source", "source", "Webcam index (0) or device (/dev/video0), rtsp:// or http(s):// URL, or a video file "
+        "(replayed as a live stream).",
         "SOURCE", source, late=True, required=True)
     camera: str = setting("--camera", "name", "Camera name carried by every message.", "NAME", camera_name, "cam0")
     stride: float | None = setting(
@@ -195,18 +196,17 @@ class MonitorOptions:
         "1GB,24h")
     record_codec: str = setting(
         "--record-codec", "record_codec", "With --record (or --events' own ring): auto is H.264 where this "
-        "OpenCV can encode it, else mp4v "
-        "(cheap; VLC and mpv play it); vp8 (WebM) plays in browsers and costs about 10x mp4v to encode.",
+        "OpenCV can encode it, else mp4v (cheap; VLC and mpv play it); vp8 (WebM) plays in browsers and costs "
+        "about 10x mp4v to encode.",
         "CODEC", choice(*CODEC_CHOICES), "auto")
     record_min_free: int = setting(
         "--record-min-free", "record_min_free", "With --record (or --events' own ring): the free space kept "
-        "on the recording's disk, "
-        "deleting the ring's oldest segments before each new one (locked evidence is kept).", "SIZE", size,
+        "on the recording's disk, deleting the ring's oldest segments before each new one (locked evidence is "
+        "kept).", "SIZE", size,
         MIN_FREE)
     record_segment_seconds: float = setting(
         "--record-segment", "record_segment", "With --record (or --events' own ring): seconds per segment "
-        "(at most this much is lost if the "
-        "monitor dies).", "SECONDS", number(0.2, 60), 2.0)
+        "(at most this much is lost if the monitor dies).", "SECONDS", number(0.2, 60), 2.0)
     alert_on: float | None = setting(
         "--alert-on", "alert.on", "Probability that starts an alert (default: the calibrated threshold).",
         "PROBABILITY", number(0, 1))

@@ -1,13 +1,13 @@
-"""Where frames come from: a webcam index, an rtsp:// or http(s):// URL, or a video file, all opened with
-OpenCV, and a capture thread that never waits for the model.
+"""Where frames come from: a webcam (an index or a device path), an rtsp:// or http(s):// URL, or a video file,
+all opened with OpenCV, and a capture thread that never waits for the model.
 
 The capture thread stamps each frame with its stream time ``t`` (media time for a file, seconds since the
 first frame by the monotonic clock for a live source) and its wall-clock capture time, and pushes it into a
 ``FrameBuffer`` bounded in time. A file is replayed at its own frame rate (frames are skipped, and counted, if
 the reader falls behind) and ends the run; frames of a damaged stretch that cannot be decoded are skipped,
 counted and reported once per stretch, and the replay goes on (a file is only over at the frame count its
-header gives); a live source that drops is reopened with exponential backoff, the outage reported through
-``CaptureStats``.
+header gives); a live source that drops, or is not there yet (a webcam that enumerates late), is reopened with
+exponential backoff, the outage reported through ``CaptureStats``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ MAX_DAMAGED_S = 30.0  # a file that decodes nothing for this long past a damaged
 
 
 class SourceError(CrashwatchError):
-    """A source that cannot be used at all (bad scheme, missing file, no such webcam); names the source."""
+    """A source that cannot be used at all (bad scheme, missing file); names the source."""
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,14 @@ class SourceSpec:
 
 
 def parse_source(source: str) -> SourceSpec:
-    """``0`` -> webcam 0; ``rtsp://...``/``http(s)://...`` -> stream; anything else must be a video file."""
+    """``0`` or a device path (``/dev/video0``, ``/dev/v4l/by-id/...``) -> webcam; ``rtsp://...``/``http(s)://...``
+    -> stream; anything else must be a video file. A webcam need not be there yet: one that enumerates late (a
+    USB camera after boot) is waited for as a stream that is down."""
     text = source.strip()
     if text.isdigit():
         return SourceSpec("webcam", int(text), f"webcam {int(text)}")
+    if text.startswith("/dev/"):
+        return SourceSpec("webcam", text, f"webcam {text}")
     if "://" in text:
         if not text.lower().startswith(LIVE_SCHEMES):
             raise SourceError(f"{redact_url(text)}: unsupported URL scheme; use rtsp://, rtsps://, http:// or https://")
@@ -78,7 +82,8 @@ def open_capture(spec: SourceSpec, open_timeout_s: float = 5.0) -> cv2.VideoCapt
     attempt) are silenced: the outage is reported once, in the log and in ``status``."""
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     if spec.kind == "webcam":
-        capture = cv2.VideoCapture(int(spec.target))
+        capture = cv2.VideoCapture(spec.target) if isinstance(spec.target, int) else \
+            cv2.VideoCapture(str(spec.target), cv2.CAP_V4L2)
     elif spec.kind == "stream":
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(open_timeout_s * 1000)]
@@ -251,12 +256,13 @@ class Capture(threading.Thread):
                     capture.release()
                 break
             if capture is None:
-                if self.stats.state == "starting" and self.spec.kind == "webcam":
-                    raise SourceError(f"{self.spec.display}: no such webcam, or it cannot be opened")
                 found = diagnose(str(self.spec.target)) if self.spec.kind == "stream" else None
                 if found is not None and found.lasting:  # a wrong password is as wrong in a second
                     backoff = self.backoff_max
-                why = f"cannot open {self.spec.display}" + (f": {found.reason}" if found is not None else "")
+                why = f"cannot open {self.spec.display}" + (
+                    f": {found.reason}" if found is not None else
+                    ": not found or busy (not plugged in, not enumerated yet, or in use)" if self.spec.kind == "webcam"
+                    else "")
                 backoff = self._outage(why, backoff)
                 continue
             fps = capture.get(cv2.CAP_PROP_FPS)

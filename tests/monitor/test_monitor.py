@@ -225,7 +225,7 @@ def test_bad_sources_through_the_command(bundle, tmp_path):
     text = tmp_path / "text.mp4"
     text.write_text("not a video")
     cases = [("ftp://user:pw@host/x", "unsupported URL scheme"), (str(empty), "the file is empty"),
-             (str(text), "cannot open it as a video"), ("7", "no such webcam")]
+             (str(text), "cannot open it as a video")]
     for source, message in cases:
         result = subprocess.run([sys.executable, "-m", "crashwatch", "monitor", "--bundle", str(bundle), "--source",
                                  source, "--pub", f"tcp://127.0.0.1:{free_port()}"],
@@ -233,6 +233,32 @@ def test_bad_sources_through_the_command(bundle, tmp_path):
         assert result.returncode != 0, source
         assert message in result.stderr, result.stderr
         assert "pw@" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("source", ["7", "/dev/video42"])
+def test_a_webcam_not_there_yet_is_waited_for(bundle, source):
+    """A USB camera may enumerate after the monitor starts: an absent one is retried like a stream that is down,
+    the reason in the log and in status, and the monitor stops at once when asked."""
+    assert parse_source(source).kind == "webcam"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    collector = Collector(endpoint, ("status",))
+    process = subprocess.Popen([sys.executable, "-m", "crashwatch", "monitor", "--bundle", str(bundle), "--source",
+                                source, "--pub", endpoint], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    def waiting(c: Collector) -> list[dict]:
+        return [s for s in c.of("status") if s["source"]["state"] == "reconnecting"
+                and (s["source"].get("reconnect_attempts") or 0) >= 2]
+
+    try:
+        assert collector.wait_for(lambda c: waiting(c), 30), "the monitor did not keep waiting for the webcam"
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=10)
+    finally:
+        process.kill()
+        collector.stop()
+    assert process.returncode == 0, err
+    assert f"cannot open webcam {source}: not found or busy" in err and err.count("reconnecting") == 1
+    assert waiting(collector)[-1]["source"]["last_error"].startswith(f"cannot open webcam {source}: not found or busy")
 
 
 def test_endpoint_in_use_is_a_clear_error():

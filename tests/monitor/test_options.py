@@ -20,7 +20,7 @@ from crashwatch.monitor.serving.cameras import load_cameras
 from crashwatch.monitor.serving.options import SERVE_SETTINGS, ServeOptions
 from tests.support.media import write_video
 
-# A value for every setting, none of them its default.
+# A value for every setting, none of them its default (but events_hold, which goes without record: below).
 CHANGED = {"source": None, "name": "yard", "stride": 1.5, "replay": "fast", "loop": True, "preview": True,
            "events": "ev", "record": "rec", "record_keep": "2GB,1h", "record_codec": "mp4v", "record_segment": 4.0,
            "record_min_free": "64MB",
@@ -56,17 +56,20 @@ def test_every_setting_is_an_option_of_the_command_line_with_its_help():
 
 
 def test_a_cameras_file_sets_every_setting(tmp_path):
-    assert set(CHANGED) == {s.key for s in SETTINGS}
+    assert set(CHANGED) | {"events_hold"} == {s.key for s in SETTINGS}
     clip = write_video(tmp_path / "yard.mp4", 10)
     path = _cameras_file(tmp_path, _entry({**CHANGED, "source": str(clip)}))
     (options,) = load_cameras(path).options()
     defaults = MonitorOptions(source=options.source)
     for setting in SETTINGS:
-        assert getattr(options, setting.name) != getattr(defaults, setting.name) or setting.name == "source", \
-            setting.key
+        assert getattr(options, setting.name) != getattr(defaults, setting.name) or \
+            setting.name in ("source", "events_hold"), setting.key
     assert options.record_keep.max_bytes == 2 * 10**9 and options.record_keep.max_age_s == 3600
     assert options.alert_overrides() == {"off": 0.4, "min_on_seconds": 0.5, "min_off_seconds": 2.0}
     assert options.explain_mask.to_json() == [[0.0, 0.9, 1.0, 0.9, 1.0, 1.0, 0.0, 1.0], [0.8, 0.0, 1.0, 0.0, 1.0, 0.1]]
+    (held,) = load_cameras(_cameras_file(tmp_path, _entry({"name": "a", "source": str(clip), "events": "ev",
+                                                           "events_hold": "memory"}))).options()
+    assert held.events_hold == "memory" != defaults.events_hold
 
 
 @pytest.mark.parametrize("key,flag,value,reason", [
