@@ -62,8 +62,9 @@ class EventClip:
     def summary(self) -> dict[str, Any]:
         """What a reviewer's list shows of it, from its sidecar: ``name``, ``camera``, ``alert_id``, ``start``
         (stream seconds), ``started_at`` (wall clock of the alert's window's newest frame), ``peak``,
-        ``threshold``, ``level``, ``state``, ``duration`` (null while open) and the newest ready
-        ``explanation``; ClipError where the sidecar cannot be read."""
+        ``threshold``, ``level``, ``state``, ``duration`` (null while open), the newest ready ``explanation``
+        and ``risks`` (``[t, probability]`` per stride from the window to the post-roll's end; empty for
+        evidence kept before 2026-12-06); ClipError where the sidecar cannot be read."""
         try:
             sidecar = json.loads(self.sidecar.read_text(encoding="utf-8"))
             alert = sidecar["alert"]
@@ -83,7 +84,7 @@ class EventClip:
                 "start": alert["start"], "started_at": started_at, "peak": alert["peak"],
                 "threshold": alert["threshold"], "level": alert.get("level", "imminent"), "state": state,
                 "duration": None if end is None else end.get("duration"),
-                "explanation": explanations[-1] if explanations else None}
+                "explanation": explanations[-1] if explanations else None, "risks": sidecar.get("risks", [])}
 
     @property
     def browser_copy(self) -> Path:

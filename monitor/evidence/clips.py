@@ -16,8 +16,10 @@ import cv2
 
 from crashwatch.contract.bundle import sha256_of
 from crashwatch.contract.video import VideoError, probe_clip
+from crashwatch.contract.window import EPSILON
 from crashwatch.monitor.evidence import disk
 from crashwatch.monitor.evidence.proof import Signer
+from crashwatch.monitor.evidence.risks import RiskTrail
 from crashwatch.monitor.evidence.segments import safe_name
 from crashwatch.monitor.frame import Frame
 from crashwatch.monitor.messages import Alert
@@ -39,6 +41,7 @@ class EventRecorder:
         self._open: list[dict[str, Any]] = []
         self._events: dict[int, dict[str, Any]] = {}  # alert id -> its event, open, queued or written
         self._lock = threading.Lock()
+        self._trail = RiskTrail()
         self.last_error = disk.check_folder(folder, "the events folder")
         # Events to write, or (with ``sidecar_only``) a written event whose sidecar is to be written again.
         self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
@@ -53,7 +56,8 @@ class EventRecorder:
         """Open an event with the window's frames, to be written at ``path_for(alert)``."""
         with self._lock:
             event = {"path": self.path_for(alert), "alert": alert.to_wire(), "frames": list(window),
-                     "until": alert.t + self.post_seconds, "explanations": [], "sidecar": None}
+                     "until": alert.t + self.post_seconds, "explanations": [], "sidecar": None,
+                     "risks": self._trail.since(window[0].t)}
             self._open.append(event)
             self._events[alert.alert_id] = event
 
@@ -66,6 +70,14 @@ class EventRecorder:
             event["explanations"].append(explanation)
             if event["sidecar"] is not None:
                 self._queue.put({**event, "sidecar_only": True})
+
+    def risk(self, t: float, probability: float) -> None:
+        """Every stride's probability: open events keep theirs up to the end of the post-roll."""
+        with self._lock:
+            self._trail.add(t, probability)
+            for event in self._open:
+                if t <= event["until"] + EPSILON:
+                    event["risks"].append([t, round(probability, 6)])
 
     def feed(self, frame: Frame) -> None:
         """Every captured frame passes here; events take what they need and are written when complete."""
@@ -138,6 +150,7 @@ class EventRecorder:
                 "bytes": path.stat().st_size, "sha256": sha256_of(path),
                 "frames": [{"id": f.id, "t": f.t, "captured_at": f.wall, "clip_t": slot / fps}
                            for f, slot in zip(frames, slots)],
+                "risks": list(event["risks"]),
             }
         self._write_sidecar(event)
         event["frames"] = []  # kept for its explanations only: the images go

@@ -28,6 +28,10 @@ class Evidence(Protocol):
     def feed(self, frame: Frame) -> None:
         """Every captured frame passes here (in the capture's thread)."""
 
+    def risk(self, t: float, probability: float) -> None:
+        """Every stride's probability (before its alert messages): an event keeps those from its window to the
+        end of its post-roll, its risk chart."""
+
     def start(self, alert: Alert, window_start: float, window_end: float, buffered: Sequence[Frame]) -> Alert:
         """An alert started on the window ``[window_start, window_end]``; ``buffered`` is what the frame
         buffer holds now. Returns the start to publish: with its ``clip`` named where evidence is kept."""
@@ -55,6 +59,9 @@ class NoEvidence:
     holds_frames = False
 
     def feed(self, frame: Frame) -> None:
+        pass
+
+    def risk(self, t: float, probability: float) -> None:
         pass
 
     def start(self, alert: Alert, window_start: float, window_end: float, buffered: Sequence[Frame]) -> Alert:
@@ -89,6 +96,9 @@ class RecordedEvidence:
     def feed(self, frame: Frame) -> None:
         self.recorder.feed(frame)
 
+    def risk(self, t: float, probability: float) -> None:
+        self.locker.risk(t, probability)
+
     def start(self, alert: Alert, window_start: float, window_end: float, buffered: Sequence[Frame]) -> Alert:
         path = self.locker.path_for(alert)
         alert = dataclasses.replace(alert, clip=str(path))
@@ -122,6 +132,9 @@ class HeldEvidence:
 
     def feed(self, frame: Frame) -> None:
         self.clips.feed(frame)
+
+    def risk(self, t: float, probability: float) -> None:
+        self.clips.risk(t, probability)
 
     def start(self, alert: Alert, window_start: float, window_end: float, buffered: Sequence[Frame]) -> Alert:
         # A slow head may find the window's oldest frames gone: the clip starts with those still buffered.

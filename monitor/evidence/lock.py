@@ -32,6 +32,7 @@ from crashwatch.monitor.evidence import disk
 from crashwatch.monitor.evidence.durable import fsync, write_json
 from crashwatch.monitor.evidence.proof import CHAIN_SEED, SIGNATURE, Signer, link
 from crashwatch.monitor.evidence.ring import LoopRecorder
+from crashwatch.monitor.evidence.risks import RiskTrail
 from crashwatch.monitor.evidence.segments import Segment, safe_name
 from crashwatch.monitor.messages import Alert
 
@@ -68,6 +69,7 @@ class LockedEvent:
     errors: list[str] = field(default_factory=list)
     missing: list[dict[str, Any]] = field(default_factory=list)  # stretches not recorded: from, to (stream s), why
     explanations: list[dict[str, Any]] = field(default_factory=list)  # ``Explanation`` wire forms, as they came
+    risks: list[list[float]] = field(default_factory=list)  # [t, probability] of each stride, window to post-roll
     updated_at: float = 0.0
 
     def wants(self, segment: Segment) -> bool:
@@ -124,6 +126,7 @@ class EventLocker:
         self.last_error: str | None = None
         self._open: dict[int, tuple[Path, LockedEvent]] = {}  # alert id -> folder, event (recorder's thread)
         self._folders: dict[int, Path] = {}  # alert id -> folder, of every event this run started
+        self._trail = RiskTrail()  # the recorder's thread's
         self._unsaved: dict[Path, LockedEvent] = {}  # sidecars a full disk kept from being written
         self.last_error = disk.check_folder(folder, "the events folder")
         self.recover()
@@ -148,6 +151,11 @@ class EventLocker:
         self.locked += 1
         self._folders[alert.alert_id] = path
         self.recorder.call(lambda: self._begin(alert.alert_id, path, event))
+
+    def risk(self, t: float, probability: float) -> None:
+        """Every stride's probability, kept by the open events (in the recorder's thread; saved with their next
+        change)."""
+        self.recorder.call(lambda: self._risk(t, probability))
 
     def explained(self, alert_id: int, explanation: dict[str, Any]) -> None:
         """Add an explanation to the event's sidecar (in the recorder's thread, after what is queued there)."""
@@ -174,7 +182,14 @@ class EventLocker:
 
     # -- the recorder's thread ------------------------------------------------------------------------------
 
+    def _risk(self, t: float, probability: float) -> None:
+        self._trail.add(t, probability)
+        for _, event in self._open.values():
+            if event.until is None or t <= event.until + EPSILON:
+                event.risks.append([t, round(probability, 6)])
+
     def _begin(self, alert_id: int, path: Path, event: LockedEvent) -> None:
+        event.risks = self._trail.since(event.window_start)
         self._open[alert_id] = (path, event)
         for segment in list(self.recorder.segments):
             if event.wants(segment):

@@ -308,6 +308,7 @@ class Monitor:
         self.stats.model_ms.append(result.model_ms)
         # first, so the risk says this stride's state
         allowed = self._obey(end)
+        self.evidence.risk(end, result.probability)  # before the alert's start, whose evidence takes its window's
         events = self.tracker.update(end, result.probability) if allowed else []
         for event in events:
             if event.event is AlertEvent.START and self.health.reasons() and self.options.degraded_alerts == "hold":

@@ -49,6 +49,11 @@ def test_a_reviewer_lists_the_events_and_confirms_one_with_the_keyboard(chromium
         body_el.send_keys("j")
         _wait(lambda: chromium.execute_script("const v = document.querySelector('#selected video');"
                                               "return v && v.readyState >= 3;"), 60, "the chosen event's video")
+        # Its risk chart: every stride from the window that raised the alert to the end of its post-roll.
+        risks = listed["events"][0]["risks"]
+        assert len(risks) >= 3 and risks[0][0] <= listed["events"][0]["start"] <= risks[-1][0]
+        assert chromium.execute_script("const c = document.querySelector('#selected canvas.chart');"
+                                       "return c && c.width > 0 ? Number(c.dataset.points) : null;") == len(risks)
         body_el.send_keys(" ")  # play it: the confirmation marks where it stands
         _wait(lambda: chromium.execute_script("return document.querySelector('#selected video').currentTime > 0.3;"),
               10, "the video playing")

@@ -86,6 +86,10 @@ def test_replay_of_real_clips_reaches_a_subscriber_in_order(bundle, tmp_path, na
     clip_path = Path(alerts[0]["clip"])
     sidecar = json.loads(clip_path.with_suffix(".json").read_text())
     assert clip_path.stat().st_size > 0 and sidecar["alert"]["alert_id"] == 1 and sidecar["frames"]
+    # The clip's risk chart: the probabilities published from its first frame to the end of its post-roll.
+    published = [[r["t"], round(r["probability"], 6)] for r in risks]
+    assert sidecar["risks"] and sidecar["risks"][0][0] >= sidecar["frames"][0]["t"] - 1e-6
+    assert sidecar["risks"] == [r for r in published if sidecar["risks"][0][0] <= r[0] <= sidecar["risks"][-1][0]]
 
 
 def test_cached_stride_scores_exactly_as_a_full_recomputation(bundle, tmp_path):

@@ -88,6 +88,13 @@ def test_an_alert_locks_its_window_and_post_roll_into_the_event_folder(tiny_bund
     for segment in event["segments"]:
         _assert_plays_at_stream_speed(folder / segment["name"], segment)
     assert monitor.status().events["locked"] == 1
+    # Its risk chart: every stride's probability as published, from its window to the end of its post-roll.
+    published = {round(r.t, 6): round(r.probability, 6) for r in monitor.risks}
+    risks = event["risks"]
+    assert risks[0][0] >= event["window_start"] - 1e-6 and risks[0][0] <= start.t <= risks[-1][0]
+    assert all(published[round(t, 6)] == p for t, p in risks)
+    assert [round(t, 6) for t, _ in risks] == [t for t in sorted(published)
+                                               if risks[0][0] - 1e-6 <= t <= risks[-1][0] + 1e-6]
 
 
 def test_the_ring_stays_within_record_keep_and_never_loses_a_locked_segment(tiny_bundle, tmp_path):

@@ -34,7 +34,8 @@ def _monitor(bundle: Path, clip: Path, camera: str, *options: str) -> None:
 
 @pytest.fixture(scope="module")
 def events(tiny_bundle, tmp_path_factory) -> Path:
-    """An events folder as monitors leave it: two cameras' held clips, and a recorded event folder, signed."""
+    """An events folder as monitors leave it: an event folder of --events' own ring (signed), a held clip
+    (--events-hold memory), and an event folder of a --record ring (signed)."""
     root = tmp_path_factory.mktemp("review")
     keys = root / "keys"
     assert CliRunner().invoke(main, ["keys", "--signing", "--out", str(keys), "--name", "cab"]).exit_code == 0
@@ -42,7 +43,7 @@ def events(tiny_bundle, tmp_path_factory) -> Path:
     folder = root / "events"
     _monitor(tiny_bundle, clip, "front", "--events", str(folder), "--sign-key", str(keys / "cab.sign"))
     time.sleep(1.1)  # a later start: newest first has an order to keep
-    _monitor(tiny_bundle, clip, "rear", "--events", str(folder))
+    _monitor(tiny_bundle, clip, "rear", "--events", str(folder), "--events-hold", "memory")
     time.sleep(1.1)
     _monitor(tiny_bundle, clip, "side", "--record", str(root / "rec"), "--events", str(folder), "--record-segment", "1",
              "--sign-key", str(keys / "cab.sign"))

@@ -49,9 +49,14 @@ function choose(i) {
   const e = events[i], box = $("#selected");
   const video = Object.assign(document.createElement("video"), {src: `/events/${e.name}/video`, controls: true,
     muted: true, preload: "auto"});
+  const chart = Object.assign(document.createElement("canvas"), {className: "chart",
+    title: "risk from the window that raised the alert to the end of its post-roll: threshold dashed, the start marked"});
   const explanation = document.createElement("div");
   explanation.className = "explanation";
-  box.replaceChildren(video, explanation);
+  box.replaceChildren(video, chart, explanation);
+  const risks = e.risks || [];
+  chart.dataset.points = risks.length;
+  if (risks.length) drawChart(chart, risks, risks[0][0], risks[risks.length - 1][0], e.threshold, [e.start]);
   showExplanation(explanation, e.explanation);
 }
 
