@@ -116,6 +116,10 @@ class Learner:
             raise StoreError(f"{o.verdicts.folder}: no dismissed event: a head update learns from false alerts")
         held = _held_out(dismissed, o.holdout_share)
         fitted = [c for c in verdicts if c.video not in held]
+        calibrated_on = (self.manifest.raw.get("threshold_calibration") or {}).get("data")
+        if o.data is None and calibrated_on:
+            log.warning("the bundle's threshold was calibrated on %s: give it as --data so that the new head keeps "
+                        "what the running one does there, not only on the verdicts' clips", calibrated_on)
         data = o.data.clips() if o.data else []
         holdout = o.holdout.clips() if o.holdout else []
         features = {c.video: f for c, f in zip(verdicts, read_clips(self.reader, [c.video for c in verdicts], "verdicts"))}

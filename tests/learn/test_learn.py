@@ -107,8 +107,10 @@ def test_an_update_end_to_end_accepted_run_from_the_store_and_rolled_back(tmp_pa
     verdicts = _verdicts(tmp_path / "verdicts", [("calm", 0.0, 8.0, 0), ("late", 65.0, 72.4, 0),
                                                  ("late-again", 64.4, 72.4, 0)])
     store = tmp_path / "models"
-    out = crashwatch("review", "learn", str(verdicts), "--models", str(store), "--bundle", str(DEMO / "bundle"),
-                     "--report", str(tmp_path / "report.json")).stdout
+    run = crashwatch("review", "learn", str(verdicts), "--models", str(store), "--bundle", str(DEMO / "bundle"),
+                     "--report", str(tmp_path / "report.json"))
+    out = run.stdout
+    assert "calibrated on build/demo-calibration/drives: give it as --data" in run.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     gate = report["gate"]
     assert "accepted" in out, out
