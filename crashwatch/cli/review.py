@@ -67,19 +67,20 @@ def _clock(wall: float) -> str:
 @click.argument("events_dir", metavar="EVENTS", type=existing_dir)
 @click.option("--camera", help="Only this camera's events.")
 @click.option("--verdict", type=click.Choice([*VERDICTS, "unreviewed"]), help="Only events standing at this verdict.")
+@click.option("--level", type=click.Choice(["imminent", "caution"]), help="Only events at this warning level.")
 @click.option("--since", metavar="YYYY-MM-DD", help="Only events from this day on (UTC).")
 @click.option("--until", metavar="YYYY-MM-DD", help="Only events up to this day, included (UTC).")
 @click.option("--page", type=click.IntRange(min=1), default=1, show_default=True, help="Which page, newest first.")
 @click.option("--per-page", type=click.IntRange(1, 500), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="The page as JSON, as the dashboard's /api/events gives it.")
-def list_command(events_dir: Path, camera: str | None, verdict: str | None, since: str | None, until: str | None,
-                 page: int, per_page: int, as_json: bool) -> None:
+def list_command(events_dir: Path, camera: str | None, verdict: str | None, level: str | None, since: str | None,
+                 until: str | None, page: int, per_page: int, as_json: bool) -> None:
     """The events of EVENTS (a monitor's --events folder), newest first, each with its standing verdict."""
     from crashwatch.review.listing import EventQuery, query
     from crashwatch.review.verdicts import VerdictStore
 
     store = VerdictStore(events_dir)
-    result = query(events_dir, store, EventQuery(camera, verdict, None, since, until, page, per_page))
+    result = query(events_dir, store, EventQuery(camera, verdict, level, since, until, page, per_page))
     if as_json:
         click.echo(json.dumps(result, indent=1))
         return

@@ -110,6 +110,8 @@ def test_the_command_line_reviews_and_exports_a_dataset_whose_evidence_still_ver
     listed = runner.invoke(main, ["review", "list", str(events), "--verdict", "dismissed"])
     assert f"{rear}  rear" in listed.output and "dismissed (wipers) by bob" in listed.output and front not in listed.output
     assert "ana: confirmed at 1.50 s" in runner.invoke(main, ["review", "history", str(events), front]).output
+    assert ", 3 event(s)" in runner.invoke(main, ["review", "list", str(events), "--level", "imminent"]).output
+    assert ", 0 event(s)" in runner.invoke(main, ["review", "list", str(events), "--level", "caution"]).output
 
     out = tmp_path / "data"
     exported = runner.invoke(main, ["review", "export", str(events), "--out", str(out)])
