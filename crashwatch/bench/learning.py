@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from crashwatch.contract.dataset import read_split
-from crashwatch.evaluation.scoring import WARNING_WINDOW
+from crashwatch.evaluation.scoring import score_alerts
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,8 @@ def review_by_truth(dashboard: str, drives: Path, split: str, reviewer: str = "t
             if clip is None:
                 counts["unknown camera"] += 1
                 continue
-            start = event["start"]
             body: dict[str, Any] = {"reviewer": reviewer}
-            if clip.label == 1 and clip.event_time is not None and \
-                    clip.event_time - WARNING_WINDOW <= start <= clip.event_time:
+            if score_alerts([event["start"]], clip.info.duration, clip.event_time, clip.label)["warning_s"] is not None:
                 sidecar = _get(f"{dashboard}/events/{event['name']}/sidecar")
                 frames = sidecar["frames"] if "frames" in sidecar else \
                     [f for segment in sidecar["segments"] for f in segment["frames"]]

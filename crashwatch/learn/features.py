@@ -11,7 +11,6 @@ dynamic scales depend on what else is in a call).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -21,12 +20,11 @@ from typing import Callable, Iterable
 import numpy as np
 import onnx
 
-from crashwatch.contract.bundle import GRAPH_FILES, GRAPH_OUTPUTS
+from crashwatch.contract.bundle import GRAPH_FILES, GRAPH_OUTPUTS, sha256_of
 from crashwatch.contract.preprocess import preprocess_frame
-from crashwatch.contract.prompt import PromptLayout
 from crashwatch.contract.video import ClipInfo, iter_frames, probe_clip
 from crashwatch.contract.window import pick_frames
-from crashwatch.learn.graphs import STATE_OUTPUT, with_state
+from crashwatch.learn.graphs import STATE_OUTPUT, head_graph, with_state
 from crashwatch.monitor.engines.model import RiskModel
 
 log = logging.getLogger(__name__)
@@ -59,14 +57,6 @@ def window_ends(info: ClipInfo, stride: float) -> np.ndarray:
     return np.arange(int(last / stride + 1e-6) + 1) * stride
 
 
-def _video_key(video: Path) -> str:
-    digest = hashlib.sha256()
-    with video.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:24]
-
-
 class FeatureReader:
     """A bundle opened to give every window's logit and state; ``cache`` (a folder) keeps them per clip."""
 
@@ -76,7 +66,7 @@ class FeatureReader:
         self.model = RiskModel.open(bundle, runtime="onnxruntime")
         manifest = self.model.manifest
         self.stride = manifest.window.spacing
-        name = "readout" if manifest.layout is PromptLayout.STREAMING else "head"
+        name = head_graph(manifest)
         proto = with_state(onnx.load(str(bundle / GRAPH_FILES[name])))
         session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
         outputs = [GRAPH_OUTPUTS[name], STATE_OUTPUT]
@@ -92,7 +82,7 @@ class FeatureReader:
 
     def clip(self, video: Path) -> ClipFeatures:
         """The clip's features, from the cache where it holds them."""
-        path = None if self._cache is None else self._cache / f"{_video_key(video)}-{self.stride:g}.npz"
+        path = None if self._cache is None else self._cache / f"{sha256_of(video)[:24]}-{self.stride:g}.npz"
         if path is not None and path.is_file():
             return ClipFeatures.load(path)
         features = self._replay(video)

@@ -26,9 +26,6 @@ class HeadWeights:
         """``states`` [N, hidden] -> [N], as the graph computes them."""
         return np.maximum(states @ self.w1 + self.b1, 0.0) @ self.w2 + self.b2
 
-    def save(self) -> dict[str, np.ndarray]:
-        return {"w1": self.w1, "b1": self.b1, "w2": self.w2, "b2": np.array(self.b2)}
-
 
 @dataclass(frozen=True)
 class FitSettings:

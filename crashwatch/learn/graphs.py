@@ -14,11 +14,16 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from crashwatch.contract.bundle import BundleError
+from crashwatch.contract.bundle import GRAPHS, BundleError, Manifest
 from crashwatch.learn.fit import HeadWeights
 
 STATE_OUTPUT = "state"  # the last-token state [batch, hidden], float32: what the head reads
 FIRST, SECOND = "model.head.net.0", "model.head.net.3"
+
+
+def head_graph(manifest: Manifest) -> str:
+    """The name of the bundle's graph that holds the head: its layout's last (head, or readout)."""
+    return GRAPHS[manifest.layout][-1]
 
 
 def _initializers(graph: onnx.GraphProto) -> dict[str, np.ndarray]:

@@ -25,15 +25,15 @@ from typing import Any, Sequence
 import numpy as np
 import onnx
 
-from crashwatch.contract.bundle import GRAPH_FILES, MANIFEST, Manifest, describe_files, write_manifest
+from crashwatch.contract.bundle import GRAPH_FILES, GRAPH_OUTPUTS, MANIFEST, Manifest, describe_files, write_manifest
 from crashwatch.contract.dataset import Clip, read_split
-from crashwatch.contract.prompt import PromptLayout
 from crashwatch.contract.risk import sigmoid
 from crashwatch.learn.features import ClipFeatures, FeatureReader, read_clips
 from crashwatch.learn.fit import FitSettings, HeadWeights, fit_head
 from crashwatch.learn.gate import HOLDOUT_SHARE, MAX_LEAD_LOSS, Replayed, judge
-from crashwatch.learn.graphs import STATE_OUTPUT, read_head, with_head
-from crashwatch.learn.versions import ModelStore, StoreError, link_or_copy
+from crashwatch.learn.graphs import STATE_OUTPUT, head_graph, read_head, with_head
+from crashwatch.learn.versions import ModelStore, StoreError
+from crashwatch.monitor.evidence.durable import link_or_copy
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,6 @@ class LearnOptions:
     fit: FitSettings = field(default_factory=FitSettings)
 
 
-def _graph_name(manifest: Manifest) -> str:
-    return "readout" if manifest.layout is PromptLayout.STREAMING else "head"
-
-
 def _held_out(dismissed: Sequence[Clip], share: float) -> set[Path]:
     """The newest ``share`` of the dismissed events (by when they were reviewed, else their order)."""
     count = math.floor(len(dismissed) * share + 0.5) if len(dismissed) > 1 else 0
@@ -90,7 +86,7 @@ class Learner:
         self.running = store.current
         self.running_path = store.path(self.running)
         self.manifest = Manifest.read(self.running_path)
-        graph = onnx.load(str(self.running_path / GRAPH_FILES[_graph_name(self.manifest)]))
+        graph = onnx.load(str(self.running_path / GRAPH_FILES[head_graph(self.manifest)]))
         _, self.running_head = read_head(graph)
         self._graph = graph
         self._root = store.path(store.names()[0])
@@ -122,15 +118,14 @@ class Learner:
                         "what the running one does there, not only on the verdicts' clips", calibrated_on)
         data = o.data.clips() if o.data else []
         holdout = o.holdout.clips() if o.holdout else []
-        features = {c.video: f for c, f in zip(verdicts, read_clips(self.reader, [c.video for c in verdicts], "verdicts"))}
-        features.update(zip([c.video for c in data], read_clips(self.reader, [c.video for c in data], "data")))
-        features.update(zip([c.video for c in holdout], read_clips(self.reader, [c.video for c in holdout],
-                                                                      "held-out driving")))
+        features: dict[Path, ClipFeatures] = {}
+        for clips, what in ((verdicts, "verdicts"), (data, "data"), (holdout, "held-out driving")):
+            features.update(zip([c.video for c in clips], read_clips(self.reader, [c.video for c in clips], what)))
+        running = {video: self._running_logits(f) for video, f in features.items()}
         read_s = time.monotonic() - started
 
-        parts = [(_targets(c, features[c.video], self._running_logits(features[c.video]), c.label == 0), True)
-                 for c in fitted] + \
-                [(_targets(c, features[c.video], self._running_logits(features[c.video]), False), False) for c in data]
+        parts = [(_targets(c, features[c.video], running[c.video], c.label == 0), True) for c in fitted] + \
+                [(_targets(c, features[c.video], running[c.video], False), False) for c in data]
         states = np.concatenate([s for (s, _), _ in parts])
         targets = np.concatenate([y for (_, y), _ in parts])
         from_verdicts = np.concatenate([np.full(len(y), v) for (_, y), v in parts])
@@ -143,8 +138,8 @@ class Learner:
         fit_s = time.monotonic() - fit_started
 
         gated = [c for c in dismissed if c.video in held] + confirmed + holdout
-        gate = judge([Replayed(c, features[c.video].times, self._running_logits(features[c.video]),
-                               head.logits(features[c.video].states)) for c in gated],
+        gate = judge([Replayed(c, features[c.video].times, running[c.video], head.logits(features[c.video].states))
+                      for c in gated],
                      self.manifest.threshold, max_lead_loss=o.max_lead_loss)
         report = {
             "running": self.running, "verdicts": {"confirmed": len(confirmed), "dismissed": len(dismissed),
@@ -170,7 +165,7 @@ class Learner:
     def _write(self, head: HeadWeights, report: dict[str, Any], probe: Clip) -> str:
         """The new version beside the running one: its graph with the new head and the state as an output,
         the other files linked, the manifest's lineage saying where it came from; checked by opening it."""
-        graph_name = _graph_name(self.manifest)
+        graph_name = head_graph(self.manifest)
         partial = self.store.folder / "versions" / f".partial-{int(time.time() * 1000)}"
         partial.mkdir(parents=True)
         try:
@@ -181,7 +176,7 @@ class Learner:
             for file in sorted(self.running_path.iterdir()):
                 if file.is_file() and file.name not in skipped | {MANIFEST, GRAPH_FILES[graph_name]}:
                     link_or_copy(file, partial / file.name)
-            onnx.save(with_head(self._graph, raw["graphs"][graph_name]["outputs"][0]["name"], head),
+            onnx.save(with_head(self._graph, GRAPH_OUTPUTS[graph_name], head),
                       str(partial / GRAPH_FILES[graph_name]))
             raw["graphs"][graph_name]["outputs"] = [
                 raw["graphs"][graph_name]["outputs"][0],
@@ -195,7 +190,6 @@ class Learner:
                 **{key: report[key] for key in ("verdicts", "data", "holdout", "fit")},
                 "gate": _brief(report["gate"]),
             }
-            raw.pop("content_sha256", None)
             write_manifest(partial, raw)
             content = Manifest.read(partial).content_hash
             name = self.store.new_name(content)

@@ -17,12 +17,12 @@ import datetime
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
-from crashwatch.contract.bundle import CURRENT, VERSIONS, Manifest, resolve_bundle
+from crashwatch.contract.bundle import CURRENT, MANIFEST, VERSIONS, Manifest, resolve_bundle
 from crashwatch.contract.errors import CrashwatchError
+from crashwatch.monitor.evidence.durable import link_or_copy
 
 HISTORY = "history.jsonl"
 FEATURES = "features"
@@ -37,12 +37,11 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def link_or_copy(source: Path, target: Path) -> None:
-    """A hard link where the file system allows (a version's files are never written to), else a copy."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
+def _point(folder: Path, name: str) -> None:
+    """Name ``name`` in ``folder/CURRENT``, in one rename."""
+    partial = folder / f"{CURRENT}.partial"
+    partial.write_text(name + "\n", encoding="utf-8")
+    os.replace(partial, folder / CURRENT)
 
 
 class ModelStore:
@@ -66,14 +65,11 @@ class ModelStore:
         manifest = Manifest.read(source)
         manifest.verify_files(source)
         name = f"v1-{manifest.content_hash[:8]}"
-        target = folder / VERSIONS / name
-        target.mkdir(parents=True)
         for file in sorted(source.iterdir()):
             if file.is_file():
-                link_or_copy(file, target / file.name)
-        store = cls.__new__(cls)
-        store.folder = folder
-        store._point(name)
+                link_or_copy(file, folder / VERSIONS / name / file.name)
+        _point(folder, name)
+        store = cls(folder)
         store.record({"action": "created", "version": name, "from": str(bundle)})
         return store
 
@@ -83,7 +79,7 @@ class ModelStore:
 
     def path(self, name: str) -> Path:
         path = self.folder / VERSIONS / name
-        if not (path / "manifest.json").is_file():
+        if not (path / MANIFEST).is_file():
             raise StoreError(f"{self.folder}: no version {name!r} (it holds {', '.join(self.names()) or 'none'})")
         return path
 
@@ -107,16 +103,11 @@ class ModelStore:
     def features(self) -> Path:
         return self.folder / FEATURES / self.root()[:16]
 
-    def _point(self, name: str) -> None:
-        partial = self.folder / f"{CURRENT}.partial"
-        partial.write_text(name + "\n", encoding="utf-8")
-        os.replace(partial, self.folder / CURRENT)
-
     def promote(self, name: str, why: dict[str, Any]) -> None:
         """Make ``name`` the version the monitor runs, and say why in the history."""
         self.path(name)
         previous = self.current
-        self._point(name)
+        _point(self.folder, name)
         self.record({"action": "accepted", "version": name, "replaces": previous, **why})
 
     def rollback(self, to: str | None = None) -> tuple[str, str]:
@@ -127,7 +118,7 @@ class ModelStore:
             if to is None:
                 raise StoreError(f"{current} is the store's first version: there is nothing to roll back to")
         self.path(to)
-        self._point(to)
+        _point(self.folder, to)
         self.record({"action": "rolled back", "version": to, "replaces": current})
         return current, to
 

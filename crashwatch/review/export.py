@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.contract.prompt import DEFAULT_QUESTION
+from crashwatch.monitor.evidence.durable import link_or_copy
 from crashwatch.review.events import EventClip, list_events, transcode
 from crashwatch.review.verdicts import Decision, VerdictStore
 
@@ -32,18 +32,9 @@ class ExportError(CrashwatchError):
     """An export that would overwrite a dataset, or has nothing to write; the message says which."""
 
 
-def _copy(source: Path, target: Path) -> None:
-    """A hard link where the file system allows (the evidence is never written to), else a copy."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-
-
 def _keep_evidence(event: EventClip, folder: Path) -> None:
     for file, name in event.evidence_files():
-        _copy(file, folder / name)
+        link_or_copy(file, folder / name)
 
 
 def export_reviewed(events_dir: Path, out: Path, split: str = "train", question: str = DEFAULT_QUESTION) -> dict[str, Any]:

@@ -182,19 +182,20 @@ class Monitor:
     def _open_evidence(self, options: MonitorOptions) -> Evidence:
         """Events locked out of a loop recording (``--record``'s, or with ``--events`` alone the events folder's
         own small ring), event clips from memory (``--events-hold memory``), or nothing."""
-        if options.record_dir is None and options.events_dir is not None and options.events_hold == "memory":
+        if options.record_dir is not None:
+            ring, keep, events = options.record_dir, options.record_keep, options.events_dir or options.record_dir / "events"
+        elif options.events_dir is None:
+            return NoEvidence()
+        elif options.events_hold == "memory":
             return HeldEvidence(EventRecorder(options.events_dir, options.camera, options.event_post_seconds,
                                               options.signer))
-        if options.record_dir is None and options.events_dir is None:
-            return NoEvidence()
-        own = options.record_dir is None
-        ring = options.events_dir / EVENTS_RING if own and options.events_dir is not None else options.record_dir
-        assert ring is not None
-        recorder = LoopRecorder(ring, options.camera, EVENTS_RING_KEEP if own else options.record_keep,
-                                options.record_codec, options.record_segment_seconds, lossless=not options.source.live,
-                                nominal_fps=lambda: self.capture.source_fps, min_free=options.record_min_free)
-        return RecordedEvidence(recorder, EventLocker(options.events_dir or ring / "events", options.camera, recorder,
-                                                      options.event_post_seconds, options.signer))
+        else:
+            ring, keep, events = options.events_dir / EVENTS_RING, EVENTS_RING_KEEP, options.events_dir
+        recorder = LoopRecorder(ring, options.camera, keep, options.record_codec, options.record_segment_seconds,
+                                lossless=not options.source.live, nominal_fps=lambda: self.capture.source_fps,
+                                min_free=options.record_min_free)
+        return RecordedEvidence(recorder, EventLocker(events, options.camera, recorder, options.event_post_seconds,
+                                                      options.signer))
 
     # -- status ---------------------------------------------------------------------------------------------
 

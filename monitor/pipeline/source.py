@@ -36,6 +36,7 @@ LIVE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
 # Retries of a source that has streamed come at most this far apart, so that a short outage ends as soon as
 # the source is back; one that never sent a frame backs off to ``backoff_max``.
 BACKOFF_AFTER_ONLINE = 1.0
+WEBCAM_ABSENT = "not found or busy (not plugged in, not enumerated yet, or in use)"
 MAX_DAMAGED_S = 30.0  # a file that decodes nothing for this long past a damaged stretch is taken to end there
 
 
@@ -259,10 +260,8 @@ class Capture(threading.Thread):
                 found = diagnose(str(self.spec.target)) if self.spec.kind == "stream" else None
                 if found is not None and found.lasting:  # a wrong password is as wrong in a second
                     backoff = self.backoff_max
-                why = f"cannot open {self.spec.display}" + (
-                    f": {found.reason}" if found is not None else
-                    ": not found or busy (not plugged in, not enumerated yet, or in use)" if self.spec.kind == "webcam"
-                    else "")
+                reason = found.reason if found is not None else WEBCAM_ABSENT if self.spec.kind == "webcam" else None
+                why = f"cannot open {self.spec.display}" + (f": {reason}" if reason else "")
                 backoff = self._outage(why, backoff)
                 continue
             fps = capture.get(cv2.CAP_PROP_FPS)
