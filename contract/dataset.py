@@ -169,6 +169,10 @@ def read_split(data_dir: str | Path, split: str, skip_bad: bool = False) -> list
         except VideoError as err:
             problems.append(Problem(source, number, str(err)))
             continue
+        if info.damaged:
+            log.warning("%s line %d: %s is damaged: frames %s do not decode; each window takes the last whole "
+                        "frame before them in their place", source, number, video,
+                        ", ".join(f"{a} to {b} ({a / info.fps:.2f} to {b / info.fps:.2f} s)" for a, b in info.damaged))
         event, alert = entry.get("event_time"), entry.get("alert_time")
         clips.append(Clip(video, entry["text"], entry["label"], None if event is None else float(event), number, info,
                           None if alert is None else float(alert), dict(entry.get("meta") or {})))

@@ -216,14 +216,13 @@ class Hub:
 
     async def event_video(self, request: Request) -> Response:
         clip = self._clip(request)
-        if not clip.browser_copy.is_file():
-            name = clip.path.name
-            if name not in self._transcoding:
-                self._transcoding[name] = asyncio.get_running_loop().run_in_executor(
-                    self._transcoder, clip.ensure_browser_copy)
-                self._transcoding[name].add_done_callback(lambda _: self._transcoding.pop(name, None))
-            await asyncio.shield(self._transcoding[name])
-        return FileResponse(clip.browser_copy, media_type="video/webm")
+        name = clip.path.name
+        if name not in self._transcoding:  # one worker makes each copy once; later requests find it made
+            self._transcoding[name] = asyncio.get_running_loop().run_in_executor(
+                self._transcoder, clip.ensure_browser_copy)
+            self._transcoding[name].add_done_callback(lambda _: self._transcoding.pop(name, None))
+        video = await asyncio.shield(self._transcoding[name])
+        return FileResponse(video, media_type="video/webm" if video.suffix == ".webm" else "video/mp4")
 
     async def event_sidecar(self, request: Request) -> Response:
         return FileResponse(self._clip(request).sidecar, media_type="application/json")

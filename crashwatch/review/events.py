@@ -1,12 +1,12 @@
 """The events of an events folder: each alert's evidence (a held clip with its ``.json`` sidecar, or an event
-folder of locked segments), found by the name its start message gave, listed with what a reviewer needs, and a
-WebM (VP8) copy of it that a browser plays.
+folder of locked segments), found by the name its start message gave, listed with what a reviewer needs, and
+the video a browser plays of it.
 
-The monitor writes evidence with OpenCV's ``mp4v`` (MPEG-4 part 2), which no browser decodes, and the pip
-OpenCV has no H.264 encoder; VP8 in WebM it has, and Chromium and Firefox play that. So the first request of an
-event transcodes it (a clip, or an event folder's segments one after the other) to ``NAME.webm`` beside the
-clip, or ``clip.webm`` in the folder: a viewing copy at most 480 px wide, written to a temporary name and
-renamed, so a half-written copy is never served. The evidence itself is left as it was.
+Evidence written as H.264, VP8 or AV1 plays in a browser as it is: a held clip or a one-segment event is served
+itself, an event's segments are joined into ``clip.mp4`` (or ``.webm``) packet by packet, without decoding. Older
+evidence in MPEG-4 part 2, which no browser decodes, is transcoded once to a VP8 ``clip.webm`` (``NAME.webm``
+beside a clip) at most 480 px wide. Either copy is written to a temporary name and renamed, so a half-written
+copy is never served; the evidence itself is left as it was.
 """
 
 from __future__ import annotations
@@ -21,16 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
+import av
 
 from crashwatch.contract.errors import CrashwatchError
-from crashwatch.monitor.evidence.codecs import quiet_stderr
+from crashwatch.contract.video import VideoError, VideoFile, bgr
+from crashwatch.monitor.evidence.codecs import VideoWriter, parse_bitrate
 from crashwatch.monitor.evidence.lock import SIDECAR, EventState, LockedEvent, UnreadableEvent
-from crashwatch.monitor.evidence.segments import BROWSER_COPY
+from crashwatch.monitor.evidence.segments import BROWSER_COPY, JOINED
 
 log = logging.getLogger(__name__)
 
-MAX_WIDTH = 480  # VP8 costs some 25 ms a frame at this size on one core, twice that at 640
+MAX_WIDTH = 480  # a transcoded copy's width: VP8 costs some 10 ms a frame at this size on one core
+COPY_BITRATE = "1M"
+PLAYABLE = {"h264", "vp8", "vp9", "av1", "libdav1d"}  # FFmpeg's decoders for what every current browser plays
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 
@@ -128,13 +131,21 @@ class EventClip:
                 for file in (self.sidecar, *self.videos())]
 
     def ensure_browser_copy(self) -> Path:
-        """The WebM copy, made now if there is none yet (seconds for a long event: call it from a worker
-        thread)."""
+        """The video to serve a browser: the evidence itself where a browser plays it, else a copy made now
+        (seconds for a long event: call it from a worker thread)."""
         if not self.complete():
             raise ClipError(f"{self.path.name}: the monitor is still writing it")
+        videos = self.videos()
+        if joinable(videos, PLAYABLE):
+            if len(videos) == 1:
+                return videos[0]
+            target = self.path / f"{JOINED}{videos[0].suffix}"
+            if not target.is_file():
+                join(videos, target)
+            return target
         target = self.browser_copy
         if not target.is_file():
-            transcode(self.videos(), target)
+            transcode(videos, target)
         return target
 
 
@@ -147,49 +158,83 @@ def list_events(events_dir: Path) -> list[EventClip]:
     return [EventClip(p) for p in sorted(folders + clips, key=lambda p: p.name)]
 
 
-def transcode(sources: list[Path], target: Path, fourcc: str = "VP80", max_width: int = MAX_WIDTH) -> None:
-    """Write ``sources`` one after the other as one video (VP8 WebM for a browser, by default, at most
-    ``max_width`` across) at the first one's frame rate; a source of another rate is resampled by holding or
-    skipping frames, so every part plays for as long as it did."""
+def joinable(sources: list[Path], codecs: set[str]) -> bool:
+    """Whether ``sources`` are all one of ``codecs`` with one frame size and one container, so that their
+    packets make one video as they are."""
+    try:
+        kinds = set()
+        for source in sources:
+            with VideoFile(source) as video:
+                kinds.add((video.codec, video.size, source.suffix))
+    except VideoError as err:
+        raise ClipError(str(err)) from None
+    return len(kinds) == 1 and next(iter(kinds))[0] in codecs
+
+
+def join(sources: list[Path], target: Path) -> None:
+    """Write ``sources`` (``joinable``) one after the other as one video, packet by packet: no decoding, no
+    loss; each part starts where the one before it ended."""
     partial = target.with_name(f".{target.stem}.partial{target.suffix}")
-    writer: cv2.VideoWriter | None = None
-    fps = size = None
+    try:
+        with av.open(str(partial), "w") as output:
+            stream, offset = None, 0.0  # seconds the parts so far last
+            for source in sources:
+                with av.open(str(source)) as part:
+                    video = part.streams.video[0]
+                    stream = stream or output.add_stream_from_template(video)
+                    end = offset
+                    for packet in part.demux(video):
+                        if packet.pts is None or packet.dts is None:  # the demuxer's closing empty packet
+                            continue
+                        base = packet.time_base
+                        shift = round(offset / base)
+                        packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
+                        end = max(end, float((packet.pts + (packet.duration or 0)) * base))
+                        packet.stream = stream
+                        output.mux(packet)
+                    offset = end
+        os.replace(partial, target)
+    except av.FFmpegError as err:
+        raise ClipError(f"{target}: cannot join {len(sources)} videos ({err.strerror or err})") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    log.info("video joined: %s (%d parts, %.1f s)", target, len(sources), offset)
+
+
+def transcode(sources: list[Path], target: Path, codec: str = "vp8", max_width: int = MAX_WIDTH,
+              bitrate: str = COPY_BITRATE) -> None:
+    """Write ``sources`` one after the other as one video in ``codec`` (VP8 WebM for a browser, by default,
+    at most ``max_width`` across) at the first one's frame rate; a source of another rate is resampled by
+    holding or skipping frames, so every part plays for as long as it did."""
+    partial = target.with_name(f".{target.stem}.partial{target.suffix}")
+    writer: VideoWriter | None = None
+    fps = 0.0
     written, offset = 0, 0.0
     try:
         for source in sources:
-            capture = cv2.VideoCapture(str(source))
-            if not capture.isOpened():
-                raise ClipError(f"{source}: OpenCV cannot open it")
-            source_fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
-            index = 0
-            while True:
-                ok, image = capture.read()
-                if not ok:
-                    break
-                if writer is None:
-                    fps = source_fps
-                    height, width = image.shape[:2]
-                    scale = min(1.0, max_width / width)
-                    size = (round(width * scale / 2) * 2, round(height * scale / 2) * 2)
-                    with quiet_stderr():  # FFmpeg says, on stderr, that it maps the tag VP80 to its own
-                        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter.fourcc(*fourcc), fps, size)
-                    if not writer.isOpened():
-                        raise ClipError(f"{partial}: OpenCV cannot write {fourcc} there")
-                if (image.shape[1], image.shape[0]) != size:
-                    image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-                index += 1
-                while written / fps < offset + index / source_fps - 1e-6:
-                    writer.write(image)
-                    written += 1
-            capture.release()
-            offset += index / source_fps
+            with VideoFile(source) as video:
+                last = -1
+                for index, frame in video.frames():
+                    if writer is None:
+                        fps = video.fps
+                        scale = min(1.0, max_width / frame.width)
+                        writer = VideoWriter(partial, codec, fps, round(frame.width * scale / 2) * 2,
+                                             round(frame.height * scale / 2) * 2, parse_bitrate(bitrate))
+                    image = bgr(frame)
+                    while written / fps < offset + (index + 1) / video.fps - 1e-6:
+                        writer.write(image)
+                        written += 1
+                    last = index
+                offset += (last + 1) / video.fps
         if writer is None:
             raise ClipError(f"{target.name}: its videos hold no frame")
-        writer.release()
+        writer.close()
         writer = None
         os.replace(partial, target)
+    except (VideoError, OSError) as err:
+        raise ClipError(f"{target}: cannot write it ({err})") from None
     finally:
         if writer is not None:
-            writer.release()
+            writer.abandon()
         partial.unlink(missing_ok=True)
-    log.info("video written: %s (%d frames at %.2f fps, %dx%d)", target, written, fps, *size)
+    log.info("video written: %s (%d frames at %.2f fps)", target, written, fps)

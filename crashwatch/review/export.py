@@ -19,8 +19,9 @@ from typing import Any
 
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.contract.prompt import DEFAULT_QUESTION
+from crashwatch.monitor.evidence.codecs import BITRATE
 from crashwatch.monitor.evidence.durable import link_or_copy
-from crashwatch.review.events import EventClip, list_events, transcode
+from crashwatch.review.events import EventClip, join, joinable, list_events, transcode
 from crashwatch.review.verdicts import Decision, VerdictStore
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,10 @@ def export_reviewed(events_dir: Path, out: Path, split: str = "train", question:
         sources = event.videos()
         if len(sources) == 1 and sources[0].suffix == ".mp4":
             shutil.copyfile(sources[0], video)
+        elif sources[0].suffix == ".mp4" and joinable(sources, {"h264", "mpeg4", "av1", "libdav1d"}):
+            join(sources, video)
         else:
-            transcode(sources, video, "mp4v", max_width=1 << 16)
+            transcode(sources, video, "h264", max_width=1 << 16, bitrate=BITRATE)
         _keep_evidence(event, out / EVIDENCE)
         meta = {"event": name, "camera": summary["camera"], "alert_start_s": summary["start"],
                 "reviewer": verdict.reviewer, "reviewed_at": verdict.at, "source": "review"}

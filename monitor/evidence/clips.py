@@ -12,12 +12,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from crashwatch.contract.bundle import sha256_of
 from crashwatch.contract.video import VideoError, probe_clip
 from crashwatch.contract.window import EPSILON
 from crashwatch.monitor.evidence import disk
+from crashwatch.monitor.evidence.codecs import BITRATE, VideoWriter, parse_bitrate
 from crashwatch.monitor.evidence.proof import Signer
 from crashwatch.monitor.evidence.risks import RiskTrail
 from crashwatch.monitor.evidence.segments import safe_name
@@ -123,20 +122,17 @@ class EventRecorder:
         path.parent.mkdir(parents=True, exist_ok=True)
         fps, slots = clip_timing([f.t for f in frames])
         height, width = frames[0].image.shape[:2]
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
-        if not writer.isOpened():
-            raise OSError("cannot open a video writer there")
+        writer = VideoWriter(path, "h264", fps, width, height, parse_bitrate(BITRATE))  # browsers play it
         try:
             for k, frame in enumerate(frames):
-                image = frame.image
-                if image.shape[:2] != (height, width):
-                    image = cv2.resize(image, (width, height))
                 following = slots[k + 1] if k + 1 < len(frames) else slots[k] + 1
                 for _ in range(following - slots[k]):  # a frame the capture dropped: the one before it held
-                    writer.write(image)
-        finally:
-            writer.release()
-        # OpenCV's writer reports no I/O errors: read the clip back to know it is whole (a full disk cuts it).
+                    writer.write(frame.image)
+        except OSError:
+            writer.abandon()
+            raise
+        writer.close()
+        # Read the clip back to know it is whole: a write the kernel took may still fail on the way to the disk.
         expected = slots[-1] + 1
         try:
             written = probe_clip(path).num_frames

@@ -32,13 +32,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 from crashwatch.contract.bundle import sha256_of
 from crashwatch.contract.video import VideoError, probe_clip
 from crashwatch.monitor.evidence import disk
-from crashwatch.monitor.evidence.codecs import CODECS, probe_codec
+from crashwatch.monitor.evidence.codecs import BITRATE, CODECS, VideoWriter, parse_bitrate, probe_codec
 from crashwatch.monitor.evidence.durable import append_line, fsync, write_json
 from crashwatch.monitor.evidence.segments import (
     INDEX,
@@ -70,7 +69,7 @@ class _OpenSegment:
     number: int
     fps: float
     size: tuple[int, int]  # height, width
-    writer: cv2.VideoWriter
+    writer: VideoWriter
     frames: list[dict[str, float]] = field(default_factory=list)
     last_slot: int = -1
     last_image: np.ndarray | None = None
@@ -85,8 +84,8 @@ class LoopRecorder:
 
     def __init__(self, folder: Path, camera: str, keep: KeepPolicy, codec: str = "auto",
                  segment_seconds: float = 2.0, backlog_seconds: float = 5.0, lossless: bool = False,
-                 nominal_fps: Callable[[], float | None] | None = None, min_free: int = disk.parse_size(MIN_FREE)
-                 ) -> None:
+                 nominal_fps: Callable[[], float | None] | None = None, min_free: int = disk.parse_size(MIN_FREE),
+                 bitrate: int = parse_bitrate(BITRATE)) -> None:
         if not (math.isfinite(segment_seconds) and 0.2 <= segment_seconds <= 60):
             raise RecordingError(f"segment length {segment_seconds} s: give 0.2 to 60 seconds")
         self.dir = folder / safe_name(camera)
@@ -94,7 +93,8 @@ class LoopRecorder:
         self.keep = keep
         self.min_free = min_free
         self.codec = probe_codec(codec)
-        self.fourcc, self.suffix = CODECS[self.codec]
+        self.suffix = CODECS[self.codec].suffix
+        self.bitrate = bitrate
         self.segment_seconds = segment_seconds
         self.backlog_seconds = backlog_seconds
         self.lossless = lossless
@@ -120,9 +120,9 @@ class LoopRecorder:
         self._index_deleted = 0
         self._queue: queue.Queue[Frame | Callable[[], None] | None] = queue.Queue()
         self._open_folder()
-        if self.codec != "h264":
-            log.info("recording %s to %s as %s (this OpenCV cannot encode H.264): players such as VLC and mpv "
-                     "play it, browsers need --record-codec vp8", camera, self.dir, self.codec)
+        if not CODECS[self.codec].browsers_play:
+            log.info("recording %s to %s as %s: players such as VLC and mpv play it, the dashboard makes a copy "
+                     "browsers play", camera, self.dir, self.codec)
         self._thread = threading.Thread(target=self._run, name=f"recorder-{camera}", daemon=True)
         self._thread.start()
 
@@ -200,7 +200,7 @@ class LoopRecorder:
         self.available, self.last_error, self._tried_at = False, why, time.monotonic()
         segment, self._open = self._open, None  # a segment opened on the failing disk is not kept
         if segment is not None:
-            segment.writer.release()
+            segment.writer.abandon()
             segment.path.unlink(missing_ok=True)
             if segment.frames:
                 self._tell_lost(segment.t0, segment.frames[-1]["t"], why)
@@ -210,7 +210,7 @@ class LoopRecorder:
             listener.stretch_lost(t_start, t_end, why)
 
     def _unwritten(self, what: str) -> OSError:
-        """An OpenCV write that failed without a word: a full disk where it is nearly full, else ``what``."""
+        """A write that failed without an errno: a full disk where it is nearly full, else ``what``."""
         free = disk.free_bytes(self.dir)
         if free is not None and free < NEARLY_FULL:
             return OSError(errno.ENOSPC, "No space left on device", str(self.dir))
@@ -306,23 +306,24 @@ class LoopRecorder:
         self._number += 1
         path = self.dir / f"{self.session}-{self._number:06d}{self.suffix}"
         height, width = frame.image.shape[:2]
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*self.fourcc), fps, (width, height))
-        if not writer.isOpened():
+        try:
+            writer = VideoWriter(path, self.codec, fps, width, height, self.bitrate)
+        except OSError as err:
             path.unlink(missing_ok=True)
-            raise self._unwritten(f"{path}: cannot open a video writer there")
+            raise err if err.errno else self._unwritten(str(err)) from None
         return _OpenSegment(path, self._number, fps, (height, width), writer)
 
     def _close_open(self) -> None:
         segment, self._open = self._open, None
         if segment is None:
             return
-        segment.writer.release()
-        if not segment.frames:
-            segment.path.unlink(missing_ok=True)
-            return
         try:
+            segment.writer.close()
+            if not segment.frames:
+                segment.path.unlink(missing_ok=True)
+                return
             fsync(segment.path)
-            # OpenCV's writer reports no I/O error: read the file back to know it is whole (a full disk cuts it).
+            # Read the file back to know it is whole: a write the kernel took may still fail on the way to the disk.
             expected = segment.last_slot + 1
             try:
                 written = probe_clip(segment.path).num_frames

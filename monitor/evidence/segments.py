@@ -13,7 +13,8 @@ from crashwatch.monitor.evidence.disk import SIZE_UNITS
 from crashwatch.monitor.evidence.durable import read_lines
 
 INDEX = "index.jsonl"
-BROWSER_COPY = "clip.webm"  # the dashboard's playable copy in an event folder: derived, not evidence
+BROWSER_COPY = "clip.webm"  # the dashboard's transcoded copy in an event folder: derived, not evidence
+JOINED = "clip"  # the dashboard's joined segments in an event folder (.mp4 or .webm): derived, not evidence
 
 
 class RecordingError(CrashwatchError):

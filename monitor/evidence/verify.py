@@ -12,11 +12,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.monitor.evidence.lock import SIDECAR
 from crashwatch.monitor.evidence.proof import Verdict, check_files, check_signature
-from crashwatch.monitor.evidence.segments import BROWSER_COPY
+from crashwatch.monitor.evidence.segments import BROWSER_COPY, JOINED
 
-# Files beside the evidence that are not evidence: the dashboard's playable copy (and its partial file while it is
-# made), and the sidecar's temporary file, which a crash mid-write leaves.
-DERIVED = (BROWSER_COPY, f".{Path(BROWSER_COPY).stem}.partial.webm", f".{SIDECAR}.tmp")
+# Files beside the evidence that are not evidence: the dashboard's playable copies (and their partial files while
+# they are made), and the sidecar's temporary file, which a crash mid-write leaves.
+DERIVED = (BROWSER_COPY, f".{Path(BROWSER_COPY).stem}.partial.webm", f"{JOINED}.mp4", f".{JOINED}.partial.mp4",
+           f"{JOINED}.webm", f".{JOINED}.partial.webm", f".{SIDECAR}.tmp")
 
 
 class NotEvidence(CrashwatchError):

@@ -193,7 +193,7 @@ class Monitor:
             ring, keep, events = options.events_dir / EVENTS_RING, EVENTS_RING_KEEP, options.events_dir
         recorder = LoopRecorder(ring, options.camera, keep, options.record_codec, options.record_segment_seconds,
                                 lossless=not options.source.live, nominal_fps=lambda: self.capture.source_fps,
-                                min_free=options.record_min_free)
+                                min_free=options.record_min_free, bitrate=options.record_bitrate)
         return RecordedEvidence(recorder, EventLocker(events, options.camera, recorder, options.event_post_seconds,
                                                       options.signer))
 

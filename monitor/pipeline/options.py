@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.monitor.controls import Controls
-from crashwatch.monitor.evidence.codecs import CODEC_CHOICES
+from crashwatch.monitor.evidence.codecs import BITRATE, CODEC_CHOICES, parse_bitrate
 from crashwatch.monitor.evidence.disk import parse_size
 from crashwatch.monitor.evidence.proof import Signer
 from crashwatch.monitor.evidence.ring import MIN_FREE
@@ -139,6 +139,11 @@ def size(value: Any) -> int:
     return parse_size(str(value))
 
 
+def bitrate(value: Any) -> int:
+    """Bits per second as a user writes them (``2M``), or a number."""
+    return parse_bitrate(str(value))
+
+
 def keep_policy(value: Any) -> KeepPolicy:
     return value if isinstance(value, KeepPolicy) else KeepPolicy.parse(str(value))
 
@@ -195,10 +200,14 @@ class MonitorOptions:
         keep_policy,
         "1GB,24h")
     record_codec: str = setting(
-        "--record-codec", "record_codec", "With --record (or --events' own ring): auto is H.264 where this "
-        "OpenCV can encode it, else mp4v (cheap; VLC and mpv play it); vp8 (WebM) plays in browsers and costs "
-        "about 10x mp4v to encode.",
+        "--record-codec", "record_codec", "With --record (or --events' own ring): auto is h264 (MP4, which every "
+        "browser plays, so the dashboard serves evidence as written); vp8 (WebM) and av1 where asked; mp4v "
+        "(MPEG-4 part 2, what earlier versions wrote) for players such as VLC.",
         "CODEC", choice(*CODEC_CHOICES), "auto")
+    record_bitrate: int = setting(
+        "--record-bitrate", "record_bitrate", "With --record (or --events' own ring): the video's bits per "
+        "second (800k, 2M, 4.5M); the default, 0.9 GB an hour, keeps over an hour in the default 1GB ring.",
+        "BITS", bitrate, BITRATE)
     record_min_free: int = setting(
         "--record-min-free", "record_min_free", "With --record (or --events' own ring): the free space kept "
         "on the recording's disk, deleting the ring's oldest segments before each new one (locked evidence is "
@@ -267,7 +276,7 @@ class MonitorOptions:
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         own_ring = self.record_dir is None and self.events_dir is not None and self.events_hold == "disk"
         if self.record_dir is None:
-            for name in ("record_keep", "record_codec", "record_segment_seconds", "record_min_free"):
+            for name in ("record_keep", "record_codec", "record_bitrate", "record_segment_seconds", "record_min_free"):
                 if getattr(self, name) != defaults[name] and (name == "record_keep" or not own_ring):
                     raise OptionsError(f"is for the loop recording, which {SETTING['record_dir'].flag} turns on"
                                        + ("" if name == "record_keep" else

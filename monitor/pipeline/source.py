@@ -1,13 +1,14 @@
-"""Where frames come from: a webcam (an index or a device path), an rtsp:// or http(s):// URL, or a video file,
-all opened with OpenCV, and a capture thread that never waits for the model.
+"""Where frames come from: a video file or an rtsp:// or http(s):// URL, read with FFmpeg's own API (PyAV), or a
+webcam (an index or a device path) through OpenCV, which opens V4L2, DirectShow and AVFoundation alike; and a
+capture thread that never waits for the model.
 
-The capture thread stamps each frame with its stream time ``t`` (media time for a file, seconds since the
-first frame by the monotonic clock for a live source) and its wall-clock capture time, and pushes it into a
-``FrameBuffer`` bounded in time. A file is replayed at its own frame rate (frames are skipped, and counted, if
-the reader falls behind) and ends the run; frames of a damaged stretch that cannot be decoded are skipped,
-counted and reported once per stretch, and the replay goes on (a file is only over at the frame count its
-header gives); a live source that drops, or is not there yet (a webcam that enumerates late), is reopened with
-exponential backoff, the outage reported through ``CaptureStats``.
+Each frame carries its stream time ``t`` and its wall-clock arrival. A file's frames are timed by their slot on
+its frame-rate timeline, a stream's by its presentation timestamps (so the burst a camera sends on connection,
+or network jitter, does not squeeze the frames' times), a webcam's by arrival. A file is replayed at its own
+frame rate (frames are skipped, and counted, if the reader falls behind) and ends the run; a damaged stretch is
+skipped, counted and said once, and the replay goes on. A live source that drops, or is not there yet (a webcam
+that enumerates late), is reopened with exponential backoff, the outage and FFmpeg's reason for it reported
+through ``CaptureStats``.
 """
 
 from __future__ import annotations
@@ -20,14 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import cv2
 import numpy as np
 
 from crashwatch.contract.errors import CrashwatchError
-from crashwatch.contract.video import VideoError  # noqa: F401  (quiets FFmpeg before any capture opens)
+from crashwatch.contract.video import VideoError, VideoFile, bgr
 from crashwatch.monitor.frame import Frame
 from crashwatch.monitor.pipeline.buffer import FrameBuffer
-from crashwatch.monitor.pipeline.diagnose import diagnose
+from crashwatch.monitor.pipeline.live import LiveSource, SourceDown, open_live
 from crashwatch.monitor.redact import redact_url
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,7 @@ LIVE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
 # Retries of a source that has streamed come at most this far apart, so that a short outage ends as soon as
 # the source is back; one that never sent a frame backs off to ``backoff_max``.
 BACKOFF_AFTER_ONLINE = 1.0
-WEBCAM_ABSENT = "not found or busy (not plugged in, not enumerated yet, or in use)"
-MAX_DAMAGED_S = 30.0  # a file that decodes nothing for this long past a damaged stretch is taken to end there
+PTS_JUMP_S = 5.0  # timestamps that leap this much further than arrival (a camera's restart) are re-anchored
 
 
 class SourceError(CrashwatchError):
@@ -76,25 +75,6 @@ def parse_source(source: str) -> SourceSpec:
     if path.stat().st_size == 0:
         raise SourceError(f"{path}: the file is empty")
     return SourceSpec("file", str(path), str(path))
-
-
-def open_capture(spec: SourceSpec, open_timeout_s: float = 5.0) -> cv2.VideoCapture | None:
-    """An opened capture, or None if the source does not answer. OpenCV's own warnings (one per failed
-    attempt) are silenced: the outage is reported once, in the log and in ``status``."""
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    if spec.kind == "webcam":
-        capture = cv2.VideoCapture(spec.target) if isinstance(spec.target, int) else \
-            cv2.VideoCapture(str(spec.target), cv2.CAP_V4L2)
-    elif spec.kind == "stream":
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(open_timeout_s * 1000)]
-        capture = cv2.VideoCapture(str(spec.target), cv2.CAP_FFMPEG, params)
-    else:
-        capture = cv2.VideoCapture(str(spec.target))
-    if not capture.isOpened():
-        capture.release()
-        return None
-    return capture
 
 
 @dataclass
@@ -136,6 +116,37 @@ class CaptureStats:
         self.outages_s += lasted
         self.outage_started = None
         return lasted
+
+
+class StreamClock:
+    """A live frame's stream time: seconds since the run's first frame by arrival, except that within one
+    connection frames follow the stream's own timestamps from the first frame's arrival on (a burst on
+    connection or jitter keeps its true spacing). Timestamps that run backwards or leap ahead of arrival by
+    more than ``PTS_JUMP_S`` (a camera that restarted its clock) are anchored again; times never run back."""
+
+    def __init__(self) -> None:
+        self._origin: float | None = None  # monotonic time of the run's first frame
+        self._anchor: float | None = None  # stream time minus presentation time, within this connection
+        self._last: tuple[float, float] | None = None  # the last frame's presentation time and arrival
+        self._t = -1.0
+
+    def connected(self) -> None:
+        self._anchor, self._last = None, None
+
+    def time(self, pts: float | None) -> float:
+        now = time.monotonic()
+        self._origin = now if self._origin is None else self._origin
+        arrival = now - self._origin
+        if pts is None:
+            t = arrival
+        else:
+            if self._anchor is None or self._last is None or not \
+                    0 < pts - self._last[0] <= (now - self._last[1]) + PTS_JUMP_S:
+                self._anchor = max(arrival, self._t + 1e-3) - pts
+            self._last = (pts, now)
+            t = pts + self._anchor
+        self._t = max(t, self._t + 1e-6)
+        return self._t
 
 
 class Capture(threading.Thread):
@@ -193,51 +204,38 @@ class Capture(threading.Thread):
 
     def _replay_once(self, offset: float, start: float) -> float:
         """One pass over the file from stream time ``offset``; returns the pass's duration in seconds."""
-        capture = open_capture(self.spec)
-        if capture is None:
-            raise SourceError(f"{self.spec.display}: OpenCV cannot open it as a video")
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        if not fps or fps <= 0 or fps > 1000:
-            capture.release()
-            raise SourceError(f"{self.spec.display}: unusable frame rate in its header ({fps})")
-        self.source_fps = fps
-        self.stats.state = "online"
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)  # the header's: decoding may stop short of it
-        index, damaged_from = 0, None
         try:
-            while not self.stop_event.is_set():
+            video = VideoFile(self.spec.target)
+        except VideoError as err:
+            raise SourceError(str(err)) from None
+        fps = self.source_fps = video.fps
+        self.stats.state = "online"
+        last = -1
+        try:
+            for index, decoded in video.frames():
+                if self.stop_event.is_set():
+                    break
+                if index > last + 1:
+                    self._damaged(last + 1, index, offset, fps)
+                last = index
                 t = offset + index / fps
-                # Read first, then wait for the frame's time: a frame that does not decode costs no waiting.
-                skip = self.realtime and (time.monotonic() - start) - t > 1.0 / fps  # fell behind: skip, as a live camera would
-                ok, image = (capture.grab(), None) if skip else capture.read()
-                if not ok or (image is None and not skip):
-                    # The end, or a damaged stretch: the header's frame count says which (a stretch that never
-                    # ends is taken for the end after MAX_DAMAGED_S).
-                    if index >= count - 1 or (damaged_from is not None and index - damaged_from > MAX_DAMAGED_S * fps):
-                        break
-                    damaged_from = index if damaged_from is None else damaged_from
-                    index += 1
-                    continue
-                if damaged_from is not None:
-                    self._damaged(damaged_from, index, offset, fps)
-                    damaged_from = None
-                if skip:
+                if self.realtime and (time.monotonic() - start) - t > 1.0 / fps:  # fell behind: skip, as a camera would
                     if self.stats.dropped == 0:
                         log.warning("%s: reading and decoding fall behind the frame rate (%.1f fps): frames "
                                     "are dropped, counted in status as frames_dropped", self.spec.display, fps)
                     self.stats.dropped += 1
-                elif image is not None:  # always, once read: the failed read went above
-                    if self.realtime:
-                        self.stop_event.wait(max(0.0, t - (time.monotonic() - start)))
-                    self._emit(t, image)
-                index += 1
+                    continue
+                image = bgr(decoded)
+                if self.realtime:
+                    self.stop_event.wait(max(0.0, t - (time.monotonic() - start)))
+                self._emit(t, image)
         finally:
-            capture.release()
+            video.close()
         if self.stop_event.is_set():
-            log.info("%s: stopped after %d frames", self.spec.display, index)
+            log.info("%s: stopped after %d frames", self.spec.display, last + 1)
         else:
-            log.info("%s: end of file after %d frames", self.spec.display, index)
-        return index / fps
+            log.info("%s: end of file after %d frames", self.spec.display, last + 1)
+        return (last + 1) / fps
 
     def _damaged(self, first: int, end: int, offset: float, fps: float) -> None:
         """Frames ``first`` to ``end`` (excluded) could not be decoded, and decoding went on after them: counted,
@@ -248,57 +246,57 @@ class Capture(threading.Thread):
                     offset + (end - 1) / fps)
 
     def _run_live(self) -> None:
-        origin: float | None = None
+        clock = StreamClock()
         backoff = self.backoff_initial
         while not self.stop_event.is_set():
-            capture = self._open_interruptibly()
+            source = self._open_interruptibly()
             if self.stop_event.is_set():
-                if capture is not None:
-                    capture.release()
+                if isinstance(source, SourceDown):
+                    break
+                source.close()
                 break
-            if capture is None:
-                found = diagnose(str(self.spec.target)) if self.spec.kind == "stream" else None
-                if found is not None and found.lasting:  # a wrong password is as wrong in a second
+            if isinstance(source, SourceDown):
+                if source.lasting:  # a wrong password is as wrong in a second
                     backoff = self.backoff_max
-                reason = found.reason if found is not None else WEBCAM_ABSENT if self.spec.kind == "webcam" else None
-                why = f"cannot open {self.spec.display}" + (f": {reason}" if reason else "")
-                backoff = self._outage(why, backoff)
+                backoff = self._outage(f"cannot open {self.spec.display}: {source.reason}", backoff)
                 continue
-            fps = capture.get(cv2.CAP_PROP_FPS)
-            self.source_fps = fps if fps and 0 < fps < 1000 else self.source_fps
+            self.source_fps = source.fps or self.source_fps
             if self.stats.state == "reconnecting":
                 log.warning("%s: back online after %.1f s", self.spec.display, self.stats.came_back())
                 self.buffer.clear()  # a window must not span the outage
             self.stats.state, self.stats.backoff_s = "online", 0.0
             backoff = self.backoff_initial
+            clock.connected()
             try:
-                while not self.stop_event.is_set():
-                    ok, image = capture.read()
-                    if not ok or image is None:
+                for pts, image in source.frames():
+                    if self.stop_event.is_set():
                         break
-                    now = time.monotonic()
-                    origin = now if origin is None else origin
-                    self._emit(now - origin, image)
+                    self._emit(clock.time(pts), image)
+            except SourceDown as down:
+                if not self.stop_event.is_set():
+                    backoff = self._outage(down.reason, backoff)
             finally:
-                capture.release()
-            if not self.stop_event.is_set():
-                backoff = self._outage(f"{self.spec.display} stopped sending frames", backoff)
+                source.close()
         self.stats.state = "stopped"
 
-    def _open_interruptibly(self) -> cv2.VideoCapture | None:
-        """``open_capture`` in a helper thread, so that a stop during a blocking open (a camera that accepts the
-        connection and never answers holds it for the open timeout) is obeyed at once. A capture that opens
-        after it was given up is released by the helper."""
+    def _open_interruptibly(self) -> LiveSource | SourceDown:
+        """``open_live`` in a helper thread, so that a stop during a blocking open (a camera that accepts the
+        connection and never answers holds it for the open timeout) is obeyed at once. A source that opens
+        after it was given up is closed by the helper."""
         lock, given_up, opened = threading.Lock(), threading.Event(), []
 
         def work() -> None:
-            capture = open_capture(self.spec, self.open_timeout_s)
+            try:
+                source: LiveSource | SourceDown = open_live(self.spec.kind, self.spec.target, self.spec.display,
+                                                            self.open_timeout_s)
+            except SourceDown as down:
+                source = down
             with lock:
                 if given_up.is_set():
-                    if capture is not None:
-                        capture.release()
+                    if not isinstance(source, SourceDown):
+                        source.close()
                 else:
-                    opened.append(capture)
+                    opened.append(source)
 
         helper = threading.Thread(target=work, name="capture-open", daemon=True)
         helper.start()
@@ -307,7 +305,7 @@ class Capture(threading.Thread):
         with lock:
             if not opened:
                 given_up.set()
-                return None
+                return SourceDown("stopped while opening")
             return opened[0]
 
     def _outage(self, why: str, backoff: float) -> float:

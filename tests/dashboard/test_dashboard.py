@@ -191,7 +191,7 @@ def test_the_page_follows_real_monitors_live(chromium, tmp_path):
             10, "the explanation drawn in the page")
         assert drawn == len(explained["frames"])
 
-        # Its clip plays in the page: transcoded on the page's first request, whole, as long as the clip.
+        # Its clip plays in the page as the monitor wrote it (H.264), whole, as long as the clip.
         video = _wait(lambda: chromium.execute_script(
             "const v = document.querySelector('li[data-camera=\"front\"] video');"
             "return v && v.readyState >= 3 ? v : null;"), 60, "the alert's clip playable in the page")
@@ -225,7 +225,7 @@ def test_the_page_follows_real_monitors_live(chromium, tmp_path):
         assert state["cameras"]["rear"]["status"]["model"]["hash"]
         assert state["alerts"][0]["clip"]["state"] == "ready"
         status, headers, body = dashboard.get(state["alerts"][0]["clip"]["video"], {"Range": "bytes=0-99"})
-        assert (status, headers["content-type"], len(body)) == (206, "video/webm", 100)
+        assert (status, headers["content-type"], len(body)) == (206, "video/mp4", 100)
         assert json.loads(dashboard.get(state["alerts"][0]["clip"]["sidecar"])[2])["alert"]["event"] == "start"
 
         # A killed monitor shows as silent within 3 s; the other stays online.

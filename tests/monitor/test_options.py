@@ -23,7 +23,7 @@ from tests.support.media import write_video
 # A value for every setting, none of them its default (but events_hold, which goes without record: below).
 CHANGED = {"source": None, "name": "yard", "stride": 1.5, "replay": "fast", "loop": True, "preview": True,
            "events": "ev", "record": "rec", "record_keep": "2GB,1h", "record_codec": "mp4v", "record_segment": 4.0,
-           "record_min_free": "64MB",
+           "record_min_free": "64MB", "record_bitrate": "4.5M",
            "alert.on": 0.7, "alert.off": 0.4, "alert.min_on_seconds": 0.5, "alert.min_off_seconds": 2.0,
            "caution.on": 0.5, "caution.off": 0.3, "caution.rise_seconds": 0.5,
            "window_seconds": 3.0, "degraded_alerts": "hold", "explain.when": "off",
@@ -78,6 +78,7 @@ def test_a_cameras_file_sets_every_setting(tmp_path):
     ("record_segment", "--record-segment", 0.1, "must be a number from 0.2 to 60"),
     ("record_keep", "--record-keep", "lots", "give a size (500MB, 2GB), an age (30min, 24h, 7d) or both"),
     ("record_min_free", "--record-min-free", "plenty", "give a size such as 500MB, 2GB or 64KiB"),
+    ("record_bitrate", "--record-bitrate", "fast", "give bits per second from 50k to 100M"),
     ("caution.on", "--caution-on", 2, "must be a number from 0 to 1"),
     ("name", "--camera", "front/left", "letters, digits, ., - and _"),
     ("explain.mask", "--explain-mask", "0,0,1,1", "a polygon needs at least three x,y points"),
@@ -162,6 +163,7 @@ def test_the_library_takes_the_options_as_fields():
     (["--record-keep", "2GB"], "record_keep", {"record_keep": "2GB"}, "is for the loop recording, which --record"),
     (["--record-codec", "mp4v"], "record_codec", {"record_codec": "mp4v"}, "is for the loop recording"),
     (["--record-segment", "5"], "record_segment", {"record_segment": 5}, "is for the loop recording"),
+    (["--record-bitrate", "1M"], "record_bitrate", {"record_bitrate": "1M"}, "is for the loop recording"),
     (["--loop"], "loop", {"loop": True}, "is for files; a live source runs until it stops"),
 ])
 def test_an_option_that_would_do_nothing_is_refused(tmp_path, args, key, entry, reason):
