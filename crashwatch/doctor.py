@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -137,25 +136,23 @@ def _bundle(setup: Setup) -> list[Finding]:
 
 
 def _video() -> Finding:
-    import cv2
+    import av
 
     from crashwatch.monitor.evidence.codecs import CODECS, probe_codec
     from crashwatch.monitor.evidence.segments import RecordingError
 
-    ffmpeg = re.search(r"FFMPEG:\s+YES", cv2.getBuildInformation()) is not None
     writable = []
     for codec in CODECS:
         try:
             writable.append(probe_codec(codec))
         except RecordingError:
             pass
-    if not ffmpeg or not writable:
-        return Finding("video", FAIL, f"OpenCV {cv2.__version__} {'has no FFmpeg' if not ffmpeg else 'writes no codec'}"
-                                      ": files and streams cannot be read or recorded; pip install "
-                                      "opencv-python-headless")
-    return Finding("video", OK, f"OpenCV {cv2.__version__} with FFmpeg; records {', '.join(writable)}"
-                               + ("" if "h264" in writable else " (no H.264 encoder in this OpenCV: segments are MPEG-4 "
-                                                                "part 2, and the dashboard makes WebM copies to play)"))
+    if "h264" not in writable:
+        return Finding("video", FAIL, f"PyAV {av.__version__} (FFmpeg {av.ffmpeg_version_info}) has no H.264 encoder: "
+                                      "evidence cannot be recorded as browsers play it; pip install av (its wheels "
+                                      "carry libx264)")
+    return Finding("video", OK, f"PyAV {av.__version__} (FFmpeg {av.ffmpeg_version_info}); records "
+                                f"{', '.join(writable)}")
 
 
 def _audio() -> Finding:
