@@ -243,6 +243,10 @@ def _scored(s: dict[str, Any]) -> str:
               help="Instead: how long an alert's explanation takes on the --demo-bundle and each --bundle, for the "
                    "window ending at SECONDS of the demo drive (or of --replay-clip), alone and beside a scoring "
                    "loop.")
+@click.option("--recording", "recording_clip", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Instead: what the loop recording costs on this clip (e.g. a real 720p dashcam clip), per codec at "
+                   "1M, 2M (the default) and 4M bit/s: encoding time a frame, size an hour, hours the default ring "
+                   "holds; no model.")
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
               help="With --soak or --alarm-latency: how long.")
 @click.option("--only-bundles", is_flag=True,
@@ -264,7 +268,7 @@ def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundl
                   soak_clip: Path | None, alarm_latency: bool, gpu_configs: tuple[str, ...], gpu_steps: int,
                   explain_at: float | None, minutes: float, only_bundles: bool,
                   cameras_bundle: Path | None, live_clip: Path | None, health_clips: Path | None,
-                  out: Path | None) -> None:
+                  recording_clip: Path | None, out: Path | None) -> None:
     """Measure stride cost, speed-ups, latency, lag, memory and the CPU floor; print and write a table."""
     if gpu_configs:
         import torch
@@ -277,6 +281,12 @@ def bench_command(smoke: bool, bundles: tuple[tuple[str, Path], ...], demo_bundl
         runs = [gpu.training_steps(config, device, gpu_steps) for config in gpu_configs]
         references = [gpu.fp16_reference(config, device) for config in gpu_configs]
         _emit(gpu.table(runs, references, f"{name}; {machine()}; torch {torch.__version__}"), out)
+        return
+    if recording_clip is not None:
+        from crashwatch.bench import recording
+        from crashwatch.bench.report import machine
+
+        _emit(recording.table(recording.measure(recording_clip), machine(), recording_clip), out)
         return
     if health_clips is not None:
         from crashwatch.bench.health import measure, table

@@ -90,6 +90,8 @@ class VideoWriter:
             raise self._error(err) from None
         try:
             stream = self._container.add_stream(spec.encoder, rate=_rate(fps), options=dict(spec.options))
+            if not isinstance(stream, av.VideoStream):  # every encoder of CODECS is a video one
+                raise av.FFmpegError(0, f"{spec.encoder} is not a video encoder")
             stream.width, stream.height = self.size
             stream.pix_fmt = "yuv420p"
             stream.bit_rate = bitrate
@@ -107,7 +109,8 @@ class VideoWriter:
             image = np.ascontiguousarray(crop) if crop.shape[:2] == (height, width) else \
                 cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         # OpenCV's BGR -> I420 is several times quicker than swscale's conversion inside PyAV.
-        frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+        planes = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
         frame.pts = self._next_pts
         self._next_pts += 1
         self._mux(frame)

@@ -205,7 +205,7 @@ class Capture(threading.Thread):
     def _replay_once(self, offset: float, start: float) -> float:
         """One pass over the file from stream time ``offset``; returns the pass's duration in seconds."""
         try:
-            video = VideoFile(self.spec.target)
+            video = VideoFile(str(self.spec.target))
         except VideoError as err:
             raise SourceError(str(err)) from None
         fps = self.source_fps = video.fps
