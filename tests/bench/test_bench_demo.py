@@ -11,6 +11,7 @@ import pytest
 from crashwatch.bench.process import free_port
 from crashwatch.demo import DEMO_BUNDLE, DEMO_DRIVE, demo_event_time
 from crashwatch.monitor.engines.local import openvino_installed
+from tests.support.media import write_video
 from tests.support.shared import REPO
 
 
@@ -65,6 +66,21 @@ def test_the_explanation_bench_times_each_bundle_alone_and_beside_scoring(tiny_b
         r"([\d.]+) \(([\d.]+)\) \| ([\d.]+) \|", out.read_text())}
     assert set(rows) == {"demo", "tiny"}, out.read_text()
     assert all(0 < float(r[1]) <= float(r[2]) <= float(r[3]) and float(r[6]) > 0 for r in rows.values())
+
+
+def test_the_recording_bench_writes_every_codec_at_each_bitrate(tmp_path):
+    clip = write_video(tmp_path / "road.mp4", 40, fps=20, size=(320, 180))
+    out = tmp_path / "recording.md"
+    result = subprocess.run([sys.executable, "-m", "crashwatch", "bench", "--recording", str(clip), "--out", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if re.match(r"\| (h264|vp8|av1|mp4v) \|", line)]
+    assert {(r[0].strip("| "), r[1]) for r in rows} == {(c, b) for c in ("h264", "vp8", "av1", "mp4v")
+                                                         for b in ("1M", "2M (default)", "4M")}
+    for row in rows:
+        gb_per_hour, ring_hours = float(row[6]), float(row[7].strip(" |"))
+        assert float(row[5]) > 0 and gb_per_hour >= 0 and ring_hours > 0
+    assert "Command: `crashwatch bench --recording" in out.read_text()
 
 
 def test_the_shipped_demo_alerts_before_the_collision(tmp_path):
