@@ -10,8 +10,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from crashwatch.contract.video import VideoFile, bgr
 from crashwatch.evaluation.explained import explanation_card
 from crashwatch.evaluation.plot import risk_chart
+from crashwatch.monitor.evidence.codecs import BITRATE, VideoWriter, parse_bitrate
 from crashwatch.monitor.messages import Alert, Explanation, Risk
 from crashwatch.monitor.pipeline.alerts import alert_spans
 
@@ -23,43 +25,42 @@ def annotate_video(source: Path, out: Path, risks: Sequence[Risk], alerts: Seque
     ``explanations`` are given, a column to the right with the newest one explained so far."""
     cards = sorted(((e.t, card) for e in explanations if (card := explanation_card(e, width // 2)) is not None),
                    key=lambda item: item[0])
-    capture = cv2.VideoCapture(str(source))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
     times = [r.t for r in risks]
     probabilities = [r.probability for r in risks]
     spans = alert_spans(alerts)
-    duration = max(times[-1] if times else 0.0, capture.get(cv2.CAP_PROP_FRAME_COUNT) / fps)
     writer = None
-    index = 0
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            t = index / fps
-            height = int(frame.shape[0] * width / frame.shape[1])
-            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
-            shown = [(ti, p) for ti, p in zip(times, probabilities) if ti <= t]
-            active = any(start <= t < end for start, end in spans)
-            panel = risk_chart([a for a, _ in shown], [p for _, p in shown], threshold,
-                               [(s, min(e, t)) for s, e in spans if s <= t],
-                               event_time if event_time is not None and t >= event_time else None,
-                               f"t = {t:5.1f} s   risk {shown[-1][1]:.2f}" if shown else f"t = {t:5.1f} s",
-                               size=(width, 160), t_end=duration)
-            if active:
-                cv2.rectangle(frame, (0, 0), (width - 1, height - 1), (0, 0, 255), 8)
-                cv2.putText(frame, "COLLISION RISK", (16, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 255), 3, cv2.LINE_AA)
-            image = np.vstack([frame, panel])
-            if cards:
-                image = np.hstack([image, _column(cards, t, image.shape[0], width // 2)])
-            if writer is None:
-                writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (image.shape[1], image.shape[0]))
-            writer.write(image)
-            index += 1
-    finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
+    with VideoFile(source) as video:
+        fps = video.fps
+        duration = max(times[-1] if times else 0.0, video.header_frames / fps)
+        try:
+            for index, decoded in video.frames():
+                t = index / fps
+                frame = bgr(decoded)
+                height = int(frame.shape[0] * width / frame.shape[1])
+                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+                shown = [(ti, p) for ti, p in zip(times, probabilities) if ti <= t]
+                active = any(start <= t < end for start, end in spans)
+                panel = risk_chart([a for a, _ in shown], [p for _, p in shown], threshold,
+                                   [(s, min(e, t)) for s, e in spans if s <= t],
+                                   event_time if event_time is not None and t >= event_time else None,
+                                   f"t = {t:5.1f} s   risk {shown[-1][1]:.2f}" if shown else f"t = {t:5.1f} s",
+                                   size=(width, 160), t_end=duration)
+                if active:
+                    cv2.rectangle(frame, (0, 0), (width - 1, height - 1), (0, 0, 255), 8)
+                    cv2.putText(frame, "COLLISION RISK", (16, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 255), 3,
+                                cv2.LINE_AA)
+                image = np.vstack([frame, panel])
+                if cards:
+                    image = np.hstack([image, _column(cards, t, image.shape[0], width // 2)])
+                if writer is None:  # H.264: the annotated video plays in a browser as well as in a player
+                    writer = VideoWriter(out, "h264", fps, image.shape[1], image.shape[0], parse_bitrate(BITRATE))
+                writer.write(image)
+        except BaseException:
+            if writer is not None:
+                writer.abandon()
+            raise
+    if writer is not None:
+        writer.close()
     return out
 
 
