@@ -5,14 +5,19 @@ times known in advance, and the frame for each is fixed the moment a frame at or
 thread encodes it then, in parallel with the query loop's head pass over an earlier window, and marks a window
 complete once its last frame is encoded; the loop scores the newest complete window. A head slower than the
 stride so lengthens the effective stride by whole strides, and consecutive windows still share frames, instead
-of every window starting over. Only vision slower than the frame spacing leaves windows with nothing in common.
-A vision call that fails for a reason that may pass (``EngineError``: a Triton server away) is retried after a
-pause; live, the retry is for the newest window by then, so the windows in between are skipped strides.
+of every window starting over. Vision slower than the frame spacing cannot keep up with every frame: live, the
+next window is then one that has not begun yet, its frames encoded as each arrives, so a window is scored
+about one vision pass plus its frames' backlog after its last frame, ``v + (F - 1)(v - d)`` for F frames
+spaced d and a pass of v seconds, instead of all F passes after it; latency stays bounded under overload and
+the effective stride is about ``F v``. A vision call that fails for a reason that may pass (``EngineError``: a
+Triton server away) is retried after a pause; live, the retry is for the newest window by then, so the windows
+in between are skipped strides.
 """
 
 from __future__ import annotations
 
 import logging
+import statistics
 import threading
 
 from crashwatch.contract.window import EPSILON, WindowSpec, arrived, grid_at_or_after, grid_at_or_before, pick_frame
@@ -81,9 +86,16 @@ class WindowPrefetcher(threading.Thread):
                 self._finished = True
                 self._cond.notify_all()
 
+    def _vision_behind(self) -> bool:
+        """Whether recent vision passes take longer than the window's frame spacing."""
+        recent = list(self.scorer.vision_ms)[-8:]
+        return len(recent) >= 4 and statistics.median(recent) / 1000 > self.window.spacing
+
     def _run(self) -> None:
         since: float | None = None
         done: float | None = None  # the last window this prefetcher completed, since ``since``
+        ahead: float | None = None  # live, vision behind: the window being encoded as its frames arrive
+        fixed: tuple[float, list[Frame]] | None = None  # a window's end and the frames it has taken so far
         while not self.stop_event.is_set():
             current = self.buffer.since
             if current is None:
@@ -92,19 +104,26 @@ class WindowPrefetcher(threading.Thread):
                 self.buffer.wait_until(float("-inf"), 0.2)
                 continue
             if current != since:  # the first frame, or the first after an outage: windows start over
-                since, done = current, None
+                since, done, ahead, fixed = current, None, None, None
                 self._set_complete(None)
             target = first_window_end(since, self.stride) if done is None else done + self.stride
             frames = self.buffer.snapshot()
             if not frames or self.buffer.since != since:
                 continue
             newest = frames[-1].t
-            if not self.paced:
+            if not self.paced and ahead is not None:
+                target = ahead
+            elif not self.paced:
                 target = max(target, grid_at_or_before(newest, self.stride))
+                if self._vision_behind():  # the next window not begun yet: each frame encoded as it comes
+                    target = ahead = max(target, grid_at_or_after(newest + self.window.seconds, self.stride))
             times = [f.t for f in frames]
-            waiting_for, taken = None, []
+            waiting_for = None
+            # The frames this window already took stay its own while it waits for the rest (the buffer may drop
+            # them meanwhile).
+            taken = list(fixed[1]) if fixed is not None and fixed[0] == target else []
             try:
-                for nominal in self.window.nominal_times(target):
+                for nominal in self.window.nominal_times(target)[len(taken):]:
                     if not arrived(nominal, newest):
                         waiting_for = nominal
                         break
@@ -113,8 +132,9 @@ class WindowPrefetcher(threading.Thread):
             except EngineError:
                 self.stop_event.wait(RETRY_S)
                 continue
+            fixed = (target, taken)
             if waiting_for is None:
-                done = target
+                done, ahead = target, None
                 self._set_complete((target, taken))
             elif not self.buffer.wait_until(waiting_for, 0.2) and self.buffer.closed:
                 return  # the file ended before this window did

@@ -5,6 +5,8 @@ prompt, run on one thread, takes about twice the 0.2 s stride a window on this p
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +14,21 @@ import pytest
 import yaml
 
 from crashwatch.bench.process import free_port
+from crashwatch.contract.window import grid_at_or_after
 from crashwatch.monitor.engines.model import RiskModel
+from crashwatch.monitor.frame import Frame
 from crashwatch.monitor.messages import CollectingOutlet
+from crashwatch.monitor.pipeline.buffer import FrameBuffer
 from crashwatch.monitor.pipeline.camera import Monitor
 from crashwatch.monitor.pipeline.options import MonitorOptions
+from crashwatch.monitor.pipeline.prefetch import WindowPrefetcher
+from crashwatch.monitor.pipeline.scorer import WindowScorer
 from crashwatch.monitor.pipeline.source import parse_source
 from crashwatch.monitor.transports.zeromq import Publisher
 from tests.support.collector import Collector
-from tests.support.media import QUESTION, write_split, write_video
+from tests.support.media import QUESTION, draw_frame, write_split, write_video
 from tests.support.shared import TINY_CONFIG
+from tests.support.timing import within
 
 SLOW = {"window_seconds": 1.4, "num_frames": 8, "image_size": 256,
         "text_config": {"hidden_size": 512, "intermediate_size": 1024, "num_hidden_layers": 12,
@@ -119,3 +127,44 @@ def test_a_monitor_that_holds_real_time_says_nothing_and_marks_nothing_late(tiny
     assert "cannot hold real time" not in caplog.text
     realtime = monitor.status().realtime
     assert realtime is not None and realtime["holds"] and realtime["encode_ms"] > 0 and realtime["reasons"] == []
+
+
+def test_with_vision_slower_than_the_frame_spacing_the_next_window_is_one_not_begun(tiny_bundle):
+    """Live, once vision passes take longer than the frame spacing, the prefetcher does not take the newest window
+    (all of whose frames are there, so its score would come every frame's pass after its end) but the first that
+    has not begun, encoding each frame as it arrives: its score then comes about one pass after its last frame.
+    Vision's slowness is what the scorer measured; the frames, buffer, model and passes are real."""
+    model = RiskModel.open(tiny_bundle)
+    m = model.manifest
+    buffer, stop = FrameBuffer(30.0), threading.Event()
+    scorer = WindowScorer(model, m.window, m.pixels)
+    scorer.vision_ms.extend([2000 * m.window.spacing] * 8)  # twice the frame spacing, as measured
+    prefetcher = WindowPrefetcher(buffer, scorer, m.window, stride=0.5, stop=stop, paced=False)
+    fps = 10
+    image = draw_frame(0, 1, (96, 64))
+
+    def push(until: float) -> None:
+        while (buffer.snapshot()[-1].t if buffer.snapshot() else -1) < until - 1e-6:
+            t = len(pushed) / fps
+            buffer.push(Frame(len(pushed), t, time.time(), image))
+            pushed.append(t)
+
+    pushed: list[float] = []
+    push(6.0)  # six seconds are there when the prefetcher starts
+    prefetcher.start()
+    try:
+        expected = grid_at_or_after(6.0 + m.window.seconds, 0.5)  # the first window whose frames are all to come
+        time.sleep(0.5)
+        assert prefetcher.ready_after(0.0, 0.1) is None  # not the window ending at 6 s, whose frames were there
+        push(expected)
+        window = prefetcher.ready_after(expected, within(10))
+        assert window is not None and window[0] == pytest.approx(expected)
+        # each nominal time's newest frame at or before it, as arrived after the window was chosen
+        assert [f.t for f in window[1]] == pytest.approx([int(n * fps + 1e-6) / fps
+                                                          for n in m.window.nominal_times(expected)])
+        assert min(f.t for f in window[1]) > 6.0 - 1e-6
+        assert scorer.passes == m.window.num_frames  # only its frames were encoded, each once
+    finally:
+        stop.set()
+        buffer.close()
+        prefetcher.join(5)
