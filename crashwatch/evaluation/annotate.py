@@ -13,7 +13,7 @@ import numpy as np
 from crashwatch.contract.video import VideoFile, bgr
 from crashwatch.evaluation.explained import explanation_card
 from crashwatch.evaluation.plot import risk_chart
-from crashwatch.monitor.evidence.codecs import BITRATE, VideoWriter, parse_bitrate
+from crashwatch.monitor.evidence.codecs import VideoWriter
 from crashwatch.monitor.messages import Alert, Explanation, Risk
 from crashwatch.monitor.pipeline.alerts import alert_spans
 
@@ -53,7 +53,7 @@ def annotate_video(source: Path, out: Path, risks: Sequence[Risk], alerts: Seque
                 if cards:
                     image = np.hstack([image, _column(cards, t, image.shape[0], width // 2)])
                 if writer is None:  # H.264: the annotated video plays in a browser as well as in a player
-                    writer = VideoWriter(out, "h264", fps, image.shape[1], image.shape[0], parse_bitrate(BITRATE))
+                    writer = VideoWriter(out, "h264", fps, image.shape[1], image.shape[0])
                 writer.write(image)
         except BaseException:
             if writer is not None:

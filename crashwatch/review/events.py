@@ -25,14 +25,14 @@ import av
 
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.contract.video import VideoError, VideoFile, bgr
-from crashwatch.monitor.evidence.codecs import VideoWriter, parse_bitrate
+from crashwatch.monitor.evidence.codecs import VideoWriter
 from crashwatch.monitor.evidence.lock import SIDECAR, EventState, LockedEvent, UnreadableEvent
 from crashwatch.monitor.evidence.segments import BROWSER_COPY, JOINED
 
 log = logging.getLogger(__name__)
 
 MAX_WIDTH = 480  # a transcoded copy's width: VP8 costs some 10 ms a frame at this size on one core
-COPY_BITRATE = "1M"
+COPY_BITS = 1_000_000  # a viewing copy at most 480 px wide
 PLAYABLE = {"h264", "vp8", "vp9", "av1", "libdav1d"}  # FFmpeg's decoders for what every current browser plays
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
@@ -136,17 +136,17 @@ class EventClip:
         if not self.complete():
             raise ClipError(f"{self.path.name}: the monitor is still writing it")
         videos = self.videos()
+        joined = self.path / f"{JOINED}{videos[0].suffix}"  # an event folder's segments as one file
+        for made in ((joined,) if self.path.is_dir() else ()) + (self.browser_copy,):
+            if made.is_file():  # made for an earlier request: no video is opened again
+                return made
         if joinable(videos, PLAYABLE):
             if len(videos) == 1:
                 return videos[0]
-            target = self.path / f"{JOINED}{videos[0].suffix}"
-            if not target.is_file():
-                join(videos, target)
-            return target
-        target = self.browser_copy
-        if not target.is_file():
-            transcode(videos, target)
-        return target
+            join(videos, joined)
+            return joined
+        transcode(videos, self.browser_copy)
+        return self.browser_copy
 
 
 def list_events(events_dir: Path) -> list[EventClip]:
@@ -202,7 +202,7 @@ def join(sources: list[Path], target: Path) -> None:
 
 
 def transcode(sources: list[Path], target: Path, codec: str = "vp8", max_width: int = MAX_WIDTH,
-              bitrate: str = COPY_BITRATE) -> None:
+              bitrate: int = COPY_BITS) -> None:
     """Write ``sources`` one after the other as one video in ``codec`` (VP8 WebM for a browser, by default,
     at most ``max_width`` across) at the first one's frame rate; a source of another rate is resampled by
     holding or skipping frames, so every part plays for as long as it did."""
@@ -219,7 +219,7 @@ def transcode(sources: list[Path], target: Path, codec: str = "vp8", max_width: 
                         fps = video.fps
                         scale = min(1.0, max_width / frame.width)
                         writer = VideoWriter(partial, codec, fps, round(frame.width * scale / 2) * 2,
-                                             round(frame.height * scale / 2) * 2, parse_bitrate(bitrate))
+                                             round(frame.height * scale / 2) * 2, bitrate)
                     image = bgr(frame)
                     while written / fps < offset + (index + 1) / video.fps - 1e-6:
                         writer.write(image)

@@ -19,7 +19,7 @@ from typing import Any
 
 from crashwatch.contract.errors import CrashwatchError
 from crashwatch.contract.prompt import DEFAULT_QUESTION
-from crashwatch.monitor.evidence.codecs import BITRATE
+from crashwatch.monitor.evidence.codecs import DEFAULT_BITS
 from crashwatch.monitor.evidence.durable import link_or_copy
 from crashwatch.review.events import EventClip, join, joinable, list_events, transcode
 from crashwatch.review.verdicts import Decision, VerdictStore
@@ -67,7 +67,7 @@ def export_reviewed(events_dir: Path, out: Path, split: str = "train", question:
         elif sources[0].suffix == ".mp4" and joinable(sources, {"h264", "mpeg4", "av1", "libdav1d"}):
             join(sources, video)
         else:
-            transcode(sources, video, "h264", max_width=1 << 16, bitrate=BITRATE)
+            transcode(sources, video, "h264", max_width=1 << 16, bitrate=DEFAULT_BITS)
         _keep_evidence(event, out / EVIDENCE)
         meta = {"event": name, "camera": summary["camera"], "alert_start_s": summary["start"],
                 "reviewer": verdict.reviewer, "reviewed_at": verdict.at, "source": "review"}

@@ -16,7 +16,7 @@ from crashwatch.contract.bundle import sha256_of
 from crashwatch.contract.video import VideoError, probe_clip
 from crashwatch.contract.window import EPSILON
 from crashwatch.monitor.evidence import disk
-from crashwatch.monitor.evidence.codecs import BITRATE, VideoWriter, parse_bitrate
+from crashwatch.monitor.evidence.codecs import VideoWriter
 from crashwatch.monitor.evidence.proof import Signer
 from crashwatch.monitor.evidence.risks import RiskTrail
 from crashwatch.monitor.evidence.segments import safe_name
@@ -122,7 +122,7 @@ class EventRecorder:
         path.parent.mkdir(parents=True, exist_ok=True)
         fps, slots = clip_timing([f.t for f in frames])
         height, width = frames[0].image.shape[:2]
-        writer = VideoWriter(path, "h264", fps, width, height, parse_bitrate(BITRATE))  # browsers play it
+        writer = VideoWriter(path, "h264", fps, width, height)  # browsers play it
         try:
             for k, frame in enumerate(frames):
                 following = slots[k + 1] if k + 1 < len(frames) else slots[k] + 1

@@ -10,7 +10,6 @@ the capture dropped holds the one before), which every reader of ``index / fps``
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -24,8 +23,6 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from crashwatch.monitor.evidence.segments import RecordingError  # noqa: E402
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,12 +70,16 @@ def parse_bitrate(text: str) -> int:
     return int(bits)
 
 
+DEFAULT_BITS = parse_bitrate(BITRATE)
+
+
 class VideoWriter:
     """One video file of BGR frames at a constant ``fps``; an odd width or height loses its last column or row
     (4:2:0 video has even sides), a frame of another size is resized to the first's. Closing flushes the encoder
     and the container; any failure is an ``OSError`` naming the file, its errno kept (a full disk is ENOSPC)."""
 
-    def __init__(self, path: Path, codec: str, fps: float, width: int, height: int, bitrate: int) -> None:
+    def __init__(self, path: Path, codec: str, fps: float, width: int, height: int,
+                 bitrate: int = DEFAULT_BITS) -> None:
         self.path = path
         self.size = (width - width % 2, height - height % 2)
         if min(self.size) < 2:

@@ -37,7 +37,7 @@ import numpy as np
 from crashwatch.contract.bundle import sha256_of
 from crashwatch.contract.video import VideoError, probe_clip
 from crashwatch.monitor.evidence import disk
-from crashwatch.monitor.evidence.codecs import BITRATE, CODECS, VideoWriter, parse_bitrate, probe_codec
+from crashwatch.monitor.evidence.codecs import CODECS, DEFAULT_BITS, VideoWriter, probe_codec
 from crashwatch.monitor.evidence.durable import append_line, fsync, write_json
 from crashwatch.monitor.evidence.segments import (
     INDEX,
@@ -85,7 +85,7 @@ class LoopRecorder:
     def __init__(self, folder: Path, camera: str, keep: KeepPolicy, codec: str = "auto",
                  segment_seconds: float = 2.0, backlog_seconds: float = 5.0, lossless: bool = False,
                  nominal_fps: Callable[[], float | None] | None = None, min_free: int = disk.parse_size(MIN_FREE),
-                 bitrate: int = parse_bitrate(BITRATE)) -> None:
+                 bitrate: int = DEFAULT_BITS) -> None:
         if not (math.isfinite(segment_seconds) and 0.2 <= segment_seconds <= 60):
             raise RecordingError(f"segment length {segment_seconds} s: give 0.2 to 60 seconds")
         self.dir = folder / safe_name(camera)

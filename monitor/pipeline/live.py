@@ -76,7 +76,8 @@ class Stream:
 
 
 class Webcam:
-    def __init__(self, target: str | int) -> None:
+    def __init__(self, target: str | int, display: str) -> None:
+        self.display = display
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # the outage is said once, by us
         self._capture = cv2.VideoCapture(target) if isinstance(target, int) else \
             cv2.VideoCapture(target, cv2.CAP_V4L2)
@@ -85,7 +86,6 @@ class Webcam:
             raise SourceDown(WEBCAM_ABSENT)
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 0 < fps < 1000 else None
-        self.display = f"webcam {target}"
 
     def frames(self) -> Iterator[tuple[float | None, np.ndarray]]:
         while True:
@@ -101,7 +101,7 @@ class Webcam:
 def open_live(kind: str, target: str | int, display: str, timeout_s: float) -> LiveSource:
     """The opened source; SourceDown with the reason where it does not open."""
     if kind == "webcam":
-        return Webcam(target)
+        return Webcam(target, display)
     return Stream(str(target), display, timeout_s)
 
 

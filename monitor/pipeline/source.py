@@ -251,9 +251,8 @@ class Capture(threading.Thread):
         while not self.stop_event.is_set():
             source = self._open_interruptibly()
             if self.stop_event.is_set():
-                if isinstance(source, SourceDown):
-                    break
-                source.close()
+                if not isinstance(source, SourceDown):
+                    source.close()
                 break
             if isinstance(source, SourceDown):
                 if source.lasting:  # a wrong password is as wrong in a second
