@@ -13,6 +13,8 @@ Layout (``manifest.json`` lists every file with its SHA-256; nothing else may be
                           kv_heads, P, head_dim] + the window's blocks' [N, 2, layers, kv_heads, F, B, head_dim]
                           -> logits [N]
     *.onnx.data           external weights of a large graph, next to the graph that names it
+    text.onnx.data        streaming layout: the weights block and readout hold alike (the text model), once;
+                          both graphs name them as external data, ``shared_weights`` lists where each lies
     *.openvino.xml        optional (``export --openvino``): the same graphs as OpenVINO IR with fp16 weights
                           (and their ``.bin`` files), run at the CPU's own inference precision
     prompt_ids.npy        the prompt's token ids [L] (int64); image positions hold the image token id
@@ -64,6 +66,8 @@ READOUT = "readout.onnx"
 PROMPT_IDS = "prompt_ids.npy"
 TOKEN_IDS = "token_ids.npy"
 TOKEN_EMBEDDINGS = "token_embeddings.npy"
+SHARED_WEIGHTS = "text.onnx.data"
+SHARED_DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64")  # what a shared tensor may hold
 PRECISIONS = ("fp32", "fp16", "int8")
 
 # The graphs' input and output names: the exporter traces with them, the runtime feeds and reads them.
@@ -123,6 +127,37 @@ class BundleError(CrashwatchError):
     """A bundle that cannot be used; the message names the file and what is wrong."""
 
 
+@dataclass(frozen=True)
+class SharedTensor:
+    """One tensor of ``SHARED_WEIGHTS``: where it lies, what it holds, and its name in each graph using it."""
+
+    offset: int
+    bytes: int
+    dtype: str
+    shape: tuple[int, ...]
+    names: dict[str, str]  # graph name -> initializer name
+
+
+def _shared_tensors(raw: dict[str, Any], files: dict[str, Any], graphs: tuple[str, ...],
+                    where: str) -> tuple[SharedTensor, ...]:
+    """The manifest's ``shared_weights``, checked against its file's size and the layout's graphs."""
+    entry = raw.get("shared_weights")
+    if entry is None:
+        return ()
+    if entry.get("file") != SHARED_WEIGHTS or SHARED_WEIGHTS not in files:
+        raise BundleError(f"{where}: `shared_weights` must name {SHARED_WEIGHTS}, one of the bundle's files")
+    size = int(files[SHARED_WEIGHTS]["bytes"])
+    tensors = tuple(SharedTensor(int(t["offset"]), int(t["bytes"]), str(t["dtype"]),
+                                 tuple(int(n) for n in t["shape"]), {str(g): str(n) for g, n in t["names"].items()})
+                    for t in entry["tensors"])
+    for k, t in enumerate(tensors):
+        if (t.dtype not in SHARED_DTYPES or t.offset < 0 or t.offset + t.bytes > size or not set(t.names) <= set(graphs)
+                or int(np.prod(t.shape, dtype=np.int64)) * np.dtype(t.dtype).itemsize != t.bytes):
+            raise BundleError(f"{where}: `shared_weights` tensor {k} ({t.names}) does not fit {SHARED_WEIGHTS} "
+                              f"({size} bytes) or its own dtype and shape")
+    return tensors
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -175,11 +210,13 @@ def build_manifest(*, precision: str, backbone: str, hidden_size: int, tokens_pe
                    parameters: int, head: dict[str, Any], window: WindowSpec, pixels: PixelSpec, question: str,
                    threshold: float, files: dict[str, dict[str, Any]], source_checkpoint: str,
                    validation: dict[str, Any], versions: dict[str, str], segments: StreamingSegments | None = None,
-                   openvino: dict[str, Any] | None = None, zero_shot: dict[str, Any] | None = None) -> dict[str, Any]:
+                   openvino: dict[str, Any] | None = None, zero_shot: dict[str, Any] | None = None,
+                   shared_weights: dict[str, Any] | None = None) -> dict[str, Any]:
     """The manifest of a bundle as ``manifest.json`` holds it (``versions`` gets crashwatch's own added);
     ``segments`` for a streaming-layout bundle (none: the smolvlm layout); ``openvino``, where the bundle has
     OpenVINO graphs, names them (by graph name) and their parity figures; ``zero_shot``, where the head is a
-    pretrained model's own answer, names the model and the answers (``model`` and ``answers``)."""
+    pretrained model's own answer, names the model and the answers (``model`` and ``answers``);
+    ``shared_weights`` lists the tensors graphs share in ``SHARED_WEIGHTS`` (``crashwatch.export.sharing``)."""
     if precision not in PRECISIONS:
         raise BundleError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     prompt: dict[str, Any] = {"layout": PromptLayout.SMOLVLM.value}
@@ -201,6 +238,7 @@ def build_manifest(*, precision: str, backbone: str, hidden_size: int, tokens_pe
         "graphs": _graph_descriptions(segments, pixels, tokens_per_frame, hidden_size, window),
         **({"openvino": openvino} if openvino is not None else {}),
         **({"zero_shot": zero_shot} if zero_shot is not None else {}),
+        **({"shared_weights": shared_weights} if shared_weights is not None else {}),
         "files": files,
         "source_checkpoint": source_checkpoint,
         "validation": validation,
@@ -255,6 +293,7 @@ class Manifest:
     zero_shot: dict[str, Any] | None = None  # {"model": id, "answers": [positive, negative], ...} for a zero-shot head
     caution_threshold: float | None = None  # the warning level below the alert (``crashwatch calibrate``)
     caution_rise_seconds: float | None = None  # and its rising rule's look-ahead
+    shared: tuple[SharedTensor, ...] = ()  # the tensors its graphs hold once, in ``SHARED_WEIGHTS``
 
     @classmethod
     def read(cls, folder: Path) -> "Manifest":
@@ -295,8 +334,9 @@ class Manifest:
                 caution_threshold=float(raw["caution_threshold"]) if raw.get("caution_threshold") is not None else None,
                 caution_rise_seconds=float(raw["caution_rise_seconds"]) if raw.get("caution_rise_seconds") is not None
                 else None,
+                shared=_shared_tensors(raw, dict(raw["files"]), GRAPHS[layout], where),
             )
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise BundleError(f"{where}: malformed manifest ({type(err).__name__}: {err})") from None
         if manifest.precision not in PRECISIONS:
             raise BundleError(f"{where}: unknown precision {manifest.precision!r}")

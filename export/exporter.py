@@ -41,6 +41,7 @@ from crashwatch.export.fusion import fuse_vision
 from crashwatch.export.graphs import export_block, export_head, export_readout, export_vision, state_shape
 from crashwatch.export.parity import check_parity
 from crashwatch.export.precision import CONVERTERS, to_openvino
+from crashwatch.export.sharing import share_weights
 from crashwatch.export.zeroshot import DEFAULT_ANSWERS, load_zero_shot
 from crashwatch.monitor.engines.local import Runtime, openvino_installed
 from crashwatch.train.checkpoint import Checkpoint, load_checkpoint
@@ -85,8 +86,8 @@ def _publish(run: Checkpoint, source: str, out: Path, precision: str, clip: Path
     staging.mkdir(parents=True)
     try:
         _write_prompt(run, staging)
-        _write_graphs(run, staging, precision, openvino)
-        manifest = _manifest(run, source, precision, staging, openvino)
+        shared = _write_graphs(run, staging, precision, openvino)
+        manifest = _manifest(run, source, precision, staging, openvino, shared)
         write_manifest(staging, manifest)
         parity = check_parity(run, staging, clip, precision, openvino)
         manifest["parity"] = parity[Runtime.ONNXRUNTIME]
@@ -117,9 +118,10 @@ def _write_prompt(run: Checkpoint, folder: Path) -> None:
     np.save(folder / TOKEN_EMBEDDINGS, table, allow_pickle=False)
 
 
-def _write_graphs(run: Checkpoint, folder: Path, precision: str, openvino: bool) -> None:
+def _write_graphs(run: Checkpoint, folder: Path, precision: str, openvino: bool) -> dict[str, Any] | None:
     """The fp32 graphs of the run's layout traced once (into the bundle itself for fp32), then converted to what
-    is asked for."""
+    is asked for; the streaming layout's text weights then held once (``crashwatch.export.sharing``), the
+    manifest's ``shared_weights`` returned."""
     graphs = GRAPHS[run.config.layout]
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".fp32-") as scratch:
         fp32 = folder if precision == "fp32" else Path(scratch)
@@ -138,9 +140,11 @@ def _write_graphs(run: Checkpoint, folder: Path, precision: str, openvino: bool)
             if openvino:
                 log.info("converting %s to OpenVINO IR", name)
                 to_openvino(fp32 / name, folder / openvino_file(graph))
+    return share_weights(folder, graphs[1:]) if run.config.layout is PromptLayout.STREAMING else None
 
 
-def _manifest(run: Checkpoint, source: str, precision: str, folder: Path, openvino: bool) -> dict[str, Any]:
+def _manifest(run: Checkpoint, source: str, precision: str, folder: Path, openvino: bool,
+              shared: dict[str, Any] | None) -> dict[str, Any]:
     import onnx
     import onnxruntime
     import transformers
@@ -175,4 +179,5 @@ def _manifest(run: Checkpoint, source: str, precision: str, folder: Path, openvi
         segments=segments,
         openvino={**openvino_graphs, "weights": "fp16"} if openvino else None,
         zero_shot=run.meta.get("zero_shot"),
+        shared_weights=shared,
     )

@@ -27,7 +27,9 @@ def head_graph(manifest: Manifest) -> str:
 
 
 def _initializers(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    return {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    """The graph's own tensors; those it names in another file are the text model's shared weights
+    (``crashwatch.export.sharing``), never the head's, and a graph loaded without them names them only."""
+    return {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.data_location != TensorProto.EXTERNAL}
 
 
 def _linear(graph: onnx.GraphProto, prefix: str, values: dict[str, np.ndarray]) -> tuple[str, np.ndarray, np.ndarray]:
@@ -127,5 +129,4 @@ def with_head(model: onnx.ModelProto, output: str, head: HeadWeights) -> onnx.Mo
         if o.name == output:
             o.type.tensor_type.elem_type = TensorProto.FLOAT
     del graph.value_info[:]
-    onnx.checker.check_model(result)
     return result

@@ -86,7 +86,8 @@ class Learner:
         self.running = store.current
         self.running_path = store.path(self.running)
         self.manifest = Manifest.read(self.running_path)
-        graph = onnx.load(str(self.running_path / GRAPH_FILES[head_graph(self.manifest)]))
+        # Without its external data: a new version's graph keeps naming the text weights the bundle holds once
+        graph = onnx.load(str(self.running_path / GRAPH_FILES[head_graph(self.manifest)]), load_external_data=False)
         _, self.running_head = read_head(graph)
         self._graph = graph
         self._root = store.path(store.names()[0])
@@ -176,8 +177,9 @@ class Learner:
             for file in sorted(self.running_path.iterdir()):
                 if file.is_file() and file.name not in skipped | {MANIFEST, GRAPH_FILES[graph_name]}:
                     link_or_copy(file, partial / file.name)
-            onnx.save(with_head(self._graph, GRAPH_OUTPUTS[graph_name], head),
-                      str(partial / GRAPH_FILES[graph_name]))
+            written = partial / GRAPH_FILES[graph_name]
+            onnx.save(with_head(self._graph, GRAPH_OUTPUTS[graph_name], head), str(written))
+            onnx.checker.check_model(str(written))  # by its path: external weights found beside it
             raw["graphs"][graph_name]["outputs"] = [
                 raw["graphs"][graph_name]["outputs"][0],
                 {"name": STATE_OUTPUT, "dtype": "float32", "shape": ["batch", int(head.w1.shape[0])]}]

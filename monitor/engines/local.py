@@ -22,7 +22,7 @@ from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from crashwatch.contract.bundle import GRAPH_FILES, GRAPH_OUTPUTS, BundleError, Manifest
+from crashwatch.contract.bundle import GRAPH_FILES, GRAPH_OUTPUTS, SHARED_WEIGHTS, BundleError, Manifest
 from crashwatch.contract.errors import CrashwatchError
 
 log = logging.getLogger(__name__)
@@ -166,16 +166,18 @@ def _open_onnxruntime(folder: Path, manifest: Manifest, providers: Sequence[str]
     import onnxruntime as ort
 
     chosen = choose_providers(manifest.precision, providers)
-    options = _session_options(threads)
+    shared = SharedWeights(folder, manifest)
     try:
-        sessions = {name: ort.InferenceSession(str(folder / GRAPH_FILES[name]), options, providers=chosen)
+        sessions = {name: ort.InferenceSession(str(folder / GRAPH_FILES[name]), shared.options(name, threads),
+                                               providers=chosen)
                     for name in manifest.graphs}
     except Exception as err:  # onnxruntime raises its own exception types, not importable portably
         raise BundleError(f"{folder}: onnxruntime cannot load a graph ({err})") from None
     running = sessions["vision"].get_providers()[0]
     if running != chosen[0]:
         log.warning("%s is installed but could not start (no usable GPU or driver?); running on %s", chosen[0], running)
-    graphs = {name: (lambda feed, s=s, out=GRAPH_OUTPUTS[name]: s.run([out], feed)[0])
+    # ``keep``: the mapped shared weights live as long as a graph that reads them
+    graphs = {name: (lambda feed, s=s, out=GRAPH_OUTPUTS[name], keep=shared: s.run([out], feed)[0])
               for name, s in sessions.items()}
     return Engine(Runtime.ONNXRUNTIME, running, manifest.precision, graphs)
 
@@ -194,6 +196,41 @@ def _session_options(threads: int | None):
     if threads:
         options.intra_op_num_threads = threads
     return options
+
+
+class SharedWeights:
+    """The bundle's ``text.onnx.data`` mapped once, its tensors handed to every session that names them, so the
+    streaming layout's block and readout hold the text model's weights once (in the page cache, as read).
+    Those sessions do not prepack their weights: prepacking makes each session a private copy, and the shared
+    graphs ran as fast without it (docs/benchmarks.md, "Memory"). Kept alive as long as the sessions run."""
+
+    def __init__(self, folder: Path, manifest: Manifest) -> None:
+        self._values: dict[str, dict[str, Any]] = {}
+        if not manifest.shared:
+            return
+        import onnxruntime as ort
+
+        path = folder / SHARED_WEIGHTS
+        try:
+            self._mapped = np.memmap(path, dtype=np.uint8, mode="r")
+        except (OSError, ValueError) as err:
+            raise BundleError(f"{path}: cannot be mapped ({err})") from None
+        for tensor in manifest.shared:
+            values = np.frombuffer(self._mapped, np.dtype(tensor.dtype), tensor.bytes // np.dtype(tensor.dtype).itemsize,
+                                   tensor.offset).reshape(tensor.shape)
+            value = ort.OrtValue.ortvalue_from_numpy(values)
+            for graph, name in tensor.names.items():
+                self._values.setdefault(graph, {})[name] = value
+
+    def options(self, graph: str, threads: int | None):
+        """Session options for ``graph``: ``_session_options``, with its shared tensors given."""
+        options = _session_options(threads)
+        values = self._values.get(graph, {})
+        if values:
+            options.add_session_config_entry("session.disable_prepacking", "1")
+        for name, value in values.items():
+            options.add_initializer(name, value)
+        return options
 
 
 class _OpenVinoGraph:

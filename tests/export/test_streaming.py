@@ -187,7 +187,8 @@ def test_a_streaming_bundle_of_format_2_is_refused_with_what_to_do(streaming_bun
     with pytest.raises(BundleError, match="streaming bundle of format version 2.*export it again"):
         Manifest.from_json(json.dumps(raw), "old/manifest.json")
     raw["prompt"] = {"layout": "smolvlm"}
-    raw.pop("openvino", None)  # it names the streaming graphs
+    raw.pop("openvino", None)  # it and the shared weights name the streaming graphs
+    raw.pop("shared_weights", None)
     assert Manifest.from_json(json.dumps(raw), "old/manifest.json").layout is PromptLayout.SMOLVLM
 
 
@@ -290,3 +291,61 @@ def test_a_window_without_each_frame_equals_pytorch_with_that_block_masked_out_o
         cells = TokenCells(model, 2)
         assert (cells.rows, cells.cols, cells.group) == (2, 2, 1)
         assert abs(reference - float(cells.logits(states, frames - 1, None, [(1, 0)])[0])) <= 1e-5
+
+
+def test_the_text_weights_are_held_once_and_both_graphs_are_served_from_them(streaming_bundles):
+    """Block and readout both run the text model: its weights lie once, in ``text.onnx.data``, which both
+    graphs name; the monitor's sessions, given them from one mapping, compute what a session reading the
+    graph's external data itself computes."""
+    import onnx
+    import onnxruntime as ort
+
+    from crashwatch.contract.bundle import BundleError
+
+    for folder in streaming_bundles.values():
+        manifest = Manifest.read(folder)
+        assert manifest.shared and all(set(t.names) == {"block", "readout"} for t in manifest.shared)
+        block = onnx.load(str(folder / "block.onnx"), load_external_data=False)
+        inline = [t.name for t in block.graph.initializer
+                  if t.data_location != onnx.TensorProto.EXTERNAL and len(t.raw_data) >= 1024]
+        assert inline == []  # every large weight of the block is shared with the readout
+        assert not (folder / "block.onnx.data").exists() and not (folder / "readout.onnx.data").exists()
+        hidden = manifest.hidden_size
+        feed = {"inputs_embeds": np.random.default_rng(0).standard_normal((2, 7, hidden)).astype(np.float32)}
+        served = RiskModel.open(folder, runtime="onnxruntime").engine.graphs["block"](feed)
+        alone = ort.InferenceSession(str(folder / "block.onnx"), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+        np.testing.assert_array_equal(served, alone)
+
+    raw = json.loads((streaming_bundles["int8"] / "manifest.json").read_text())
+    raw["shared_weights"]["tensors"][0]["offset"] = raw["files"]["text.onnx.data"]["bytes"]
+    with pytest.raises(BundleError, match=r"tensor 0 .* does not fit text\.onnx\.data"):
+        Manifest.from_json(json.dumps(raw), "edited/manifest.json")
+
+
+def test_a_learnt_readout_keeps_naming_the_shared_weights(streaming_bundles, tmp_path):
+    """``crashwatch review learn`` writes the readout again with another head: loaded without its external data,
+    the new graph still names the text weights in ``text.onnx.data`` (no second copy) and computes with them."""
+    import shutil
+
+    import onnx
+    import onnxruntime as ort
+
+    from crashwatch.learn.graphs import STATE_OUTPUT, read_head, with_head
+
+    folder = tmp_path / "version"
+    shutil.copytree(streaming_bundles["int8"], folder)
+    readout = onnx.load(str(folder / "readout.onnx"), load_external_data=False)
+    _, head = read_head(readout)
+    moved = type(head)(head.w1 * 1.5, head.b1 - 0.1, head.w2[::-1].copy(), head.b2 + 1.0)
+    onnx.save(with_head(readout, "logits", moved), str(folder / "readout.onnx"))
+    written = onnx.load(str(folder / "readout.onnx"), load_external_data=False)
+    where = {t.name: {e.key: e.value for e in t.external_data}.get("location") for t in written.graph.initializer}
+    shared = [t.names["readout"] for t in Manifest.read(streaming_bundles["int8"]).shared]
+    assert shared and all(where[name] == "text.onnx.data" for name in shared)
+    session = ort.InferenceSession(str(folder / "readout.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    feed = {i.name: rng.standard_normal([2 if isinstance(d, str) else d for d in i.shape]).astype(np.float32)
+            for i in session.get_inputs()}
+    feed["keep"] = np.ones_like(feed["keep"])
+    logits, states = session.run(["logits", STATE_OUTPUT], feed)
+    np.testing.assert_allclose(logits, moved.logits(states), atol=1e-5)
