@@ -7,10 +7,12 @@ failed or interrupted export never leaves something that looks like a bundle.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import platform
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,13 +36,14 @@ from crashwatch.contract.bundle import (
     openvino_file,
     write_manifest,
 )
+from crashwatch.contract.preprocess import preprocess_frames
 from crashwatch.contract.prompt import PromptLayout
-from crashwatch.contract.video import probe_clip
+from crashwatch.contract.video import probe_clip, read_frames
 from crashwatch.export.errors import ExportError
 from crashwatch.export.fusion import fuse_vision
 from crashwatch.export.graphs import export_block, export_head, export_readout, export_vision, state_shape
-from crashwatch.export.parity import check_parity
-from crashwatch.export.precision import CONVERTERS, to_openvino
+from crashwatch.export.parity import check_parity, parity_frames
+from crashwatch.export.precision import CONVERTERS, to_openvino, to_openvino_int8
 from crashwatch.export.sharing import share_weights
 from crashwatch.export.zeroshot import DEFAULT_ANSWERS, load_zero_shot
 from crashwatch.monitor.engines.local import Runtime, openvino_installed
@@ -48,6 +51,17 @@ from crashwatch.train.checkpoint import Checkpoint, load_checkpoint
 from crashwatch.train.config import load_config
 
 log = logging.getLogger(__name__)
+
+CALIBRATION_FRAMES = 16  # as many as NNCF's int8 vision graph was measured with (docs/benchmarks.md)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The real frames an int8 graph's activation ranges come from: the clip, its frame indices, preprocessed."""
+
+    video: str
+    indices: list[int]
+    pixels: np.ndarray
 
 
 def export_bundle(checkpoint_dir: Path, out: Path, precision: str, video: Path, force: bool = False,
@@ -74,6 +88,9 @@ def _check_request(out: Path, precision: str, video: Path, force: bool, openvino
         raise ExportError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if openvino and not openvino_installed():
         raise ExportError("--openvino: the openvino package is not installed (pip install 'crashwatch[openvino]')")
+    if openvino and precision == "int8" and importlib.util.find_spec("nncf") is None:
+        raise ExportError("--openvino at int8: the nncf package, which quantizes OpenVINO's vision graph, is not "
+                          "installed (pip install 'crashwatch[train]')")
     if out.exists() and any(out.iterdir()) and not force:
         raise ExportError(f"{out}: exists and is not empty (use --force to replace it)")
     return probe_clip(video).path
@@ -86,8 +103,9 @@ def _publish(run: Checkpoint, source: str, out: Path, precision: str, clip: Path
     staging.mkdir(parents=True)
     try:
         _write_prompt(run, staging)
-        shared = _write_graphs(run, staging, precision, openvino)
-        manifest = _manifest(run, source, precision, staging, openvino, shared)
+        calibration = _calibration_frames(run, clip) if openvino and precision == "int8" else None
+        shared = _write_graphs(run, staging, precision, openvino, calibration)
+        manifest = _manifest(run, source, precision, staging, openvino, shared, calibration)
         write_manifest(staging, manifest)
         parity = check_parity(run, staging, clip, precision, openvino)
         manifest["parity"] = parity[Runtime.ONNXRUNTIME]
@@ -118,10 +136,20 @@ def _write_prompt(run: Checkpoint, folder: Path) -> None:
     np.save(folder / TOKEN_EMBEDDINGS, table, allow_pickle=False)
 
 
-def _write_graphs(run: Checkpoint, folder: Path, precision: str, openvino: bool) -> dict[str, Any] | None:
+def _calibration_frames(run: Checkpoint, clip: Path) -> Calibration:
+    """``CALIBRATION_FRAMES`` frames spread over the parity clip, none of those the parity check scores, for
+    the OpenVINO int8 vision graph's activation ranges."""
+    scored = set(parity_frames(clip, run.config.window))
+    others = [i for i in range(probe_clip(clip).num_frames) if i not in scored]
+    indices = sorted({others[round(k)] for k in np.linspace(0, len(others) - 1, min(CALIBRATION_FRAMES, len(others)))})
+    return Calibration(clip.name, indices, preprocess_frames(read_frames(clip, indices), run.config.pixels))
+
+
+def _write_graphs(run: Checkpoint, folder: Path, precision: str, openvino: bool,
+                  calibration: Calibration | None) -> dict[str, Any] | None:
     """The fp32 graphs of the run's layout traced once (into the bundle itself for fp32), then converted to what
-    is asked for; the streaming layout's text weights then held once (``crashwatch.export.sharing``), the
-    manifest's ``shared_weights`` returned."""
+    is asked for (OpenVINO's vision graph to int8 with ``calibration``); the streaming layout's text weights
+    then held once (``crashwatch.export.sharing``), the manifest's ``shared_weights`` returned."""
     graphs = GRAPHS[run.config.layout]
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".fp32-") as scratch:
         fp32 = folder if precision == "fp32" else Path(scratch)
@@ -137,14 +165,18 @@ def _write_graphs(run: Checkpoint, folder: Path, precision: str, openvino: bool)
             if precision != "fp32":
                 log.info("converting %s to %s", name, precision)
                 CONVERTERS[precision](fp32 / name, folder / name)
-            if openvino:
+            if openvino and graph == "vision" and calibration is not None:
+                log.info("quantizing %s to int8 for OpenVINO (NNCF, %d frames of %s)", name,
+                         len(calibration.indices), calibration.video)
+                to_openvino_int8(fp32 / name, folder / openvino_file(graph), calibration.pixels)
+            elif openvino:
                 log.info("converting %s to OpenVINO IR", name)
                 to_openvino(fp32 / name, folder / openvino_file(graph))
     return share_weights(folder, graphs[1:]) if run.config.layout is PromptLayout.STREAMING else None
 
 
 def _manifest(run: Checkpoint, source: str, precision: str, folder: Path, openvino: bool,
-              shared: dict[str, Any] | None) -> dict[str, Any]:
+              shared: dict[str, Any] | None, calibration: Calibration | None) -> dict[str, Any]:
     import onnx
     import onnxruntime
     import transformers
@@ -159,7 +191,12 @@ def _manifest(run: Checkpoint, source: str, precision: str, folder: Path, openvi
         versions["openvino"] = ov.__version__
     lengths = run.prompt().lengths
     segments = None if lengths is None else StreamingSegments(*lengths, state=state_shape(model))
-    openvino_graphs = {graph: openvino_file(graph) for graph in GRAPHS[config.layout]}
+    openvino_graphs: dict[str, Any] = {graph: openvino_file(graph) for graph in GRAPHS[config.layout]}
+    openvino_graphs["weights"] = {graph: "int8" if graph == "vision" and calibration else "fp16"
+                                  for graph in GRAPHS[config.layout]}
+    if calibration is not None:
+        openvino_graphs["calibration"] = {"video": calibration.video, "frames": calibration.indices,
+                                          "method": "NNCF post-training quantization (transformer)"}
     return build_manifest(
         precision=precision,
         backbone=config.backbone.pretrained if not config.backbone.random_init else "random-init SmolVLM",
@@ -177,7 +214,7 @@ def _manifest(run: Checkpoint, source: str, precision: str, folder: Path, openvi
         validation=run.meta.get("validation", {}),
         versions=versions,
         segments=segments,
-        openvino={**openvino_graphs, "weights": "fp16"} if openvino else None,
+        openvino=openvino_graphs if openvino else None,
         zero_shot=run.meta.get("zero_shot"),
         shared_weights=shared,
     )

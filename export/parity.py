@@ -14,7 +14,7 @@ import torch
 from crashwatch.contract.preprocess import preprocess_frames
 from crashwatch.contract.risk import sigmoid
 from crashwatch.contract.video import probe_clip, read_frames
-from crashwatch.contract.window import pick_frames
+from crashwatch.contract.window import WindowSpec, pick_frames
 from crashwatch.export.errors import ExportError
 from crashwatch.monitor.engines.local import Runtime
 from crashwatch.monitor.engines.model import RiskModel
@@ -61,12 +61,17 @@ def reference_logit(run: Checkpoint, pixels: np.ndarray) -> tuple[np.ndarray, fl
     return embeds.numpy(), float(logit[0])
 
 
+def parity_frames(video: Path, window: WindowSpec) -> list[int]:
+    """The frames of ``video`` the check scores: its last window."""
+    timestamps = probe_clip(video).timestamps()
+    return pick_frames(timestamps, timestamps[-1], window)
+
+
 def check_parity(run: Checkpoint, folder: Path, video: Path, precision: str,
                  openvino: bool = False) -> dict[Runtime, dict[str, Any]]:
     """Score the last window of ``video`` with PyTorch fp32 and with the staged bundle, through the monitor's
     own loader, on onnxruntime (and OpenVINO with ``openvino``); fail when a difference passes its tolerance."""
-    clip = probe_clip(video)
-    indices = pick_frames(clip.timestamps(), clip.timestamps()[-1], run.config.window)
+    indices = parity_frames(video, run.config.window)
     pixels = preprocess_frames(read_frames(video, indices), run.config.pixels)
     torch_embeds, torch_logit = reference_logit(run, pixels)
     checks = [(Runtime.ONNXRUNTIME, precision, TOLERANCES[precision])]

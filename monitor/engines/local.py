@@ -147,9 +147,9 @@ def cpu_model() -> str:
 
 
 def open_engine(folder: Path, manifest: Manifest, runtime: Runtime, providers: Sequence[str] | None = None,
-                threads: int | None = None) -> Engine:
-    """Open the bundle's graphs on ``runtime``, onnxruntime or OpenVINO (``auto`` is chosen by timing, in
-    ``crashwatch.monitor.engines.choice``)."""
+                threads: int | None = None, names: Sequence[str] | None = None) -> Engine:
+    """Open the bundle's graphs (or only those ``names``) on ``runtime``, onnxruntime or OpenVINO (``auto`` is
+    chosen by timing, in ``crashwatch.monitor.engines.choice``)."""
     if runtime is Runtime.TRITON:
         raise BundleError("a local bundle does not run on Triton: serve it (`crashwatch serve-triton`) and give the "
                           "monitor --model triton://HOST:PORT/NAME")
@@ -157,12 +157,12 @@ def open_engine(folder: Path, manifest: Manifest, runtime: Runtime, providers: S
         if not openvino_installed():
             raise BundleError("--runtime openvino: the openvino package is not installed "
                               "(pip install 'crashwatch[openvino]')")
-        return _open_openvino(folder, manifest, threads)
-    return _open_onnxruntime(folder, manifest, providers, threads)
+        return _open_openvino(folder, manifest, threads, names or manifest.graphs)
+    return _open_onnxruntime(folder, manifest, providers, threads, names or manifest.graphs)
 
 
 def _open_onnxruntime(folder: Path, manifest: Manifest, providers: Sequence[str] | None,
-                      threads: int | None) -> Engine:
+                      threads: int | None, names: Sequence[str]) -> Engine:
     import onnxruntime as ort
 
     chosen = choose_providers(manifest.precision, providers)
@@ -170,10 +170,10 @@ def _open_onnxruntime(folder: Path, manifest: Manifest, providers: Sequence[str]
     try:
         sessions = {name: ort.InferenceSession(str(folder / GRAPH_FILES[name]), shared.options(name, threads),
                                                providers=chosen)
-                    for name in manifest.graphs}
+                    for name in names}
     except Exception as err:  # onnxruntime raises its own exception types, not importable portably
         raise BundleError(f"{folder}: onnxruntime cannot load a graph ({err})") from None
-    running = sessions["vision"].get_providers()[0]
+    running = sessions[names[0]].get_providers()[0]
     if running != chosen[0]:
         log.warning("%s is installed but could not start (no usable GPU or driver?); running on %s", chosen[0], running)
     # ``keep``: the mapped shared weights live as long as a graph that reads them
@@ -246,13 +246,13 @@ class _OpenVinoGraph:
             return np.array(self._request.get_output_tensor(0).data)
 
 
-def _open_openvino(folder: Path, manifest: Manifest, threads: int | None) -> Engine:
+def _open_openvino(folder: Path, manifest: Manifest, threads: int | None, names: Sequence[str]) -> Engine:
     import openvino as ov
 
     if manifest.openvino is not None:
-        files = {name: manifest.openvino[name] for name in manifest.graphs}
+        files = {name: manifest.openvino[name] for name in names}
     else:
-        files = {name: GRAPH_FILES[name] for name in manifest.graphs}
+        files = {name: GRAPH_FILES[name] for name in names}
         log.warning("%s has no OpenVINO graphs: OpenVINO runs its %s ONNX graphs, a path the export's parity check "
                     "did not cover%s; export with --openvino for graphs of its own", folder, manifest.precision,
                     " (and int8 ones slower than onnxruntime)" if manifest.precision == "int8" else "")
@@ -265,8 +265,13 @@ def _open_openvino(folder: Path, manifest: Manifest, threads: int | None) -> Eng
                     for name, file in files.items()}
     except RuntimeError as err:
         raise BundleError(f"{folder}: OpenVINO cannot load a graph ({err})") from None
-    precision = compiled["vision"].get_property("INFERENCE_PRECISION_HINT").get_type_name()
-    return Engine(Runtime.OPENVINO, "CPU", _PRECISION_NAMES.get(precision, precision),
+    hint = compiled[names[0]].get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    precision = _PRECISION_NAMES.get(hint, hint)
+    weights = (manifest.openvino or {}).get("weights")
+    if isinstance(weights, dict) and "vision" in names and weights.get("vision") == "int8":
+        # NNCF's int8 vision graph (``crashwatch.export.precision``), the other graphs at the CPU's precision
+        precision = f"int8+{precision}"
+    return Engine(Runtime.OPENVINO, "CPU", precision,
                   {name: _OpenVinoGraph(model) for name, model in compiled.items()})
 
 

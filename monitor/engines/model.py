@@ -276,7 +276,9 @@ class RiskModel:
         key = choice.cache_key(manifest, threads)
         known = choice.cached(key)
         if known is not None:
-            engines = {r: open_engine(folder, manifest, r, providers, threads) for r in set(known.graphs.values())}
+            engines = {r: open_engine(folder, manifest, r, providers, threads,  # each only the graphs it runs
+                                      [name for name in manifest.graphs if known.graphs[name] is r])
+                       for r in set(known.graphs.values())}
             log.info("runtimes per graph, as measured on this CPU before (%s): %s", choice.cache_path(), known.why)
             return Engine.combine(engines, known)
         log.info("timing each graph on %s (once for this CPU and bundle)", " and ".join(k.value for k in kinds))

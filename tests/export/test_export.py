@@ -271,9 +271,19 @@ def test_openvino_graphs_are_exported_checked_and_run(run, bundles, tmp_path):
     assert entry["parity"]["embedding_cosine"] >= OPENVINO_TOLERANCE.min_embedding_cosine
     assert entry["parity"]["probability_abs_diff"] <= OPENVINO_TOLERANCE.max_probability_diff
     assert "openvino" in manifest["versions"]
+    # the int8 bundle's OpenVINO vision graph is NNCF's, calibrated on frames the parity check does not score
+    assert entry["weights"] == {"vision": "int8", "head": "fp16"}
+    assert len(entry["calibration"]["frames"]) == 16
+    assert not set(entry["calibration"]["frames"]) & set(entry["parity"]["frames"])
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(folder / entry["vision"]), "CPU")
+    ran = {op.get_rt_info()["runtimePrecision"].astype(str) for op in compiled.get_runtime_model().get_ops()
+           if op.get_rt_info()["layerType"].astype(str) in ("FullyConnected", "MatMul", "Convolution")}
+    assert ran & {"i8", "u8"}, ran
     model = RiskModel.open(folder, runtime="openvino")
     identity = model.identity()
-    assert identity["runtime"] == "openvino" and identity["inference_precision"] in ("bf16", "fp32")
+    assert identity["runtime"] == "openvino" and identity["inference_precision"] in ("int8+bf16", "int8+fp32")
     pixels = _window(write_video(tmp_path / "other.mp4", 30, fps=10, size=(120, 80)), load_checkpoint(run).config)
     probability = model.window_probability(model.encode_frames(pixels))
     assert probability == pytest.approx(_torch_probability(run, pixels), abs=OPENVINO_TOLERANCE.max_probability_diff)
