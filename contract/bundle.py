@@ -16,7 +16,8 @@ Layout (``manifest.json`` lists every file with its SHA-256; nothing else may be
     text.onnx.data        streaming layout: the weights block and readout hold alike (the text model), once;
                           both graphs name them as external data, ``shared_weights`` lists where each lies
     *.openvino.xml        optional (``export --openvino``): the same graphs as OpenVINO IR with fp16 weights
-                          (and their ``.bin`` files), run at the CPU's own inference precision
+                          (and their ``.bin`` files), run at the CPU's own inference precision; an int8
+                          bundle's vision graph int8 (NNCF), ``openvino.weights`` says which
     prompt_ids.npy        the prompt's token ids [L] (int64); image positions hold the image token id
     token_ids.npy         the distinct ids the prompt uses, sorted [U]
     token_embeddings.npy  their rows of the text model's embedding table [U, D] (float32)
