@@ -73,9 +73,10 @@ def monitor_command(config_file: Path | None, curve_secret: Path | None, curve_a
 def _check_serve(serve: ServeOptions) -> None:
     """What only the command line can contradict: a Triton model beside a local bundle's options, and options
     that need another one."""
-    if serve.model is not None and (serve.bundle is not None or serve.threads is not None or serve.runtime != "auto"):
-        raise click.UsageError("--model runs the bundle a Triton server serves: --bundle, --threads and --runtime "
-                               "are for a local bundle")
+    if serve.model is not None and (serve.bundle is not None or serve.threads is not None or serve.runtime != "auto"
+                                    or serve.text_weights != "once"):
+        raise click.UsageError("--model runs the bundle a Triton server serves: --bundle, --threads, --runtime and "
+                               "--text-weights are for a local bundle")
     if serve.model is None and serve.model_timeout is not None:
         raise click.UsageError("--model-timeout needs --model URL")
     if serve.mqtt_url is None and (serve.mqtt_ca or serve.mqtt_password_file or serve.mqtt_risk or serve.mqtt_outbox
@@ -138,7 +139,8 @@ def _open_model(serve: ServeOptions):
 
         model = RiskModel.from_triton(serve.model, serve.model_timeout or DEFAULT_TIMEOUT_S)
     else:
-        model = RiskModel.open(serve.bundle or demo_bundle(), threads=serve.threads, runtime=serve.runtime)
+        model = RiskModel.open(serve.bundle or demo_bundle(), threads=serve.threads, runtime=serve.runtime,
+                               text_weights=serve.text_weights)
     demo = is_demo_model(model.manifest)
     if demo:
         click.echo(NOTICE, err=True)

@@ -40,6 +40,16 @@ class Runtime(str, enum.Enum):
 LOCAL_RUNTIMES = (Runtime.ONNXRUNTIME, Runtime.OPENVINO, Runtime.AUTO)  # what ``--runtime`` offers for a bundle
 
 
+class TextWeights(str, enum.Enum):
+    """How onnxruntime holds a streaming bundle's text weights, which its block and readout graphs share
+    (``--text-weights``): ``once``, mapped from ``text.onnx.data`` for both, without prepacking; ``prepacked``,
+    each graph its own prepacked copy: text passes some 20 % faster, the 500M's 300 MB more resident
+    (docs/benchmarks.md, "Memory")."""
+
+    ONCE = "once"
+    PREPACKED = "prepacked"
+
+
 class EngineError(CrashwatchError):
     """A graph call that failed for a reason that may pass (a Triton server down, restarting or too slow): the
     monitor reports it in ``status`` and goes on, skipping what it cannot score. ``source`` names the graph
@@ -147,9 +157,11 @@ def cpu_model() -> str:
 
 
 def open_engine(folder: Path, manifest: Manifest, runtime: Runtime, providers: Sequence[str] | None = None,
-                threads: int | None = None, names: Sequence[str] | None = None) -> Engine:
+                threads: int | None = None, names: Sequence[str] | None = None,
+                text_weights: TextWeights = TextWeights.ONCE) -> Engine:
     """Open the bundle's graphs (or only those ``names``) on ``runtime``, onnxruntime or OpenVINO (``auto`` is
-    chosen by timing, in ``crashwatch.monitor.engines.choice``)."""
+    chosen by timing, in ``crashwatch.monitor.engines.choice``), onnxruntime's shared weights as ``text_weights``
+    says."""
     if runtime is Runtime.TRITON:
         raise BundleError("a local bundle does not run on Triton: serve it (`crashwatch serve-triton`) and give the "
                           "monitor --model triton://HOST:PORT/NAME")
@@ -158,15 +170,15 @@ def open_engine(folder: Path, manifest: Manifest, runtime: Runtime, providers: S
             raise BundleError("--runtime openvino: the openvino package is not installed "
                               "(pip install 'crashwatch[openvino]')")
         return _open_openvino(folder, manifest, threads, names or manifest.graphs)
-    return _open_onnxruntime(folder, manifest, providers, threads, names or manifest.graphs)
+    return _open_onnxruntime(folder, manifest, providers, threads, names or manifest.graphs, text_weights)
 
 
 def _open_onnxruntime(folder: Path, manifest: Manifest, providers: Sequence[str] | None,
-                      threads: int | None, names: Sequence[str]) -> Engine:
+                      threads: int | None, names: Sequence[str], text_weights: TextWeights) -> Engine:
     import onnxruntime as ort
 
     chosen = choose_providers(manifest.precision, providers)
-    shared = SharedWeights(folder, manifest)
+    shared = SharedWeights(folder, manifest if text_weights is TextWeights.ONCE else None)
     try:
         sessions = {name: ort.InferenceSession(str(folder / GRAPH_FILES[name]), shared.options(name, threads),
                                                providers=chosen)
@@ -201,12 +213,14 @@ def _session_options(threads: int | None):
 class SharedWeights:
     """The bundle's ``text.onnx.data`` mapped once, its tensors handed to every session that names them, so the
     streaming layout's block and readout hold the text model's weights once (in the page cache, as read).
-    Those sessions do not prepack their weights: prepacking makes each session a private copy, and the shared
-    graphs ran as fast without it (docs/benchmarks.md, "Memory"). Kept alive as long as the sessions run."""
+    Those sessions do not prepack their weights, as prepacking makes each session a private copy: the 500M's
+    text passes ran some 20 % slower so, with 300 MB less resident (docs/benchmarks.md, "Memory";
+    ``--text-weights prepacked`` takes the other side). Kept alive as long as the sessions run."""
 
-    def __init__(self, folder: Path, manifest: Manifest) -> None:
+    def __init__(self, folder: Path, manifest: Manifest | None) -> None:
+        """``manifest`` None: nothing given, each session reads the shared file itself and prepacks."""
         self._values: dict[str, dict[str, Any]] = {}
-        if not manifest.shared:
+        if manifest is None or not manifest.shared:
             return
         import onnxruntime as ort
 

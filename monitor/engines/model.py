@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Mapping, Protocol, Sequence
 
@@ -41,7 +42,7 @@ from crashwatch.contract.bundle import (
 from crashwatch.contract.prompt import PromptLayout
 from crashwatch.contract.risk import sigmoid
 from crashwatch.monitor.engines import choice
-from crashwatch.monitor.engines.local import Engine, Graph, Runtime, open_engine
+from crashwatch.monitor.engines.local import Engine, Graph, Runtime, TextWeights, open_engine
 
 log = logging.getLogger(__name__)
 
@@ -245,9 +246,11 @@ class RiskModel:
 
     @classmethod
     def open(cls, folder: str | Path, providers: Sequence[str] | None = None, threads: int | None = None,
-             runtime: Runtime | str = Runtime.ONNXRUNTIME) -> "RiskModel":
+             runtime: Runtime | str = Runtime.ONNXRUNTIME,
+             text_weights: TextWeights | str = TextWeights.ONCE) -> "RiskModel":
         """The bundle in ``folder`` (or a model store's current version, ``contract.bundle.resolve_bundle``), its
-        files checked against the manifest, its graphs on ``runtime`` and warmed up."""
+        files checked against the manifest, its graphs on ``runtime`` (onnxruntime's shared text weights as
+        ``text_weights`` says) and warmed up."""
         if not Path(folder).is_dir():
             raise BundleError(f"{folder}: no such bundle folder")
         folder = resolve_bundle(Path(folder))
@@ -255,34 +258,35 @@ class RiskModel:
         manifest.verify_files(folder)
         arrays = {name: read_array(folder / name, str(folder / name)) for name in PROMPT_ARRAYS}
         runtime = Runtime(runtime)
+        opener = partial(open_engine, folder, manifest, providers=providers, threads=threads,
+                         text_weights=TextWeights(text_weights))
         if runtime is not Runtime.AUTO:
-            engine = open_engine(folder, manifest, runtime, providers, threads)
+            engine = opener(runtime)
             log.info("runtime %s (asked for)", runtime.value)
         else:
-            engine = cls._auto_engine(folder, manifest, arrays, providers, threads)
+            engine = cls._auto_engine(folder, manifest, arrays, providers, threads, opener)
         model = cls(folder.name, str(folder), manifest, arrays, engine)
         model._warm_up()
         return model
 
     @classmethod
     def _auto_engine(cls, folder: Path, manifest: Manifest, arrays: Mapping[str, np.ndarray],
-                     providers: Sequence[str] | None, threads: int | None) -> Engine:
+                     providers: Sequence[str] | None, threads: int | None, opener: Callable[..., Engine]) -> Engine:
         """``--runtime auto``: the one runtime that can serve the bundle here, or each graph on the runtime
         that ran it faster here, measured at the first start and cached (``choice``)."""
         kinds, why = choice.candidates(manifest, providers)
         if len(kinds) == 1:
             log.info("runtime %s (%s)", kinds[0].value, why)
-            return open_engine(folder, manifest, kinds[0], providers, threads)
+            return opener(kinds[0])
         key = choice.cache_key(manifest, threads)
         known = choice.cached(key)
         if known is not None:
-            engines = {r: open_engine(folder, manifest, r, providers, threads,  # each only the graphs it runs
-                                      [name for name in manifest.graphs if known.graphs[name] is r])
-                       for r in set(known.graphs.values())}
+            engines = {r: opener(r, names=[name for name in manifest.graphs if known.graphs[name] is r])
+                       for r in set(known.graphs.values())}  # each runtime only the graphs it runs
             log.info("runtimes per graph, as measured on this CPU before (%s): %s", choice.cache_path(), known.why)
             return Engine.combine(engines, known)
         log.info("timing each graph on %s (once for this CPU and bundle)", " and ".join(k.value for k in kinds))
-        engines = {r: open_engine(folder, manifest, r, providers, threads) for r in kinds}
+        engines = {r: opener(r) for r in kinds}
         feeds: dict[str, dict[str, np.ndarray]] = {}
         probe = cls(folder.name, str(folder), manifest, arrays, replace(engines[kinds[0]], graphs={
             name: _Recording(graph, name, feeds) for name, graph in engines[kinds[0]].graphs.items()}))

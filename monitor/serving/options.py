@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crashwatch.monitor.engines.local import LOCAL_RUNTIMES, Runtime
+from crashwatch.monitor.engines.local import LOCAL_RUNTIMES, Runtime, TextWeights
 from crashwatch.monitor.pipeline.options import boolean, choice, folder, number, setting, settings_of
 from crashwatch.monitor.transports.metrics import parse_address
 from crashwatch.monitor.transports.mqtt import default_outbox
@@ -88,6 +88,11 @@ class ServeOptions:
         "RUNTIME", choice(*RUNTIMES), Runtime.AUTO.value)
     threads: int | None = setting(
         "--threads", "threads", "Inference threads per graph (default: all cores).", "N", whole(1, 256))
+    text_weights: str = setting(
+        "--text-weights", "text_weights", "A streaming bundle's text weights, which its block and readout graphs "
+        "share, on onnxruntime. once: held once, mapped from the bundle (the 500M: 300 MB less resident); "
+        "prepacked: each graph its own prepacked copy, text passes some 20 % faster.", "HOW",
+        choice(*(w.value for w in TextWeights)), TextWeights.ONCE.value)
     metrics: str | None = setting(
         "--metrics", "metrics", "Serve Prometheus metrics at http://HOST:PORT/metrics: per camera capture, strides, "
         "lag, latency and model-time histograms, alerts, recording, MQTT outbox; the process's memory and batches "

@@ -315,6 +315,8 @@ def test_the_text_weights_are_held_once_and_both_graphs_are_served_from_them(str
         served = RiskModel.open(folder, runtime="onnxruntime").engine.graphs["block"](feed)
         alone = ort.InferenceSession(str(folder / "block.onnx"), providers=["CPUExecutionProvider"]).run(None, feed)[0]
         np.testing.assert_array_equal(served, alone)
+        prepacked = RiskModel.open(folder, runtime="onnxruntime", text_weights="prepacked")  # --text-weights prepacked
+        np.testing.assert_allclose(prepacked.engine.graphs["block"](feed), served, rtol=1e-5, atol=1e-5)
 
     raw = json.loads((streaming_bundles["int8"] / "manifest.json").read_text())
     raw["shared_weights"]["tensors"][0]["offset"] = raw["files"]["text.onnx.data"]["bytes"]

@@ -99,6 +99,7 @@ def test_a_cameras_file_sets_every_process_setting_at_its_top(tmp_path):
     (tmp_path / "pw").write_text("x")
     (tmp_path / "cab.sign").write_text("x")
     top = {"bundle": str(tmp_path / "b"), "pub": "tcp://127.0.0.1:5601", "runtime": "openvino", "threads": 2,
+           "text_weights": "prepacked",
            "metrics": "127.0.0.1:9108", "sign_key": str(tmp_path / "cab.sign"),
            "mqtt.url": "mqtt://broker", "mqtt.ca": str(tmp_path / "ca.pem"), "mqtt.password_file": str(tmp_path / "pw"),
            "mqtt.prefix": "fleet", "mqtt.risk": True, "mqtt.outbox_dir": str(tmp_path / "ob"),
