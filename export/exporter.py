@@ -139,8 +139,9 @@ def _write_prompt(run: Checkpoint, folder: Path) -> None:
 def _calibration_frames(run: Checkpoint, clip: Path) -> Calibration:
     """``CALIBRATION_FRAMES`` frames spread over the parity clip, none of those the parity check scores, for
     the OpenVINO int8 vision graph's activation ranges."""
-    scored = set(parity_frames(clip, run.config.window))
-    others = [i for i in range(probe_clip(clip).num_frames) if i not in scored]
+    info = probe_clip(clip)
+    scored = set(parity_frames(info, run.config.window))
+    others = [i for i in range(info.num_frames) if i not in scored]
     indices = sorted({others[round(k)] for k in np.linspace(0, len(others) - 1, min(CALIBRATION_FRAMES, len(others)))})
     return Calibration(clip.name, indices, preprocess_frames(read_frames(clip, indices), run.config.pixels))
 

@@ -13,7 +13,7 @@ import torch
 
 from crashwatch.contract.preprocess import preprocess_frames
 from crashwatch.contract.risk import sigmoid
-from crashwatch.contract.video import probe_clip, read_frames
+from crashwatch.contract.video import ClipInfo, probe_clip, read_frames
 from crashwatch.contract.window import WindowSpec, pick_frames
 from crashwatch.export.errors import ExportError
 from crashwatch.monitor.engines.local import Runtime
@@ -61,9 +61,9 @@ def reference_logit(run: Checkpoint, pixels: np.ndarray) -> tuple[np.ndarray, fl
     return embeds.numpy(), float(logit[0])
 
 
-def parity_frames(video: Path, window: WindowSpec) -> list[int]:
-    """The frames of ``video`` the check scores: its last window."""
-    timestamps = probe_clip(video).timestamps()
+def parity_frames(clip: ClipInfo, window: WindowSpec) -> list[int]:
+    """The frames of ``clip`` the check scores: its last window."""
+    timestamps = clip.timestamps()
     return pick_frames(timestamps, timestamps[-1], window)
 
 
@@ -71,7 +71,7 @@ def check_parity(run: Checkpoint, folder: Path, video: Path, precision: str,
                  openvino: bool = False) -> dict[Runtime, dict[str, Any]]:
     """Score the last window of ``video`` with PyTorch fp32 and with the staged bundle, through the monitor's
     own loader, on onnxruntime (and OpenVINO with ``openvino``); fail when a difference passes its tolerance."""
-    indices = parity_frames(video, run.config.window)
+    indices = parity_frames(probe_clip(video), run.config.window)
     pixels = preprocess_frames(read_frames(video, indices), run.config.pixels)
     torch_embeds, torch_logit = reference_logit(run, pixels)
     checks = [(Runtime.ONNXRUNTIME, precision, TOLERANCES[precision])]
